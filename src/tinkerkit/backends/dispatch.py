@@ -1,0 +1,100 @@
+"""Ordered execution with simulated network latency.
+
+Each training client owns one ``Dispatcher``: requests run one at a time in
+submission order on its worker thread (the service's per-client ordering), so a
+``forward_backward`` and an ``optim_step`` submitted back to back apply in order
+without the caller waiting. With ``latency=L`` a result is delivered no sooner than
+``L`` seconds after its submission, as if it had crossed a network — while the
+engine already works on the next request, which is what makes pipelining pay.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from tinker.lib.public_interfaces.api_future import AwaitableConcurrentFuture
+
+from tinkerkit.backends.faults import FaultInjector
+
+T = TypeVar("T")
+
+
+class _Delivery:
+    """One daemon thread that completes futures at their due time."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Future[Any], bool, Any]] = []
+        self._counter = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def deliver(self, due: float, future: Future[Any], ok: bool, value: Any) -> None:
+        if time.monotonic() >= due:
+            _complete(future, ok, value)
+            return
+        with self._cond:
+            heapq.heappush(self._heap, (due, next(self._counter), future, ok, value))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="tinkerkit-delivery", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout)
+                _, _, future, ok, value = heapq.heappop(self._heap)
+            _complete(future, ok, value)
+
+
+def _complete(future: Future[Any], ok: bool, value: Any) -> None:
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+_delivery = _Delivery()
+
+
+class Dispatcher:
+    """Runs submitted functions in order on one thread; delivers results after ``latency``."""
+
+    def __init__(self, name: str, latency: float = 0.0, faults: FaultInjector | None = None):
+        if latency < 0:
+            raise ValueError(f"latency must be >= 0 seconds, got {latency}")
+        self.latency = latency
+        self._faults = faults or FaultInjector()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def submit(self, kind: str, fn: Callable[[], T]) -> AwaitableConcurrentFuture[T]:
+        """Queue ``fn``; the returned future is awaitable and has ``.result()``."""
+        future: Future[T] = Future()
+        due = time.monotonic() + self.latency
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                self._faults.check(kind)
+                value: Any = fn()
+                ok = True
+            except BaseException as exc:
+                value, ok = exc, False
+            _delivery.deliver(due, future, ok, value)
+
+        self._executor.submit(run)
+        return AwaitableConcurrentFuture(future)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)

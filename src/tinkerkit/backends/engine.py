@@ -1,0 +1,120 @@
+"""The Engine protocol: the one narrow interface an offline backend implements.
+
+Every built-in loss of the service is a function of the per-token logprobs of the
+target tokens. So an engine only has to (1) compute those logprobs, (2) push a
+gradient with respect to them back into its LoRA weights, (3) take an Adam step,
+(4) decode tokens, and (5) hand its trainable state out and back in. Losses,
+validation, ordering, futures, latency and checkpoints are written once, above it,
+in ``tinkerkit.backends`` — so ``mock`` and ``local`` cannot drift apart on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from tinker import types
+
+from tinkerkit.models.registry import ModelSpec
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """The LoRA options ``create_lora_training_client`` takes."""
+
+    rank: int = 32
+    seed: int | None = None
+    train_mlp: bool = True
+    train_attn: bool = True
+    train_unembed: bool = True
+    alpha: float | None = None
+    """LoRA alpha; ``None`` means alpha = rank (scaling 1)."""
+
+    @property
+    def scaling(self) -> float:
+        return (self.alpha if self.alpha is not None else self.rank) / self.rank
+
+
+@dataclass(frozen=True)
+class EngineInput:
+    """One datum as an engine sees it: input tokens and the targets they predict."""
+
+    tokens: np.ndarray  # int64 (T,)
+    targets: np.ndarray  # int64 (T,)
+
+
+class ForwardPass(Protocol):
+    """The result of ``Engine.forward``: logprobs now, a backward pass on request."""
+
+    logprobs: list[np.ndarray]
+    """Per datum, float32 (T,): log p(target_t | tokens_<=t)."""
+
+    def backward(self, dlogprobs: Sequence[np.ndarray]) -> None:
+        """Add d(loss)/d(LoRA weights) to the gradient buffers, given d(loss)/d(logprobs)."""
+        ...
+
+
+class Decoder(Protocol):
+    """Incremental decoding of ``n`` parallel continuations of one prompt."""
+
+    logits: np.ndarray
+    """float (n, vocab): next-token logits after everything fed so far."""
+
+    def step(self, tokens: np.ndarray) -> None:
+        """Feed one token per continuation (int (n,)) and update ``logits``."""
+        ...
+
+
+class Engine(Protocol):
+    """One model with (optional) LoRA weights, gradient buffers and an optimizer."""
+
+    spec: ModelSpec
+    lora: LoraConfig | None
+
+    def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> ForwardPass: ...
+
+    def optim_step(self, params: types.AdamParams) -> dict[str, float]:
+        """Apply one AdamW step (torch.optim.AdamW semantics) and zero the gradients."""
+        ...
+
+    def decoder(self, prompt: Sequence[int], n: int) -> Decoder: ...
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """The trainable (LoRA) tensors by PEFT-style name, as float32 numpy copies."""
+        ...
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None: ...
+
+    def get_optimizer_state(self) -> dict[str, np.ndarray]: ...
+
+    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None: ...
+
+    def adapter_config(self) -> dict[str, object]:
+        """A PEFT ``adapter_config.json`` describing ``get_weights()``."""
+        ...
+
+    def snapshot(self) -> Engine:
+        """A frozen copy of the current weights, for a sampling client."""
+        ...
+
+
+class EngineFactory(Protocol):
+    """What a backend provides: model names, tokenizers and engines."""
+
+    name: str
+
+    def resolve(self, model: str) -> ModelSpec:
+        """The spec for ``model``; ``UnknownModelError`` listing known names otherwise."""
+        ...
+
+    def known_models(self) -> list[str]: ...
+
+    def tokenizer(self, spec: ModelSpec) -> object: ...
+
+    def stop_tokens(self, spec: ModelSpec) -> list[int]:
+        """Token ids that end a generation when ``SamplingParams.stop`` is None."""
+        ...
+
+    def create(self, spec: ModelSpec, lora: LoraConfig | None) -> Engine: ...

@@ -1,0 +1,191 @@
+"""The ``mock`` engine: the numpy model of ``model.py`` behind the Engine protocol."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from tinker import types
+
+from tinkerkit.backends.engine import EngineInput, LoraConfig
+from tinkerkit.backends.mock import model
+from tinkerkit.backends.mock.adam import Adam
+from tinkerkit.models import tokenizer as byte_tok
+from tinkerkit.models.registry import (
+    SERVICE_MODELS,
+    TINY,
+    ModelSpec,
+    announce_stand_in,
+    check_model_name,
+)
+
+MAX_CONTEXT = 2048
+# Learning rates that work for LoRA on real models (1e-4 .. 1e-3) should visibly
+# train the mock too; a larger alpha than rank gives its tiny matrices that reach.
+MOCK_ALPHA = 32.0
+
+
+def _key(target: str, which: str) -> str:
+    return f"base_model.model.{target}.lora_{which}.weight"
+
+
+def _pad(batch: Sequence[EngineInput]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    lengths = [len(item.tokens) for item in batch]
+    width = max(lengths)
+    tokens = np.zeros((len(batch), width), dtype=np.int64)
+    targets = np.zeros((len(batch), width), dtype=np.int64)
+    for row, item in enumerate(batch):
+        tokens[row, : lengths[row]] = item.tokens
+        targets[row, : lengths[row]] = item.targets
+    return tokens, targets, lengths
+
+
+class _MockForward:
+    def __init__(
+        self, engine: MockEngine, weights: dict[str, np.ndarray], batch: Sequence[EngineInput]
+    ) -> None:
+        self._engine = engine
+        self._weights = weights
+        tokens, targets, self._lengths = _pad(batch)
+        logprobs, self._acts = model.forward(weights, tokens, targets)
+        self.logprobs = [logprobs[row, :n].copy() for row, n in enumerate(self._lengths)]
+
+    def backward(self, dlogprobs: Sequence[np.ndarray]) -> None:
+        engine = self._engine
+        if engine.lora is None:
+            raise RuntimeError("this engine has no LoRA weights to train")
+        g = np.zeros(self._acts.tokens.shape, dtype=model.DTYPE)
+        for row, (n, d) in enumerate(zip(self._lengths, dlogprobs, strict=True)):
+            g[row, :n] = d
+        grads = model.backward(self._weights, self._acts, g, set(engine.targets))
+        s = engine.lora.scaling
+        for target, dw in grads.items():
+            a_key, b_key = _key(target, "A"), _key(target, "B")
+            a, b = engine.params[a_key], engine.params[b_key]
+            engine.grads[a_key] += s * (dw @ b).T
+            engine.grads[b_key] += s * (a @ dw).T
+
+
+class MockEngine:
+    """Frozen random base + trainable LoRA tensors + AdamW, all numpy."""
+
+    def __init__(self, spec: ModelSpec, lora: LoraConfig | None) -> None:
+        self.spec = spec
+        self.lora = lora
+        self.base = model.base_weights(TINY, spec.vocab_size)
+        self.params: dict[str, np.ndarray] = {}
+        self.targets: list[str] = []
+        if lora is not None:
+            rng = np.random.default_rng(lora.seed)
+            for target, (base_key, option) in model.TARGETS.items():
+                if not getattr(lora, option):
+                    continue
+                self.targets.append(target)
+                n_in, n_out = self.base[base_key].shape
+                bound = 1.0 / np.sqrt(n_in)
+                a = rng.uniform(-bound, bound, size=(lora.rank, n_in))
+                self.params[_key(target, "A")] = a.astype(model.DTYPE)
+                self.params[_key(target, "B")] = np.zeros((n_out, lora.rank), model.DTYPE)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.adam = Adam()
+
+    def _lora(self) -> model.Lora | None:
+        if self.lora is None:
+            return None
+        tensors = {t: (self.params[_key(t, "A")], self.params[_key(t, "B")]) for t in self.targets}
+        return model.Lora(self.lora.scaling, tensors)
+
+    def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> _MockForward:
+        return _MockForward(self, model.effective(self.base, self._lora()), batch)
+
+    def optim_step(self, params: types.AdamParams) -> dict[str, float]:
+        metrics = self.adam.step(self.params, self.grads, params)
+        for g in self.grads.values():
+            g.fill(0.0)
+        return metrics
+
+    def decoder(self, prompt: Sequence[int], n: int) -> model.MockDecoder:
+        weights = model.effective(self.base, self._lora())
+        return model.MockDecoder(weights, np.asarray(prompt, dtype=np.int64), n)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        missing = set(self.params) ^ set(weights)
+        if missing:
+            raise ValueError(f"weights do not match this model's LoRA tensors: {sorted(missing)}")
+        for key, value in weights.items():
+            if value.shape != self.params[key].shape:
+                raise ValueError(
+                    f"{key}: shape {value.shape} does not match {self.params[key].shape}"
+                )
+            self.params[key] = value.astype(model.DTYPE, copy=True)
+
+    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+        return self.adam.state()
+
+    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        self.adam.load(state)
+
+    def adapter_config(self) -> dict[str, Any]:
+        lora = self.lora or LoraConfig()
+        return {
+            "peft_type": "LORA",
+            "base_model_name_or_path": self.spec.name,
+            "r": lora.rank,
+            "lora_alpha": lora.alpha if lora.alpha is not None else lora.rank,
+            "lora_dropout": 0.0,
+            "bias": "none",
+            "target_modules": list(self.targets),
+            "task_type": "CAUSAL_LM",
+        }
+
+    def snapshot(self) -> MockEngine:
+        clone = copy.copy(self)
+        clone.params = self.get_weights()
+        clone.grads = {}
+        clone.adam = Adam()
+        return clone
+
+
+class MockFactory:
+    """Models of the ``mock`` backend: ``tinkerkit/tiny`` and stand-ins for service models."""
+
+    name = "mock"
+
+    def known_models(self) -> list[str]:
+        return [TINY, *SERVICE_MODELS]
+
+    def resolve(self, model_name: str) -> ModelSpec:
+        check_model_name(model_name, (TINY, *SERVICE_MODELS))
+        stands_in = None if model_name == TINY else model_name
+        return ModelSpec(
+            name=model_name,
+            arch="tinkerkit-mock",
+            vocab_size=byte_tok.VOCAB_SIZE,
+            max_context_length=MAX_CONTEXT,
+            stands_in_for=stands_in,
+        )
+
+    def tokenizer(self, spec: ModelSpec) -> Any:
+        return byte_tok.byte_tokenizer()
+
+    def stop_tokens(self, spec: ModelSpec) -> list[int]:
+        return byte_tok.stop_token_ids()
+
+    def create(self, spec: ModelSpec, lora: LoraConfig | None) -> MockEngine:
+        if spec.stands_in_for:
+            announce_stand_in(self.name, spec.stands_in_for)
+        if lora is not None and lora.alpha is None:
+            lora = LoraConfig(
+                rank=lora.rank,
+                seed=lora.seed,
+                train_mlp=lora.train_mlp,
+                train_attn=lora.train_attn,
+                train_unembed=lora.train_unembed,
+                alpha=MOCK_ALPHA,
+            )
+        return MockEngine(spec, lora)

@@ -1,0 +1,114 @@
+"""Token sampling over an engine's ``Decoder``, shared by every offline backend.
+
+Semantics (as the service's ``SamplingParams``):
+- ``temperature`` 0 is greedy; ``top_k`` (-1: off) and ``top_p`` filter before drawing;
+- ``stop=None`` stops at the model's end-of-turn tokens, ``[]`` never stops early,
+  a list of ints stops at those token ids, strings stop once the decoded text ends
+  with one; the token that completes the stop is kept in ``tokens``;
+- ``max_tokens`` (None: until stop or the context is full) ends with reason ``length``;
+- ``seed`` makes the draw reproducible; without it every call differs;
+- ``logprobs`` are the model's own (temperature 1, unfiltered) logprobs of each sampled
+  token, i.e. the same numbers ``compute_logprobs`` and training report.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from tinker import types
+
+from tinkerkit.backends.engine import Decoder
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _draw(
+    logprobs: np.ndarray, params: types.SamplingParams, rng: np.random.Generator
+) -> np.ndarray:
+    if params.temperature <= 0:
+        return logprobs.argmax(axis=-1)
+    scaled = _log_softmax(logprobs / params.temperature)
+    probs = np.exp(scaled)
+    n, vocab = probs.shape
+    if 0 < params.top_k < vocab:
+        kth = np.partition(probs, vocab - params.top_k, axis=-1)[:, vocab - params.top_k]
+        probs = np.where(probs >= kth[:, None], probs, 0.0)
+    if params.top_p < 1.0:
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        sorted_probs = np.take_along_axis(probs, order, axis=-1)
+        total = sorted_probs.sum(axis=-1, keepdims=True)
+        before = np.cumsum(sorted_probs, axis=-1) - sorted_probs
+        keep_sorted = before < params.top_p * total
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)
+        probs = np.where(keep, probs, 0.0)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    cumulative = np.cumsum(probs, axis=-1)
+    u = rng.random((n, 1))
+    return np.minimum((cumulative < u).sum(axis=-1), vocab - 1)
+
+
+def _stops(
+    params: types.SamplingParams, default_stop_tokens: Sequence[int]
+) -> tuple[set[int], list[str]]:
+    stop = params.stop
+    if stop is None:
+        return set(default_stop_tokens), []
+    if isinstance(stop, str):
+        return set(), [stop]
+    items = list(stop)
+    tokens = {int(s) for s in items if isinstance(s, int)}
+    strings = [s for s in items if isinstance(s, str)]
+    return tokens, strings
+
+
+def sample(
+    decoder_factory: Callable[[Sequence[int], int], Decoder],
+    prompt: Sequence[int],
+    num_samples: int,
+    params: types.SamplingParams,
+    *,
+    max_context: int,
+    default_stop_tokens: Sequence[int],
+    decode: Callable[[list[int]], str],
+) -> list[types.SampledSequence]:
+    """Draw ``num_samples`` continuations of ``prompt`` in parallel."""
+    rng = np.random.default_rng(params.seed)
+    stop_tokens, stop_strings = _stops(params, default_stop_tokens)
+    budget = max_context - len(prompt)
+    if params.max_tokens is not None:
+        budget = min(budget, params.max_tokens)
+    decoder = decoder_factory(prompt, num_samples)
+    tokens: list[list[int]] = [[] for _ in range(num_samples)]
+    logprobs: list[list[float]] = [[] for _ in range(num_samples)]
+    reasons: list[types.StopReason | None] = [None] * num_samples
+    for step in range(budget):
+        lp = _log_softmax(decoder.logits)
+        drawn = _draw(lp, params, rng)
+        for i in range(num_samples):
+            if reasons[i] is not None:
+                continue
+            token = int(drawn[i])
+            tokens[i].append(token)
+            logprobs[i].append(float(lp[i, token]))
+            if token in stop_tokens or (
+                stop_strings and any(decode(tokens[i]).endswith(s) for s in stop_strings)
+            ):
+                reasons[i] = "stop"
+        if all(r is not None for r in reasons) or step == budget - 1:
+            break
+        decoder.step(drawn)
+    return [
+        types.SampledSequence(
+            stop_reason=reasons[i] or "length",
+            sequence_id=uuid.uuid4().hex,
+            tokens_np=np.asarray(tokens[i], dtype=np.int32),
+            logprobs_np=np.asarray(logprobs[i], dtype=np.float32),
+        )
+        for i in range(num_samples)
+    ]

@@ -1,0 +1,325 @@
+"""The offline checkpoint store: ``tinker://`` paths on disk under ``TINKERKIT_HOME``.
+
+    $TINKERKIT_HOME/runs/<run_id>/run.json
+    $TINKERKIT_HOME/runs/<run_id>/weights/<name>/          adapter + optimizer (safetensors)
+    $TINKERKIT_HOME/runs/<run_id>/sampler_weights/<name>/  archive.tar (Tinker archive layout)
+    $TINKERKIT_HOME/runs/<run_id>/external_weights/<name>/ adapter_model.safetensors + config
+
+Only safetensors and JSON are written or read (nothing is unpickled). A checkpoint is
+assembled in a temporary folder and renamed into place, so a crash never leaves half
+of one, and the rename is also what refuses a second checkpoint with the same name
+(even from another process).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tarfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+from tinker import types
+
+from tinkerkit.backends.engine import LoraConfig
+from tinkerkit.errors import (
+    CheckpointExistsError,
+    CheckpointExpiredError,
+    CheckpointNotFoundError,
+    InvalidTinkerPathError,
+)
+from tinkerkit.paths import tinkerkit_home
+
+Kind = Literal["weights", "sampler_weights", "external_weights"]
+KIND_TO_TYPE: dict[str, types.CheckpointType] = {
+    "weights": "training",
+    "sampler_weights": "sampler",
+    "external_weights": "external",
+}
+ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+ARCHIVE_FILE = "archive.tar"
+META_FILE = "checkpoint.json"
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    backend: str
+    base_model: str
+    lora: dict[str, Any]
+    created: str
+    user_metadata: dict[str, str] | None = None
+
+    def lora_config(self) -> LoraConfig:
+        return LoraConfig(**self.lora)
+
+
+@dataclass
+class CheckpointRecord:
+    path: str
+    run_id: str
+    kind: str
+    name: str
+    created: str
+    base_model: str
+    lora: dict[str, Any]
+    backend: str
+    expires_at: str | None = None
+    user_metadata: dict[str, str] | None = None
+    size_bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedCheckpoint:
+    record: CheckpointRecord
+    weights: dict[str, np.ndarray]
+    optimizer: dict[str, np.ndarray] | None
+
+
+def parse_tinker_path(
+    path: str, kinds: tuple[str, ...] = tuple(KIND_TO_TYPE)
+) -> tuple[str, str, str]:
+    """``tinker://run/kind/name`` → (run, kind, name); a clear error for anything else."""
+    if not isinstance(path, str) or not path.startswith("tinker://"):
+        raise InvalidTinkerPathError(str(path), " or ".join(kinds))
+    parts = path[len("tinker://") :].split("/")
+    if len(parts) != 3 or parts[1] not in kinds or not parts[0] or not parts[2]:
+        raise InvalidTinkerPathError(path, " or ".join(kinds))
+    run, kind, name = parts
+    for part in (run, name):
+        if part in (".", "..") or "\\" in part or part.startswith("."):
+            raise InvalidTinkerPathError(path, " or ".join(kinds))
+    return run, kind, name
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def adapter_archive(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes:
+    """A tar holding ``adapter_model.safetensors`` + ``adapter_config.json`` (Tinker's layout)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in (
+            (ADAPTER_FILE, st_save(weights)),
+            (ADAPTER_CONFIG, json.dumps(config, indent=2).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _read_archive_weights(archive: Path) -> dict[str, np.ndarray]:
+    with tarfile.open(archive, mode="r") as tar:
+        member = tar.getmember(ADAPTER_FILE)
+        if not member.isfile():
+            raise CheckpointNotFoundError(str(archive))
+        handle = tar.extractfile(member)
+        assert handle is not None
+        return dict(st_load(handle.read()))
+
+
+class CheckpointStore:
+    """Runs and checkpoints on disk. Safe to use from several processes at once."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self._root = root
+
+    @property
+    def root(self) -> Path:
+        # Resolved on use, so TINKERKIT_HOME set after import (e.g. by tests) counts.
+        return self._root or tinkerkit_home() / "runs"
+
+    def _run_dir(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def create_run(
+        self, backend: str, base_model: str, lora: LoraConfig, user_metadata: dict[str, str] | None
+    ) -> RunRecord:
+        record = RunRecord(
+            run_id=f"{backend}-{uuid.uuid4().hex[:16]}",
+            backend=backend,
+            base_model=base_model,
+            lora=asdict(lora),
+            created=_now().isoformat(),
+            user_metadata=user_metadata,
+        )
+        run_dir = self._run_dir(record.run_id)
+        run_dir.mkdir(parents=True, exist_ok=False)
+        tmp = run_dir / f".run.json.{uuid.uuid4().hex}"
+        _write_json(tmp, asdict(record))
+        os.replace(tmp, run_dir / "run.json")
+        return record
+
+    def get_run(self, run_id: str) -> RunRecord:
+        path = self._run_dir(run_id) / "run.json"
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"tinker://{run_id}", str(self.root))
+        return RunRecord(**json.loads(path.read_text()))
+
+    def list_runs(self) -> list[RunRecord]:
+        if not self.root.is_dir():
+            return []
+        runs = []
+        for child in sorted(self.root.iterdir()):
+            if (child / "run.json").is_file():
+                runs.append(RunRecord(**json.loads((child / "run.json").read_text())))
+        runs.sort(key=lambda r: r.created, reverse=True)
+        return runs
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    def save(
+        self,
+        run: RunRecord,
+        kind: Kind,
+        name: str,
+        weights: dict[str, np.ndarray],
+        adapter_config: dict[str, Any],
+        *,
+        optimizer: dict[str, np.ndarray] | None = None,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
+    ) -> CheckpointRecord:
+        """Write one checkpoint atomically; ``CheckpointExistsError`` if the name is taken."""
+        path = f"tinker://{run.run_id}/{kind}/{name}"
+        parse_tinker_path(path)
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive or None, got {ttl_seconds}")
+        final = self._run_dir(run.run_id) / kind / name
+        if final.exists() and not overwrite:
+            raise CheckpointExistsError(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{name}-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            if kind == "sampler_weights":
+                (tmp / ARCHIVE_FILE).write_bytes(adapter_archive(weights, adapter_config))
+            else:
+                (tmp / ADAPTER_FILE).write_bytes(st_save(weights))
+                _write_json(tmp / ADAPTER_CONFIG, adapter_config)
+            if optimizer is not None:
+                (tmp / OPTIMIZER_FILE).write_bytes(st_save(optimizer))
+            created = _now()
+            record = CheckpointRecord(
+                path=path,
+                run_id=run.run_id,
+                kind=kind,
+                name=name,
+                created=created.isoformat(),
+                base_model=run.base_model,
+                lora=run.lora,
+                backend=run.backend,
+                expires_at=(created + timedelta(seconds=ttl_seconds)).isoformat()
+                if ttl_seconds
+                else None,
+                user_metadata=user_metadata,
+                size_bytes=sum(f.stat().st_size for f in tmp.iterdir()),
+                extra={"has_optimizer": optimizer is not None},
+            )
+            _write_json(tmp / META_FILE, asdict(record))
+            self._publish(tmp, final, path, overwrite)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return record
+
+    @staticmethod
+    def _publish(tmp: Path, final: Path, path: str, overwrite: bool) -> None:
+        if overwrite and final.exists():
+            trash = final.parent / f".trash-{final.name}-{uuid.uuid4().hex}"
+            os.rename(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.rename(tmp, final)  # fails if another writer got there first
+        except OSError:
+            raise CheckpointExistsError(path) from None
+
+    def record(self, path: str) -> CheckpointRecord:
+        run, kind, name = parse_tinker_path(path)
+        meta = self._run_dir(run) / kind / name / META_FILE
+        if not meta.is_file():
+            raise CheckpointNotFoundError(path, str(self.root))
+        record = CheckpointRecord(**json.loads(meta.read_text()))
+        if record.expires_at and datetime.fromisoformat(record.expires_at) < _now():
+            raise CheckpointExpiredError(path, record.expires_at)
+        return record
+
+    def directory(self, path: str) -> Path:
+        run, kind, name = parse_tinker_path(path)
+        self.record(path)
+        return self._run_dir(run) / kind / name
+
+    def load(self, path: str, *, with_optimizer: bool = False) -> LoadedCheckpoint:
+        """Read a checkpoint's weights (and optimizer state, if asked and present)."""
+        record = self.record(path)
+        folder = self.directory(path)
+        if record.kind == "sampler_weights":
+            weights = _read_archive_weights(folder / ARCHIVE_FILE)
+        else:
+            weights = dict(st_load((folder / ADAPTER_FILE).read_bytes()))
+        optimizer = None
+        if with_optimizer:
+            opt_file = folder / OPTIMIZER_FILE
+            if not opt_file.is_file():
+                raise CheckpointNotFoundError(
+                    f"{path} (optimizer state; it was saved without one)", str(folder)
+                )
+            optimizer = dict(st_load(opt_file.read_bytes()))
+        return LoadedCheckpoint(record, weights, optimizer)
+
+    def list_checkpoints(self, run_id: str) -> list[CheckpointRecord]:
+        self.get_run(run_id)
+        records = []
+        for kind in KIND_TO_TYPE:
+            folder = self._run_dir(run_id) / kind
+            if not folder.is_dir():
+                continue
+            for child in sorted(folder.iterdir()):
+                if (child / META_FILE).is_file() and not child.name.startswith("."):
+                    records.append(CheckpointRecord(**json.loads((child / META_FILE).read_text())))
+        records.sort(key=lambda r: r.created)
+        return records
+
+    def delete(self, path: str) -> None:
+        folder = self.directory(path)
+        trash = folder.parent / f".trash-{folder.name}-{uuid.uuid4().hex}"
+        os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def files(self, path: str) -> dict[str, Path]:
+        """The files of a checkpoint, by name relative to its root (metadata excluded)."""
+        folder = self.directory(path)
+        return {f.name: f for f in sorted(folder.iterdir()) if f.is_file() and f.name != META_FILE}
+
+
+def to_checkpoint(record: CheckpointRecord) -> types.Checkpoint:
+    return types.Checkpoint(
+        checkpoint_id=f"{record.kind}/{record.name}",
+        checkpoint_type=KIND_TO_TYPE[record.kind],
+        time=datetime.fromisoformat(record.created),
+        tinker_path=record.path,
+        size_bytes=record.size_bytes,
+        user_metadata=record.user_metadata,
+        expires_at=datetime.fromisoformat(record.expires_at) if record.expires_at else None,
+    )

@@ -1,0 +1,241 @@
+"""Typed errors. Every message says what is wrong and what to do about it.
+
+Errors that stand for a failed *request* also subclass the official
+``tinker.RequestFailedError`` (category ``User``), so code that catches the
+service's exception catches ours on every backend::
+
+    try:
+        training.forward_backward(data, "cross_entropy").result()
+    except tinker.RequestFailedError as e:   # or tk.errors.InvalidDatumError
+        print(e)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tinker import RequestFailedError
+from tinker.types import RequestErrorCategory
+
+__all__ = [
+    "BackendNotConfiguredError",
+    "BatchTooLargeError",
+    "CheckpointError",
+    "CheckpointExistsError",
+    "CheckpointExpiredError",
+    "CheckpointNotFoundError",
+    "ConfigMismatchError",
+    "ContextLengthError",
+    "InjectedFaultError",
+    "InvalidDatumError",
+    "InvalidPromptError",
+    "InvalidTinkerPathError",
+    "MissingAPIKeyError",
+    "RequestError",
+    "TinkerkitError",
+    "TokenOutOfVocabularyError",
+    "UnknownBackendError",
+    "UnknownLossError",
+    "UnknownModelError",
+    "UnsupportedFeatureError",
+]
+
+
+class TinkerkitError(Exception):
+    """Base class of every tinkerkit error."""
+
+
+class RequestError(TinkerkitError, RequestFailedError):
+    """A request the (offline) service refused; its future fails, the client stays usable."""
+
+    def __init__(
+        self,
+        message: str,
+        request_id: str = "offline",
+        category: RequestErrorCategory = RequestErrorCategory.User,
+    ) -> None:
+        RequestFailedError.__init__(self, message, request_id, category)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- connecting -------------------------------------------------------------------------
+
+
+class BackendNotConfiguredError(TinkerkitError):
+    """``tk.connect()`` could not tell which backend to use."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No backend selected. Pass one to tk.connect(...), e.g. tk.connect('mock'), "
+            "or set TINKERKIT_BACKEND to one of 'tinker', 'mock', 'local', "
+            "or set TINKER_API_KEY to use the real Tinker service."
+        )
+
+
+class UnknownBackendError(TinkerkitError):
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name = name
+        super().__init__(f"Unknown backend {name!r}. Use one of: {', '.join(sorted(available))}.")
+
+
+class MissingAPIKeyError(TinkerkitError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The 'tinker' backend needs an API key: set TINKER_API_KEY (from the Tinker "
+            "console) or pass api_key=... to tk.connect('tinker', ...). To run offline "
+            "without a key, use tk.connect('mock') or tk.connect('local')."
+        )
+
+
+# --- models and requests --------------------------------------------------------------
+
+
+class UnknownModelError(RequestError):
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.model_name = name
+        self.available = sorted(available)
+        super().__init__(
+            f"Unknown base model {name!r}. Available models: {', '.join(self.available)}."
+        )
+
+
+class UnknownLossError(RequestError):
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.loss_name = name
+        super().__init__(
+            f"Unknown loss function {name!r}. Built-in losses: {', '.join(sorted(available))}. "
+            "For any other loss (DPO, Bradley-Terry, ...) use "
+            "training_client.forward_backward_custom(data, loss_fn) or tk.losses."
+        )
+
+
+class InvalidDatumError(RequestError):
+    """A datum is malformed: missing ``loss_fn_inputs`` key, wrong length, bad dtype."""
+
+    def __init__(self, index: int, problem: str, hint: str = "") -> None:
+        self.index = index
+        self.problem = problem
+        message = f"data[{index}]: {problem}"
+        if hint:
+            message += f" {hint}"
+        super().__init__(message)
+
+
+class TokenOutOfVocabularyError(InvalidDatumError):
+    def __init__(self, index: int, field: str, token: int, vocab_size: int) -> None:
+        self.token = token
+        self.vocab_size = vocab_size
+        super().__init__(
+            index,
+            f"{field} contains token id {token}, outside the vocabulary [0, {vocab_size}).",
+            "Tokenize with this model's tokenizer (training_client.get_tokenizer()).",
+        )
+
+
+class ContextLengthError(InvalidDatumError):
+    def __init__(self, index: int, length: int, max_length: int) -> None:
+        self.length = length
+        self.max_length = max_length
+        super().__init__(
+            index,
+            f"sequence of {length} tokens is longer than the model's context of "
+            f"{max_length} tokens.",
+            "Truncate it (e.g. tk.data.chat_datum(..., max_length=...)) or split it.",
+        )
+
+
+class BatchTooLargeError(RequestError):
+    def __init__(self, num_tokens: int, max_tokens: int) -> None:
+        self.num_tokens = num_tokens
+        self.max_tokens = max_tokens
+        super().__init__(
+            f"Batch of {num_tokens} tokens exceeds the limit of {max_tokens} tokens per "
+            "request. Split the data into smaller forward_backward calls (gradients "
+            "accumulate until optim_step)."
+        )
+
+
+class InvalidPromptError(RequestError):
+    """A sampling request that cannot run: wrong prompt type, empty prompt, bad option."""
+
+
+class UnsupportedFeatureError(RequestError):
+    def __init__(self, feature: str, backend: str) -> None:
+        self.feature = feature
+        super().__init__(
+            f"{feature} is not supported by the {backend!r} backend yet. Leave it out, or run "
+            "this part on the 'tinker' backend."
+        )
+
+
+class InjectedFaultError(RequestError):
+    """Raised by fault injection (``tinkerkit.testing``): a simulated server failure."""
+
+    def __init__(self, kind: str, index: int) -> None:
+        super().__init__(
+            f"Injected fault: request #{index} ({kind}) failed as a simulated server error; "
+            "it was not applied. Retry it.",
+            category=RequestErrorCategory.Server,
+        )
+
+
+# --- checkpoints ----------------------------------------------------------------------
+
+
+class CheckpointError(RequestError):
+    """Base class for checkpoint problems."""
+
+
+class InvalidTinkerPathError(CheckpointError):
+    def __init__(self, path: str, expected: str = "") -> None:
+        self.path = path
+        kinds = expected or "weights, sampler_weights or external_weights"
+        super().__init__(
+            f"Invalid tinker path {path!r}. Expected tinker://<run_id>/<kind>/<name> "
+            f"with kind {kinds}."
+        )
+
+
+class CheckpointNotFoundError(CheckpointError):
+    def __init__(self, path: str, where: str = "") -> None:
+        self.path = path
+        detail = f" (looked in {where})" if where else ""
+        super().__init__(
+            f"Checkpoint {path} does not exist{detail}. List what exists with "
+            "service.create_rest_client().list_checkpoints(run_id). Offline checkpoints live "
+            "under TINKERKIT_HOME: check it points at the same folder as the run that saved it."
+        )
+
+
+class CheckpointExistsError(CheckpointError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"Checkpoint {path} already exists; names must be unique within a run. Choose "
+            "another name, or pass overwrite=True to save_state."
+        )
+
+
+class CheckpointExpiredError(CheckpointError):
+    def __init__(self, path: str, expired_at: str) -> None:
+        self.path = path
+        super().__init__(
+            f"Checkpoint {path} expired at {expired_at} (its ttl_seconds ran out). Save a new "
+            "one; pass ttl_seconds=None to keep checkpoints indefinitely."
+        )
+
+
+class ConfigMismatchError(TinkerkitError):
+    """A resumed or loaded run would silently change its configuration."""
+
+    def __init__(self, field: str, saved: object, requested: object, where: str = "") -> None:
+        self.field = field
+        self.saved = saved
+        self.requested = requested
+        origin = f" in {where}" if where else ""
+        super().__init__(
+            f"{field} differs from the saved run{origin}: saved {saved!r}, requested "
+            f"{requested!r}. Use the saved value, or start a new run."
+        )

@@ -1,0 +1,6 @@
+"""Built-in models and the offline tokenizer."""
+
+from tinkerkit.models.registry import SERVICE_MODELS, TINY, ModelSpec
+from tinkerkit.models.tokenizer import byte_tokenizer
+
+__all__ = ["SERVICE_MODELS", "TINY", "ModelSpec", "byte_tokenizer"]

@@ -1,0 +1,98 @@
+"""The offline byte-level tokenizer, built in code: no files, no hub downloads.
+
+Every byte is one token (ids 0-255, in byte order), followed by a few special tokens.
+It is a real ``transformers`` fast tokenizer, so ``encode``/``decode``/``batch encode``
+and ``apply_chat_template`` (with ``{% generation %}`` markers, so
+``return_assistant_tokens_mask=True`` works) behave as they do for hub models::
+
+    tok = byte_tokenizer()
+    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}],
+                                  add_generation_prompt=True, tokenize=True)
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+BOS = "<|begin_of_text|>"
+EOS = "<|end_of_text|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+PAD = "<|pad|>"
+SPECIAL_TOKENS = (BOS, EOS, IM_START, IM_END, PAD)
+VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)
+
+# ChatML-style, the format of the Qwen family. `generation` marks what the assistant
+# wrote (content and end-of-turn token), which is what SFT trains on.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}"
+    "{{ '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """The byte → printable character map byte-level BPE tokenizers use (GPT-2's)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    mapping = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+@lru_cache(maxsize=1)
+def _build() -> PreTrainedTokenizerBase:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_chars = _byte_to_unicode()
+    vocab = {byte_chars[b]: b for b in range(256)}
+    for offset, token in enumerate(SPECIAL_TOKENS):
+        vocab[token] = 256 + offset
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=IM_END,
+        pad_token=PAD,
+        additional_special_tokens=[EOS, IM_START],
+        model_max_length=1 << 30,
+        clean_up_tokenization_spaces=False,
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    tok.name_or_path = "tinkerkit/byte-tokenizer"
+    return tok
+
+
+def byte_tokenizer() -> PreTrainedTokenizerBase:
+    """The offline tokenizer shared by the built-in models (a cached instance).
+
+    Example:
+        >>> tok = byte_tokenizer()
+        >>> tok.decode(tok.encode("héllo"))
+        'héllo'
+    """
+    return _build()
+
+
+def stop_token_ids() -> list[int]:
+    """Token ids that end a generation by default (end of turn, end of text)."""
+    return [256 + SPECIAL_TOKENS.index(IM_END), 256 + SPECIAL_TOKENS.index(EOS)]
