@@ -26,7 +26,9 @@ def weights(datum: types.Datum) -> np.ndarray:
 
 
 def ce_loss(datums, output) -> float:
-    return float(sum(-(weights(d) * lp).sum() for d, lp in zip(datums, logprobs(output))))
+    return float(
+        sum(-(weights(d) * lp).sum() for d, lp in zip(datums, logprobs(output), strict=False))
+    )
 
 
 def rl_datum(datum: types.Datum, sampling_logprobs, advantages) -> types.Datum:

@@ -72,8 +72,9 @@ def test_sampler_checkpoint_matches_training_logprobs(service, training, tokeniz
     assert "/sampler_weights/" in path
     sampler = service.create_sampling_client(model_path=path).result()
     datum = data[0]
-    tokens = datum.model_input.to_ints() + [
-        int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])
+    tokens = [
+        *datum.model_input.to_ints(),
+        int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1]),
     ]
     sampled = sampler.compute_logprobs(types.ModelInput.from_ints(tokens)).result()
     trained = logprobs(training.forward([datum], "cross_entropy").result())[0]

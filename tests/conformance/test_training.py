@@ -139,7 +139,8 @@ def test_custom_loss_matches_builtin_cross_entropy(make_client, tokenizer):
 
     def weighted_nll(batch, lps):
         loss = sum(
-            (-torch.tensor(weights(d), dtype=torch.float32) * lp).sum() for d, lp in zip(batch, lps)
+            (-torch.tensor(weights(d), dtype=torch.float32) * lp).sum()
+            for d, lp in zip(batch, lps, strict=False)
         )
         return loss, {"custom/nll:sum": loss.item()}
 

@@ -26,7 +26,7 @@ import numpy as np
 DTYPE = np.float32
 DIM = 64
 HIDDEN = 256
-DECAYS = {"fast": 0.5, "slow": 0.95}
+DECAYS = {"fast": 0.5, "slow": 0.99}
 
 # LoRA target name -> (base weight key, which LoRA option trains it)
 TARGETS: dict[str, tuple[str, str]] = {
