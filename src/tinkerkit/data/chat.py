@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from tinker import types
 
+from tinkerkit.data.datum import shifted_datum
 from tinkerkit.errors import TinkerkitError
 
 TrainOn = Literal["last", "all_assistant"]
@@ -74,12 +75,8 @@ def chat_datum(
             f"the conversation renders to {len(ids)} tokens, over max_length={max_length}; "
             "shorten it or raise max_length"
         )
-    weights = [0.0] * (len(ids) - 1)
+    token_weights = [0.0] * len(ids)
     for span in trained:
         for position in span:
-            if position > 0:
-                weights[position - 1] = 1.0
-    return types.Datum(
-        model_input=types.ModelInput.from_ints(ids[:-1]),
-        loss_fn_inputs={"target_tokens": ids[1:], "weights": weights},
-    )
+            token_weights[position] = 1.0
+    return shifted_datum(ids, token_weights)

@@ -6,6 +6,8 @@ from typing import Any
 
 from tinker import types
 
+from tinkerkit.data.datum import shifted_datum
+
 
 def prompt_completion_datum(tokenizer: Any, prompt: str, completion: str) -> types.Datum:
     """A cross-entropy datum that trains on ``completion`` given ``prompt``.
@@ -19,10 +21,5 @@ def prompt_completion_datum(tokenizer: Any, prompt: str, completion: str) -> typ
     completion_tokens = tokenizer.encode(completion, add_special_tokens=False)
     if not prompt_tokens or not completion_tokens:
         raise ValueError("prompt and completion must both be non-empty")
-    tokens = prompt_tokens + completion_tokens
-    # weights align with target_tokens = tokens[1:]: the first target is tokens[1].
-    weights = [0.0] * (len(prompt_tokens) - 1) + [1.0] * len(completion_tokens)
-    return types.Datum(
-        model_input=types.ModelInput.from_ints(tokens[:-1]),
-        loss_fn_inputs={"target_tokens": tokens[1:], "weights": weights},
-    )
+    weights = [0.0] * len(prompt_tokens) + [1.0] * len(completion_tokens)
+    return shifted_datum(prompt_tokens + completion_tokens, weights)
