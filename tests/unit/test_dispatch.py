@@ -74,10 +74,16 @@ def test_client_future_forwards_with_a_deprecation_warning():
     assert len(tokenizer) > 256
 
 
-def test_stand_in_model_is_announced_once(caplog):
+def test_stand_in_model_is_announced_once(caplog, monkeypatch):
+    from tinkerkit.models import registry
+
+    monkeypatch.setattr(registry, "_announced", set())
     service = tk.connect("mock")
     with caplog.at_level("INFO", logger="tinkerkit"):
         for _ in range(2):
-            service.create_lora_training_client(base_model="Qwen/Qwen3-8B", rank=4).result()
-    notes = [r for r in caplog.records if "stands in" in r.getMessage()]
-    assert len(notes) <= 1  # once per process (it may have been logged by an earlier test)
+            client = service.create_lora_training_client(
+                base_model="Qwen/Qwen3-8B", rank=4
+            ).result()
+    notes = [r.getMessage() for r in caplog.records if "stands in" in r.getMessage()]
+    assert len(notes) == 1 and "Qwen/Qwen3-8B" in notes[0]
+    assert client.get_info().model_name == "Qwen/Qwen3-8B"
