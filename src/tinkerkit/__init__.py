@@ -7,9 +7,9 @@ training = service.create_lora_training_client(base_model="tinkerkit/tiny").resu
 
 from tinker import types
 
-from tinkerkit import errors
+from tinkerkit import data, errors
 from tinkerkit.connect import connect
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "connect", "errors", "types"]
+__all__ = ["__version__", "connect", "data", "errors", "types"]

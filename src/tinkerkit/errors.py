@@ -26,6 +26,8 @@ __all__ = [
     "CheckpointNotFoundError",
     "ConfigMismatchError",
     "ContextLengthError",
+    "DataError",
+    "DatumCheckError",
     "InjectedFaultError",
     "InvalidDatumError",
     "InvalidPromptError",
@@ -87,6 +89,52 @@ class MissingAPIKeyError(TinkerkitError):
             "console) or pass api_key=... to tk.connect('tinker', ...). To run offline "
             "without a key, use tk.connect('mock') or tk.connect('local')."
         )
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+class DataError(TinkerkitError, ValueError):
+    """Bad training data: names the file, line and field, and says what is wrong.
+
+    With ``errors="collect"`` one ``DataError`` reports every bad line at once; each is
+    in ``problems`` as ``(line, field, message)``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        line: int | None,
+        field: str | None,
+        message: str,
+        problems: list[tuple[int | None, str | None, str]] | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.problems = problems or [(line, field, message)]
+        if problems and len(problems) > 1:
+            shown = "\n".join(f"  {_where(path, ln, fd)}: {msg}" for ln, fd, msg in problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            text = f"{len(problems)} bad records in {path}:\n{shown}{more}"
+        else:
+            text = f"{_where(path, line, field)}: {message}"
+        super().__init__(text)
+
+
+class DatumCheckError(TinkerkitError, ValueError):
+    """``check_datums`` found problems; ``problems`` lists ``(index, message)``."""
+
+    def __init__(self, problems: list[tuple[int, str]], total: int) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {message}" for _, message in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(f"{len(problems)} of {total} datums are invalid:\n{lines}{more}")
+
+
+def _where(path: str, line: int | None, field: str | None) -> str:
+    place = f"{path}:{line}" if line is not None else path
+    return f"{place}: field '{field}'" if field else place
 
 
 # --- models and requests --------------------------------------------------------------

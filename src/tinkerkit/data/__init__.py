@@ -1,6 +1,48 @@
-"""Turning conversations and documents into correct ``tinker.types.Datum`` lists."""
+"""Training data: load it, render chats, build datums, check and inspect them.
 
-from tinkerkit.data.chat import chat_datum
+import tinkerkit as tk
+chats = tk.data.load_chat_jsonl("chats.jsonl")            # DataError(path, line, field)
+datum = tk.data.chat_datum(chats[0], tok, train_on="last")
+tk.data.check_datums([datum], vocab_size=len(tok))
+print(tk.data.show_datum(datum, tok))
+"""
+
+from tinkerkit.data.builders import completion_datum, preference_datums, rl_datum
+from tinkerkit.data.chat import ChatFormatError, chat_datum, chat_prompt_tokens, render_chat
 from tinkerkit.data.datum import shifted_datum
+from tinkerkit.data.inspect import check_datums, show_datum
+from tinkerkit.data.loaders import (
+    iter_records,
+    load_chat_jsonl,
+    load_hf_dataset,
+    load_preference_pairs,
+    load_prompt_completions,
+    load_records,
+    load_rl_prompts,
+)
+from tinkerkit.data.schemas import Conversation, Message, PreferencePair, PromptCompletion, RLPrompt
 
-__all__ = ["chat_datum", "shifted_datum"]
+__all__ = [
+    "ChatFormatError",
+    "Conversation",
+    "Message",
+    "PreferencePair",
+    "PromptCompletion",
+    "RLPrompt",
+    "chat_datum",
+    "chat_prompt_tokens",
+    "check_datums",
+    "completion_datum",
+    "iter_records",
+    "load_chat_jsonl",
+    "load_hf_dataset",
+    "load_preference_pairs",
+    "load_prompt_completions",
+    "load_records",
+    "load_rl_prompts",
+    "preference_datums",
+    "render_chat",
+    "rl_datum",
+    "shifted_datum",
+    "show_datum",
+]

@@ -1,82 +1,195 @@
-"""Chat conversations → datums, rendered with the model's own chat template.
+"""Chat conversations → token ids with exact assistant spans → datums.
 
-The shift is handled once here: for rendered tokens ``S``, ``model_input = S[:-1]``,
-``target_tokens = S[1:]``, and ``weights[i]`` is 1 exactly where ``S[i + 1]`` was
-written by the assistant turn(s) being trained on (its content and end-of-turn token).
+The model should see the format it was trained on, so chats are rendered with the
+tokenizer's own chat template. Which tokens the assistant wrote is found exactly:
+
+1. templates with ``{% generation %}`` markers: the tokenizer's assistant mask;
+2. other templates (Llama-3, Qwen, ...): each assistant turn's span is the difference
+   between the conversation rendered up to that turn's header and up to its end,
+   checked token by token against the full rendering (no re-tokenisation drift), with
+   trailing whitespace after the end-of-turn token left out;
+3. tokenizers without a template (base models): a plain ``User: ...`` /
+   ``Assistant: ...`` format built segment by segment, ending each assistant turn with
+   the EOS token.
+
+The trained span of a turn is its content plus its end-of-turn token, nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from tinker import types
 
 from tinkerkit.data.datum import shifted_datum
+from tinkerkit.data.schemas import Conversation
 from tinkerkit.errors import TinkerkitError
 
 TrainOn = Literal["last", "all_assistant"]
+Messages = Sequence[Mapping[str, str]] | Conversation
 
 
 class ChatFormatError(TinkerkitError, ValueError):
     """A conversation that cannot become a training datum as asked."""
 
 
-def _assistant_spans(
-    tokenizer: Any, messages: Sequence[Mapping[str, str]]
-) -> tuple[list[int], list[list[int]]]:
-    """Rendered token ids, and for each assistant turn the positions it wrote."""
-    rendered = tokenizer.apply_chat_template(
-        list(messages), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+@dataclass(frozen=True)
+class RenderedChat:
+    tokens: list[int]
+    assistant_spans: list[tuple[int, int]]
+    """[start, end) token positions written by each assistant turn, in order."""
+
+
+def as_messages(messages: Messages) -> list[dict[str, str]]:
+    if isinstance(messages, Conversation):
+        return messages.as_dicts()
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _spans_from_mask(mask: Sequence[int]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    start = None
+    for position, flag in enumerate([*mask, 0]):
+        if flag and start is None:
+            start = position
+        elif not flag and start is not None:
+            spans.append((start, position))
+            start = None
+    return spans
+
+
+def _render_with_markers(tokenizer: Any, messages: list[dict[str, str]]) -> RenderedChat | None:
+    template = tokenizer.chat_template or ""
+    if "{% generation %}" not in template and "{%- generation %}" not in template:
+        return None
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
-    ids = list(rendered["input_ids"])
-    mask = list(rendered.get("assistant_masks") or [])
-    if not any(mask):
-        raise ChatFormatError(
-            "the tokenizer's chat template does not mark assistant turns ({% generation %}), "
-            "so the trained tokens cannot be located exactly. Use tinkerkit's built-in models "
-            "or a template with generation markers."
-        )
-    spans: list[list[int]] = []
-    previous = 0
-    for position, flag in enumerate(mask):
-        if flag and not previous:
-            spans.append([])
-        if flag:
-            spans[-1].append(position)
-        previous = flag
-    return ids, spans
+    spans = _spans_from_mask(out["assistant_masks"])
+    return RenderedChat(list(out["input_ids"]), spans) if spans else None
+
+
+def _trim_trailing_whitespace(tokenizer: Any, tokens: list[int], start: int, end: int) -> int:
+    while end > start and not tokenizer.decode(tokens[end - 1 : end]).strip():
+        end -= 1
+    return end
+
+
+def _render_by_prefixes(tokenizer: Any, messages: list[dict[str, str]]) -> RenderedChat:
+    render = tokenizer.apply_chat_template
+    full_text = render(messages, tokenize=False)
+    tokens = _encode(tokenizer, full_text)
+    spans = []
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        head_text = render(messages[:k], tokenize=False, add_generation_prompt=True)
+        turn_text = render(messages[: k + 1], tokenize=False)
+        if not (full_text.startswith(head_text) and full_text.startswith(turn_text)):
+            raise ChatFormatError(
+                f"the chat template renders message {k} differently once later turns follow "
+                "(it rewrites earlier turns), so its tokens cannot be located exactly; train "
+                "on the last turn of shorter conversations instead"
+            )
+        head, turn = _encode(tokenizer, head_text), _encode(tokenizer, turn_text)
+        if tokens[: len(turn)] != turn or turn[: len(head)] != head:
+            raise ChatFormatError(
+                f"message {k}: tokenizing the conversation in pieces gives different tokens "
+                "at the turn boundary than tokenizing it whole"
+            )
+        end = _trim_trailing_whitespace(tokenizer, tokens, len(head), len(turn))
+        spans.append((len(head), end))
+    return RenderedChat(tokens, spans)
+
+
+def _render_plain(tokenizer: Any, messages: list[dict[str, str]]) -> RenderedChat:
+    tokens: list[int] = []
+    spans = []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    for message in messages:
+        role = message["role"].capitalize()
+        if message["role"] == "assistant":
+            tokens += _encode(tokenizer, f"{role}: ")
+            start = len(tokens)
+            tokens += _encode(tokenizer, message["content"]) + eos
+            spans.append((start, len(tokens)))
+            tokens += _encode(tokenizer, "\n\n")
+        else:
+            tokens += _encode(tokenizer, f"{role}: {message['content']}\n\n")
+    return RenderedChat(tokens, spans)
+
+
+def render_chat(messages: Messages, tokenizer: Any) -> RenderedChat:
+    """Token ids of a conversation and the exact spans its assistant turns wrote.
+
+    Example:
+        >>> chat = render_chat([{"role": "user", "content": "hi"},
+        ...                     {"role": "assistant", "content": "yo"}], tok)
+        >>> tok.decode(chat.tokens[slice(*chat.assistant_spans[-1])])
+        'yo<|im_end|>'
+    """
+    msgs = as_messages(messages)
+    if not getattr(tokenizer, "chat_template", None):
+        return _render_plain(tokenizer, msgs)
+    return _render_with_markers(tokenizer, msgs) or _render_by_prefixes(tokenizer, msgs)
+
+
+def chat_prompt_tokens(messages: Messages, tokenizer: Any) -> list[int]:
+    """Tokens that prompt the model for the next assistant turn (for sampling)."""
+    msgs = as_messages(messages)
+    if not getattr(tokenizer, "chat_template", None):
+        return _render_plain(tokenizer, msgs).tokens + _encode(tokenizer, "Assistant: ")
+    return _encode(
+        tokenizer, tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    )
 
 
 def chat_datum(
-    messages: Sequence[Mapping[str, str]],
+    messages: Messages,
     tokenizer: Any,
     *,
     train_on: TrainOn = "last",
     max_length: int | None = None,
+    truncate: Literal["error", "left"] = "error",
 ) -> types.Datum:
     """A cross-entropy datum that trains on the last (or every) assistant turn.
+
+    ``max_length`` counts the rendered tokens. Over it, ``truncate="error"`` (default)
+    raises; ``"left"`` drops tokens from the start of the conversation, as long as the
+    trained turn(s) survive whole. Never silent.
 
     Example:
         >>> d = chat_datum([{"role": "user", "content": "2+2?"},
         ...                 {"role": "assistant", "content": "4"}], tok)
-        >>> tok.decode([t for t, w in zip(d.loss_fn_inputs["target_tokens"].data,
-        ...                               d.loss_fn_inputs["weights"].data) if w])
-        '4<|im_end|>'
+        >>> show_datum(d, tok)   # from tinkerkit.data
     """
-    if not messages or not any(m.get("role") == "assistant" for m in messages):
-        raise ChatFormatError("the conversation has no assistant turn to train on")
     if train_on not in ("last", "all_assistant"):
         raise ChatFormatError(f"train_on must be 'last' or 'all_assistant', got {train_on!r}")
-    ids, spans = _assistant_spans(tokenizer, messages)
-    trained = spans[-1:] if train_on == "last" else spans
-    if max_length is not None and len(ids) > max_length:
-        raise ChatFormatError(
-            f"the conversation renders to {len(ids)} tokens, over max_length={max_length}; "
-            "shorten it or raise max_length"
-        )
-    token_weights = [0.0] * len(ids)
-    for span in trained:
-        for position in span:
-            token_weights[position] = 1.0
-    return shifted_datum(ids, token_weights)
+    msgs = as_messages(messages)
+    if not msgs or not any(m["role"] == "assistant" for m in msgs):
+        raise ChatFormatError("the conversation has no assistant turn to train on")
+    rendered = render_chat(msgs, tokenizer)
+    spans = rendered.assistant_spans[-1:] if train_on == "last" else rendered.assistant_spans
+    tokens = rendered.tokens
+    offset = 0
+    if max_length is not None and len(tokens) > max_length:
+        offset = len(tokens) - max_length
+        if truncate != "left" or offset > spans[0][0]:
+            raise ChatFormatError(
+                f"the conversation renders to {len(tokens)} tokens, over max_length={max_length}"
+                + (
+                    "; shorten it, raise max_length, or pass truncate='left'"
+                    if truncate == "error"
+                    else "; cutting from the left would cut into a trained turn"
+                )
+            )
+    weights = [0.0] * len(tokens)
+    for start, end in spans:
+        weights[start:end] = [1.0] * (end - start)
+    return shifted_datum(tokens[offset:], weights[offset:])

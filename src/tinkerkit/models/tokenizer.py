@@ -56,28 +56,47 @@ def _byte_to_unicode() -> dict[int, str]:
     return mapping
 
 
-@lru_cache(maxsize=1)
-def _build() -> PreTrainedTokenizerBase:
+def build_byte_tokenizer(
+    special_tokens: tuple[str, ...],
+    chat_template: str | None,
+    *,
+    bos: str | None,
+    eos: str,
+    pad: str | None = None,
+) -> PreTrainedTokenizerBase:
+    """A byte-level fast tokenizer: ids 0-255 are bytes, then ``special_tokens`` in order.
+
+    Used for the built-in models, and by tests to mimic other model families' chat
+    formats (e.g. Llama-3's header tokens) without downloading their tokenizers.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     byte_chars = _byte_to_unicode()
     vocab = {byte_chars[b]: b for b in range(256)}
-    for offset, token in enumerate(SPECIAL_TOKENS):
+    for offset, token in enumerate(special_tokens):
         vocab[token] = 256 + offset
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
+    named = {t for t in (bos, eos, pad) if t}
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core,
-        bos_token=BOS,
-        eos_token=IM_END,
-        pad_token=PAD,
-        additional_special_tokens=[EOS, IM_START],
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        additional_special_tokens=[t for t in special_tokens if t not in named],
         model_max_length=1 << 30,
         clean_up_tokenization_spaces=False,
     )
-    tok.chat_template = CHAT_TEMPLATE
+    if chat_template is not None:
+        tok.chat_template = chat_template
+    return tok
+
+
+@lru_cache(maxsize=1)
+def _build() -> PreTrainedTokenizerBase:
+    tok = build_byte_tokenizer(SPECIAL_TOKENS, CHAT_TEMPLATE, bos=BOS, eos=IM_END, pad=PAD)
     tok.name_or_path = "tinkerkit/byte-tokenizer"
     return tok
 
