@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import click
 
 from tinkerkit.errors import TinkerkitError
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Run a command; our typed errors become one clear line and exit code 1."""
+    try:
+        return fn()
+    except TinkerkitError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except ImportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--backend``, ``--model``, ``--seed``, ``--latency``: shared by the loop commands."""
+    fn = click.option(
+        "--latency",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Simulated round trip per request (offline backends), seconds.",
+    )(fn)
+    fn = click.option("--seed", default=0, show_default=True, type=int)(fn)
+    fn = click.option(
+        "--model", default="tinkerkit/tiny", show_default=True, help="Base model name."
+    )(fn)
+    fn = click.option(
+        "--backend",
+        default=None,
+        help="tinker, mock or local (default: TINKERKIT_BACKEND, else tinker if TINKER_API_KEY is set).",
+    )(fn)
+    return fn
+
+
+def _connect(backend: str | None, latency: float) -> Any:
+    import tinkerkit as tk
+
+    if latency and (backend or "") != "tinker":
+        return tk.connect(backend, latency=latency)
+    return tk.connect(backend)
 
 
 @click.group()
@@ -30,6 +75,228 @@ def demo(backend: str, steps: int, learning_rate: float, seed: int, latency: flo
     _run(lambda: run_demo(backend, steps, learning_rate, seed, latency, echo=click.echo))
 
 
+@main.command()
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Chat JSONL/JSON/CSV.")
+@backend_options
+@click.option("--rank", default=32, show_default=True, type=int)
+@click.option("--epochs", default=3, show_default=True, type=int)
+@click.option("--batch-size", default=8, show_default=True, type=int)
+@click.option("--lr", "learning_rate", default=1e-4, show_default=True, type=float)
+@click.option(
+    "--lr-schedule",
+    default="constant",
+    show_default=True,
+    type=click.Choice(["constant", "linear", "cosine"]),
+)
+@click.option("--warmup-steps", default=0, show_default=True, type=int)
+@click.option(
+    "--train-on", default="last", show_default=True, type=click.Choice(["last", "all_assistant"])
+)
+@click.option("--max-length", default=None, type=int)
+@click.option("--log-dir", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--save-every",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Checkpoint every K steps (plus each epoch end).",
+)
+@click.option("--eval-data", default=None, type=click.Path(path_type=Path))
+@click.option("--eval-every", default=0, show_default=True, type=int)
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in --log-dir from its last checkpoint."
+)
+def sft(
+    data: Path,
+    backend: str | None,
+    model: str,
+    seed: int,
+    latency: float,
+    rank: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    lr_schedule: str,
+    warmup_steps: int,
+    train_on: str,
+    max_length: int | None,
+    log_dir: Path,
+    save_every: int,
+    eval_data: Path | None,
+    eval_every: int,
+    resume: bool,
+) -> None:
+    """Supervised fine-tuning on chats; pipelined, checkpointed, resumable."""
+    from tinkerkit.train import sft as sft_loop
+
+    config = sft_loop.Config(
+        data=data,
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        lr_schedule=lr_schedule,  # type: ignore[arg-type]
+        warmup_steps=warmup_steps,
+        rank=rank,
+        train_on=train_on,  # type: ignore[arg-type]
+        max_length=max_length,
+        eval_data=eval_data,
+        eval_every=eval_every,
+        save_every=save_every,
+        seed=seed,
+        log_dir=log_dir,
+        resume=resume,
+    )
+
+    def run() -> None:
+        result = sft_loop.train(config, service=_connect(backend, latency))
+        click.echo(f"done: {result.steps} steps, final loss {result.final_loss:.4f}")
+        click.echo(f"state:   {result.state_path}")
+        click.echo(f"sampler: {result.sampler_path}")
+        click.echo(f"logs:    {result.log_dir}/metrics.jsonl, {result.log_dir}/checkpoints.jsonl")
+
+    _run(run)
+
+
+@main.command()
+@backend_options
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="A tinker:// sampler (or state) path; default: the base model.",
+)
+@click.option("--prompt", default=None, help="A user message (sent through the chat template).")
+@click.option(
+    "--messages",
+    "messages_file",
+    default=None,
+    type=click.Path(exists=True, path_type=Path),
+    help="A JSON file with a list of chat messages.",
+)
+@click.option("--raw", is_flag=True, help="Send --prompt as raw text, without the chat template.")
+@click.option("--max-tokens", default=128, show_default=True, type=int)
+@click.option("--temperature", default=0.0, show_default=True, type=float)
+@click.option("--num-samples", default=1, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (text, tokens, logprobs).")
+def sample(
+    backend: str | None,
+    model: str,
+    seed: int,
+    latency: float,
+    checkpoint: str | None,
+    prompt: str | None,
+    messages_file: Path | None,
+    raw: bool,
+    max_tokens: int,
+    temperature: float,
+    num_samples: int,
+    as_json: bool,
+) -> None:
+    """Sample from a base model or a checkpoint."""
+    from tinkerkit.text import sample_text
+
+    if (prompt is None) == (messages_file is None):
+        raise click.UsageError("give exactly one of --prompt or --messages")
+
+    def run() -> None:
+        service = _connect(backend, latency)
+        if checkpoint:
+            sampler = service.create_sampling_client(model_path=checkpoint).result()
+        else:
+            sampler = service.create_sampling_client(base_model=model).result()
+        content: Any = (
+            prompt if prompt is not None else json.loads(Path(str(messages_file)).read_text())
+        )
+        outs = sample_text(
+            sampler,
+            content,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            num_samples=num_samples,
+            chat=not raw,
+        )
+        for out in outs:
+            if as_json:
+                click.echo(
+                    json.dumps(
+                        {
+                            "text": out.text,
+                            "tokens": out.tokens,
+                            "logprobs": out.logprobs,
+                            "stop_reason": out.stop_reason,
+                        }
+                    )
+                )
+            else:
+                click.echo(out.text)
+
+    _run(run)
+
+
+@main.command()
+@click.argument("log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="PNG path (default LOG_DIR/loss.png).",
+)
+def plot(log_dir: Path, out: Path | None) -> None:
+    """Plot loss and learning rate from LOG_DIR/metrics.jsonl as a PNG (needs matplotlib)."""
+    from tinkerkit.train.plots import plot_metrics
+
+    path = _run(lambda: plot_metrics(log_dir, out))
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("notes_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Chat JSONL to write.")
+@click.option(
+    "--generate", is_flag=True, help="Ask a model for Q&A pairs instead of extracting sections."
+)
+@click.option("--backend", default=None, help="Backend of the generating model (with --generate).")
+@click.option("--model", default="tinkerkit/tiny", show_default=True, help="Generating base model.")
+@click.option("--checkpoint", default=None, help="A tinker:// sampler path to generate with.")
+@click.option("--pairs", "pairs_per_document", default=10, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--system-prompt", default=None, help="A system message to put in every chat.")
+def notes(
+    notes_path: Path,
+    out: Path,
+    generate: bool,
+    backend: str | None,
+    model: str,
+    checkpoint: str | None,
+    pairs_per_document: int,
+    seed: int,
+    system_prompt: str | None,
+) -> None:
+    """Turn a Markdown note (or a folder of notes) into chat JSONL for `tinkerkit sft`."""
+    from tinkerkit.data.notes import notes_to_chats, sampling_generator
+
+    def run() -> bool:
+        generator = None
+        if generate:
+            generator = sampling_generator(
+                backend or "mock", base_model=model, model_path=checkpoint, seed=seed
+            )
+        report = notes_to_chats(
+            notes_path,
+            out,
+            mode="generate" if generate else "extract",
+            generator=generator,
+            pairs_per_document=pairs_per_document,
+            system_prompt=system_prompt,
+        )
+        click.echo(report.summary())
+        return bool(report.ok)
+
+    if not _run(run):
+        sys.exit(1)
+
+
 @main.group()
 def models() -> None:
     """Models the offline backends know."""
@@ -49,10 +316,5 @@ def models_list(backend: str) -> None:
     _run(run)
 
 
-def _run(fn: object) -> None:
-    """Run a command; our typed errors become one clear line and exit code 1."""
-    try:
-        fn()  # type: ignore[operator]
-    except TinkerkitError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+if __name__ == "__main__":
+    main()

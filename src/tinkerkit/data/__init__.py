@@ -7,6 +7,7 @@ tk.data.check_datums([datum], vocab_size=len(tok))
 print(tk.data.show_datum(datum, tok))
 """
 
+from tinkerkit.data import notes
 from tinkerkit.data.builders import completion_datum, preference_datums, rl_datum
 from tinkerkit.data.chat import ChatFormatError, chat_datum, chat_prompt_tokens, render_chat
 from tinkerkit.data.datum import shifted_datum
@@ -40,6 +41,7 @@ __all__ = [
     "load_prompt_completions",
     "load_records",
     "load_rl_prompts",
+    "notes",
     "preference_datums",
     "render_chat",
     "rl_datum",

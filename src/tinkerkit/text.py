@@ -1,0 +1,76 @@
+"""Strings and chat messages in, text out: the ergonomic layer over ``sample``.
+
+The guide's ``sampling_client.sample(prompt="...")`` and ``result.completions[0].text``
+do not exist in the SDK; this is what they wanted, on any backend::
+
+    for c in tk.sample_text(sampler, "What is Python?", max_tokens=64):
+        print(c.text, c.tokens, c.logprobs)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tinker import types
+
+from tinkerkit.data.chat import chat_prompt_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens: list[int]
+    logprobs: list[float]
+    stop_reason: str
+
+
+def sample_text(
+    sampling_client: Any,
+    prompt: str | Sequence[Mapping[str, str]],
+    *,
+    max_tokens: int = 128,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = -1,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    num_samples: int = 1,
+    chat: bool = True,
+) -> list[Completion]:
+    """Sample completions of a string or a chat; returns ``Completion``s with ``.text``.
+
+    A string is sent as a user message through the chat template (``chat=True``) or as
+    raw text (``chat=False``); a list of messages always uses the chat template.
+
+    Example:
+        >>> tk.sample_text(sampler, "Capital of France?", temperature=0.0)[0].text
+        'Paris.'
+    """
+    tokenizer = sampling_client.get_tokenizer()
+    if isinstance(prompt, str) and not chat:
+        tokens = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    else:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        tokens = chat_prompt_tokens(messages, tokenizer)
+    params = types.SamplingParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        stop=stop,
+        seed=seed,
+    )
+    response = sampling_client.sample(
+        types.ModelInput.from_ints(tokens), num_samples, params
+    ).result()
+    return [
+        Completion(
+            text=tokenizer.decode(seq.tokens, skip_special_tokens=True).strip(),
+            tokens=list(seq.tokens),
+            logprobs=list(seq.logprobs or []),
+            stop_reason=seq.stop_reason,
+        )
+        for seq in response.sequences
+    ]

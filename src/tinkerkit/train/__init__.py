@@ -1,0 +1,1 @@
+"""Training loops (SFT now; RL and preference learning build on the same helpers)."""

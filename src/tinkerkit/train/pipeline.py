@@ -1,0 +1,57 @@
+"""Keep requests in flight: submit the next step before reading the previous result.
+
+The guide's loop waits for every result, so each step costs two round trips. Here a
+step's futures are queued, and results are read only when ``depth`` steps are already
+in flight — the service (or an offline backend) works on step k+1 while step k's
+result travels back.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Pending:
+    """Futures submitted together, and what to do once they have all resolved."""
+
+    futures: dict[str, Any]
+    on_done: Callable[[dict[str, Any]], None]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    """A FIFO of ``Pending`` entries, resolved in submission order."""
+
+    def __init__(self, depth: int = 2) -> None:
+        if depth < 1:
+            raise ValueError("depth must be >= 1")
+        self.depth = depth
+        self._queue: deque[Pending] = deque()
+
+    def submit(
+        self, futures: dict[str, Any], on_done: Callable[[dict[str, Any]], None], **meta: Any
+    ) -> None:
+        """Queue an entry; resolve the oldest ones while more than ``depth`` are in flight."""
+        self._queue.append(Pending(futures, on_done, meta))
+        while len(self._queue) > self.depth:
+            self._resolve_oldest()
+
+    def _resolve_oldest(self) -> None:
+        entry = self._queue.popleft()
+        results = {name: future.result() for name, future in entry.futures.items()}
+        entry.on_done(results)
+
+    def drain(self) -> None:
+        """Resolve everything still in flight."""
+        while self._queue:
+            self._resolve_oldest()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __iter__(self) -> Iterator[Pending]:
+        return iter(self._queue)

@@ -1,0 +1,361 @@
+"""Supervised fine-tuning: the guide's ``sft_training`` loop, pipelined and resumable.
+
+Features and their knobs (all in ``Config``):
+- data: a chat JSONL/JSON/CSV path, a list of chats, or a list of ``Datum`` (``data``);
+  which turns are trained (``train_on``), length limit (``max_length``);
+- schedule: ``epochs``, ``batch_size``, ``learning_rate``, ``lr_schedule`` + ``warmup_steps``,
+  ``weight_decay``, ``grad_clip_norm``; LoRA ``rank``;
+- pipelining: ``pipeline_depth`` steps stay in flight, results are read behind them;
+- evaluation: ``eval_data`` or ``eval_split``, every ``eval_every`` steps and at the end;
+- previews: greedy answers to ``sample_prompts`` every ``sample_every`` steps;
+- checkpoints: every ``save_every`` steps, at each epoch end, and ``final``
+  (``LOG_DIR/checkpoints.jsonl``); ``resume=True`` continues a killed run exactly;
+- logging: ``LOG_DIR/metrics.jsonl``, a progress bar, ``callbacks``, ``wandb_project``.
+
+    result = tk.sft.train(tk.sft.Config(data="chats.jsonl", log_dir="runs/a"),
+                          service=tk.connect("mock"))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinker import types
+
+from tinkerkit._sync import run_blocking, run_in_thread
+from tinkerkit.data.chat import TrainOn
+from tinkerkit.train import sft_data
+from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
+from tinkerkit.train.checkpoints import (
+    CheckpointEntry,
+    CheckpointLog,
+    NothingToResumeError,
+    check_resume,
+    load_manifest,
+    write_json_atomic,
+)
+from tinkerkit.train.metrics import Callback, MetricsLogger, truncate_metrics
+from tinkerkit.train.pipeline import Pipeline
+from tinkerkit.train.schedules import Schedule, learning_rate
+
+
+@dataclass
+class Config:
+    """SFT settings; defaults from the guide's hyperparameter table."""
+
+    data: str | Path | Sequence[Any]
+    model: str = "tinkerkit/tiny"
+    epochs: int = 3
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    lr_schedule: Schedule = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip_norm: float = 0.0
+    rank: int = 32
+    train_on: TrainOn = "last"
+    max_length: int | None = None
+    eval_data: str | Path | Sequence[Any] | None = None
+    eval_split: float = 0.0
+    eval_every: int = 0
+    sample_prompts: Sequence[str] = ()
+    sample_every: int = 0
+    sample_max_tokens: int = 64
+    save_every: int = 0
+    seed: int = 0
+    log_dir: str | Path = "runs/sft"
+    resume: bool = False
+    ttl_seconds: int | None = None
+    pipeline_depth: int = 2
+    progress: bool = True
+    callbacks: Sequence[Callback] = field(default_factory=tuple)
+    wandb_project: str | None = None
+
+
+@dataclass
+class Result:
+    state_path: str
+    sampler_path: str
+    log_dir: Path
+    steps: int
+    metrics: list[dict[str, Any]]
+
+    @property
+    def final_loss(self) -> float | None:
+        losses = [m["loss"] for m in self.metrics if "loss" in m]
+        return losses[-1] if losses else None
+
+
+def _check_config(config: Config) -> None:
+    for name in ("epochs", "batch_size", "rank", "pipeline_depth"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+    if not config.learning_rate > 0:
+        raise ValueError(f"Config.learning_rate must be > 0, got {config.learning_rate!r}")
+    if not 0.0 <= config.eval_split < 1.0:
+        raise ValueError(f"Config.eval_split must be in [0, 1), got {config.eval_split!r}")
+    for name in ("eval_every", "sample_every", "save_every", "warmup_steps"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"Config.{name} must be >= 0, got {getattr(config, name)!r}")
+
+
+def _run_identity(config: Config, fingerprint: str) -> dict[str, Any]:
+    """What defines the run: resuming with any of these changed is refused."""
+    return {
+        "model": config.model,
+        "rank": config.rank,
+        "data": fingerprint,
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "train_on": config.train_on,
+    }
+
+
+def train(config: Config, service: Any = None) -> Result:
+    """Run SFT to completion (or continue it with ``resume=True``); works in notebooks.
+
+    Example:
+        >>> result = train(Config(data="chats.jsonl", epochs=1, log_dir="runs/a"),
+        ...                service=tk.connect("mock"))
+        >>> result.sampler_path
+        'tinker://.../sampler_weights/final'
+    """
+    return run_blocking(lambda: _train(config, service))
+
+
+async def train_async(config: Config, service: Any = None) -> Result:
+    """``train`` for async code: ``result = await tk.sft.train_async(config)``."""
+    return await run_in_thread(lambda: _train(config, service))
+
+
+def _train(config: Config, service: Any) -> Result:
+    _check_config(config)
+    log_dir = Path(config.log_dir)
+    # Read and validate the data before anything is created: bad data leaves no files.
+    records = sft_data.load(config.data)
+    eval_records = sft_data.load(config.eval_data) if config.eval_data is not None else None
+
+    if service is None:
+        import tinkerkit as tk
+
+        service = tk.connect()
+    resume_from = None
+    manifest = load_manifest(log_dir) if config.resume else None
+    if config.resume:
+        resume_from = CheckpointLog(log_dir).last()
+        if resume_from is None or manifest is None:
+            raise NothingToResumeError(log_dir)
+        training = service.create_training_client_from_state_with_optimizer(
+            resume_from.state_path
+        ).result()
+    else:
+        training = service.create_lora_training_client(
+            base_model=config.model, rank=config.rank, seed=config.seed
+        ).result()
+
+    tokenizer = training.get_tokenizer()
+    datums = sft_data.to_datums(records, tokenizer, config.train_on, config.max_length)
+    datums, eval_datums = sft_data.split(datums, config.eval_split, config.seed)
+    if eval_records is not None:
+        eval_datums = sft_data.to_datums(
+            eval_records, tokenizer, config.train_on, config.max_length
+        )
+    sft_data.check(datums, tokenizer, "data")
+    identity = _run_identity(config, sft_data.fingerprint(datums))
+
+    resume_count = 0
+    if manifest is not None:
+        check_resume(manifest["identity"], identity, log_dir)
+        resume_count = int(manifest.get("resume_count", 0)) + 1
+    log_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(
+        log_dir / "run.json",
+        {"identity": identity, "resume_count": resume_count, "config": _public_config(config)},
+    )
+    start = Cursor(resume_from.epoch, resume_from.batch) if resume_from else Cursor()
+    start_step = resume_from.step if resume_from else 0
+    if resume_from is not None:
+        truncate_metrics(log_dir, start_step)
+
+    loop = _Loop(config, training, tokenizer, log_dir, resume_count, eval_datums)
+    per_epoch = batches_per_epoch(len(datums), config.batch_size)
+    total = per_epoch * config.epochs
+    metrics = MetricsLogger(
+        log_dir,
+        total,
+        start_step=start_step,
+        progress=config.progress,
+        callbacks=config.callbacks,
+        wandb_project=config.wandb_project,
+        config=_public_config(config),
+    )
+    try:
+        step = start_step
+        for cursor, batch in iterate(datums, config.batch_size, config.epochs, config.seed, start):
+            step += 1
+            lr = learning_rate(
+                config.learning_rate, step - 1, total, config.lr_schedule, config.warmup_steps
+            )
+            loop.submit_step(step, cursor.epoch, batch, lr, metrics)
+            following = _next_cursor(cursor, per_epoch)
+            if step == total:
+                break
+            if config.eval_every and step % config.eval_every == 0:
+                loop.submit_eval(step, metrics)
+            if config.sample_every and step % config.sample_every == 0:
+                loop.submit_samples(step, metrics)
+            if (config.save_every and step % config.save_every == 0) or following.batch == 0:
+                name = f"epoch-{cursor.epoch + 1}" if following.batch == 0 else f"step-{step:06d}"
+                loop.submit_checkpoint(name, step, following)
+        if eval_datums:
+            loop.submit_eval(step, metrics)
+        if config.sample_prompts:
+            loop.submit_samples(step, metrics)
+        final = loop.submit_checkpoint("final", step, Cursor(config.epochs, 0))
+        loop.pipeline.drain()
+    finally:
+        metrics.close()
+    return Result(final["state"], final["sampler"], log_dir, step, metrics.rows)
+
+
+def _next_cursor(cursor: Cursor, per_epoch: int) -> Cursor:
+    if cursor.batch + 1 < per_epoch:
+        return Cursor(cursor.epoch, cursor.batch + 1)
+    return Cursor(cursor.epoch + 1, 0)
+
+
+def _public_config(config: Config) -> dict[str, Any]:
+    out = asdict(config)
+    out.pop("callbacks", None)
+    if not isinstance(config.data, str | Path):
+        out["data"] = f"<{len(config.data)} records in memory>"
+    if config.eval_data is not None and not isinstance(config.eval_data, str | Path):
+        out["eval_data"] = f"<{len(config.eval_data)} records in memory>"
+    out["log_dir"] = str(config.log_dir)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+
+
+class _Loop:
+    """The request side of the loop: submits work and says what to log when it lands."""
+
+    def __init__(
+        self,
+        config: Config,
+        training: Any,
+        tokenizer: Any,
+        log_dir: Path,
+        resume_count: int,
+        eval_datums: list[types.Datum],
+    ) -> None:
+        self.config = config
+        self.training = training
+        self.tokenizer = tokenizer
+        self.checkpoints = CheckpointLog(log_dir)
+        self.suffix = f"-r{resume_count}" if resume_count else ""
+        self.eval_datums = eval_datums
+        self.pipeline = Pipeline(config.pipeline_depth)
+        self._last_done = time.monotonic()
+
+    def _adam(self, lr: float) -> types.AdamParams:
+        return types.AdamParams(
+            learning_rate=lr,
+            weight_decay=self.config.weight_decay,
+            grad_clip_norm=self.config.grad_clip_norm,
+        )
+
+    def submit_step(
+        self, step: int, epoch: int, batch: list[types.Datum], lr: float, metrics: MetricsLogger
+    ) -> None:
+        fb = self.training.forward_backward(batch, "cross_entropy")
+        opt = self.training.optim_step(self._adam(lr))
+        weight = sum(float(sum(d.loss_fn_inputs["weights"].tolist())) for d in batch)
+        tokens = sum(d.model_input.length for d in batch)
+
+        def done(results: Mapping[str, Any]) -> None:
+            now = time.monotonic()
+            loss_sum = float(results["fb"].metrics["loss:sum"])
+            metrics.log(
+                {
+                    "step": step,
+                    "epoch": epoch + 1,
+                    "loss": loss_sum / max(weight, 1e-9),
+                    "loss_sum": loss_sum,
+                    "lr": lr,
+                    "tokens": tokens,
+                    "trained_tokens": weight,
+                    "examples": len(batch),
+                    "step_time": now - self._last_done,
+                }
+            )
+            self._last_done = now
+
+        self.pipeline.submit({"fb": fb, "opt": opt}, done)
+
+    def submit_eval(self, step: int, metrics: MetricsLogger) -> None:
+        if not self.eval_datums:
+            return
+        future = self.training.forward(self.eval_datums, "cross_entropy")
+        weight = sum(float(sum(d.loss_fn_inputs["weights"].tolist())) for d in self.eval_datums)
+
+        def done(results: Mapping[str, Any]) -> None:
+            loss = float(results["eval"].metrics["loss:sum"]) / max(weight, 1e-9)
+            metrics.log_event({"step": step, "eval_loss": loss})
+
+        self.pipeline.submit({"eval": future}, done)
+
+    def submit_samples(self, step: int, metrics: MetricsLogger) -> None:
+        if not self.config.sample_prompts:
+            return
+        from tinkerkit.text import sample_text
+
+        future = self.training.save_weights_and_get_sampling_client()
+
+        def done(results: Mapping[str, Any]) -> None:
+            sampler = results["sampler"]
+            previews = [
+                {
+                    "prompt": prompt,
+                    "completion": sample_text(
+                        sampler, prompt, max_tokens=self.config.sample_max_tokens, temperature=0.0
+                    )[0].text,
+                }
+                for prompt in self.config.sample_prompts
+            ]
+            metrics.log_event({"step": step, "samples": previews})
+
+        self.pipeline.submit({"sampler": future}, done)
+
+    def submit_checkpoint(self, name: str, step: int, following: Cursor) -> dict[str, str]:
+        """Queue a checkpoint; its line is written once both saves have landed."""
+        service_name = f"{name}{self.suffix}"
+        state = self.training.save_state(
+            service_name, ttl_seconds=self.config.ttl_seconds, overwrite=True
+        )
+        sampler = self.training.save_weights_for_sampler(
+            service_name, ttl_seconds=self.config.ttl_seconds
+        )
+        paths: dict[str, str] = {}
+
+        def done(results: Mapping[str, Any]) -> None:
+            paths["state"] = results["state"].path
+            paths["sampler"] = results["sampler"].path
+            self.checkpoints.append(
+                CheckpointEntry(
+                    name=name,
+                    step=step,
+                    state_path=paths["state"],
+                    sampler_path=paths["sampler"],
+                    epoch=following.epoch,
+                    batch=following.batch,
+                    seed=self.config.seed,
+                )
+            )
+
+        self.pipeline.submit({"state": state, "sampler": sampler}, done)
+        return paths

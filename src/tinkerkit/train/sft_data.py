@@ -1,0 +1,120 @@
+"""SFT inputs: whatever the user gave (path, chats, datums) → validated datums."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tinker import types
+
+from tinkerkit.data.builders import completion_datum
+from tinkerkit.data.chat import TrainOn, chat_datum
+from tinkerkit.data.inspect import check_datums
+from tinkerkit.data.loaders import iter_records, load_chat_jsonl
+from tinkerkit.data.schemas import Conversation, PromptCompletion
+from tinkerkit.errors import DataError
+
+Record = Conversation | PromptCompletion | types.Datum
+
+
+def _first_keys(path: Path) -> set[str]:
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        with path.open("rb") as handle:
+            for raw in handle:
+                if raw.strip():
+                    try:
+                        obj = json.loads(raw)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        return set()
+                    return set(obj) if isinstance(obj, dict) else set()
+    return set()
+
+
+def load(data: str | Path | Sequence[Any]) -> list[Record]:
+    """Records from a file (chats, or prompt/completion pairs) or an in-memory list."""
+    if isinstance(data, str | Path):
+        path = Path(data)
+        if not path.is_file():
+            raise DataError(str(path), None, None, "no such file")
+        if {"prompt", "completion"} <= _first_keys(path):
+            return list(iter_records(path, PromptCompletion))
+        return list(load_chat_jsonl(path))
+    out: list[Record] = []
+    for index, item in enumerate(data):
+        if isinstance(item, types.Datum | Conversation | PromptCompletion):
+            out.append(item)
+        elif isinstance(item, dict) and "messages" in item:
+            out.append(_validated(Conversation, item, index))
+        elif isinstance(item, dict) and "prompt" in item:
+            out.append(_validated(PromptCompletion, item, index))
+        elif isinstance(item, list):
+            out.append(_validated(Conversation, {"messages": item}, index))
+        else:
+            raise DataError(
+                f"data[{index}]", None, None, f"unsupported record type {type(item).__name__}"
+            )
+    if not out:
+        raise DataError("data", None, None, "is empty")
+    return out
+
+
+def _validated(schema: Any, obj: dict[str, Any], index: int) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return schema.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise DataError(f"data[{index}]", None, field, str(first["msg"])) from None
+
+
+def to_datums(
+    records: Sequence[Record], tokenizer: Any, train_on: TrainOn, max_length: int | None
+) -> list[types.Datum]:
+    out = []
+    for record in records:
+        if isinstance(record, types.Datum):
+            out.append(record)
+        elif isinstance(record, Conversation):
+            out.append(chat_datum(record, tokenizer, train_on=train_on, max_length=max_length))
+        else:
+            out.append(
+                completion_datum(
+                    record.prompt, record.completion, tokenizer, add_eos=True, max_length=max_length
+                )
+            )
+    return out
+
+
+def split(
+    datums: list[types.Datum], fraction: float, seed: int
+) -> tuple[list[types.Datum], list[types.Datum]]:
+    """Hold out ``fraction`` of the datums (a fixed, seeded choice) for evaluation."""
+    if not fraction:
+        return datums, []
+    order = np.random.default_rng([seed, 10_007]).permutation(len(datums))
+    n_eval = max(1, round(fraction * len(datums)))
+    held = set(order[:n_eval].tolist())
+    return [d for i, d in enumerate(datums) if i not in held], [datums[i] for i in sorted(held)]
+
+
+def check(datums: list[types.Datum], tokenizer: Any, what: str) -> None:
+    if not datums:
+        raise DataError(what, None, None, "has no examples left to train on")
+    check_datums(datums, vocab_size=len(tokenizer))
+
+
+def fingerprint(datums: Sequence[types.Datum]) -> str:
+    """A hash of exactly what is trained on (tokens, targets, weights)."""
+    digest = hashlib.sha256()
+    for datum in datums:
+        digest.update(np.asarray(datum.model_input.to_ints(), dtype=np.int64).tobytes())
+        for key in sorted(datum.loss_fn_inputs):
+            digest.update(key.encode())
+            digest.update(np.ascontiguousarray(datum.loss_fn_inputs[key].to_numpy()).tobytes())
+    return digest.hexdigest()[:16]
