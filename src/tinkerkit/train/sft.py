@@ -70,7 +70,7 @@ class Config:
     log_dir: str | Path = "runs/sft"
     resume: bool = False
     ttl_seconds: int | None = None
-    pipeline_depth: int = 2
+    pipeline_depth: int = 8
     progress: bool = True
     callbacks: Sequence[Callback] = field(default_factory=tuple)
     wandb_project: str | None = None
