@@ -1,8 +1,8 @@
 """tinkerkit: a typed SDK on the official ``tinker`` client, runnable offline.
 
-    import tinkerkit as tk
-    service = tk.connect("mock")            # or "local", or "tinker"
-    training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
+import tinkerkit as tk
+service = tk.connect("mock")            # or "local", or "tinker"
+training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
 """
 
 from tinker import types

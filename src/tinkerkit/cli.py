@@ -316,5 +316,21 @@ def models_list(backend: str) -> None:
     _run(run)
 
 
+@models.command("export-base")
+@click.argument("name")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="A new (or empty) folder."
+)
+def models_export_base(name: str, out: Path) -> None:
+    """Write a built-in base model as a normal Hugging Face folder (config, weights, tokenizer)."""
+
+    def run() -> None:
+        from tinkerkit.backends.local.models import export_base
+
+        click.echo(f"wrote {export_base(name, out)}")
+
+    _run(run)
+
+
 if __name__ == "__main__":
     main()

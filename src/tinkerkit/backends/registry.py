@@ -1,4 +1,4 @@
-"""Offline backends by name. ``local`` registers itself when its extra is installed."""
+"""Offline backends by name, imported on first use (``local`` needs the ``local`` extra)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,22 @@ import importlib
 from collections.abc import Callable
 
 from tinkerkit.backends.engine import EngineFactory
+from tinkerkit.errors import TinkerkitError
+
+
+class BackendUnavailableError(TinkerkitError, ImportError):
+    def __init__(self, name: str, cause: ImportError) -> None:
+        super().__init__(
+            f"The {name!r} backend needs packages that are not installed ({cause}). "
+            f"Install them with: pip install 'tinkerkit[{name}]'"
+        )
+
 
 # name -> "module:callable" returning an EngineFactory; imported on first use, so
 # `mock` never pays for torch.
 _FACTORIES: dict[str, str] = {
     "mock": "tinkerkit.backends.mock.engine:MockFactory",
+    "local": "tinkerkit.backends.local.engine:LocalFactory",
 }
 
 
@@ -25,5 +36,9 @@ def register(name: str, target: str) -> None:
 
 def engine_factory(name: str) -> EngineFactory:
     module_name, attr = _FACTORIES[name].split(":")
-    maker: Callable[[], EngineFactory] = getattr(importlib.import_module(module_name), attr)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailableError(name, exc) from exc
+    maker: Callable[[], EngineFactory] = getattr(module, attr)
     return maker()

@@ -1,0 +1,163 @@
+"""Length bucketing and the batched forward pass of the ``local`` engine.
+
+Datums of very different lengths are sorted and grouped into buckets whose padded
+size stays within ``MAX_WASTE`` of their real tokens, so little compute goes to
+padding. Padding is on the right and the model is causal, so real positions never
+see it: no attention mask is needed and results are exact. The unembedding runs on
+real positions only, which matters most for large vocabularies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinkerkit.backends.engine import EngineInput
+
+MAX_WASTE = 1.25
+"""A bucket's padded tokens stay within this factor of its real tokens."""
+MAX_BUCKET_TOKENS = {"cpu": 4096, "cuda": 32768}
+"""Padded tokens per bucket: on CPU larger buckets ran slower per token (cache misses);
+a GPU wants large ones to stay busy."""
+MAX_LOGIT_BYTES = 1 << 30
+"""Cap on one bucket's float32 logits, which bounds buckets for large vocabularies."""
+
+
+def bucket_cap(dev: torch.device, vocab: int) -> int:
+    """Most padded tokens in one bucket on ``dev`` for a model with ``vocab`` tokens.
+
+    Example:
+        >>> bucket_cap(torch.device("cpu"), 261)
+        4096
+    """
+    cap = MAX_BUCKET_TOKENS.get(dev.type, MAX_BUCKET_TOKENS["cuda"])
+    return max(1, min(cap, MAX_LOGIT_BYTES // (4 * vocab)))
+
+
+def buckets(lengths: Sequence[int], max_tokens: int = 4096) -> list[list[int]]:
+    """Group datum indices (longest first) into buckets cheap to pad.
+
+    Example:
+        >>> buckets([3, 17, 64, 5])
+        [[2], [1], [3, 0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    groups: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in order:
+        n = lengths[i]
+        if current:
+            width = lengths[current[0]]  # the longest: sorted descending
+            padded = width * (len(current) + 1)
+            if padded <= MAX_WASTE * (real + n) and padded <= max_tokens:
+                current.append(i)
+                real += n
+                continue
+            groups.append(current)
+        current, real = [i], n
+    if current:
+        groups.append(current)
+    return groups
+
+
+@dataclass
+class Bucket:
+    """One padded sub-batch: its datum indices and the flat logprobs of its real tokens."""
+
+    indices: list[int]
+    lengths: list[int]
+    logprobs: torch.Tensor  # (sum(lengths),), in the order of `indices`
+
+
+def _pad(
+    batch: Sequence[EngineInput], indices: list[int], dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(len(batch[i].tokens) for i in indices)
+    tokens = np.zeros((len(indices), width), dtype=np.int64)
+    targets = np.zeros((len(indices), width), dtype=np.int64)
+    mask = np.zeros((len(indices), width), dtype=bool)
+    for row, i in enumerate(indices):
+        n = len(batch[i].tokens)
+        tokens[row, :n] = batch[i].tokens
+        targets[row, :n] = batch[i].targets
+        mask[row, :n] = True
+    as_tensor = torch.from_numpy
+    return as_tensor(tokens).to(dev), as_tensor(targets).to(dev), as_tensor(mask).to(dev)
+
+
+def target_logprobs(
+    trunk: nn.Module,
+    head: nn.Module,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """Flat float32 log p(target) at the ``mask`` positions of right-padded ``tokens``."""
+    hidden = trunk(input_ids=tokens, use_cache=False).last_hidden_state
+    logits = head(hidden[mask]).float()
+    picked = logits.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def run_buckets(
+    trunk: nn.Module,
+    head: nn.Module,
+    batch: Sequence[EngineInput],
+    vocab: int,
+    dev: torch.device,
+) -> list[Bucket]:
+    """Forward every bucket of ``batch``; graphs are kept when grad mode is on."""
+    lengths = [len(item.tokens) for item in batch]
+    out = []
+    for indices in buckets(lengths, bucket_cap(dev, vocab)):
+        tokens, targets, mask = _pad(batch, indices, dev)
+        lp = target_logprobs(trunk, head, tokens, targets, mask)
+        out.append(Bucket(indices, [lengths[i] for i in indices], lp))
+    return out
+
+
+class LocalForward:
+    """``ForwardPass`` of the local engine: per-datum logprobs, backward on request."""
+
+    def __init__(self, found: list[Bucket], size: int, trainable: bool) -> None:
+        self._buckets = found
+        self._trainable = trainable
+        self._done = False
+        self.logprobs: list[np.ndarray] = [np.empty(0, np.float32)] * size
+        for bucket in found:
+            flat = bucket.logprobs.detach().float().cpu().numpy()
+            start = 0
+            for i, n in zip(bucket.indices, bucket.lengths, strict=True):
+                self.logprobs[i] = flat[start : start + n].copy()
+                start += n
+
+    def backward(self, dlogprobs: Sequence[np.ndarray]) -> None:
+        """Add d(loss)/d(LoRA) to the LoRA ``.grad`` buffers (sums across calls)."""
+        if not self._trainable:
+            raise RuntimeError("this engine has no LoRA weights to train")
+        if self._done:
+            raise RuntimeError("backward was already called on this forward pass")
+        if len(dlogprobs) != len(self.logprobs):
+            raise ValueError(f"expected {len(self.logprobs)} gradients, got {len(dlogprobs)}")
+        outputs, grads = [], []
+        for bucket in self._buckets:
+            if not bucket.logprobs.requires_grad:
+                raise RuntimeError("forward ran with grad=False; run it with grad=True")
+            parts = []
+            for i, n in zip(bucket.indices, bucket.lengths, strict=True):
+                d = np.asarray(dlogprobs[i], dtype=np.float32).reshape(-1)
+                if d.shape[0] != n:
+                    raise ValueError(f"gradient {i} has {d.shape[0]} entries, expected {n}")
+                parts.append(d)
+            grad = torch.from_numpy(np.concatenate(parts)).to(bucket.logprobs.device)
+            outputs.append(bucket.logprobs)
+            grads.append(grad)
+        # One call over every bucket: autograd adds into the existing .grad buffers.
+        torch.autograd.backward(outputs, grads)
+        self._done = True
+        self._buckets = []  # free the graphs

@@ -1,0 +1,160 @@
+"""The ``local`` engine: a real ``transformers`` model with PEFT LoRA, trained by torch.
+
+The base is shared and frozen (``models.base_model``); each engine wraps a copy of
+its module tree that shares the base tensors, so engines and sampling snapshots
+cost only their LoRA tensors. Forward passes bucket datums by length
+(``batching``), AdamW is ``torch.optim.AdamW`` (``optim``), decoding uses the KV
+cache (``decode``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tinker import types
+from torch import nn
+
+from tinkerkit.backends.engine import EngineInput, LoraConfig
+from tinkerkit.backends.local import lora as lora_lib
+from tinkerkit.backends.local import models
+from tinkerkit.backends.local.batching import LocalForward, run_buckets
+from tinkerkit.backends.local.decode import LocalDecoder
+from tinkerkit.backends.local.optim import LoraAdam
+from tinkerkit.models.registry import ModelSpec, announce_stand_in
+
+
+class LocalEngine:
+    """A frozen base model + trainable PEFT LoRA tensors + AdamW, in torch.
+
+    Example:
+        >>> factory = LocalFactory()
+        >>> engine = factory.create(factory.resolve("tinkerkit/tiny"), LoraConfig(rank=8, seed=0))
+        >>> item = EngineInput(np.array([1, 2, 3]), np.array([2, 3, 4]))
+        >>> engine.forward([item], grad=False).logprobs[0].shape
+        (3,)
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        lora: LoraConfig | None,
+        source: models.Source,
+        *,
+        _model: nn.Module | None = None,
+        _params: dict[str, nn.Parameter] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.lora = lora
+        self.source = source
+        self.device = models.device()
+        base = models.base_model(source)
+        if _model is not None:  # a snapshot: given, frozen
+            self.model, self.params, self.frozen = _model, _params or {}, True
+        elif lora is None:
+            self.model, self.params, self.frozen = base, {}, True
+        else:
+            self.model, self.params = lora_lib.wrap(base, lora)
+            self.frozen = False
+        self.lm = lora_lib.causal_lm(self.model)  # a transformers *ForCausalLM
+        self.trunk = self.lm.get_decoder()
+        self.head = self.lm.get_output_embeddings()
+        self.vocab = int(self.head.weight.shape[0])
+        self.adam = LoraAdam(self.params) if not self.frozen else None
+
+    def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> LocalForward:
+        trainable = grad and not self.frozen
+        with torch.set_grad_enabled(trainable):
+            found = run_buckets(self.trunk, self.head, batch, self.vocab, self.device)
+        return LocalForward(found, len(batch), not self.frozen)
+
+    def optim_step(self, params: types.AdamParams) -> dict[str, float]:
+        if self.adam is None:
+            raise RuntimeError("this engine has no trainable LoRA weights")
+        return self.adam.step(params)
+
+    def decoder(self, prompt: Sequence[int], n: int) -> LocalDecoder:
+        return LocalDecoder(self.lm, prompt, n, self.device)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: p.detach().float().cpu().numpy().copy() for k, p in self.params.items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        mismatch = set(self.params) ^ set(weights)
+        if mismatch:
+            raise ValueError(
+                f"weights do not match this model's LoRA tensors: {sorted(mismatch)[:8]} "
+                f"({len(mismatch)} names differ). Was it saved from another model or rank?"
+            )
+        for key, value in weights.items():
+            p = self.params[key]
+            if tuple(np.shape(value)) != tuple(p.shape):
+                raise ValueError(
+                    f"{key}: shape {tuple(np.shape(value))} does not match {tuple(p.shape)}"
+                )
+        with torch.no_grad():
+            for key, value in weights.items():
+                p = self.params[key]
+                p.copy_(torch.as_tensor(np.asarray(value), dtype=p.dtype, device=p.device))
+
+    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+        return self.adam.state() if self.adam is not None else {"step": np.zeros(1, np.int64)}
+
+    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        if self.adam is None:
+            raise RuntimeError("this engine has no optimizer")
+        self.adam.load(state)
+
+    def adapter_config(self) -> dict[str, Any]:
+        lora = self.lora or LoraConfig()
+        targets = sorted({key.split(".lora_")[0].rsplit(".", 1)[-1] for key in self.params})
+        return {
+            "peft_type": "LORA",
+            "base_model_name_or_path": self.spec.name,
+            "r": lora.rank,
+            "lora_alpha": lora.alpha if lora.alpha is not None else lora.rank,
+            "lora_dropout": 0.0,
+            "bias": "none",
+            "target_modules": targets,
+            "task_type": "CAUSAL_LM",
+            "inference_mode": True,
+        }
+
+    def snapshot(self) -> LocalEngine:
+        if self.lora is None:
+            return self  # the bare base never changes
+        model, params = lora_lib.snapshot(self.model)
+        return LocalEngine(self.spec, self.lora, self.source, _model=model, _params=params)
+
+
+class LocalFactory:
+    """Models of the ``local`` backend: ``tinkerkit/tiny`` (standing in for service
+    models), local HF model folders, and hub ids already in the local HF cache.
+
+    Example:
+        >>> LocalFactory().resolve("tinkerkit/tiny").vocab_size
+        261
+    """
+
+    name = "local"
+
+    def known_models(self) -> list[str]:
+        return models.known_models()
+
+    def resolve(self, model: str) -> ModelSpec:
+        source, config = models.find_source(model)
+        return models.spec_for(source, config)
+
+    def tokenizer(self, spec: ModelSpec) -> Any:
+        return models.tokenizer(models.find_source(spec.name)[0])
+
+    def stop_tokens(self, spec: ModelSpec) -> list[int]:
+        return models.stop_tokens(models.find_source(spec.name)[0])
+
+    def create(self, spec: ModelSpec, lora: LoraConfig | None) -> LocalEngine:
+        if spec.stands_in_for:
+            announce_stand_in(self.name, spec.stands_in_for)
+        source, _ = models.find_source(spec.name)
+        return LocalEngine(spec, lora, source)
