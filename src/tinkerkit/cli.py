@@ -61,18 +61,28 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--backend", default="mock", show_default=True, help="mock or local.")
-@click.option("--steps", default=100, show_default=True, type=int)
-@click.option("--lr", "learning_rate", default=5e-3, show_default=True, type=float)
+@click.option("--backend", default="local", show_default=True, help="local, or mock (faster).")
+@click.option(
+    "--out",
+    "out_dir",
+    default="tinkerkit-demo",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the chats, logs and plot.",
+)
+@click.option("--steps", default=150, show_default=True, type=int)
+@click.option("--lr", "learning_rate", default=1e-2, show_default=True, type=float)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--latency", default=0.0, show_default=True, type=float, help="Simulated round trip (s)."
 )
-def demo(backend: str, steps: int, learning_rate: float, seed: int, latency: float) -> None:
-    """Train a tiny model offline on a few chats; show loss falling and answers learned."""
+def demo(
+    backend: str, out_dir: Path, steps: int, learning_rate: float, seed: int, latency: float
+) -> None:
+    """Notes → chats → SFT → before/after answers → loss plot, all offline."""
     from tinkerkit.demo import run_demo
 
-    _run(lambda: run_demo(backend, steps, learning_rate, seed, latency, echo=click.echo))
+    _run(lambda: run_demo(backend, out_dir, steps, learning_rate, seed, latency, echo=click.echo))
 
 
 @main.command()

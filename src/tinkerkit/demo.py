@@ -1,8 +1,14 @@
-"""``tinkerkit demo``: train a model offline on a few chats and show that it learned them.
+"""``tinkerkit demo``: the whole pipeline offline — notes → chats → SFT → answers → plot.
 
-First version (foundation): built-in Q&A chats → chat datums → pipelined SFT on the
-chosen offline backend → greedy answers before and after. A tiny random-init model
-memorises what it is shown; it does not generalise, and the output says so.
+1. the Markdown notes shipped in ``tinkerkit/demo_notes`` become chat JSONL
+   (``tinkerkit notes``' extraction);
+2. ``tk.sft.train`` fine-tunes ``tinkerkit/tiny`` on them with a live progress bar;
+3. greedy answers to the notes' questions, before and after training, are compared
+   with the notes (exact matches are counted);
+4. the loss curve is written as a PNG and the trained adapter's paths are printed.
+
+The built-in model is tiny and random-init: it memorises what it saw and does not
+generalise, and the output says so.
 """
 
 from __future__ import annotations
@@ -10,120 +16,147 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from tinker import types
-from tqdm import tqdm
+from pathlib import Path
+from typing import Any
 
 import tinkerkit as tk
-from tinkerkit.data import chat_datum
+from tinkerkit.data.notes import QAPair, extract_qa, notes_to_chats
+from tinkerkit.text import sample_text
 
-FACTS = [
-    ("What is the capital of France?", "Paris."),
-    ("Which planet is known as the red planet?", "Mars."),
-    ("What do bees make?", "Honey."),
-    ("How many legs does a spider have?", "Eight."),
-    ("What is the largest ocean?", "The Pacific."),
-    ("What gas do plants breathe in?", "Carbon dioxide."),
-]
+NOTES_DIR = Path(__file__).parent / "demo_notes"
+UNSEEN_QUESTION = "Who built the lighthouse?"
 
 
 @dataclass
 class DemoResult:
-    first_loss: float
-    last_loss: float
     correct_before: int
     correct_after: int
     total: int
+    first_loss: float
+    last_loss: float
     sampler_path: str
+    state_path: str
+    out_dir: Path
+    plot_path: Path | None
     seconds: float
 
 
-def _answers(sampler: object, tokenizer: object) -> list[str]:
-    answers = []
-    futures = []
-    for question, _ in FACTS:
-        prompt = tokenizer.apply_chat_template(  # type: ignore[attr-defined]
-            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-        )
-        tokens = tokenizer.encode(prompt, add_special_tokens=False)  # type: ignore[attr-defined]
-        params = types.SamplingParams(max_tokens=24, temperature=0.0)
-        futures.append(sampler.sample(types.ModelInput.from_ints(tokens), 1, params))  # type: ignore[attr-defined]
-    for future in futures:
-        seq = future.result().sequences[0]
-        answers.append(tokenizer.decode(seq.tokens, skip_special_tokens=True).strip())  # type: ignore[attr-defined]
-    return answers
+def _answers(sampler: Any, questions: list[str]) -> list[str]:
+    return [sample_text(sampler, q, max_tokens=48, temperature=0.0)[0].text for q in questions]
+
+
+def _score(answers: list[str], pairs: list[QAPair]) -> int:
+    return sum(a == p.answer.strip() for a, p in zip(answers, pairs, strict=True))
 
 
 def run_demo(
-    backend: str = "mock",
-    steps: int = 100,
-    learning_rate: float = 5e-3,
+    backend: str = "local",
+    out_dir: str | Path = "tinkerkit-demo",
+    steps: int = 150,
+    learning_rate: float = 1e-2,
     seed: int = 0,
     latency: float = 0.0,
     echo: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Run the demo and print what happens; returns the numbers it printed.
+    """Run the demo, print what happens and where it went; return the numbers.
 
     Example:
-        >>> result = run_demo("mock")
+        >>> result = run_demo("mock", out_dir="/tmp/demo")
         >>> result.correct_after > result.correct_before
         True
     """
     start = time.monotonic()
-    service = tk.connect(backend, latency=latency)
-    training = service.create_lora_training_client(
-        base_model="tinkerkit/tiny", rank=16, seed=seed
-    ).result()
-    tokenizer = training.get_tokenizer()
-    chats = [
-        [{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in FACTS
-    ]
-    data = [chat_datum(chat, tokenizer) for chat in chats]
-    echo(f"tinkerkit demo · backend={backend} · model=tinkerkit/tiny · {len(data)} chats")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    service = tk.connect(backend, latency=latency) if latency else tk.connect(backend)
+    echo(f"tinkerkit demo · backend={backend} · model=tinkerkit/tiny · output in {out}/\n")
 
-    before_sampler = training.save_weights_and_get_sampling_client().result()
-    before = _answers(before_sampler, tokenizer)
+    chats_path = out / "train.jsonl"
+    report = notes_to_chats(NOTES_DIR, chats_path, mode="extract")
+    pairs = extract_qa(NOTES_DIR)
+    echo(f"1. notes → chats: {report.summary().splitlines()[0]}")
 
-    adam = types.AdamParams(learning_rate=learning_rate)
-    pending = []
-    losses: list[float] = []
-    bar = tqdm(total=steps, desc="training", unit="step")
-    for _ in range(steps):
-        # Pipelined: the next step is submitted before the previous result is read.
-        pending.append(training.forward_backward(data, "cross_entropy"))
-        training.optim_step(adam)
-        if len(pending) > 1:
-            out = pending.pop(0).result()
-            losses.append(out.metrics["loss:sum"])
-            bar.set_postfix(loss=f"{losses[-1]:.2f}")
-            bar.update()
-    losses.append(pending.pop(0).result().metrics["loss:sum"])
-    bar.update()
-    bar.close()
+    base = service.create_sampling_client(base_model="tinkerkit/tiny").result()
+    questions = [p.question for p in pairs]
+    before = _answers(base, questions)
 
-    path = training.save_weights_for_sampler("demo-final").result().path
-    after_sampler = service.create_sampling_client(model_path=path).result()
-    after = _answers(after_sampler, tokenizer)
-
-    def score(answers: list[str]) -> int:
-        return sum(a == expected for a, (_, expected) in zip(answers, FACTS, strict=True))
-
-    echo(f"\nloss (summed over trained tokens): {losses[0]:.1f} → {losses[-1]:.2f}")
-    echo("\nquestion → answer before training | after training")
-    for (question, _), b, a in zip(FACTS, before, after, strict=True):
-        echo(f"  {question}\n      before: {b[:40]!r}\n      after:  {a!r}")
-    correct_before, correct_after = score(before), score(after)
-    echo(
-        f"\nexact answers: {correct_before}/{len(FACTS)} before, {correct_after}/{len(FACTS)} after."
-        "\nA tiny random model memorises the chats it saw; it does not generalise to new questions."
+    echo(f"2. fine-tuning on {len(pairs)} chats ({steps} full-batch steps, LoRA rank 32):")
+    run_dir = out / "run"
+    config = tk.sft.Config(
+        data=chats_path,
+        epochs=steps,
+        batch_size=len(pairs),
+        learning_rate=learning_rate,
+        rank=32,
+        seed=seed,
+        log_dir=run_dir,
+        save_every=50,
+        save_each_epoch=False,
     )
-    echo(f"sampler checkpoint: {path}")
+    result = _fresh_run(config, service)
+    losses = [m["loss"] for m in result.metrics if "loss" in m]
+
+    sampler = service.create_sampling_client(model_path=result.sampler_path).result()
+    after = _answers(sampler, questions)
+    correct_before, correct_after = _score(before, pairs), _score(after, pairs)
+
+    echo(
+        f"\n3. answers to the notes' questions (loss per token {losses[0]:.2f} → {losses[-1]:.4f}):"
+    )
+    for pair, b, a in zip(pairs, before, after, strict=True):
+        mark = "✓" if a == pair.answer.strip() else "✗"
+        echo(f"   {pair.question}\n      before: {b[:40]!r}\n      after:  {a!r} {mark}")
+    echo(
+        f"\n   exact answers: {correct_before}/{len(pairs)} before training, "
+        f"{correct_after}/{len(pairs)} after."
+    )
+    unseen = sample_text(sampler, UNSEEN_QUESTION, max_tokens=48, temperature=0.0)[0].text
+    echo(
+        f"   Not in the notes — {UNSEEN_QUESTION!r} → {unseen!r}\n"
+        "   The tiny random-init model memorised the notes; it does not generalise. "
+        "Point --backend tinker at a real model for that."
+    )
+
+    plot_path = _plot(run_dir, echo)
+    echo("\n4. where everything went:")
+    echo(f"   chats:            {chats_path}")
+    echo(f"   metrics:          {run_dir / 'metrics.jsonl'}")
+    echo(f"   checkpoints:      {run_dir / 'checkpoints.jsonl'}")
+    if plot_path:
+        echo(f"   loss curve:       {plot_path}")
+    echo(f"   sampler weights:  {result.sampler_path}")
+    echo(f"   training state:   {result.state_path}")
+    echo(
+        f"   try it:           tinkerkit sample --backend {backend} --checkpoint {result.sampler_path} --prompt {questions[0]!r}"
+    )
     return DemoResult(
-        losses[0],
-        losses[-1],
         correct_before,
         correct_after,
-        len(FACTS),
-        path,
+        len(pairs),
+        losses[0],
+        losses[-1],
+        result.sampler_path,
+        result.state_path,
+        out,
+        plot_path,
         time.monotonic() - start,
     )
+
+
+def _fresh_run(config: tk.sft.Config, service: Any) -> tk.sft.Result:
+    """Each demo run starts over: an old run's files in the same folder are moved aside."""
+    log_dir = Path(config.log_dir)
+    if log_dir.exists():
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        log_dir.rename(log_dir.with_name(f"{log_dir.name}-{stamp}"))
+    return tk.sft.train(config, service=service)
+
+
+def _plot(run_dir: Path, echo: Callable[[str], None]) -> Path | None:
+    try:
+        from tinkerkit.train.plots import plot_metrics
+
+        return plot_metrics(run_dir)
+    except ImportError:
+        echo("\n   (no loss plot: pip install 'tinkerkit[plot]' for matplotlib)")
+        return None

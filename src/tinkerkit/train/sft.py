@@ -8,7 +8,7 @@ Features and their knobs (all in ``Config``):
 - pipelining: ``pipeline_depth`` steps stay in flight, results are read behind them;
 - evaluation: ``eval_data`` or ``eval_split``, every ``eval_every`` steps and at the end;
 - previews: greedy answers to ``sample_prompts`` every ``sample_every`` steps;
-- checkpoints: every ``save_every`` steps, at each epoch end, and ``final``
+- checkpoints: every ``save_every`` steps, at each epoch end (``save_each_epoch``), and ``final``
   (``LOG_DIR/checkpoints.jsonl``); ``resume=True`` continues a killed run exactly;
 - logging: ``LOG_DIR/metrics.jsonl``, a progress bar, ``callbacks``, ``wandb_project``.
 
@@ -66,6 +66,7 @@ class Config:
     sample_every: int = 0
     sample_max_tokens: int = 64
     save_every: int = 0
+    save_each_epoch: bool = True
     seed: int = 0
     log_dir: str | Path = "runs/sft"
     resume: bool = False
@@ -210,8 +211,9 @@ def _train(config: Config, service: Any) -> Result:
                 loop.submit_eval(step, metrics)
             if config.sample_every and step % config.sample_every == 0:
                 loop.submit_samples(step, metrics)
-            if (config.save_every and step % config.save_every == 0) or following.batch == 0:
-                name = f"epoch-{cursor.epoch + 1}" if following.batch == 0 else f"step-{step:06d}"
+            epoch_end = following.batch == 0 and config.save_each_epoch
+            if (config.save_every and step % config.save_every == 0) or epoch_end:
+                name = f"epoch-{cursor.epoch + 1}" if epoch_end else f"step-{step:06d}"
                 loop.submit_checkpoint(name, step, following)
         if eval_datums:
             loop.submit_eval(step, metrics)
