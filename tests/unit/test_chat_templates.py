@@ -81,3 +81,26 @@ def test_left_truncation_keeps_the_trained_turn():
     assert _trained(cut, tok) == _trained(full, tok)
     with pytest.raises(ChatFormatError, match="trained turn"):
         chat_datum(CHAT, tok, max_length=10, truncate="left")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("train_on", ["last", "all_assistant"])
+def test_batched_datums_equal_one_by_one(family, train_on):
+    from tinkerkit.data.chat import chat_datums
+
+    make, _ = FAMILIES[family]
+    tok = make()
+    convs = [
+        CHAT,
+        CHAT[1:3],
+        [
+            *CHAT[:3],
+            {"role": "user", "content": "ünïcode ✓?"},
+            {"role": "assistant", "content": "ja — 🙂"},
+        ],
+    ]
+    batched = chat_datums(convs, tok, train_on=train_on)
+    for conv, datum in zip(convs, batched, strict=True):
+        single = chat_datum(conv, tok, train_on=train_on)
+        assert datum.model_input.to_ints() == single.model_input.to_ints()
+        assert datum.loss_fn_inputs["weights"].tolist() == single.loss_fn_inputs["weights"].tolist()

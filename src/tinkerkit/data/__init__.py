@@ -9,7 +9,13 @@ print(tk.data.show_datum(datum, tok))
 
 from tinkerkit.data import notes
 from tinkerkit.data.builders import completion_datum, preference_datums, rl_datum
-from tinkerkit.data.chat import ChatFormatError, chat_datum, chat_prompt_tokens, render_chat
+from tinkerkit.data.chat import (
+    ChatFormatError,
+    chat_datum,
+    chat_datums,
+    chat_prompt_tokens,
+    render_chat,
+)
 from tinkerkit.data.datum import shifted_datum
 from tinkerkit.data.inspect import check_datums, show_datum
 from tinkerkit.data.loaders import (
@@ -31,6 +37,7 @@ __all__ = [
     "PromptCompletion",
     "RLPrompt",
     "chat_datum",
+    "chat_datums",
     "chat_prompt_tokens",
     "check_datums",
     "completion_datum",

@@ -150,6 +150,113 @@ def chat_prompt_tokens(messages: Messages, tokenizer: Any) -> list[int]:
     )
 
 
+def _batch_render_with_markers(
+    tokenizer: Any, conversations: list[list[dict[str, str]]]
+) -> list[RenderedChat] | None:
+    """Render many chats at once: one jinja pass each, one batched (Rust) encode for all,
+    and assistant spans from character offsets with ``searchsorted`` instead of a Python
+    loop per token. ``None`` when the template has no generation markers."""
+    template = tokenizer.chat_template or ""
+    if "generation %}" not in template:
+        return None
+    try:
+        from transformers.utils.chat_template_utils import render_jinja_template
+    except ImportError:  # pragma: no cover - older transformers
+        return None
+    rendered: Any = render_jinja_template(
+        conversations=conversations,
+        chat_template=template,
+        return_assistant_tokens_mask=True,
+        **tokenizer.special_tokens_map,
+    )
+    texts, char_spans = rendered  # (texts, generation char spans); its annotation says str
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    # The Rust tokenizer directly: transformers' per-encoding conversion to Python lists
+    # would cost as much as the tokenization itself.
+    encodings = backend.encode_batch(list(texts), add_special_tokens=False)
+    out = []
+    for encoding, spans in zip(encodings, char_spans, strict=True):
+        ids = encoding.ids
+        token_spans = []
+        for a, b in spans:
+            # A token belongs to a span when its first character does (HF's rule).
+            start, end = encoding.char_to_token(a), encoding.char_to_token(b)
+            if start is None:
+                return None  # characters without tokens: let the exact slow path decide
+            if encoding.token_to_chars(start)[0] < a:
+                start += 1
+            if end is None:
+                end = len(ids)
+            elif encoding.token_to_chars(end)[0] < b:
+                end += 1
+            token_spans.append((start, end))
+        out.append(RenderedChat(ids, [t for t in token_spans if t[1] > t[0]]))
+    return out
+
+
+def _datum_from_rendered(
+    rendered: RenderedChat,
+    train_on: TrainOn,
+    max_length: int | None,
+    truncate: Literal["error", "left"],
+) -> types.Datum:
+    spans = rendered.assistant_spans[-1:] if train_on == "last" else rendered.assistant_spans
+    if not spans:
+        raise ChatFormatError("the conversation has no assistant turn to train on")
+    tokens = rendered.tokens
+    offset = 0
+    if max_length is not None and len(tokens) > max_length:
+        offset = len(tokens) - max_length
+        if truncate != "left" or offset > spans[0][0]:
+            raise ChatFormatError(
+                f"the conversation renders to {len(tokens)} tokens, over max_length={max_length}"
+                + (
+                    "; shorten it, raise max_length, or pass truncate='left'"
+                    if truncate == "error"
+                    else "; cutting from the left would cut into a trained turn"
+                )
+            )
+    weights = [0.0] * len(tokens)
+    for start, end in spans:
+        weights[start:end] = [1.0] * (end - start)
+    return shifted_datum(tokens[offset:], weights[offset:])
+
+
+def _check_train_on(train_on: str) -> None:
+    if train_on not in ("last", "all_assistant"):
+        raise ChatFormatError(f"train_on must be 'last' or 'all_assistant', got {train_on!r}")
+
+
+def chat_datums(
+    conversations: Sequence[Messages],
+    tokenizer: Any,
+    *,
+    train_on: TrainOn = "last",
+    max_length: int | None = None,
+    truncate: Literal["error", "left"] = "error",
+) -> list[types.Datum]:
+    """``chat_datum`` for many conversations, batched where the tokenizer allows it.
+
+    Example:
+        >>> datums = chat_datums(tk.data.load_chat_jsonl("chats.jsonl"), tok)
+    """
+    _check_train_on(train_on)
+    convs = [as_messages(c) for c in conversations]
+    for index, msgs in enumerate(convs):
+        if not any(m["role"] == "assistant" for m in msgs):
+            raise ChatFormatError(f"conversation {index} has no assistant turn to train on")
+    rendered = (
+        _batch_render_with_markers(tokenizer, convs)
+        if getattr(tokenizer, "chat_template", None)
+        else None
+    )
+    if rendered is None:
+        rendered = [render_chat(msgs, tokenizer) for msgs in convs]
+    return [_datum_from_rendered(r, train_on, max_length, truncate) for r in rendered]
+
+
 def chat_datum(
     messages: Messages,
     tokenizer: Any,
@@ -169,27 +276,8 @@ def chat_datum(
         ...                 {"role": "assistant", "content": "4"}], tok)
         >>> show_datum(d, tok)   # from tinkerkit.data
     """
-    if train_on not in ("last", "all_assistant"):
-        raise ChatFormatError(f"train_on must be 'last' or 'all_assistant', got {train_on!r}")
+    _check_train_on(train_on)
     msgs = as_messages(messages)
     if not msgs or not any(m["role"] == "assistant" for m in msgs):
         raise ChatFormatError("the conversation has no assistant turn to train on")
-    rendered = render_chat(msgs, tokenizer)
-    spans = rendered.assistant_spans[-1:] if train_on == "last" else rendered.assistant_spans
-    tokens = rendered.tokens
-    offset = 0
-    if max_length is not None and len(tokens) > max_length:
-        offset = len(tokens) - max_length
-        if truncate != "left" or offset > spans[0][0]:
-            raise ChatFormatError(
-                f"the conversation renders to {len(tokens)} tokens, over max_length={max_length}"
-                + (
-                    "; shorten it, raise max_length, or pass truncate='left'"
-                    if truncate == "error"
-                    else "; cutting from the left would cut into a trained turn"
-                )
-            )
-    weights = [0.0] * len(tokens)
-    for start, end in spans:
-        weights[start:end] = [1.0] * (end - start)
-    return shifted_datum(tokens[offset:], weights[offset:])
+    return _datum_from_rendered(render_chat(msgs, tokenizer), train_on, max_length, truncate)

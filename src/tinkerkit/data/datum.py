@@ -26,10 +26,16 @@ def shifted_datum(tokens: Sequence[int], token_weights: Sequence[float]) -> type
         )
     if len(tokens) < 2:
         raise ValueError("a training sequence needs at least 2 tokens")
+    # Built without pydantic re-validation: the ids are plain ints we just produced, and
+    # validating every token of every datum costs as much as tokenizing it.
+    ids = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
+    if ids and not all(type(t) is int for t in (ids[0], ids[-1])):
+        ids = [int(t) for t in ids]
+    chunk = types.EncodedTextChunk.model_construct(tokens=ids[:-1], type="encoded_text")
     return types.Datum(
-        model_input=types.ModelInput.from_ints(list(tokens[:-1])),
+        model_input=types.ModelInput.model_construct(chunks=[chunk]),
         loss_fn_inputs={
-            "target_tokens": types.TensorData.from_numpy(np.asarray(tokens[1:], dtype=np.int64)),
+            "target_tokens": types.TensorData.from_numpy(np.asarray(ids[1:], dtype=np.int64)),
             "weights": types.TensorData.from_numpy(np.asarray(token_weights[1:], dtype=np.float32)),
         },
     )

@@ -77,7 +77,7 @@ def build_byte_tokenizer(
     for offset, token in enumerate(special_tokens):
         vocab[token] = 256 + offset
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     core.decoder = decoders.ByteLevel()
     named = {t for t in (bos, eos, pad) if t}
     tok = PreTrainedTokenizerFast(

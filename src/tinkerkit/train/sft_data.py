@@ -12,7 +12,7 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.data.builders import completion_datum
-from tinkerkit.data.chat import TrainOn, chat_datum
+from tinkerkit.data.chat import TrainOn, chat_datums
 from tinkerkit.data.inspect import check_datums
 from tinkerkit.data.loaders import iter_records, load_chat_jsonl
 from tinkerkit.data.schemas import Conversation, PromptCompletion
@@ -76,12 +76,14 @@ def _validated(schema: Any, obj: dict[str, Any], index: int) -> Any:
 def to_datums(
     records: Sequence[Record], tokenizer: Any, train_on: TrainOn, max_length: int | None
 ) -> list[types.Datum]:
+    chats = [r for r in records if isinstance(r, Conversation)]
+    rendered = iter(chat_datums(chats, tokenizer, train_on=train_on, max_length=max_length))
     out = []
     for record in records:
         if isinstance(record, types.Datum):
             out.append(record)
         elif isinstance(record, Conversation):
-            out.append(chat_datum(record, tokenizer, train_on=train_on, max_length=max_length))
+            out.append(next(rendered))
         else:
             out.append(
                 completion_datum(
