@@ -53,3 +53,23 @@ def test_custom_loss_gradient_equals_autograd():
     assert set(ours) == set(theirs) and ours
     for key in ours:
         np.testing.assert_allclose(ours[key], theirs[key], atol=1e-5, rtol=1e-4, err_msg=key)
+
+
+def test_local_trains_a_model_from_a_local_hf_folder(tmp_path):
+    """Any HF model folder works as base_model (here: the built-in base, exported)."""
+    from tinker import types
+
+    from tinkerkit.backends.local.models import export_base
+    from tinkerkit.testing import prompt_completion_datum
+
+    folder = export_base("tinkerkit/tiny", tmp_path / "tiny-hf")
+    service = tk.connect("local")
+    training = service.create_lora_training_client(base_model=str(folder), rank=4, seed=0).result()
+    tok = training.get_tokenizer()
+    data = [prompt_completion_datum(tok, "Q: colour of the sky?\nA:", " blue")]
+    first = training.forward_backward(data, "cross_entropy")
+    for _ in range(10):
+        training.optim_step(types.AdamParams(learning_rate=1e-2))
+        last = training.forward_backward(data, "cross_entropy")
+    assert last.result().metrics["loss:sum"] < 0.5 * first.result().metrics["loss:sum"]
+    assert training.get_info().model_name == str(folder)
