@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +30,10 @@ from tinkerkit._sync import run_blocking, run_in_thread
 from tinkerkit.data.chat import TrainOn
 from tinkerkit.train import sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
-from tinkerkit.train.checkpoints import (
-    CheckpointEntry,
-    CheckpointLog,
-    NothingToResumeError,
-    check_resume,
-    load_manifest,
-    write_json_atomic,
-)
-from tinkerkit.train.metrics import Callback, MetricsLogger, truncate_metrics
+from tinkerkit.train.metrics import Callback, MetricsLogger
 from tinkerkit.train.pipeline import Pipeline
 from tinkerkit.train.schedules import Schedule, learning_rate
+from tinkerkit.train.session import Checkpointer, Session, next_cursor, open_session, public_config
 
 
 @dataclass
@@ -146,20 +139,15 @@ def _train(config: Config, service: Any) -> Result:
         import tinkerkit as tk
 
         service = tk.connect()
-    resume_from = None
-    manifest = load_manifest(log_dir) if config.resume else None
-    if config.resume:
-        resume_from = CheckpointLog(log_dir).last()
-        if resume_from is None or manifest is None:
-            raise NothingToResumeError(log_dir)
-        training = service.create_training_client_from_state_with_optimizer(
-            resume_from.state_path
-        ).result()
-    else:
-        training = service.create_lora_training_client(
-            base_model=config.model, rank=config.rank, seed=config.seed
-        ).result()
-
+    session = open_session(
+        service,
+        log_dir,
+        resume=config.resume,
+        model=config.model,
+        rank=config.rank,
+        seed=config.seed,
+    )
+    training = session.training
     tokenizer = training.get_tokenizer()
     datums = sft_data.to_datums(records, tokenizer, config.train_on, config.max_length)
     datums, eval_datums = sft_data.split(datums, config.eval_split, config.seed)
@@ -168,23 +156,10 @@ def _train(config: Config, service: Any) -> Result:
             eval_records, tokenizer, config.train_on, config.max_length
         )
     sft_data.check(datums, tokenizer, "data")
-    identity = _run_identity(config, sft_data.fingerprint(datums))
+    session.begin(_run_identity(config, sft_data.fingerprint(datums)), public_config(config))
+    start, start_step = session.start, session.start_step
 
-    resume_count = 0
-    if manifest is not None:
-        check_resume(manifest["identity"], identity, log_dir)
-        resume_count = int(manifest.get("resume_count", 0)) + 1
-    log_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        log_dir / "run.json",
-        {"identity": identity, "resume_count": resume_count, "config": _public_config(config)},
-    )
-    start = Cursor(resume_from.epoch, resume_from.batch) if resume_from else Cursor()
-    start_step = resume_from.step if resume_from else 0
-    if resume_from is not None:
-        truncate_metrics(log_dir, start_step)
-
-    loop = _Loop(config, training, tokenizer, log_dir, resume_count, eval_datums)
+    loop = _Loop(config, session, tokenizer, eval_datums)
     per_epoch = batches_per_epoch(len(datums), config.batch_size)
     total = per_epoch * config.epochs
     metrics = MetricsLogger(
@@ -194,7 +169,7 @@ def _train(config: Config, service: Any) -> Result:
         progress=config.progress,
         callbacks=config.callbacks,
         wandb_project=config.wandb_project,
-        config=_public_config(config),
+        config=public_config(config),
     )
     try:
         step = start_step
@@ -204,7 +179,7 @@ def _train(config: Config, service: Any) -> Result:
                 config.learning_rate, step - 1, total, config.lr_schedule, config.warmup_steps
             )
             loop.submit_step(step, cursor.epoch, batch, lr, metrics)
-            following = _next_cursor(cursor, per_epoch)
+            following = next_cursor(cursor, per_epoch)
             if step == total:
                 break
             if config.eval_every and step % config.eval_every == 0:
@@ -214,54 +189,30 @@ def _train(config: Config, service: Any) -> Result:
             epoch_end = following.batch == 0 and config.save_each_epoch
             if (config.save_every and step % config.save_every == 0) or epoch_end:
                 name = f"epoch-{cursor.epoch + 1}" if epoch_end else f"step-{step:06d}"
-                loop.submit_checkpoint(name, step, following)
+                loop.checkpoints.submit(name, step, following)
         if eval_datums:
             loop.submit_eval(step, metrics)
         if config.sample_prompts:
             loop.submit_samples(step, metrics)
-        final = loop.submit_checkpoint("final", step, Cursor(config.epochs, 0))
+        final = loop.checkpoints.submit("final", step, Cursor(config.epochs, 0))
         loop.pipeline.drain()
     finally:
         metrics.close()
     return Result(final["state"], final["sampler"], log_dir, step, metrics.rows)
 
 
-def _next_cursor(cursor: Cursor, per_epoch: int) -> Cursor:
-    if cursor.batch + 1 < per_epoch:
-        return Cursor(cursor.epoch, cursor.batch + 1)
-    return Cursor(cursor.epoch + 1, 0)
-
-
-def _public_config(config: Config) -> dict[str, Any]:
-    out = asdict(config)
-    out.pop("callbacks", None)
-    if not isinstance(config.data, str | Path):
-        out["data"] = f"<{len(config.data)} records in memory>"
-    if config.eval_data is not None and not isinstance(config.eval_data, str | Path):
-        out["eval_data"] = f"<{len(config.eval_data)} records in memory>"
-    out["log_dir"] = str(config.log_dir)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
-
-
 class _Loop:
     """The request side of the loop: submits work and says what to log when it lands."""
 
     def __init__(
-        self,
-        config: Config,
-        training: Any,
-        tokenizer: Any,
-        log_dir: Path,
-        resume_count: int,
-        eval_datums: list[types.Datum],
+        self, config: Config, session: Session, tokenizer: Any, eval_datums: list[types.Datum]
     ) -> None:
         self.config = config
-        self.training = training
+        self.training = session.training
         self.tokenizer = tokenizer
-        self.checkpoints = CheckpointLog(log_dir)
-        self.suffix = f"-r{resume_count}" if resume_count else ""
         self.eval_datums = eval_datums
         self.pipeline = Pipeline(config.pipeline_depth)
+        self.checkpoints = Checkpointer(session, self.pipeline, config.seed, config.ttl_seconds)
         self._last_done = time.monotonic()
 
     def _adam(self, lr: float) -> types.AdamParams:
@@ -332,32 +283,3 @@ class _Loop:
             metrics.log_event({"step": step, "samples": previews})
 
         self.pipeline.submit({"sampler": future}, done)
-
-    def submit_checkpoint(self, name: str, step: int, following: Cursor) -> dict[str, str]:
-        """Queue a checkpoint; its line is written once both saves have landed."""
-        service_name = f"{name}{self.suffix}"
-        state = self.training.save_state(
-            service_name, ttl_seconds=self.config.ttl_seconds, overwrite=True
-        )
-        sampler = self.training.save_weights_for_sampler(
-            service_name, ttl_seconds=self.config.ttl_seconds
-        )
-        paths: dict[str, str] = {}
-
-        def done(results: Mapping[str, Any]) -> None:
-            paths["state"] = results["state"].path
-            paths["sampler"] = results["sampler"].path
-            self.checkpoints.append(
-                CheckpointEntry(
-                    name=name,
-                    step=step,
-                    state_path=paths["state"],
-                    sampler_path=paths["sampler"],
-                    epoch=following.epoch,
-                    batch=following.batch,
-                    seed=self.config.seed,
-                )
-            )
-
-        self.pipeline.submit({"state": state, "sampler": sampler}, done)
-        return paths
