@@ -10,7 +10,7 @@ from tinker import types
 from tinkerkit import data, errors, hparams
 from tinkerkit.connect import connect
 from tinkerkit.text import Completion, sample_text
-from tinkerkit.train import sft
+from tinkerkit.train import losses, preference, sft
 
 __version__ = "0.1.0"
 
@@ -21,6 +21,8 @@ __all__ = [
     "data",
     "errors",
     "hparams",
+    "losses",
+    "preference",
     "sample_text",
     "sft",
     "types",

@@ -53,3 +53,18 @@ def iterate(
         for index in range(first, per_epoch):
             chosen = order[index * batch_size : (index + 1) * batch_size]
             yield Cursor(epoch, index), [items[i] for i in chosen]
+
+
+def holdout(n_items: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices to keep and to hold out for evaluation: a fixed, seeded choice.
+
+    Example:
+        >>> holdout(10, 0.2, seed=0)[1]
+        [3, 6]
+    """
+    if not fraction:
+        return list(range(n_items)), []
+    order = np.random.default_rng([seed, 10_007]).permutation(n_items)
+    n_held = max(1, round(fraction * n_items))
+    held = set(order[:n_held].tolist())
+    return [i for i in range(n_items) if i not in held], sorted(held)

@@ -17,6 +17,7 @@ from tinkerkit.data.inspect import check_datums
 from tinkerkit.data.loaders import iter_records, load_chat_jsonl
 from tinkerkit.data.schemas import Conversation, PromptCompletion
 from tinkerkit.errors import DataError
+from tinkerkit.train.batching import holdout
 
 Record = Conversation | PromptCompletion | types.Datum
 
@@ -97,12 +98,8 @@ def split(
     datums: list[types.Datum], fraction: float, seed: int
 ) -> tuple[list[types.Datum], list[types.Datum]]:
     """Hold out ``fraction`` of the datums (a fixed, seeded choice) for evaluation."""
-    if not fraction:
-        return datums, []
-    order = np.random.default_rng([seed, 10_007]).permutation(len(datums))
-    n_eval = max(1, round(fraction * len(datums)))
-    held = set(order[:n_eval].tolist())
-    return [d for i, d in enumerate(datums) if i not in held], [datums[i] for i in sorted(held)]
+    kept, held = holdout(len(datums), fraction, seed)
+    return [datums[i] for i in kept], [datums[i] for i in held]
 
 
 def check(datums: list[types.Datum], tokenizer: Any, what: str) -> None:

@@ -1,0 +1,224 @@
+"""Preference learning with DPO: the loop, pipelined and resumable like ``tk.sft``.
+
+Features and their knobs (``DPOConfig``):
+- data: preference pairs (JSONL/JSON/CSV path, or ``PreferencePair`` list) → chosen and
+  rejected datums sharing the prompt tokens exactly (``tk.data.preference_datums``);
+- reference: the base model (default) or a ``tinker://`` sampler checkpoint
+  (``reference``), scored once, before training;
+- ``beta``, ``epochs``, ``batch_size`` (pairs per step), ``learning_rate``, ``rank``;
+- held-out pairs (``eval_data`` or ``eval_split``): margin and accuracy at the start,
+  every ``eval_every`` steps, and at the end;
+- checkpoints every ``save_every`` steps and ``final``; ``resume=True`` continues exactly;
+- ``LOG_DIR/metrics.jsonl``: loss, accuracy, margin, chosen/rejected reward per step.
+
+    result = tk.preference.train_dpo(tk.preference.DPOConfig(data="pairs.jsonl",
+                                     log_dir="runs/dpo"), service=tk.connect("mock"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinker import types
+
+from tinkerkit._sync import run_blocking, run_in_thread
+from tinkerkit.data.builders import preference_datums
+from tinkerkit.data.loaders import load_preference_pairs
+from tinkerkit.data.schemas import PreferencePair
+from tinkerkit.errors import DataError
+from tinkerkit.train import losses, sft_data
+from tinkerkit.train.batching import Cursor, batches_per_epoch, holdout, iterate
+from tinkerkit.train.metrics import Callback, MetricsLogger
+from tinkerkit.train.pipeline import Pipeline
+from tinkerkit.train.session import Checkpointer, next_cursor, open_session, public_config
+
+
+@dataclass
+class DPOConfig:
+    data: str | Path | Sequence[Any]
+    model: str = "tinkerkit/tiny"
+    reference: str | None = None
+    beta: float = 0.1
+    epochs: int = 1
+    batch_size: int = 8
+    learning_rate: float = 1e-5
+    rank: int = 32
+    eval_data: str | Path | Sequence[Any] | None = None
+    eval_split: float = 0.0
+    eval_every: int = 0
+    save_every: int = 0
+    seed: int = 0
+    log_dir: str | Path = "runs/dpo"
+    resume: bool = False
+    ttl_seconds: int | None = None
+    pipeline_depth: int = 8
+    progress: bool = True
+    callbacks: Sequence[Callback] = field(default_factory=tuple)
+
+
+@dataclass
+class DPOResult:
+    state_path: str
+    sampler_path: str
+    log_dir: Path
+    steps: int
+    metrics: list[dict[str, Any]]
+
+    def evals(self) -> list[dict[str, Any]]:
+        return [m for m in self.metrics if "eval_accuracy" in m]
+
+
+def _pairs(data: str | Path | Sequence[Any]) -> list[PreferencePair]:
+    if isinstance(data, str | Path):
+        return load_preference_pairs(data)
+    pairs = [p if isinstance(p, PreferencePair) else PreferencePair.model_validate(p) for p in data]
+    if not pairs:
+        raise DataError("data", None, None, "has no preference pairs")
+    return pairs
+
+
+def _flatten(pairs: Sequence[PreferencePair], tokenizer: Any) -> list[list[types.Datum]]:
+    """One [chosen, rejected] list per pair."""
+    return [list(preference_datums(pair, tokenizer)) for pair in pairs]
+
+
+def train_dpo(config: DPOConfig, service: Any = None) -> DPOResult:
+    """Run DPO to completion (or continue it with ``resume=True``); works in notebooks."""
+    return run_blocking(lambda: _train(config, service))
+
+
+async def train_dpo_async(config: DPOConfig, service: Any = None) -> DPOResult:
+    return await run_in_thread(lambda: _train(config, service))
+
+
+def _train(config: DPOConfig, service: Any) -> DPOResult:
+    if config.beta <= 0 or config.batch_size < 1 or config.epochs < 1:
+        raise ValueError("DPOConfig needs beta > 0, batch_size >= 1 and epochs >= 1")
+    pairs = _pairs(config.data)
+    eval_pairs = _pairs(config.eval_data) if config.eval_data is not None else []
+    if service is None:
+        import tinkerkit as tk
+
+        service = tk.connect()
+    session = open_session(
+        service,
+        config.log_dir,
+        resume=config.resume,
+        model=config.model,
+        rank=config.rank,
+        seed=config.seed,
+    )
+    training = session.training
+    tokenizer = training.get_tokenizer()
+    train_items = _flatten(pairs, tokenizer)
+    if config.eval_split and not eval_pairs:
+        kept, held = holdout(len(train_items), config.eval_split, config.seed)
+        eval_items = [train_items[i] for i in held]
+        train_items = [train_items[i] for i in kept]
+    else:
+        eval_items = _flatten(eval_pairs, tokenizer)
+    flat = [d for item in train_items for d in item]
+    sft_data.check(flat, tokenizer, "data")
+    identity = {
+        "model": config.model,
+        "rank": config.rank,
+        "data": sft_data.fingerprint(flat),
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "beta": config.beta,
+        "reference": config.reference,
+    }
+    session.begin(identity, public_config(config))
+
+    reference = (
+        service.create_sampling_client(model_path=config.reference).result()
+        if config.reference
+        else service.create_sampling_client(base_model=config.model).result()
+    )
+    # Reference scores never change: compute them once, all requests in flight together.
+    train_refs = _chunked(losses.reference_logprobs(reference, flat))
+    eval_flat = [d for item in eval_items for d in item]
+    eval_refs = losses.reference_logprobs(reference, eval_flat) if eval_flat else []
+
+    pipeline = Pipeline(config.pipeline_depth)
+    checkpoints = Checkpointer(session, pipeline, config.seed, config.ttl_seconds)
+    per_epoch = batches_per_epoch(len(train_items), config.batch_size)
+    total = per_epoch * config.epochs
+    metrics = MetricsLogger(
+        session.log_dir,
+        total,
+        start_step=session.start_step,
+        progress=config.progress,
+        callbacks=config.callbacks,
+        config=public_config(config),
+    )
+    indexed = list(range(len(train_items)))
+
+    def evaluate(step: int) -> None:
+        if not eval_flat:
+            return
+        future = training.forward(eval_flat, "cross_entropy")
+
+        def done(results: Mapping[str, Any]) -> None:
+            import torch
+
+            lps = [torch.tensor(o["logprobs"].to_numpy()) for o in results["eval"].loss_fn_outputs]
+            _, m = losses.dpo(eval_refs, config.beta)(eval_flat, lps)
+            metrics.log_event(
+                {"step": step, "eval_accuracy": m["accuracy"], "eval_margin": m["margin"]}
+            )
+
+        pipeline.submit({"eval": future}, done)
+
+    try:
+        step = session.start_step
+        if step == 0:
+            evaluate(0)
+        for cursor, batch in iterate(
+            indexed, config.batch_size, config.epochs, config.seed, session.start
+        ):
+            step += 1
+            data = [d for i in batch for d in train_items[i]]
+            refs = [r for i in batch for r in train_refs[i]]
+            fb = training.forward_backward_custom(data, losses.dpo(refs, config.beta))
+            opt = training.optim_step(types.AdamParams(learning_rate=config.learning_rate))
+
+            def done(
+                results: Mapping[str, Any], step: int = step, epoch: int = cursor.epoch
+            ) -> None:
+                m = results["fb"].metrics
+                metrics.log(
+                    {
+                        "step": step,
+                        "epoch": epoch + 1,
+                        "loss": m["dpo_loss"],
+                        "accuracy": m["accuracy"],
+                        "margin": m["margin"],
+                        "chosen_reward": m["chosen_reward"],
+                        "rejected_reward": m["rejected_reward"],
+                        "lr": config.learning_rate,
+                    }
+                )
+
+            pipeline.submit({"fb": fb, "opt": opt}, done)
+            following = next_cursor(cursor, per_epoch)
+            if step == total:
+                break
+            if config.eval_every and step % config.eval_every == 0:
+                evaluate(step)
+            if config.save_every and step % config.save_every == 0:
+                checkpoints.submit(f"step-{step:06d}", step, following)
+        evaluate(step)
+        final = checkpoints.submit("final", step, Cursor(config.epochs, 0))
+        pipeline.drain()
+    finally:
+        metrics.close()
+    return DPOResult(final["state"], final["sampler"], session.log_dir, step, metrics.rows)
+
+
+def _chunked(refs: list[Any]) -> list[list[Any]]:
+    return [refs[i : i + 2] for i in range(0, len(refs), 2)]
