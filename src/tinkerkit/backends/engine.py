@@ -37,6 +37,24 @@ class LoraConfig:
         return (self.alpha if self.alpha is not None else self.rank) / self.rank
 
 
+def peft_adapter_config(
+    base_model: str, lora: LoraConfig | None, targets: list[str]
+) -> dict[str, object]:
+    """The ``adapter_config.json`` PEFT reads, for an adapter on ``targets``."""
+    lora = lora or LoraConfig()
+    return {
+        "peft_type": "LORA",
+        "base_model_name_or_path": base_model,
+        "r": lora.rank,
+        "lora_alpha": lora.alpha if lora.alpha is not None else lora.rank,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "target_modules": targets,
+        "task_type": "CAUSAL_LM",
+        "inference_mode": True,
+    }
+
+
 @dataclass(frozen=True)
 class EngineInput:
     """One datum as an engine sees it: input tokens and the targets they predict."""

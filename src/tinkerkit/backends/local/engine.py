@@ -17,7 +17,7 @@ import torch
 from tinker import types
 from torch import nn
 
-from tinkerkit.backends.engine import EngineInput, LoraConfig
+from tinkerkit.backends.engine import EngineInput, LoraConfig, peft_adapter_config
 from tinkerkit.backends.local import lora as lora_lib
 from tinkerkit.backends.local import models
 from tinkerkit.backends.local.batching import LocalForward, run_buckets
@@ -108,19 +108,8 @@ class LocalEngine:
         self.adam.load(state)
 
     def adapter_config(self) -> dict[str, Any]:
-        lora = self.lora or LoraConfig()
         targets = sorted({key.split(".lora_")[0].rsplit(".", 1)[-1] for key in self.params})
-        return {
-            "peft_type": "LORA",
-            "base_model_name_or_path": self.spec.name,
-            "r": lora.rank,
-            "lora_alpha": lora.alpha if lora.alpha is not None else lora.rank,
-            "lora_dropout": 0.0,
-            "bias": "none",
-            "target_modules": targets,
-            "task_type": "CAUSAL_LM",
-            "inference_mode": True,
-        }
+        return peft_adapter_config(self.spec.name, self.lora, targets)
 
     def snapshot(self) -> LocalEngine:
         if self.lora is None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tinker import types
 
-from tinkerkit.backends.engine import EngineInput, LoraConfig
+from tinkerkit.backends.engine import EngineInput, LoraConfig, peft_adapter_config
 from tinkerkit.backends.mock import model
 from tinkerkit.backends.mock.adam import Adam
 from tinkerkit.models import tokenizer as byte_tok
@@ -131,17 +131,7 @@ class MockEngine:
         self.adam.load(state)
 
     def adapter_config(self) -> dict[str, Any]:
-        lora = self.lora or LoraConfig()
-        return {
-            "peft_type": "LORA",
-            "base_model_name_or_path": self.spec.name,
-            "r": lora.rank,
-            "lora_alpha": lora.alpha if lora.alpha is not None else lora.rank,
-            "lora_dropout": 0.0,
-            "bias": "none",
-            "target_modules": list(self.targets),
-            "task_type": "CAUSAL_LM",
-        }
+        return peft_adapter_config(self.spec.name, self.lora, list(self.targets))
 
     def snapshot(self) -> MockEngine:
         clone = copy.copy(self)
