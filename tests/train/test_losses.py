@@ -158,3 +158,35 @@ def test_dpo_training_raises_held_out_margin_and_accuracy(tmp_path):
     assert last["eval_accuracy"] >= 0.99 > first["eval_accuracy"]
     lines = (tmp_path / "dpo" / "checkpoints.jsonl").read_text().splitlines()
     assert [json.loads(x)["name"] for x in lines] == ["final"]
+
+
+def test_reward_model_learns_held_out_preferences(tmp_path):
+    import random
+
+    rng = random.Random(1)
+    good = ["Sure, happy to help with that.", "Of course! Here is a careful answer."]
+    bad = ["No.", "Figure it out yourself."]
+    topics = [f"task {i}" for i in range(14)]
+    pairs = [
+        {
+            "prompt": f"Can you help me with {t}?",
+            "chosen": rng.choice(good),
+            "rejected": rng.choice(bad),
+        }
+        for t in topics
+    ]
+    config = tk.preference.DPOConfig(
+        data=pairs[:10],
+        eval_data=pairs[10:],
+        epochs=4,
+        batch_size=5,
+        learning_rate=5e-3,
+        rank=8,
+        log_dir=tmp_path / "rm",
+        progress=False,
+    )
+    result = tk.preference.train_reward_model(config, service=tk.connect("mock"))
+    first, last = result.evals()[0], result.evals()[-1]
+    assert last["eval_accuracy"] == 1.0
+    assert last["eval_margin"] > first["eval_margin"] + 1.0
+    assert last["eval_loss"] < first["eval_loss"]

@@ -8,7 +8,7 @@ print(tk.data.show_datum(datum, tok))
 """
 
 from tinkerkit.data import notes
-from tinkerkit.data.builders import completion_datum, preference_datums, rl_datum
+from tinkerkit.data.builders import completion_datum, preference_datums, reward_datum, rl_datum
 from tinkerkit.data.chat import (
     ChatFormatError,
     chat_datum,
@@ -51,6 +51,7 @@ __all__ = [
     "notes",
     "preference_datums",
     "render_chat",
+    "reward_datum",
     "rl_datum",
     "shifted_datum",
     "show_datum",

@@ -111,6 +111,36 @@ def preference_datums(
     return out[0], out[1]
 
 
+REWARD_QUESTION = "Is the last answer helpful and correct? Reply Yes or No."
+
+
+def reward_datum(
+    prompt: str | Sequence[Any],
+    response: str,
+    tokenizer: Any,
+    *,
+    question: str = REWARD_QUESTION,
+    score_text: str = "Yes",
+) -> types.Datum:
+    """A reward-model datum: the conversation, a judging question, and the score answer.
+
+    Only the answer ``score_text`` (and its end-of-turn token) is weighted, so
+    ``Σ weights · logprobs`` is the log-probability that the model answers "Yes" about
+    this response: the scalar reward ``tk.losses.bradley_terry`` trains and
+    ``tinkerkit.recipes.rlhf.RewardModel`` reads back.
+
+    Example:
+        >>> d = reward_datum("2+2?", "4", tok)
+    """
+    chat = _as_chat(prompt, response)
+    chat += [{"role": "user", "content": question}, {"role": "assistant", "content": score_text}]
+    rendered = render_chat(chat, tokenizer)
+    start, end = rendered.assistant_spans[-1]
+    weights = [0.0] * len(rendered.tokens)
+    weights[start:end] = [1.0] * (end - start)
+    return shifted_datum(rendered.tokens, weights)
+
+
 def rl_datum(
     prompt_tokens: Sequence[int],
     completion_tokens: Sequence[int],

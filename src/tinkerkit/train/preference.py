@@ -1,9 +1,11 @@
-"""Preference learning with DPO: the loop, pipelined and resumable like ``tk.sft``.
+"""Preference learning — DPO, and Bradley–Terry reward models — pipelined and resumable.
 
 Features and their knobs (``DPOConfig``):
 - data: preference pairs (JSONL/JSON/CSV path, or ``PreferencePair`` list) → chosen and
   rejected datums sharing the prompt tokens exactly (``tk.data.preference_datums``);
-- reference: the base model (default) or a ``tinker://`` sampler checkpoint
+- ``objective``: ``"dpo"`` trains the policy directly; ``"bradley_terry"`` trains a
+  reward model on ``tk.data.reward_datum`` pairs (``train_reward_model``);
+- reference (DPO): the base model (default) or a ``tinker://`` sampler checkpoint
   (``reference``), scored once, before training;
 - ``beta``, ``epochs``, ``batch_size`` (pairs per step), ``learning_rate``, ``rank``;
 - held-out pairs (``eval_data`` or ``eval_split``): margin and accuracy at the start,
@@ -20,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tinker import types
 
 from tinkerkit._sync import run_blocking, run_in_thread
-from tinkerkit.data.builders import preference_datums
+from tinkerkit.data.builders import preference_datums, reward_datum
 from tinkerkit.data.loaders import load_preference_pairs
 from tinkerkit.data.schemas import PreferencePair
 from tinkerkit.errors import DataError
@@ -35,11 +37,14 @@ from tinkerkit.train.metrics import Callback, MetricsLogger
 from tinkerkit.train.pipeline import Pipeline
 from tinkerkit.train.session import Checkpointer, next_cursor, open_session, public_config
 
+Objective = Literal["dpo", "bradley_terry"]
+
 
 @dataclass
 class DPOConfig:
     data: str | Path | Sequence[Any]
     model: str = "tinkerkit/tiny"
+    objective: Objective = "dpo"
     reference: str | None = None
     beta: float = 0.1
     epochs: int = 1
@@ -80,14 +85,47 @@ def _pairs(data: str | Path | Sequence[Any]) -> list[PreferencePair]:
     return pairs
 
 
-def _flatten(pairs: Sequence[PreferencePair], tokenizer: Any) -> list[list[types.Datum]]:
-    """One [chosen, rejected] list per pair."""
-    return [list(preference_datums(pair, tokenizer)) for pair in pairs]
+def _flatten(
+    pairs: Sequence[PreferencePair], tokenizer: Any, objective: Objective
+) -> list[list[types.Datum]]:
+    """One [chosen, rejected] list per pair: policy datums (DPO) or reward datums (BT)."""
+    if objective == "dpo":
+        return [list(preference_datums(pair, tokenizer)) for pair in pairs]
+    return [
+        [reward_datum(_prompt(pair), answer, tokenizer) for answer in (pair.chosen, pair.rejected)]  # type: ignore[arg-type]
+        for pair in pairs
+    ]
+
+
+def _prompt(pair: PreferencePair) -> Any:
+    if isinstance(pair.chosen, list):  # two whole chats: the prompt is all but the last turn
+        return [m.model_dump() for m in pair.chosen[:-1]]
+    return (
+        pair.prompt if isinstance(pair.prompt, str) else [m.model_dump() for m in pair.prompt or []]
+    )
 
 
 def train_dpo(config: DPOConfig, service: Any = None) -> DPOResult:
-    """Run DPO to completion (or continue it with ``resume=True``); works in notebooks."""
+    """Run DPO to completion (or continue it with ``resume=True``); works in notebooks.
+
+    Example:
+        >>> r = train_dpo(DPOConfig(data="pairs.jsonl", log_dir="runs/dpo"), tk.connect("mock"))
+        >>> r.evals()[-1]["eval_accuracy"]
+    """
     return run_blocking(lambda: _train(config, service))
+
+
+def train_reward_model(config: DPOConfig, service: Any = None) -> DPOResult:
+    """Train a Bradley–Terry reward model on preference pairs (``objective`` is set for you).
+
+    Its score of a response is ``Σ weights · logprobs`` of ``tk.data.reward_datum``.
+
+    Example:
+        >>> r = train_reward_model(DPOConfig(data="pairs.jsonl", log_dir="runs/rm"))
+    """
+    from dataclasses import replace
+
+    return run_blocking(lambda: _train(replace(config, objective="bradley_terry"), service))
 
 
 async def train_dpo_async(config: DPOConfig, service: Any = None) -> DPOResult:
@@ -113,13 +151,13 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
     )
     training = session.training
     tokenizer = training.get_tokenizer()
-    train_items = _flatten(pairs, tokenizer)
+    train_items = _flatten(pairs, tokenizer, config.objective)
     if config.eval_split and not eval_pairs:
         kept, held = holdout(len(train_items), config.eval_split, config.seed)
         eval_items = [train_items[i] for i in held]
         train_items = [train_items[i] for i in kept]
     else:
-        eval_items = _flatten(eval_pairs, tokenizer)
+        eval_items = _flatten(eval_pairs, tokenizer, config.objective)
     flat = [d for item in train_items for d in item]
     sft_data.check(flat, tokenizer, "data")
     identity = {
@@ -131,18 +169,30 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
         "batch_size": config.batch_size,
         "beta": config.beta,
         "reference": config.reference,
+        "objective": config.objective,
     }
     session.begin(identity, public_config(config))
 
-    reference = (
-        service.create_sampling_client(model_path=config.reference).result()
-        if config.reference
-        else service.create_sampling_client(base_model=config.model).result()
-    )
-    # Reference scores never change: compute them once, all requests in flight together.
-    train_refs = _chunked(losses.reference_logprobs(reference, flat))
     eval_flat = [d for item in eval_items for d in item]
-    eval_refs = losses.reference_logprobs(reference, eval_flat) if eval_flat else []
+    train_refs: list[list[Any]]
+    eval_refs: list[Any]
+    if config.objective == "dpo":
+        reference = (
+            service.create_sampling_client(model_path=config.reference).result()
+            if config.reference
+            else service.create_sampling_client(base_model=config.model).result()
+        )
+        # Reference scores never change: compute them once, all requests in flight together.
+        train_refs = _chunked(losses.reference_logprobs(reference, flat))
+        eval_refs = losses.reference_logprobs(reference, eval_flat) if eval_flat else []
+    else:
+        train_refs = [[0.0, 0.0] for _ in train_items]
+        eval_refs = [0.0] * len(eval_flat)
+
+    def pair_loss(refs: list[Any]) -> losses.LossFn:
+        if config.objective == "dpo":
+            return losses.dpo(refs, config.beta)
+        return losses.bradley_terry()
 
     pipeline = Pipeline(config.pipeline_depth)
     checkpoints = Checkpointer(session, pipeline, config.seed, config.ttl_seconds)
@@ -167,9 +217,15 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
             import torch
 
             lps = [torch.tensor(o["logprobs"].to_numpy()) for o in results["eval"].loss_fn_outputs]
-            _, m = losses.dpo(eval_refs, config.beta)(eval_flat, lps)
+            loss, m = pair_loss(eval_refs)(eval_flat, lps)
+            margin = m.get("margin", m.get("reward_gap", 0.0))
             metrics.log_event(
-                {"step": step, "eval_accuracy": m["accuracy"], "eval_margin": m["margin"]}
+                {
+                    "step": step,
+                    "eval_accuracy": m["accuracy"],
+                    "eval_margin": margin,
+                    "eval_loss": loss.item(),
+                }
             )
 
         pipeline.submit({"eval": future}, done)
@@ -184,25 +240,17 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
             step += 1
             data = [d for i in batch for d in train_items[i]]
             refs = [r for i in batch for r in train_refs[i]]
-            fb = training.forward_backward_custom(data, losses.dpo(refs, config.beta))
+            fb = training.forward_backward_custom(data, pair_loss(refs))
             opt = training.optim_step(types.AdamParams(learning_rate=config.learning_rate))
 
             def done(
                 results: Mapping[str, Any], step: int = step, epoch: int = cursor.epoch
             ) -> None:
-                m = results["fb"].metrics
-                metrics.log(
-                    {
-                        "step": step,
-                        "epoch": epoch + 1,
-                        "loss": m["dpo_loss"],
-                        "accuracy": m["accuracy"],
-                        "margin": m["margin"],
-                        "chosen_reward": m["chosen_reward"],
-                        "rejected_reward": m["rejected_reward"],
-                        "lr": config.learning_rate,
-                    }
-                )
+                m = dict(results["fb"].metrics)
+                m.pop("loss:sum", None)
+                loss = m.pop("dpo_loss", None) if "dpo_loss" in m else m.pop("bt_loss", None)
+                row = {"step": step, "epoch": epoch + 1, "loss": loss}
+                metrics.log({**row, **m, "lr": config.learning_rate})
 
             pipeline.submit({"fb": fb, "opt": opt}, done)
             following = next_cursor(cursor, per_epoch)
