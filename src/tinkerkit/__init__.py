@@ -7,10 +7,10 @@ training = service.create_lora_training_client(base_model="tinkerkit/tiny").resu
 
 from tinker import types
 
-from tinkerkit import data, errors, hparams
+from tinkerkit import data, errors, hparams, recipes
 from tinkerkit.connect import connect
 from tinkerkit.text import Completion, sample_text
-from tinkerkit.train import losses, preference, sft
+from tinkerkit.train import losses, preference, rl, sft
 
 __version__ = "0.1.0"
 
@@ -23,6 +23,8 @@ __all__ = [
     "hparams",
     "losses",
     "preference",
+    "recipes",
+    "rl",
     "sample_text",
     "sft",
     "types",

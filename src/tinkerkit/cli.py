@@ -342,5 +342,11 @@ def models_export_base(name: str, out: Path) -> None:
     _run(run)
 
 
+# Commands defined in their own modules (they import _run/backend_options from here).
+from tinkerkit.cli_rl import rl  # noqa: E402
+
+main.add_command(rl)
+
+
 if __name__ == "__main__":
     main()

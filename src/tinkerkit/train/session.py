@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +60,26 @@ class Session:
 
 
 def open_session(
-    service: Any, log_dir: str | Path, *, resume: bool, model: str, rank: int, seed: int
+    service: Any,
+    log_dir: str | Path,
+    *,
+    resume: bool,
+    model: str,
+    rank: int,
+    seed: int,
+    init_state: str | None = None,
 ) -> Session:
-    """A training client for this run: fresh, or restored from ``log_dir``'s last checkpoint."""
+    """A training client for this run: fresh (starting from ``init_state``, a
+    ``tinker://.../weights/`` checkpoint, when given), or restored from ``log_dir``'s last
+    checkpoint."""
     folder = Path(log_dir)
     if not resume:
-        training = service.create_lora_training_client(
-            base_model=model, rank=rank, seed=seed
-        ).result()
+        if init_state:
+            training = service.create_training_client_from_state(init_state).result()
+        else:
+            training = service.create_lora_training_client(
+                base_model=model, rank=rank, seed=seed
+            ).result()
         return Session(training, folder, None, None)
     last = CheckpointLog(folder).last()
     manifest = load_manifest(folder)
@@ -126,7 +138,11 @@ def next_cursor(cursor: Cursor, per_epoch: int) -> Cursor:
 
 def public_config(config: Any) -> dict[str, Any]:
     """A config as JSON-safe values: no callbacks, in-memory data summarised, paths as str."""
-    raw = asdict(config) if is_dataclass(config) and not isinstance(config, type) else dict(config)
+    # Not asdict: it deep-copies every field, and callbacks or rewards may hold clients.
+    if is_dataclass(config) and not isinstance(config, type):
+        raw = {f.name: getattr(config, f.name) for f in fields(config)}
+    else:
+        raw = dict(config)
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "callbacks" or callable(value):

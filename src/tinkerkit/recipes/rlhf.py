@@ -1,0 +1,216 @@
+"""The three-stage RLHF pipeline: SFT → reward model → RL against the reward model.
+
+The guide's version calls a ``bradley_terry`` loss the service does not have, feeds
+``{"preference": 1.0}`` inputs no loss reads, and scores RL samples with "the last ten
+prompt logprobs". Here:
+
+1. **SFT** (``tk.sft``) on chats → the policy's starting point;
+2. **reward model** (``tk.preference.train_reward_model``): Bradley–Terry on preference
+   pairs, through ``forward_backward_custom``; a response's reward is the
+   log-probability that the model answers "Yes" to "is this answer good?"
+   (``tk.data.reward_datum``) — one forward pass, no sampling;
+3. **RL** (``tk.rl``) from the SFT weights, rewarded by ``RewardModel``, whose scoring
+   requests for a whole batch are in flight together.
+
+Each stage writes its own log folder under ``out_dir`` (``sft/``, ``reward/``, ``rl/``).
+Re-running the pipeline skips finished stages and resumes an interrupted one.
+
+    result = tk.recipes.rlhf(RLHFConfig(sft_data=chats, preference_data=pairs,
+                                        prompts=prompts, out_dir="runs/rlhf"), service)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tinker import types
+
+from tinkerkit.data.builders import REWARD_QUESTION, reward_datum
+from tinkerkit.train.checkpoints import CheckpointLog
+
+
+class RewardModel:
+    """Scores (prompt, response) pairs with a Bradley–Terry reward model's sampling client.
+
+    Usable directly as an RL reward function: ``reward(prompt, completion, **fields)``.
+
+    Example:
+        >>> rm = RewardModel(service.create_sampling_client(model_path=rm_path).result())
+        >>> rm.score_many([("2+2?", "4"), ("2+2?", "five")])
+        [-0.01, -4.2]
+    """
+
+    def __init__(self, sampling_client: Any, question: str = REWARD_QUESTION) -> None:
+        self.sampling_client = sampling_client
+        self.tokenizer = sampling_client.get_tokenizer()
+        self.question = question
+
+    def _request(self, prompt: Any, response: str) -> tuple[np.ndarray, Any]:
+        datum = reward_datum(prompt, response, self.tokenizer, question=self.question)
+        tokens = [
+            *datum.model_input.to_ints(),
+            int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1]),
+        ]
+        weights = datum.loss_fn_inputs["weights"].to_numpy()
+        return weights, self.sampling_client.compute_logprobs(types.ModelInput.from_ints(tokens))
+
+    def score_many(self, items: Sequence[tuple[Any, str]]) -> list[float]:
+        """Rewards for many (prompt, response) pairs; every request is sent before any is read."""
+        requests = [self._request(prompt, response) for prompt, response in items]
+        return [
+            float(np.sum(weights * np.asarray(future.result()[1:], dtype=np.float64)))
+            for weights, future in requests
+        ]
+
+    def score(self, prompt: Any, response: str) -> float:
+        return self.score_many([(prompt, response)])[0]
+
+    def __call__(self, prompt: Any, completion: str, **fields: Any) -> float:
+        return self.score(prompt, completion)
+
+
+@dataclass
+class RLHFConfig:
+    """Settings of the three stages; learning rates default to the guide's RLHF table."""
+
+    sft_data: str | Path | Sequence[Any]
+    preference_data: str | Path | Sequence[Any]
+    prompts: str | Path | Sequence[Any]
+    model: str = "tinkerkit/tiny"
+    out_dir: str | Path = "runs/rlhf"
+    rank: int = 16
+    seed: int = 0
+    sft_epochs: int = 1
+    sft_batch_size: int = 8
+    sft_learning_rate: float = 1e-4
+    reward_epochs: int = 1
+    reward_batch_size: int = 8
+    reward_learning_rate: float = 1e-5
+    reward_eval_split: float = 0.0
+    rl_steps: int = 20
+    rl_batch_size: int = 4
+    group_size: int = 4
+    rl_learning_rate: float = 1e-6
+    max_tokens: int = 32
+    temperature: float = 1.0
+    progress: bool = True
+
+
+@dataclass
+class RLHFResult:
+    sft_state_path: str
+    sft_sampler_path: str
+    reward_model_path: str
+    policy_sampler_path: str
+    policy_state_path: str
+    reward_evals: list[dict[str, Any]]
+    rl_rewards: list[float]
+
+
+def _stage_resume(log_dir: Path) -> bool:
+    """Resume a stage that has checkpoints but no ``final`` one yet."""
+    last = CheckpointLog(log_dir).last()
+    return last is not None and last.name != "final"
+
+
+def _finished(log_dir: Path) -> tuple[str, str] | None:
+    last = CheckpointLog(log_dir).last()
+    return (last.state_path, last.sampler_path) if last and last.name == "final" else None
+
+
+def rlhf(config: RLHFConfig, service: Any = None) -> RLHFResult:
+    """Run (or finish) the three stages; returns every stage's output paths and metrics.
+
+    Example:
+        >>> r = rlhf(RLHFConfig(sft_data="chats.jsonl", preference_data="pairs.jsonl",
+        ...                     prompts="prompts.jsonl"), tk.connect("mock"))
+        >>> r.rl_rewards[-1] > r.rl_rewards[0]
+    """
+    import tinkerkit as tk
+
+    service = service or tk.connect()
+    out = Path(config.out_dir)
+    common: dict[str, Any] = {
+        "model": config.model,
+        "rank": config.rank,
+        "seed": config.seed,
+        "progress": config.progress,
+    }
+
+    sft_dir = out / "sft"
+    sft_paths = _finished(sft_dir)
+    if sft_paths is None:
+        sft = tk.sft.train(
+            tk.sft.Config(
+                data=config.sft_data,
+                epochs=config.sft_epochs,
+                batch_size=config.sft_batch_size,
+                learning_rate=config.sft_learning_rate,
+                log_dir=sft_dir,
+                resume=_stage_resume(sft_dir),
+                save_each_epoch=False,
+                **common,
+            ),
+            service=service,
+        )
+        sft_paths = (sft.state_path, sft.sampler_path)
+
+    reward_dir = out / "reward"
+    reward_config = tk.preference.DPOConfig(
+        data=config.preference_data,
+        epochs=config.reward_epochs,
+        batch_size=config.reward_batch_size,
+        learning_rate=config.reward_learning_rate,
+        eval_split=config.reward_eval_split,
+        log_dir=reward_dir,
+        resume=_stage_resume(reward_dir),
+        **common,
+    )
+    reward_paths = _finished(reward_dir)
+    if reward_paths is None:
+        reward = tk.preference.train_reward_model(reward_config, service=service)
+        reward_paths = (reward.state_path, reward.sampler_path)
+    from tinkerkit.train.checkpoints import read_lines
+
+    reward_evals = [
+        row for row in read_lines(reward_dir / "metrics.jsonl") if "eval_accuracy" in row
+    ]
+
+    rm = RewardModel(service.create_sampling_client(model_path=reward_paths[1]).result())
+    rl_dir = out / "rl"
+    rl_paths = _finished(rl_dir)
+    if rl_paths is None:
+        rl = tk.rl.train(
+            tk.rl.Config(
+                prompts=config.prompts,
+                reward=rm,
+                steps=config.rl_steps,
+                batch_size=config.rl_batch_size,
+                group_size=config.group_size,
+                learning_rate=config.rl_learning_rate,
+                max_tokens=config.max_tokens,
+                temperature=config.temperature,
+                init_state=sft_paths[0],
+                log_dir=rl_dir,
+                resume=_stage_resume(rl_dir),
+                **common,
+            ),
+            service=service,
+        )
+        rl_paths = (rl.state_path, rl.sampler_path)
+    rewards = [
+        row["reward_mean"] for row in read_lines(rl_dir / "metrics.jsonl") if "reward_mean" in row
+    ]
+    return RLHFResult(
+        sft_state_path=sft_paths[0],
+        sft_sampler_path=sft_paths[1],
+        reward_model_path=reward_paths[1],
+        policy_sampler_path=rl_paths[1],
+        policy_state_path=rl_paths[0],
+        reward_evals=reward_evals,
+        rl_rewards=rewards,
+    )

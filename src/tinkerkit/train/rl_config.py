@@ -1,0 +1,128 @@
+"""The RL loop's settings, its result, and what defines a run (checked on resume).
+
+config = Config(prompts="prompts.jsonl", reward=my_reward, steps=100)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tinkerkit.train.metrics import Callback
+from tinkerkit.train.rl_advantages import LOSSES, Loss
+from tinkerkit.train.rl_batch import OnRewardError
+from tinkerkit.train.rl_prompts import PromptSource
+from tinkerkit.train.rl_rewards import RewardFn
+
+
+@dataclass
+class Config:
+    """RL settings; defaults from the guide's hyperparameter table (lr 1e-5, 4 samples)."""
+
+    prompts: PromptSource
+    reward: RewardFn
+    model: str = "tinkerkit/tiny"
+    init_state: str | None = None
+    """Start the policy from a ``tinker://.../weights/`` checkpoint (e.g. an SFT run's)."""
+    rank: int = 32
+    group_size: int = 4
+    batch_size: int = 8
+    steps: int | None = None
+    epochs: int = 1
+    learning_rate: float = 1e-5
+    max_tokens: int = 128
+    temperature: float = 1.0
+    stop: Sequence[str] | Sequence[int] | None = None
+    loss: Loss = "importance_sampling"
+    clip_low: float = 0.8
+    clip_high: float = 1.2
+    scale_advantages: bool = False
+    kl_coef: float = 0.0
+    refresh_every: int = 1
+    recompute_logprobs: bool = False
+    reward_timeout: float = 30.0
+    reward_concurrency: int = 64
+    on_reward_error: OnRewardError = "zero"
+    log_samples_every: int = 10
+    log_samples: int = 4
+    save_every: int = 0
+    seed: int = 0
+    log_dir: str | Path = "runs/rl"
+    resume: bool = False
+    ttl_seconds: int | None = None
+    progress: bool = True
+    callbacks: Sequence[Callback] = field(default_factory=tuple)
+    wandb_project: str | None = None
+
+
+@dataclass
+class Result:
+    state_path: str
+    sampler_path: str
+    log_dir: Path
+    steps: int
+    metrics: list[dict[str, Any]]
+
+    @property
+    def rewards(self) -> list[float]:
+        """Mean reward of each step, in order."""
+        return [m["reward_mean"] for m in self.metrics if "reward_mean" in m]
+
+
+def check_config(config: Config) -> None:
+    for name in ("group_size", "batch_size", "epochs", "rank", "max_tokens", "refresh_every"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+    if config.steps is not None and (not isinstance(config.steps, int) or config.steps < 1):
+        raise ValueError(f"Config.steps must be a positive integer or None, got {config.steps!r}")
+    if not config.learning_rate > 0:
+        raise ValueError(f"Config.learning_rate must be > 0, got {config.learning_rate!r}")
+    if config.loss not in LOSSES:
+        raise ValueError(f"Config.loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
+    if config.on_reward_error not in ("zero", "skip"):
+        raise ValueError(
+            f"Config.on_reward_error must be 'zero' or 'skip', got {config.on_reward_error!r}"
+        )
+    if not callable(config.reward):
+        raise ValueError(f"Config.reward must be callable, got {config.reward!r}")
+    if config.kl_coef < 0 or config.reward_timeout <= 0:
+        raise ValueError("Config.kl_coef must be >= 0 and Config.reward_timeout > 0")
+    if config.refresh_every > 1 and config.save_every % config.refresh_every:
+        # A resumed run starts with a fresh sampler; that matches the uninterrupted run
+        # only if checkpoints fall on refresh steps.
+        raise ValueError(
+            f"Config.save_every ({config.save_every}) must be a multiple of refresh_every "
+            f"({config.refresh_every}) so a resumed run samples from the same weights"
+        )
+
+
+def run_identity(config: Config, fingerprint: str) -> dict[str, Any]:
+    """What defines the run: resuming with any of these changed is refused."""
+    return {
+        "model": config.model,
+        "rank": config.rank,
+        "prompts": fingerprint,
+        "seed": config.seed,
+        "group_size": config.group_size,
+        "batch_size": config.batch_size,
+        "loss": config.loss,
+        "refresh_every": config.refresh_every,
+        "init_state": config.init_state,
+    }
+
+
+def public_config(config: Config) -> dict[str, Any]:
+    # Not asdict: it deep-copies every field, and a reward may hold clients and threads.
+    out = {
+        f.name: getattr(config, f.name)
+        for f in fields(config)
+        if f.name not in ("callbacks", "reward")
+    }
+    out["reward"] = getattr(config.reward, "__qualname__", type(config.reward).__qualname__)
+    if not isinstance(config.prompts, str | Path):
+        out["prompts"] = f"<{len(config.prompts)} prompts in memory>"
+    out["stop"] = list(config.stop) if config.stop is not None else None
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
