@@ -121,3 +121,39 @@ def test_notes_cli_output_trains_with_sft_cli(tmp_path):
     assert sample.returncode == 0, sample.stderr
     record = json.loads(sample.stdout)
     assert len(record["tokens"]) == len(record["logprobs"]) <= 4
+
+
+def test_dpo_cli(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    rows = [
+        {
+            "prompt": f"Can you help me with task {i}?",
+            "chosen": rng.choice(["Sure, happy to help.", "Of course!"]),
+            "rejected": "No.",
+        }
+        for i in range(12)
+    ]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = _cli(
+        "dpo",
+        "--data",
+        str(tmp_path / "pairs.jsonl"),
+        "--backend",
+        "mock",
+        "--lr",
+        "5e-3",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--rank",
+        "8",
+        "--eval-split",
+        "0.25",
+        "--log-dir",
+        str(tmp_path / "dpo"),
+    )
+    assert out.returncode == 0, out.stderr
+    assert "held-out accuracy" in out.stdout and "→ 1.00" in out.stdout
