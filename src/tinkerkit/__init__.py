@@ -7,7 +7,7 @@ training = service.create_lora_training_client(base_model="tinkerkit/tiny").resu
 
 from tinker import types
 
-from tinkerkit import data, errors, hparams, recipes
+from tinkerkit import data, errors, export, hparams, recipes
 from tinkerkit.connect import connect
 from tinkerkit.text import Completion, sample_text
 from tinkerkit.train import losses, preference, rl, sft
@@ -20,6 +20,7 @@ __all__ = [
     "connect",
     "data",
     "errors",
+    "export",
     "hparams",
     "losses",
     "preference",

@@ -4,54 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from tinkerkit.errors import TinkerkitError
-
-
-def _run(fn: Callable[[], Any]) -> Any:
-    """Run a command; our typed errors become one clear line and exit code 1."""
-    try:
-        return fn()
-    except TinkerkitError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except ImportError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-
-
-def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--backend``, ``--model``, ``--seed``, ``--latency``: shared by the loop commands."""
-    fn = click.option(
-        "--latency",
-        default=0.0,
-        show_default=True,
-        type=float,
-        help="Simulated round trip per request (offline backends), seconds.",
-    )(fn)
-    fn = click.option("--seed", default=0, show_default=True, type=int)(fn)
-    fn = click.option(
-        "--model", default="tinkerkit/tiny", show_default=True, help="Base model name."
-    )(fn)
-    fn = click.option(
-        "--backend",
-        default=None,
-        help="tinker, mock or local (default: TINKERKIT_BACKEND, else tinker if TINKER_API_KEY is set).",
-    )(fn)
-    return fn
-
-
-def _connect(backend: str | None, latency: float) -> Any:
-    import tinkerkit as tk
-
-    if latency and (backend or "") != "tinker":
-        return tk.connect(backend, latency=latency)
-    return tk.connect(backend)
+from tinkerkit.cli_common import _connect, _run, backend_options
+from tinkerkit.cli_export import download_command, export_command
+from tinkerkit.cli_rl import rl
 
 
 @click.group()
@@ -496,10 +456,10 @@ def models_export_base(name: str, out: Path) -> None:
     _run(run)
 
 
-# Commands defined in their own modules (they import _run/backend_options from here).
-from tinkerkit.cli_rl import rl  # noqa: E402
-
+# Commands defined in their own modules.
 main.add_command(rl)
+main.add_command(download_command)
+main.add_command(export_command)
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ def rl(
     resume: bool,
 ) -> None:
     """Reinforcement learning with a reward function; on-policy, concurrent, resumable."""
-    from tinkerkit.cli import _connect, _run
+    from tinkerkit.cli_common import _connect, _run
     from tinkerkit.train import rl as rl_loop
 
     def run() -> None:
@@ -189,6 +189,6 @@ def rl(
 # exists: cli.py imports this module from its bottom, and ``python -m tinkerkit.cli``
 # runs cli.py a second time (as ``tinkerkit.cli``), which imports ``rl`` from here
 # while this module is still loading.
-from tinkerkit.cli import backend_options  # noqa: E402
+from tinkerkit.cli_common import backend_options  # noqa: E402
 
 backend_options(rl)

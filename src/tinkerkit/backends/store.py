@@ -111,12 +111,33 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True))
 
 
+# The service names the output head's adapter ``model.unembed_tokens``; PEFT and the
+# engines call it ``lm_head``. Sampler archives use the service's names, so export code
+# meets offline exactly what it meets online.
+_PEFT_HEAD = "base_model.model.lm_head."
+_TINKER_HEAD = "base_model.model.model.unembed_tokens."
+
+
+def to_tinker_names(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {
+        (_TINKER_HEAD + k[len(_PEFT_HEAD) :] if k.startswith(_PEFT_HEAD) else k): v
+        for k, v in weights.items()
+    }
+
+
+def from_tinker_names(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {
+        (_PEFT_HEAD + k[len(_TINKER_HEAD) :] if k.startswith(_TINKER_HEAD) else k): v
+        for k, v in weights.items()
+    }
+
+
 def adapter_archive(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes:
     """A tar holding ``adapter_model.safetensors`` + ``adapter_config.json`` (Tinker's layout)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, data in (
-            (ADAPTER_FILE, st_save(weights)),
+            (ADAPTER_FILE, st_save(to_tinker_names(weights))),
             (ADAPTER_CONFIG, json.dumps(config, indent=2).encode()),
         ):
             info = tarfile.TarInfo(name)
@@ -133,7 +154,7 @@ def _read_archive_weights(archive: Path) -> dict[str, np.ndarray]:
             raise CheckpointNotFoundError(str(archive))
         handle = tar.extractfile(member)
         assert handle is not None
-        return dict(st_load(handle.read()))
+        return from_tinker_names(dict(st_load(handle.read())))
 
 
 class CheckpointStore:

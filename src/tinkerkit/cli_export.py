@@ -1,0 +1,122 @@
+"""``tinkerkit download`` and ``tinkerkit export`` (wired into ``tinkerkit.cli.main``).
+
+Also runnable alone: ``python -m tinkerkit.cli_export download SOURCE --out DIR``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tinkerkit.cli_common import _run
+
+
+def _service(source: str, backend: str | None) -> Any:
+    """A service client only when the source needs one (``tinker://``)."""
+    if not source.startswith("tinker://"):
+        return None
+    import tinkerkit as tk
+
+    return tk.connect(backend)
+
+
+@click.command("download")
+@click.argument("source")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="New or empty folder for the files.",
+)
+@click.option(
+    "--backend",
+    default=None,
+    help="For tinker:// sources: tinker, mock or local (default: TINKERKIT_BACKEND / TINKER_API_KEY).",
+)
+@click.option("--sha256", default=None, help="Expected sha256 of a single-file download.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def download_command(
+    source: str, out_dir: Path, backend: str | None, sha256: str | None, no_progress: bool
+) -> None:
+    """Download a checkpoint (tinker:// path, URL or tar) into --out, extracting safely."""
+
+    def run() -> None:
+        from tinkerkit.export import download
+
+        path = download(
+            source,
+            out_dir,
+            service=_service(source, backend),
+            progress=not no_progress,
+            sha256=sha256,
+        )
+        click.echo(f"wrote {path}")
+        for item in sorted(path.rglob("*")):
+            if item.is_file():
+                click.echo(f"  {item.relative_to(path)}  {item.stat().st_size} bytes")
+
+    _run(run)
+
+
+@click.command("export")
+@click.argument("source")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["peft", "merged"]),
+    default="peft",
+    show_default=True,
+    help="peft: LoRA adapter folder; merged: full HF model.",
+)
+@click.option(
+    "--base-model",
+    default=None,
+    help="Local HF model folder or tinkerkit/tiny (default: the adapter's own).",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--backend", default=None, help="For tinker:// sources: tinker, mock or local.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def export_command(
+    source: str,
+    fmt: str,
+    base_model: str | None,
+    out_dir: Path,
+    backend: str | None,
+    no_progress: bool,
+) -> None:
+    """Export a checkpoint as a PEFT adapter or a merged Hugging Face model."""
+
+    def run() -> None:
+        from tinkerkit.export import export_checkpoint
+
+        path = export_checkpoint(
+            source,
+            out_dir,
+            format=fmt,  # type: ignore[arg-type]
+            base_model=base_model,
+            service=_service(source, backend),
+            progress=not no_progress,
+        )
+        how = (
+            "PeftModel.from_pretrained(base, DIR)"
+            if fmt == "peft"
+            else ("AutoModelForCausalLM.from_pretrained(DIR)")
+        )
+        click.echo(f"wrote {path} (load with {how})")
+
+    _run(run)
+
+
+@click.group()
+def group() -> None:
+    """Export commands (standalone entry point; the main CLI adds them directly)."""
+
+
+group.add_command(download_command)
+group.add_command(export_command)
+
+if __name__ == "__main__":
+    group()
