@@ -25,5 +25,11 @@ def test_demo_learns_the_notes(tmp_path, backend):
     assert result.sampler_path in text
     chats = (tmp_path / "demo" / "train.jsonl").read_text().splitlines()
     assert len(chats) == 13 and json.loads(chats[0])["messages"][1]["role"] == "assistant"
+    if backend == "local":
+        assert result.adapter_dir is not None
+        assert {p.name for p in result.adapter_dir.iterdir()} == {
+            "adapter_config.json",
+            "adapter_model.safetensors",
+        }
     if result.plot_path is not None:
         assert result.plot_path.stat().st_size > 1000

@@ -5,7 +5,8 @@
 2. ``tk.sft.train`` fine-tunes ``tinkerkit/tiny`` on them with a live progress bar;
 3. greedy answers to the notes' questions, before and after training, are compared
    with the notes (exact matches are counted);
-4. the loss curve is written as a PNG and the trained adapter's paths are printed.
+4. the loss curve is written as a PNG, the adapter exported as a PEFT folder (local
+   backend), and every path printed.
 
 The built-in model is tiny and random-init: it memorises what it saw and does not
 generalise, and the output says so.
@@ -38,6 +39,7 @@ class DemoResult:
     state_path: str
     out_dir: Path
     plot_path: Path | None
+    adapter_dir: Path | None
     seconds: float
 
 
@@ -118,6 +120,7 @@ def run_demo(
     )
 
     plot_path = _plot(run_dir, echo)
+    adapter_dir = _export_adapter(backend, result.sampler_path, out, service, echo)
     echo("\n4. where everything went:")
     echo(f"   chats:            {chats_path}")
     echo(f"   metrics:          {run_dir / 'metrics.jsonl'}")
@@ -125,6 +128,10 @@ def run_demo(
     if plot_path:
         echo(f"   loss curve:       {plot_path}")
     echo(f"   sampler weights:  {result.sampler_path}")
+    if adapter_dir:
+        echo(
+            f"   PEFT adapter:     {adapter_dir}  (load with peft.PeftModel over `tinkerkit models export-base tinkerkit/tiny`)"
+        )
     echo(f"   training state:   {result.state_path}")
     echo(
         f"   try it:           tinkerkit sample --backend {backend} --checkpoint {result.sampler_path} --prompt {questions[0]!r}"
@@ -139,6 +146,7 @@ def run_demo(
         result.state_path,
         out,
         plot_path,
+        adapter_dir,
         time.monotonic() - start,
     )
 
@@ -160,3 +168,30 @@ def _plot(run_dir: Path, echo: Callable[[str], None]) -> Path | None:
     except ImportError:
         echo("\n   (no loss plot: pip install 'tinkerkit[plot]' for matplotlib)")
         return None
+
+
+def _export_adapter(
+    backend: str, sampler_path: str, out: Path, service: Any, echo: Callable[[str], None]
+) -> Path | None:
+    """The trained adapter as a PEFT folder (the local model is a real transformers model;
+    the mock's numpy model is not, so there is nothing to export it to)."""
+    if backend != "local":
+        echo(
+            "\n   (PEFT export: run with --backend local; the mock model is not a transformers model)"
+        )
+        return None
+    import shutil
+
+    from tinkerkit.export import export_checkpoint
+
+    target = out / "adapter"
+    if target.exists():
+        shutil.rmtree(target)
+    return export_checkpoint(
+        sampler_path,
+        target,
+        format="peft",
+        base_model="tinkerkit/tiny",
+        service=service,
+        progress=False,
+    )
