@@ -9,6 +9,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -297,10 +298,15 @@ def test_without_root_the_layers_degrade_gracefully(protections: tuple[str, ...]
     """Inside a sandbox we are not root: a nested run must still work and stay confined."""
     if "unprivileged-uid" not in protections or "private-tmp" not in protections:
         pytest.skip("needs root and mount namespaces to make a non-root caller")
+    # The sandbox mounts a fresh /tmp, which may hide this checkout: carry the module's
+    # source in and load it from the sandbox's working directory.
+    source = Path(sandbox.__file__).read_text()
     inner = textwrap.dedent(
         f"""
         import importlib.util, os, sys
-        spec = importlib.util.spec_from_file_location("tk_sandbox", {sandbox.__file__!r})
+        with open("tk_sandbox.py", "w") as fh:
+            fh.write({source!r})
+        spec = importlib.util.spec_from_file_location("tk_sandbox", os.path.abspath("tk_sandbox.py"))
         module = importlib.util.module_from_spec(spec)
         sys.modules["tk_sandbox"] = module
         spec.loader.exec_module(module)

@@ -253,7 +253,9 @@ def _run(
             "memory_mb": memory_mb,
             "max_processes": max_processes,
             "disk_mb": disk_mb,
-            "executable": sys.executable,
+            # The real interpreter, not a virtualenv's symlink to it: the sandbox mounts a
+            # fresh /tmp, which would hide a virtualenv that lives there (as CI's may).
+            "executable": os.path.realpath(sys.executable),
         }
         start = time.monotonic()
         # No preexec_fn: the child set-up runs in a fresh interpreter (this file as a
