@@ -33,45 +33,37 @@ from tinkerkit.data.schemas import PreferencePair
 from tinkerkit.errors import DataError
 from tinkerkit.train import losses, sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, holdout, iterate
-from tinkerkit.train.metrics import Callback, MetricsLogger
 from tinkerkit.train.pipeline import Pipeline
-from tinkerkit.train.session import Checkpointer, next_cursor, open_session, public_config
+from tinkerkit.train.session import (
+    Checkpointer,
+    RunOptions,
+    RunResult,
+    next_cursor,
+    open_session,
+    public_config,
+)
 
 Objective = Literal["dpo", "bradley_terry"]
 
 
 @dataclass
-class DPOConfig:
+class DPOConfig(RunOptions):
     data: str | Path | Sequence[Any]
-    model: str = "tinkerkit/tiny"
     objective: Objective = "dpo"
     reference: str | None = None
     beta: float = 0.1
     epochs: int = 1
     batch_size: int = 8
     learning_rate: float = 1e-5
-    rank: int = 32
     eval_data: str | Path | Sequence[Any] | None = None
     eval_split: float = 0.0
     eval_every: int = 0
-    save_every: int = 0
-    seed: int = 0
-    log_dir: str | Path = "runs/dpo"
-    resume: bool = False
-    ttl_seconds: int | None = None
     pipeline_depth: int = 8
-    progress: bool = True
-    callbacks: Sequence[Callback] = field(default_factory=tuple)
+    log_dir: str | Path = field(default="runs/dpo", kw_only=True)
 
 
 @dataclass
-class DPOResult:
-    state_path: str
-    sampler_path: str
-    log_dir: Path
-    steps: int
-    metrics: list[dict[str, Any]]
-
+class DPOResult(RunResult):
     def evals(self) -> list[dict[str, Any]]:
         return [m for m in self.metrics if "eval_accuracy" in m]
 
@@ -137,18 +129,7 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
         raise ValueError("DPOConfig needs beta > 0, batch_size >= 1 and epochs >= 1")
     pairs = _pairs(config.data)
     eval_pairs = _pairs(config.eval_data) if config.eval_data is not None else []
-    if service is None:
-        import tinkerkit as tk
-
-        service = tk.connect()
-    session = open_session(
-        service,
-        config.log_dir,
-        resume=config.resume,
-        model=config.model,
-        rank=config.rank,
-        seed=config.seed,
-    )
+    session = open_session(service, config)
     training = session.training
     tokenizer = training.get_tokenizer()
     train_items = _flatten(pairs, tokenizer, config.objective)
@@ -198,14 +179,7 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
     checkpoints = Checkpointer(session, pipeline, config.seed, config.ttl_seconds)
     per_epoch = batches_per_epoch(len(train_items), config.batch_size)
     total = per_epoch * config.epochs
-    metrics = MetricsLogger(
-        session.log_dir,
-        total,
-        start_step=session.start_step,
-        progress=config.progress,
-        callbacks=config.callbacks,
-        config=public_config(config),
-    )
+    metrics = session.metrics(config, total)
     indexed = list(range(len(train_items)))
 
     def evaluate(step: int) -> None:

@@ -77,19 +77,7 @@ def _train(config: Config, service: Any) -> Result:
     # Read and validate the prompts before anything is created: bad input leaves no files.
     prompts = rl_prompts.load(config.prompts)
 
-    if service is None:
-        import tinkerkit as tk
-
-        service = tk.connect()
-    session = open_session(
-        service,
-        log_dir,
-        resume=config.resume,
-        model=config.model,
-        rank=config.rank,
-        seed=config.seed,
-        init_state=config.init_state,
-    )
+    session = open_session(service, config, init_state=config.init_state)
     training = session.training
     tokenizer = training.get_tokenizer()
     prompt_tokens = rl_prompts.render(prompts, tokenizer)
@@ -104,15 +92,7 @@ def _train(config: Config, service: Any) -> Result:
         base = service.create_sampling_client(base_model=config.model).result()
     trainer = Trainer(config, session, base)
     labels = {i: rl_prompts.label(p, i) for i, p in enumerate(prompts)}
-    metrics = MetricsLogger(
-        log_dir,
-        total,
-        start_step=start_step,
-        progress=config.progress,
-        callbacks=config.callbacks,
-        wandb_project=config.wandb_project,
-        config=public_config(config),
-    )
+    metrics = session.metrics(config, total)
     try:
         step = start_step
         sampler = None

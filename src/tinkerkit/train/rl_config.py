@@ -10,23 +10,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tinkerkit.train.metrics import Callback
 from tinkerkit.train.rl_advantages import LOSSES, Loss
 from tinkerkit.train.rl_batch import OnRewardError
 from tinkerkit.train.rl_prompts import PromptSource
 from tinkerkit.train.rl_rewards import RewardFn
+from tinkerkit.train.session import RunOptions, RunResult
 
 
 @dataclass
-class Config:
+class Config(RunOptions):
     """RL settings; defaults from the guide's hyperparameter table (lr 1e-5, 4 samples)."""
 
     prompts: PromptSource
     reward: RewardFn
-    model: str = "tinkerkit/tiny"
     init_state: str | None = None
     """Start the policy from a ``tinker://.../weights/`` checkpoint (e.g. an SFT run's)."""
-    rank: int = 32
     group_size: int = 4
     batch_size: int = 8
     steps: int | None = None
@@ -47,24 +45,11 @@ class Config:
     on_reward_error: OnRewardError = "zero"
     log_samples_every: int = 10
     log_samples: int = 4
-    save_every: int = 0
-    seed: int = 0
-    log_dir: str | Path = "runs/rl"
-    resume: bool = False
-    ttl_seconds: int | None = None
-    progress: bool = True
-    callbacks: Sequence[Callback] = field(default_factory=tuple)
-    wandb_project: str | None = None
+    log_dir: str | Path = field(default="runs/rl", kw_only=True)
 
 
 @dataclass
-class Result:
-    state_path: str
-    sampler_path: str
-    log_dir: Path
-    steps: int
-    metrics: list[dict[str, Any]]
-
+class Result(RunResult):
     @property
     def rewards(self) -> list[float]:
         """Mean reward of each step, in order."""

@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,35 @@ from tinkerkit.train.checkpoints import (
     load_manifest,
     write_json_atomic,
 )
-from tinkerkit.train.metrics import truncate_metrics
+from tinkerkit.train.metrics import Callback, MetricsLogger, truncate_metrics
 from tinkerkit.train.pipeline import Pipeline
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """Settings every training loop shares (keyword-only in every loop's config)."""
+
+    model: str = "tinkerkit/tiny"
+    rank: int = 32
+    seed: int = 0
+    log_dir: str | Path = "runs/run"
+    resume: bool = False
+    save_every: int = 0
+    ttl_seconds: int | None = None
+    progress: bool = True
+    callbacks: Sequence[Callback] = field(default_factory=tuple)
+    wandb_project: str | None = None
+
+
+@dataclass
+class RunResult:
+    """Where a finished run left its weights, and what it logged."""
+
+    state_path: str
+    sampler_path: str
+    log_dir: Path
+    steps: int
+    metrics: list[dict[str, Any]]
 
 
 @dataclass
@@ -58,27 +85,34 @@ class Session:
         if self.resume_from is not None:
             truncate_metrics(self.log_dir, self.start_step)
 
+    def metrics(self, options: RunOptions, total_steps: int) -> MetricsLogger:
+        """The run's metrics logger (``LOG_DIR/metrics.jsonl``, progress bar, callbacks)."""
+        return MetricsLogger(
+            self.log_dir,
+            total_steps,
+            start_step=self.start_step,
+            progress=options.progress,
+            callbacks=options.callbacks,
+            wandb_project=options.wandb_project,
+            config=public_config(options),
+        )
 
-def open_session(
-    service: Any,
-    log_dir: str | Path,
-    *,
-    resume: bool,
-    model: str,
-    rank: int,
-    seed: int,
-    init_state: str | None = None,
-) -> Session:
+
+def open_session(service: Any, options: RunOptions, init_state: str | None = None) -> Session:
     """A training client for this run: fresh (starting from ``init_state``, a
     ``tinker://.../weights/`` checkpoint, when given), or restored from ``log_dir``'s last
-    checkpoint."""
-    folder = Path(log_dir)
-    if not resume:
+    checkpoint when ``options.resume``. ``service`` None means ``tk.connect()``."""
+    if service is None:
+        import tinkerkit as tk
+
+        service = tk.connect()
+    folder = Path(options.log_dir)
+    if not options.resume:
         if init_state:
             training = service.create_training_client_from_state(init_state).result()
         else:
             training = service.create_lora_training_client(
-                base_model=model, rank=rank, seed=seed
+                base_model=options.model, rank=options.rank, seed=options.seed
             ).result()
         return Session(training, folder, None, None)
     last = CheckpointLog(folder).last()

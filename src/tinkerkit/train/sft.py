@@ -30,18 +30,25 @@ from tinkerkit._sync import run_blocking, run_in_thread
 from tinkerkit.data.chat import TrainOn
 from tinkerkit.train import sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
-from tinkerkit.train.metrics import Callback, MetricsLogger
+from tinkerkit.train.metrics import MetricsLogger
 from tinkerkit.train.pipeline import Pipeline
 from tinkerkit.train.schedules import Schedule, learning_rate
-from tinkerkit.train.session import Checkpointer, Session, next_cursor, open_session, public_config
+from tinkerkit.train.session import (
+    Checkpointer,
+    RunOptions,
+    RunResult,
+    Session,
+    next_cursor,
+    open_session,
+    public_config,
+)
 
 
 @dataclass
-class Config:
+class Config(RunOptions):
     """SFT settings; defaults from the guide's hyperparameter table."""
 
     data: str | Path | Sequence[Any]
-    model: str = "tinkerkit/tiny"
     epochs: int = 3
     batch_size: int = 8
     learning_rate: float = 1e-4
@@ -49,7 +56,6 @@ class Config:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip_norm: float = 0.0
-    rank: int = 32
     train_on: TrainOn = "last"
     max_length: int | None = None
     eval_data: str | Path | Sequence[Any] | None = None
@@ -58,26 +64,13 @@ class Config:
     sample_prompts: Sequence[str] = ()
     sample_every: int = 0
     sample_max_tokens: int = 64
-    save_every: int = 0
     save_each_epoch: bool = True
-    seed: int = 0
-    log_dir: str | Path = "runs/sft"
-    resume: bool = False
-    ttl_seconds: int | None = None
     pipeline_depth: int = 8
-    progress: bool = True
-    callbacks: Sequence[Callback] = field(default_factory=tuple)
-    wandb_project: str | None = None
+    log_dir: str | Path = field(default="runs/sft", kw_only=True)
 
 
 @dataclass
-class Result:
-    state_path: str
-    sampler_path: str
-    log_dir: Path
-    steps: int
-    metrics: list[dict[str, Any]]
-
+class Result(RunResult):
     @property
     def final_loss(self) -> float | None:
         losses = [m["loss"] for m in self.metrics if "loss" in m]
@@ -135,18 +128,7 @@ def _train(config: Config, service: Any) -> Result:
     records = sft_data.load(config.data)
     eval_records = sft_data.load(config.eval_data) if config.eval_data is not None else None
 
-    if service is None:
-        import tinkerkit as tk
-
-        service = tk.connect()
-    session = open_session(
-        service,
-        log_dir,
-        resume=config.resume,
-        model=config.model,
-        rank=config.rank,
-        seed=config.seed,
-    )
+    session = open_session(service, config)
     training = session.training
     tokenizer = training.get_tokenizer()
     datums = sft_data.to_datums(records, tokenizer, config.train_on, config.max_length)
@@ -162,15 +144,7 @@ def _train(config: Config, service: Any) -> Result:
     loop = _Loop(config, session, tokenizer, eval_datums)
     per_epoch = batches_per_epoch(len(datums), config.batch_size)
     total = per_epoch * config.epochs
-    metrics = MetricsLogger(
-        log_dir,
-        total,
-        start_step=start_step,
-        progress=config.progress,
-        callbacks=config.callbacks,
-        wandb_project=config.wandb_project,
-        config=public_config(config),
-    )
+    metrics = session.metrics(config, total)
     try:
         step = start_step
         for cursor, batch in iterate(datums, config.batch_size, config.epochs, config.seed, start):
