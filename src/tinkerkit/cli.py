@@ -12,6 +12,7 @@ import click
 from tinkerkit.cli_common import _connect, _run, backend_options
 from tinkerkit.cli_export import download_command, export_command
 from tinkerkit.cli_rl import rl
+from tinkerkit.cli_serve import serve
 
 
 @click.group()
@@ -460,6 +461,7 @@ def models_export_base(name: str, out: Path) -> None:
 main.add_command(rl)
 main.add_command(download_command)
 main.add_command(export_command)
+main.add_command(serve)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def test_unknown_model(service, target):
 def test_sequence_longer_than_context(service, training, tokenizer, target):
     if target.backend == "tinker":
         pytest.skip("the service's context is too long to exceed cheaply")
-    models = service.get_server_capabilities().supported_models
+    models = service.create_rest_client().get_server_capabilities().result().supported_models
     context = next(m.max_context_length for m in models if m.model_name == target.model)
     length = context + 1
     datum = _bad([1] * length, target_tokens=[1] * length, weights=[1.0] * length)

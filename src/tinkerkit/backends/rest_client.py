@@ -47,6 +47,12 @@ class RestClient:
             user_metadata=run.user_metadata,
         )
 
+    def get_server_capabilities(self) -> APIFuture[types.GetServerCapabilitiesResponse]:
+        """Models this backend serves, with their context lengths (as the service's REST API)."""
+        from tinkerkit.backends.service_client import capabilities
+
+        return self._submit("get_server_capabilities", lambda: capabilities(self._context))
+
     def list_training_runs(
         self,
         limit: int = 20,

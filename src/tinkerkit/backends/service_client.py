@@ -25,6 +25,23 @@ def sampling_client_from_path(context: OfflineContext, model_path: str) -> Sampl
     return SamplingClient(context, engine, model_path)
 
 
+def capabilities(context: OfflineContext) -> types.GetServerCapabilitiesResponse:
+    """Every model the backend knows, trainable and sampleable, with its context length."""
+    factory = context.factory
+    models = []
+    for name in factory.known_models():
+        spec = factory.resolve(name)
+        models.append(
+            types.SupportedModel(
+                model_name=name,
+                max_context_length=spec.max_context_length,
+                trainable=True,
+                sampleable=True,
+            )
+        )
+    return types.GetServerCapabilitiesResponse(supported_models=models)
+
+
 class ServiceClient:
     """Entry point of an offline backend. Create it with ``tk.connect("mock")``.
 
@@ -144,19 +161,7 @@ class ServiceClient:
     # --- info ----------------------------------------------------------------------------
 
     def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
-        factory = self._context.factory
-        models = []
-        for name in factory.known_models():
-            spec = factory.resolve(name)
-            models.append(
-                types.SupportedModel(
-                    model_name=name,
-                    max_context_length=spec.max_context_length,
-                    trainable=True,
-                    sampleable=True,
-                )
-            )
-        return types.GetServerCapabilitiesResponse(supported_models=models)
+        return capabilities(self._context)
 
     async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
         return self.get_server_capabilities()

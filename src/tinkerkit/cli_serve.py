@@ -1,0 +1,74 @@
+"""``tinkerkit serve``: run tinker's HTTP API on an offline backend."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from tinkerkit.cli_common import _run
+
+
+@click.command("serve")
+@click.option(
+    "--backend",
+    type=click.Choice(["mock", "local"]),
+    default="mock",
+    show_default=True,
+    help="Offline backend that executes the requests.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="TINKERKIT_SERVE_API_KEY",
+    help="Key clients must send (must start with 'tml-'). Default: a fresh one, printed once.",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a non-loopback --host. The API key is then all that guards the server.",
+)
+@click.option("--latency", default=0.0, type=float, help="Simulated latency per request, s.")
+@click.option("--quiet", is_flag=True, help="Do not log one line per request.")
+def serve(
+    backend: str,
+    host: str,
+    port: int,
+    api_key: str | None,
+    allow_remote: bool,
+    latency: float,
+    quiet: bool,
+) -> None:
+    """Serve tinker 0.38's API offline, for unmodified ``tinker.ServiceClient`` code.
+
+    Example:
+
+        tinkerkit serve --backend mock --port 8000
+
+    then, in Python: ``tinker.ServiceClient(base_url="http://127.0.0.1:8000",
+    api_key=<printed key>)``.
+    """
+
+    def run() -> None:
+        from tinkerkit.server.runner import _free_port, build, check_host, run_forever
+
+        try:
+            check_host(host, allow_remote)
+            app, key = build(backend, api_key, latency)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        chosen = port or _free_port(host)
+        logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+        click.echo(f"tinkerkit serve: {backend} backend on http://{host}:{chosen}")
+        if api_key is None:
+            # Printed once, here; never logged by the server afterwards.
+            click.echo(f"API key (use as TINKER_API_KEY): {key}")
+        click.echo(
+            f'  tinker.ServiceClient(base_url="http://{host}:{chosen}", api_key=...)  '
+            "— Ctrl-C to stop"
+        )
+        run_forever(backend, host, chosen, key, app, log_level="warning")
+
+    _run(run)

@@ -1,0 +1,94 @@
+"""Small helpers every route module uses: body parsing, JSON and error responses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import pydantic
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tinkerkit.server.state import Pending, ServerState
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+class HTTPError(Exception):
+    """Answer the request with ``status`` and ``{"detail": message}`` (the service's shape)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def state_of(request: Request) -> ServerState:
+    state: ServerState = request.app.state.tk
+    return state
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    """Validate a JSON body against a ``tinker.types`` request model (400 if it does not fit).
+
+    Example:
+        >>> req = await parse(request, types.OptimStepRequest)
+    """
+    try:
+        payload = json.loads(await request.body() or b"{}")
+        return model.model_validate(payload)
+    except (ValueError, pydantic.ValidationError) as exc:
+        raise HTTPError(400, f"invalid {model.__name__} body: {exc}") from exc
+
+
+def ok(payload: pydantic.BaseModel | dict[str, Any] | None) -> Response:
+    """A JSON response of a pydantic model (``None`` fields dropped, as the SDK sends them)."""
+    if isinstance(payload, pydantic.BaseModel):
+        return JSONResponse(payload.model_dump(mode="json", exclude_none=True))
+    return JSONResponse(payload if payload is not None else {})
+
+
+def error(status: int, message: str) -> Response:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+def untyped_future(entry: Pending, model_id: str | None = None) -> Response:
+    """The ``UntypedAPIFuture`` a submitting endpoint answers with."""
+    body: dict[str, Any] = {"request_id": entry.request_id}
+    if model_id is not None:
+        body["model_id"] = model_id
+    if entry.sample_ids is not None:
+        body["sample_sequence_ids"] = entry.sample_ids
+    return JSONResponse(body)
+
+
+async def wait_done(future: Future[Any], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for a thread-completed future, without cancelling it.
+
+    Example:
+        >>> if not await wait_done(entry.future, 10.0):
+        ...     return try_again(entry)
+    """
+    if future.done():
+        return True
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(event.set))
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def result_of(future: Future[Any], what: str, timeout: float = 300.0) -> Any:
+    """The result of a short offline call (a listing, a client creation), or an HTTP error."""
+    if not await wait_done(future, timeout):
+        raise HTTPError(504, f"{what} did not finish within {timeout:.0f}s")
+    exc = future.exception()
+    if exc is not None:
+        status = 404 if "NotFound" in type(exc).__name__ else 400
+        raise HTTPError(status, str(exc) or type(exc).__name__)
+    return future.result()

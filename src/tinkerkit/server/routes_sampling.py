@@ -1,0 +1,129 @@
+"""Sampling sessions, ``asample`` and the futures endpoint that resolves every request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from tinker import types
+
+from tinkerkit.server.responses import (
+    HTTPError,
+    ok,
+    parse,
+    result_of,
+    state_of,
+    untyped_future,
+    wait_done,
+)
+from tinkerkit.server.state import SamplerSlot, failure_body
+from tinkerkit.server.wire import forward_backward_output_to_proto, sample_response_to_proto
+
+# How long one retrieve_future call holds a pending request before answering
+# "try again". The SDK re-polls at once on try_again, so holding turns polling into
+# a long poll: results go out as soon as they exist, without a busy loop.
+LONG_POLL_S = 10.0
+_PROTO = "application/x-protobuf"
+
+
+def _sampler(request: Request, session_id: str | None) -> SamplerSlot:
+    slot = state_of(request).samplers.get(session_id or "")
+    if slot is None:
+        raise HTTPError(404, f"Sampling session {session_id!r} not found on this tinkerkit server.")
+    return slot
+
+
+async def create_sampling_session(request: Request) -> Response:
+    state = state_of(request)
+    req = await parse(request, types.CreateSamplingSessionRequest)
+    try:
+        future = state.service.create_sampling_client(
+            model_path=req.model_path, base_model=req.base_model
+        ).future()
+    except Exception as exc:
+        raise HTTPError(400, str(exc)) from exc
+    # Wait for the client, so a missing checkpoint fails here, as on the service.
+    await result_of(future, "create_sampling_session")
+    session_id = f"{req.session_id}:sample:{req.sampling_session_seq_id}"
+    state.add_sampler(session_id, future, req.base_model, req.model_path)
+    return ok(types.CreateSamplingSessionResponse(sampling_session_id=session_id))
+
+
+async def join_sampling_session(request: Request) -> Response:
+    req = await parse(request, types.JoinSamplingSessionRequest)
+    slot = _sampler(request, req.sampling_session_id)
+    return ok(types.JoinSamplingSessionResponse(client_counter=next(slot.clones)))
+
+
+async def get_sampler(request: Request) -> Response:
+    slot = _sampler(request, request.path_params["sampler_id"])
+    client = await result_of(slot.client, "sampling session")
+    return ok(
+        types.GetSamplerResponse(
+            sampler_id=slot.sampling_session_id,
+            base_model=slot.base_model or client.get_base_model(),
+            model_path=slot.model_path or client.model_path,
+        )
+    )
+
+
+async def asample(request: Request) -> Response:
+    state = state_of(request)
+    req = await parse(request, types.SampleRequest)
+    if req.sampling_session_id is None:
+        raise HTTPError(
+            400, "asample needs a sampling_session_id; create one with create_sampling_client."
+        )
+    slot = _sampler(request, req.sampling_session_id)
+    client = await result_of(slot.client, "sampling session")
+    try:
+        future = client.sample(
+            req.prompt,
+            req.num_samples,
+            req.sampling_params,
+            include_prompt_logprobs=bool(req.prompt_logprobs),
+            topk_prompt_logprobs=req.topk_prompt_logprobs,
+            topk_sample_logprobs=req.topk_sample_logprobs,
+            target_prompt_logprobs=req.target_prompt_logprobs,
+            prompt_alt_tokens_k=req.prompt_alt_tokens_k,
+            prompt_logprobs_last_n=req.prompt_logprobs_last_n,
+        ).future()
+    except Exception as exc:
+        from tinkerkit.server.state import failed
+
+        future = failed(exc)
+    return untyped_future(state.futures.add(future, "sample", num_samples=req.num_samples))
+
+
+def _render(kind: str, result: Any) -> Response:
+    if kind == "forward_backward":
+        return Response(forward_backward_output_to_proto(result), media_type=_PROTO)
+    if kind == "sample":
+        return Response(sample_response_to_proto(result), media_type=_PROTO)
+    return ok(result)
+
+
+async def retrieve_future(request: Request) -> Response:
+    state = state_of(request)
+    req = await parse(request, types.FutureRetrieveRequest)
+    entry = state.futures.get(req.request_id)
+    if entry is None:
+        raise HTTPError(404, f"Unknown request_id {req.request_id!r} (already retrieved?)")
+    if not await wait_done(entry.future, LONG_POLL_S):
+        return JSONResponse(
+            {"type": "try_again", "request_id": req.request_id, "queue_state": "active"}
+        )
+    state.futures.forget(req.request_id)
+    if entry.future.cancelled():
+        return JSONResponse({"error": "request was cancelled", "category": "user"})
+    exc = entry.future.exception()
+    if exc is not None:
+        return JSONResponse(failure_body(exc))
+    return _render(entry.kind, entry.future.result())
+
+
+async def cancel_future(request: Request) -> Response:
+    body = await request.json()
+    state_of(request).futures.cancel(str(body.get("request_id", "")))
+    return ok(None)

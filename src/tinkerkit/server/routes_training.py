@@ -1,0 +1,243 @@
+"""Model endpoints: create, info, forward/backward, optimizer step, save and load.
+
+Each submitting endpoint turns the request into one call on the model's offline
+``TrainingClient`` while holding the model's turn (its ``seq_id``), so the offline
+dispatcher sees the requests in the order the SDK numbered them, and answers with a
+request id that ``/api/v1/retrieve_future`` resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from tinker import types
+
+from tinkerkit.server.responses import HTTPError, ok, parse, state_of, untyped_future
+from tinkerkit.server.state import ModelSlot, ServerState, chain, failed
+from tinkerkit.server.wire import ForwardBackwardCall, parse_forward_backward
+
+_PROTO = "application/x-protobuf"
+# Parsing a big protobuf body off the event loop keeps other clients responsive.
+_PARSE_IN_THREAD_BYTES = 256 * 1024
+
+
+def _slot(state: ServerState, model_id: str | None) -> ModelSlot:
+    slot = state.models.get(model_id or "")
+    if slot is None:
+        raise HTTPError(
+            404,
+            f"Model {model_id!r} not found on this tinkerkit server; create it with "
+            "ServiceClient.create_lora_training_client(...) first.",
+        )
+    return slot
+
+
+def _call(fn: Callable[[], Any]) -> Future[Any]:
+    """Run an offline submission; a refusal (bad argument) becomes a failed future."""
+    try:
+        future: Future[Any] = fn().future()
+        return future
+    except Exception as exc:
+        return failed(exc)
+
+
+async def _submit(
+    request: Request, model_id: str | None, seq_id: int | None, kind: str, fn: Callable[[Any], Any]
+) -> Response:
+    state = state_of(request)
+    slot = _slot(state, model_id)
+    async with slot.sequencer.turn(seq_id):
+        future = _call(lambda: fn(slot.client))
+    return untyped_future(state.futures.add(future, kind), slot.model_id)
+
+
+async def create_model(request: Request) -> Response:
+    state = state_of(request)
+    req = await parse(request, types.CreateModelRequest)
+    lora = req.lora_config or types.LoraConfig(rank=32)
+
+    def register(client: Any) -> types.CreateModelResponse:
+        state.register_model(client.model_id, client)
+        return types.CreateModelResponse(model_id=client.model_id)
+
+    future = _call(
+        lambda: state.service.create_lora_training_client(
+            base_model=req.base_model,
+            rank=lora.rank,
+            seed=lora.seed,
+            train_mlp=lora.train_mlp,
+            train_attn=lora.train_attn,
+            train_unembed=lora.train_unembed,
+            user_metadata=req.user_metadata,
+        )
+    )
+    return untyped_future(state.futures.add(chain(future, register), "create_model"))
+
+
+async def get_info(request: Request) -> Response:
+    req = await parse(request, types.GetInfoRequest)
+    slot = _slot(state_of(request), req.model_id)
+    info = slot.client.get_info()
+    return ok(info.model_copy(update={"model_id": slot.model_id}))
+
+
+async def _decode_forward_backward(request: Request) -> ForwardBackwardCall:
+    body = await request.body()
+    if request.headers.get("content-encoding", "").lower() == "zstd":
+        import zstandard
+
+        body = zstandard.ZstdDecompressor().decompress(body)
+    if _PROTO not in request.headers.get("content-type", ""):
+        # tinker 0.38 always sends protobuf here; JSON bodies are from older SDKs.
+        raise HTTPError(415, "forward_backward takes an application/x-protobuf body (tinker 0.38)")
+    try:
+        if len(body) > _PARSE_IN_THREAD_BYTES:
+            return await asyncio.to_thread(parse_forward_backward, body)
+        return parse_forward_backward(body)
+    except Exception as exc:
+        raise HTTPError(400, f"invalid forward_backward body: {exc}") from exc
+
+
+async def forward_backward(request: Request) -> Response:
+    call = await _decode_forward_backward(request)
+    method = "forward" if call.forward_only else "forward_backward"
+    return await _submit(
+        request,
+        call.model_id,
+        call.seq_id,
+        "forward_backward",
+        lambda c: getattr(c, method)(call.data, call.loss_fn, call.loss_fn_config),
+    )
+
+
+async def optim_step(request: Request) -> Response:
+    req = await parse(request, types.OptimStepRequest)
+    return await _submit(
+        request, req.model_id, req.seq_id, "optim_step", lambda c: c.optim_step(req.optim_params)
+    )
+
+
+async def save_weights(request: Request) -> Response:
+    req = await parse(request, types.SaveWeightsRequest)
+    name = req.path or f"state-{uuid.uuid4().hex[:8]}"
+    return await _submit(
+        request,
+        req.model_id,
+        req.seq_id,
+        "save_weights",
+        lambda c: c.save_state(
+            name,
+            ttl_seconds=req.ttl_seconds,
+            overwrite=req.overwrite,
+            user_metadata=req.user_metadata,
+        ),
+    )
+
+
+async def save_weights_external(request: Request) -> Response:
+    req = await parse(request, types.SaveWeightsExternalRequest)
+    return await _submit(
+        request,
+        req.model_id,
+        req.seq_id,
+        "save_weights_external",
+        lambda c: c.save_weights_external(
+            req.path,
+            ttl_seconds=req.ttl_seconds,
+            age_encryption_recipients=req.age_encryption_recipients,
+        ),
+    )
+
+
+async def save_weights_for_sampler(request: Request) -> Response:
+    state = state_of(request)
+    req = await parse(request, types.SaveWeightsForSamplerRequest)
+    if req.path is not None:
+        name = req.path
+        return await _submit(
+            request,
+            req.model_id,
+            req.seq_id,
+            "save_weights_for_sampler",
+            lambda c: c.save_weights_for_sampler(
+                name, ttl_seconds=req.ttl_seconds, user_metadata=req.user_metadata
+            ),
+        )
+    # No name: an unnamed snapshot behind a new sampling session (save_weights_and_get_
+    # sampling_client). The session id is known now; its client once the save ran.
+    slot = _slot(state, req.model_id)
+    session_id = f"{slot.model_id}:sample:{req.sampling_session_seq_id or 0}:{uuid.uuid4().hex[:6]}"
+    async with slot.sequencer.turn(req.seq_id):
+        client = _call(lambda: slot.client.save_weights_and_get_sampling_client())
+    state.add_sampler(session_id, client, None, None)
+    done = chain(
+        client,
+        lambda _: types.SaveWeightsForSamplerResponseInternal(sampling_session_id=session_id),
+    )
+    return untyped_future(state.futures.add(done, "save_weights_for_sampler"), slot.model_id)
+
+
+async def load_weights(request: Request) -> Response:
+    state = state_of(request)
+    req = await parse(request, types.LoadWeightsRequest)
+    if req.model_id is not None:
+        wire_id = req.model_id
+        return await _submit(
+            request,
+            req.model_id,
+            req.seq_id,
+            "load_weights",
+            lambda c: _relabel(
+                (c.load_state_with_optimizer if req.optimizer else c.load_state)(req.path),
+                wire_id,
+            ),
+        )
+    # Create-via-load: the SDK names the model itself, "<session>:train:<model_seq_id>".
+    model_id = f"{req.session_id}:train:{req.model_seq_id}"
+    service = state.service
+    create = (
+        service.create_training_client_from_state_with_optimizer
+        if req.optimizer
+        else service.create_training_client_from_state
+    )
+
+    def register(client: Any) -> types.LoadWeightsResponse:
+        state.register_model(model_id, client)
+        return types.LoadWeightsResponse(path=req.path, model_id=model_id)
+
+    future = _call(
+        lambda: create(req.path, base_model=req.base_model, user_metadata=req.user_metadata)
+    )
+    return untyped_future(state.futures.add(chain(future, register), "load_weights"), model_id)
+
+
+class _Relabeled:
+    """An offline future whose ``LoadWeightsResponse`` carries the wire model id."""
+
+    def __init__(self, inner: Any, model_id: str) -> None:
+        self._inner, self._model_id = inner, model_id
+
+    def future(self) -> Future[Any]:
+        return chain(
+            self._inner.future(), lambda r: r.model_copy(update={"model_id": self._model_id})
+        )
+
+
+def _relabel(inner: Any, model_id: str) -> _Relabeled:
+    return _Relabeled(inner, model_id)
+
+
+async def unload_model(request: Request) -> Response:
+    req = await parse(request, types.UnloadModelRequest)
+    state = state_of(request)
+    slot = _slot(state, req.model_id)
+    state.models.pop(slot.model_id, None)
+    done: Future[Any] = Future()
+    done.set_result(types.UnloadModelResponse(model_id=slot.model_id))
+    return untyped_future(state.futures.add(done, "unload_model"), slot.model_id)

@@ -1,0 +1,126 @@
+"""Run the app with uvicorn: in a background thread (``serve``) or in the foreground (CLI)."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from tinkerkit.server.app import create_app
+from tinkerkit.server.auth import check_api_key, generate_api_key
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server: point ``tinker.ServiceClient(base_url=..., api_key=...)`` at it."""
+
+    base_url: str
+    api_key: str
+    backend: str
+    app: Any
+
+    def __repr__(self) -> str:  # never print the key
+        return f"<tinkerkit Server {self.backend} at {self.base_url}>"
+
+
+def check_host(host: str, allow_remote: bool = False) -> str:
+    """Refuse anything but a loopback address unless ``allow_remote``.
+
+    Example:
+        >>> check_host("127.0.0.1")
+        '127.0.0.1'
+    """
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow_remote:
+        raise ValueError(
+            f"refusing to listen on {host!r}: tinkerkit serve binds loopback only (127.0.0.1). "
+            "Pass allow_remote=True (CLI: --allow-remote) if you really mean to expose it."
+        )
+    return host
+
+
+def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        # uvicorn's access log prints query strings; RequestLog replaces it.
+        access_log=False,
+        # Long polls (retrieve_future) must not hold shutdown up.
+        timeout_graceful_shutdown=1,
+        lifespan="off",
+    )
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def build(backend: str, api_key: str | None, latency: float = 0.0) -> tuple[Any, str]:
+    """The app for ``backend`` and the API key it checks (generated if not given)."""
+    import tinkerkit as tk
+
+    key = check_api_key(api_key) if api_key else generate_api_key()
+    if backend == "tinker":
+        raise ValueError("serve fronts an offline backend: use 'mock' or 'local'")
+    return create_app(tk.connect(backend, latency=latency), key), key
+
+
+@contextlib.contextmanager
+def serve(
+    backend: str = "mock",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    allow_remote: bool = False,
+    log_level: str = "warning",
+) -> Iterator[Server]:
+    """Run a tinker-compatible server on an offline backend in a background thread.
+
+    Example:
+        >>> import tinker
+        >>> from tinkerkit.server import serve
+        >>> with serve("mock") as server:
+        ...     service = tinker.ServiceClient(base_url=server.base_url, api_key=server.api_key)
+        ...     training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
+    """
+    check_host(host, allow_remote)
+    app, key = build(backend, api_key)
+    # Picking the port first (rather than reading it back from uvicorn) keeps base_url
+    # known before the thread starts; the tiny race with another process is acceptable.
+    chosen = port or _free_port(host)
+    server = uvicorn.Server(_config(app, host, chosen, log_level))
+    # uvicorn installs no signal handlers off the main thread, so Ctrl-C stays the caller's.
+    thread = threading.Thread(target=server.run, name="tinkerkit-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"tinkerkit serve could not start on {host}:{chosen}")
+        time.sleep(0.01)
+    try:
+        yield Server(f"http://{host}:{chosen}", key, backend, app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def run_forever(
+    backend: str, host: str, port: int, api_key: str, app: Any, log_level: str = "info"
+) -> None:
+    """Serve in the foreground until interrupted (the CLI); the key is never logged."""
+    uvicorn.Server(_config(app, host, port, log_level)).run()

@@ -1,0 +1,172 @@
+"""Wire conversion between tinker 0.38's protobuf bodies and ``tinker.types``.
+
+The SDK sends ``forward_backward`` as a ``tinker_public_pb2.ForwardBackwardRequest``
+and expects ``ForwardBackwardOutput`` and ``SampleResponse`` results back as protobuf
+(it refuses JSON for those two types). These are the inverses of the SDK's own
+``tinker.proto.request_conv`` / ``response_conv``, built on the SDK's generated
+messages so a field added upstream shows up here as a parse or test failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tinker import types
+from tinker.proto import tinker_public_pb2 as pb
+
+_PROTO_TO_NUMPY: dict[int, np.dtype[Any]] = {
+    pb.DTYPE_FLOAT32: np.dtype(np.float32),
+    pb.DTYPE_INT64: np.dtype(np.int64),
+    pb.DTYPE_INT32: np.dtype(np.int32),
+}
+_PROTO_TO_TENSOR_DTYPE: dict[int, types.TensorDtype] = {
+    pb.DTYPE_FLOAT32: "float32",
+    pb.DTYPE_INT64: "int64",
+    pb.DTYPE_INT32: "int64",
+}
+_STOP_REASON = {"stop": pb.STOP_REASON_STOP, "length": pb.STOP_REASON_LENGTH}
+
+
+@dataclass(frozen=True)
+class ForwardBackwardCall:
+    """A decoded ``/api/v1/forward_backward`` body."""
+
+    model_id: str
+    seq_id: int
+    loss_fn: str
+    loss_fn_config: dict[str, float | str] | None
+    forward_only: bool
+    data: list[types.Datum]
+
+
+def _tensor(msg: pb.Tensor) -> types.TensorData:
+    np_dtype = _PROTO_TO_NUMPY.get(msg.dtype)
+    dtype = _PROTO_TO_TENSOR_DTYPE.get(msg.dtype)
+    if np_dtype is None or dtype is None:
+        raise ValueError(f"unsupported tensor dtype {msg.dtype} in forward_backward request")
+    shape = list(msg.shape) or None
+    if msg.HasField("sparse_csr"):
+        csr = msg.sparse_csr
+        return types.TensorData(
+            data=np.frombuffer(csr.values, dtype=np_dtype).copy(),
+            dtype=dtype,
+            shape=shape,
+            sparse_crow_indices=np.frombuffer(csr.crow_indices, dtype=np.int64).tolist(),
+            sparse_col_indices=np.frombuffer(csr.col_indices, dtype=np.int64).tolist(),
+        )
+    return types.TensorData(
+        data=np.frombuffer(msg.dense, dtype=np_dtype).copy(), dtype=dtype, shape=shape
+    )
+
+
+def _chunk(msg: pb.Chunk) -> types.ModelInputChunk:
+    which = msg.WhichOneof("chunk")
+    if which == "encoded_text":
+        tokens = np.frombuffer(msg.encoded_text.tokens, dtype=np.int32)
+        return types.EncodedTextChunk(tokens=[int(t) for t in tokens])
+    if which == "image":
+        return types.ImageChunk(
+            data=msg.image.data,
+            format=msg.image.format,  # type: ignore[arg-type]
+            expected_tokens=(
+                msg.image.expected_tokens if msg.image.HasField("expected_tokens") else None
+            ),
+        )
+    # Offline engines are text-only; name the chunk kind so the error says why.
+    raise ValueError(f"model input chunk kind {which!r} is not supported by tinkerkit serve")
+
+
+def _config(msg: pb.ForwardBackwardRequest) -> dict[str, float | str] | None:
+    # The SDK dual-writes floats into the legacy map and the v2 map; v2 wins.
+    config: dict[str, float | str] = {k: float(v) for k, v in msg.loss_fn_config.items()}
+    for key, value in msg.loss_fn_config_v2.items():
+        kind = value.WhichOneof("value")
+        config[key] = value.text if kind == "text" else float(value.number)
+    return config or None
+
+
+def parse_forward_backward(body: bytes) -> ForwardBackwardCall:
+    """Decode a protobuf ``ForwardBackwardRequest`` body.
+
+    Example:
+        >>> from tinker.proto.request_conv import forward_backward_request_to_proto
+        >>> call = parse_forward_backward(forward_backward_request_to_proto(req).SerializeToString())
+        >>> call.loss_fn, len(call.data)
+    """
+    msg = pb.ForwardBackwardRequest()
+    msg.ParseFromString(body)
+    data = [
+        types.Datum(
+            model_input=types.ModelInput(chunks=[_chunk(c) for c in d.model_input]),
+            loss_fn_inputs={name: _tensor(t) for name, t in d.loss_fn_inputs.items()},
+        )
+        for d in msg.data
+    ]
+    return ForwardBackwardCall(
+        model_id=msg.model_id,
+        seq_id=msg.seq_id,
+        loss_fn=msg.loss_fn,
+        loss_fn_config=_config(msg),
+        forward_only=msg.forward_only,
+        data=data,
+    )
+
+
+def _batched(arrays: list[np.ndarray], dtype: types.TensorDtype) -> pb.BatchedTensor:
+    np_dtype = np.dtype(np.float32) if dtype == "float32" else np.dtype(np.int64)
+    flat = [np.ascontiguousarray(a, dtype=np_dtype).reshape(-1) for a in arrays]
+    trailing = list(arrays[0].shape[1:]) if arrays and arrays[0].ndim > 1 else []
+    offsets = np.cumsum([0] + [a.nbytes for a in flat], dtype=np.int64)
+    return pb.BatchedTensor(
+        data=b"".join(a.tobytes() for a in flat),
+        offsets=offsets.tobytes(),
+        dtype=pb.DTYPE_FLOAT32 if dtype == "float32" else pb.DTYPE_INT64,
+        trailing_shape=trailing,
+    )
+
+
+def forward_backward_output_to_proto(out: types.ForwardBackwardOutput) -> bytes:
+    """Encode a ``ForwardBackwardOutput`` the way the SDK's ``response_conv`` decodes it.
+
+    Example:
+        >>> from tinker.proto.response_conv import deserialize_forward_backward_output
+        >>> deserialize_forward_backward_output(forward_backward_output_to_proto(out))
+    """
+    msg = pb.ForwardBackwardOutput(
+        loss_fn_output_type=out.loss_fn_output_type,
+        metrics={k: float(v) for k, v in out.metrics.items()},
+    )
+    if out.loss_fn_outputs:
+        # One record, one BatchedTensor per field: every datum has the same field names.
+        record = msg.loss_fn_outputs.add()
+        record.type_tag = out.loss_fn_output_type
+        record.num_datums = len(out.loss_fn_outputs)
+        for name in out.loss_fn_outputs[0]:
+            tensors = [o[name] for o in out.loss_fn_outputs]
+            arrays = [np.asarray(t.to_numpy()) for t in tensors]
+            record.fields[name].CopyFrom(_batched(arrays, tensors[0].dtype))
+    return msg.SerializeToString()
+
+
+def sample_response_to_proto(resp: types.SampleResponse) -> bytes:
+    """Encode a ``SampleResponse`` the way the SDK's ``response_conv`` decodes it.
+
+    Example:
+        >>> from tinker.proto.response_conv import deserialize_sample_response
+        >>> deserialize_sample_response(sample_response_to_proto(resp)).sequences[0].tokens
+    """
+    msg = pb.SampleResponse()
+    for seq in resp.sequences:
+        out = msg.sequences.add()
+        out.stop_reason = _STOP_REASON[seq.stop_reason]
+        out.tokens = np.asarray(seq.tokens, dtype=np.int32).tobytes()
+        if seq.logprobs is not None:
+            out.logprobs = np.asarray(seq.logprobs, dtype=np.float32).tobytes()
+    if resp.prompt_logprobs_np is not None:
+        msg.prompt_logprobs = np.asarray(resp.prompt_logprobs_np, dtype=np.float32).tobytes()
+    elif resp.prompt_logprobs is not None:
+        values = [np.nan if v is None else v for v in resp.prompt_logprobs]
+        msg.prompt_logprobs = np.asarray(values, dtype=np.float32).tobytes()
+    return msg.SerializeToString()
