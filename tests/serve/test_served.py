@@ -186,3 +186,12 @@ def test_the_key_never_reaches_the_logs(caplog):
         assert running.api_key not in repr(running)
     assert any("/api/v1/forward_backward" in r.getMessage() for r in caplog.records)
     assert all(running.api_key not in r.getMessage() for r in caplog.records)
+
+
+def test_sdk_get_tokenizer_works_offline(official, monkeypatch):
+    """The SDK loads the tokenizer named by get_info: the server points it at a local folder."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    training = _client(official)
+    tok = training.get_tokenizer()
+    assert tok.encode("hi", add_special_tokens=False) == [104, 105]
+    assert tok.decode(tok.encode("héllo", add_special_tokens=False)) == "héllo"

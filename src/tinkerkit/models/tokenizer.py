@@ -13,6 +13,7 @@ and ``apply_chat_template`` (with ``{% generation %}`` markers, so
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -115,3 +116,37 @@ def byte_tokenizer() -> PreTrainedTokenizerBase:
 def stop_token_ids() -> list[int]:
     """Token ids that end a generation by default (end of turn, end of text)."""
     return [256 + SPECIAL_TOKENS.index(IM_END), 256 + SPECIAL_TOKENS.index(EOS)]
+
+
+def tokenizer_directory(tokenizer: PreTrainedTokenizerBase, name: str) -> Path:
+    """``tokenizer`` saved as a normal HF folder under ``TINKERKIT_HOME/tokenizers``.
+
+    Code that only knows how to ``AutoTokenizer.from_pretrained(...)`` (such as the
+    official SDK's ``get_tokenizer`` talking to ``tinkerkit serve``) loads it from there,
+    offline. Written once, atomically.
+
+    Example:
+        >>> AutoTokenizer.from_pretrained(tokenizer_directory(byte_tokenizer(), "byte"))
+    """
+    import os
+    import re
+    import shutil
+    import tempfile
+
+    from tinkerkit.paths import tinkerkit_home
+
+    root = tinkerkit_home() / "tokenizers"
+    target = root / re.sub(r"[^A-Za-z0-9._-]+", "--", name)
+    if (target / "tokenizer_config.json").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=root))
+    try:
+        tokenizer.save_pretrained(str(tmp))
+        os.rename(tmp, target)
+    except OSError:
+        if not (target / "tokenizer_config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
