@@ -15,7 +15,7 @@ import tinker
 from tests.conformance.conftest import Target
 from tinkerkit.server import serve
 
-SERVED = Target("mock", "tinkerkit/tiny", 1e-2, 1e-4)
+SERVED = Target("served", "tinkerkit/tiny", 1e-2, 1e-4)
 MODEL = "tinkerkit/tiny"
 
 # The SDK would otherwise post telemetry batches to the server on every fatal error;

@@ -9,23 +9,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
-import pytest
 
-from tests.conformance import test_errors as _errors
 from tests.conformance.test_checkpoints import *  # noqa: F403
 from tests.conformance.test_errors import *  # noqa: F403
 from tests.conformance.test_sampling import *  # noqa: F403
 from tests.conformance.test_training import *  # noqa: F403
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the official SDK fails a str prompt client-side (AttributeError: 'str' object has "
-    "no attribute 'chunks') before any request reaches the server",
-)
-def test_string_prompt_is_refused_with_a_fix(training, tokenizer):  # type: ignore[no-redef]
-    _errors.test_string_prompt_is_refused_with_a_fix(training, tokenizer)
 
 
 def test_external_weights_urls_point_at_peft_files(service, training, target):  # type: ignore[no-redef]
