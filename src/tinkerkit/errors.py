@@ -24,6 +24,7 @@ __all__ = [
     "CheckpointExistsError",
     "CheckpointExpiredError",
     "CheckpointNotFoundError",
+    "ClientFailedError",
     "ConfigMismatchError",
     "ContextLengthError",
     "DataError",
@@ -215,6 +216,19 @@ class UnsupportedFeatureError(RequestError):
         super().__init__(
             f"{feature} is not supported by the {backend!r} backend yet. Leave it out, or run "
             "this part on the 'tinker' backend."
+        )
+
+
+class ClientFailedError(RequestError):
+    """A training client refuses requests after a custom-loss operation failed (as the
+    service does: the failed operation left a hole in the client's request sequence)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(
+            f"This training client stopped after a forward_backward_custom failed "
+            f"({type(cause).__name__}: {cause}). Create a new client, e.g. "
+            "service.create_training_client_from_state_with_optimizer(last_checkpoint)."
         )
 
 

@@ -159,3 +159,24 @@ def test_custom_loss_matches_builtin_cross_entropy(make_client, tokenizer):
     b = logprobs(custom.forward(data, "cross_entropy").result())
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+def test_failed_custom_loss_stops_the_client(training, tokenizer, target):
+    """As the service: after a custom loss fails, queued and later requests are refused."""
+    pytest.importorskip("torch")
+    data = qa_datums(tokenizer)
+
+    def broken(batch, lps):
+        raise ValueError("my loss is broken")
+
+    failed = training.forward_backward_custom(data, broken)
+    queued = training.optim_step(types.AdamParams(learning_rate=1e-3))
+    with pytest.raises(Exception, match="my loss is broken"):
+        failed.result()
+    with pytest.raises(Exception) as queued_error:
+        queued.result()
+    assert queued_error.value is not None
+    with pytest.raises(Exception) as later:
+        training.forward(data, "cross_entropy").result()
+    if target.backend in ("mock", "local"):
+        assert "create_training_client_from_state" in str(later.value)

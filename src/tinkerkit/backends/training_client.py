@@ -21,7 +21,7 @@ from tinkerkit.backends.engine import Engine
 from tinkerkit.backends.sampling_client import SamplingClient
 from tinkerkit.backends.store import RunRecord
 from tinkerkit.backends.validation import CheckedDatum, check_batch
-from tinkerkit.errors import RequestError
+from tinkerkit.errors import ClientFailedError, RequestError
 
 T = TypeVar("T")
 CustomLossFn = Callable[[list[types.Datum], list[Any]], tuple[Any, dict[str, float]]]
@@ -40,12 +40,20 @@ class TrainingClient:
         self._run = run
         self._dispatcher = context.dispatcher("tinkerkit-train")
         self.model_id = run.run_id
+        # As on the service: once a custom-loss operation fails, the client rejects every
+        # queued and later training request (its request sequence has a hole in it).
+        self._failed: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<TrainingClient {self._context.backend}: {self._run.base_model} ({self.model_id})>"
 
     def _submit(self, kind: str, fn: Callable[[], T]) -> APIFuture[T]:
-        return self._dispatcher.submit(kind, fn)
+        def guarded() -> T:
+            if self._failed is not None:
+                raise ClientFailedError(self._failed)
+            return fn()
+
+        return self._dispatcher.submit(kind, guarded)
 
     # --- forward / backward ------------------------------------------------------------
 
@@ -133,7 +141,15 @@ class TrainingClient:
         if not callable(loss_fn):
             raise TypeError("loss_fn must be callable: loss_fn(data, logprobs) -> (loss, metrics)")
         batch = self._check_submission(data)
-        return self._submit("forward_backward", lambda: self._run_custom(batch, loss_fn))
+
+        def run() -> types.ForwardBackwardOutput:
+            try:
+                return self._run_custom(batch, loss_fn)
+            except BaseException as exc:
+                self._failed = exc
+                raise
+
+        return self._submit("forward_backward", run)
 
     def _run_custom(
         self, data: list[types.Datum], loss_fn: CustomLossFn
@@ -301,7 +317,7 @@ class TrainingClient:
             path = self._save("sampler_weights", name, False) if name else None
             return SamplingClient(self._context, self._engine.snapshot(), path)
 
-        return ClientFuture(self._dispatcher.submit("save_weights_for_sampler", run).future())
+        return ClientFuture(self._submit("save_weights_for_sampler", run).future())
 
     def create_sampling_client(
         self, model_path: str, retry_config: Any = None, record_stability_info: bool = False
@@ -309,7 +325,7 @@ class TrainingClient:
         from tinkerkit.backends.service_client import sampling_client_from_path
 
         return ClientFuture(
-            self._dispatcher.submit(
+            self._submit(
                 "create_sampling_client",
                 lambda: sampling_client_from_path(self._context, model_path),
             ).future()
