@@ -298,18 +298,24 @@ def test_without_root_the_layers_degrade_gracefully(protections: tuple[str, ...]
     """Inside a sandbox we are not root: a nested run must still work and stay confined."""
     if "unprivileged-uid" not in protections or "private-tmp" not in protections:
         pytest.skip("needs root and mount namespaces to make a non-root caller")
-    # The sandbox mounts a fresh /tmp, which may hide this checkout: carry the module's
-    # source in and load it from the sandbox's working directory.
-    source = Path(sandbox.__file__).read_text()
+    # The sandbox mounts a fresh /tmp, which may hide this checkout: carry the sandbox's
+    # modules in (stdlib-only) and import them from the sandbox's working directory.
+    folder = Path(sandbox.__file__).parent
+    files = {
+        name: (folder / name).read_text()
+        for name in ("sandbox.py", "sandbox_child.py", "sandbox_process.py")
+    }
     inner = textwrap.dedent(
         f"""
-        import importlib.util, os, sys
-        with open("tk_sandbox.py", "w") as fh:
-            fh.write({source!r})
-        spec = importlib.util.spec_from_file_location("tk_sandbox", os.path.abspath("tk_sandbox.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["tk_sandbox"] = module
-        spec.loader.exec_module(module)
+        import os, sys
+        os.makedirs("pkg/tinkerkit/recipes")
+        for init in ("pkg/tinkerkit/__init__.py", "pkg/tinkerkit/recipes/__init__.py"):
+            open(init, "w").close()
+        for name, text in {files!r}.items():
+            with open(os.path.join("pkg/tinkerkit/recipes", name), "w") as fh:
+                fh.write(text)
+        sys.path.insert(0, os.path.abspath("pkg"))
+        from tinkerkit.recipes import sandbox as module
         assert os.getuid() != 0
         result = module.run_python(
             "import os\\nopen('/tmp/escape', 'w')\\n", tests="pass", timeout=5
@@ -325,3 +331,10 @@ def test_without_root_the_layers_degrade_gracefully(protections: tuple[str, ...]
     inner_protections = result.stdout.split("PROTECTIONS")[1].split("\n")[0].split()
     assert "rlimits" in inner_protections and "audit-hooks" in inner_protections
     assert "unprivileged-uid" not in inner_protections  # nothing to drop from
+
+
+def test_program_may_make_directories_inside_its_working_directory() -> None:
+    code = "import os\nos.makedirs('a/b')\nopen('a/b/f.txt', 'w').write('x')\nos.rename('a/b/f.txt', 'a/g.txt')\nprint(open('a/g.txt').read())\n"
+    result = run_python(code, timeout=5)
+    assert result.passed, result.stderr
+    assert result.stdout.strip() == "x"
