@@ -123,3 +123,26 @@ def test_missing_file_and_empty_file(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(DataError, match="no records"):
         load_chat_jsonl(tmp_path / "empty.jsonl")
+
+
+def test_in_memory_records_get_the_same_errors(tmp_path):
+    import tinkerkit as tk
+    from tinkerkit.data.loaders import validate_record
+
+    with pytest.raises(
+        DataError, match=r"data\[3\]: field 'messages\[0\].role': unknown role 'bot'"
+    ):
+        validate_record(Conversation, {"messages": [{"role": "bot", "content": "x"}]}, "data[3]")
+    bad_chats = [GOOD, {"messages": []}]
+    with pytest.raises(DataError, match=r"data\[1\]: field 'messages': is empty"):
+        tk.sft.train(
+            tk.sft.Config(data=bad_chats, log_dir=tmp_path / "sft", progress=False),
+            service=tk.connect("mock"),
+        )
+    bad_pairs = [{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "chosen": "a"}]
+    with pytest.raises(DataError, match=r"data\[1\]: field 'rejected': is missing"):
+        tk.preference.train_dpo(
+            tk.preference.DPOConfig(data=bad_pairs, log_dir=tmp_path / "dpo", progress=False),
+            service=tk.connect("mock"),
+        )
+    assert not (tmp_path / "sft").exists() and not (tmp_path / "dpo").exists()

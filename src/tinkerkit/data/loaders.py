@@ -147,6 +147,20 @@ def _validate(schema: type[R], obj: Any, line: int | None) -> tuple[R | None, li
         return None, problems[:1]
 
 
+def validate_record(schema: type[R], obj: Any, where: str) -> R:
+    """One in-memory record, validated like a file's; ``DataError`` naming ``where`` otherwise.
+
+    Example:
+        >>> validate_record(Conversation, {"messages": []}, "data[3]")
+        DataError: data[3]: field 'messages': is empty: a conversation needs at least one message
+    """
+    record, problems = _validate(schema, obj, None)
+    if record is None:
+        _, field, message = problems[0]
+        raise DataError(where, None, field, message)
+    return record
+
+
 def iter_records(path: str | Path, schema: type[R], *, errors: Errors = "raise") -> Iterator[R]:
     """Stream validated records from ``path`` (``.jsonl``, ``.json`` or ``.csv``).
 

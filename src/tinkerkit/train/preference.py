@@ -28,7 +28,7 @@ from tinker import types
 
 from tinkerkit._sync import run_blocking, run_in_thread
 from tinkerkit.data.builders import preference_datums, reward_datum
-from tinkerkit.data.loaders import load_preference_pairs
+from tinkerkit.data.loaders import load_preference_pairs, validate_record
 from tinkerkit.data.schemas import PreferencePair
 from tinkerkit.errors import DataError
 from tinkerkit.train import losses, sft_data
@@ -71,7 +71,10 @@ class DPOResult(RunResult):
 def _pairs(data: str | Path | Sequence[Any]) -> list[PreferencePair]:
     if isinstance(data, str | Path):
         return load_preference_pairs(data)
-    pairs = [p if isinstance(p, PreferencePair) else PreferencePair.model_validate(p) for p in data]
+    pairs = [
+        p if isinstance(p, PreferencePair) else validate_record(PreferencePair, p, f"data[{i}]")
+        for i, p in enumerate(data)
+    ]
     if not pairs:
         raise DataError("data", None, None, "has no preference pairs")
     return pairs

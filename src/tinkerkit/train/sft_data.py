@@ -14,7 +14,7 @@ from tinker import types
 from tinkerkit.data.builders import completion_datum
 from tinkerkit.data.chat import TrainOn, chat_datums
 from tinkerkit.data.inspect import check_datums
-from tinkerkit.data.loaders import iter_records, load_chat_jsonl
+from tinkerkit.data.loaders import iter_records, load_chat_jsonl, validate_record
 from tinkerkit.data.schemas import Conversation, PromptCompletion
 from tinkerkit.errors import DataError
 from tinkerkit.train.batching import holdout
@@ -49,11 +49,11 @@ def load(data: str | Path | Sequence[Any]) -> list[Record]:
         if isinstance(item, types.Datum | Conversation | PromptCompletion):
             out.append(item)
         elif isinstance(item, dict) and "messages" in item:
-            out.append(_validated(Conversation, item, index))
+            out.append(validate_record(Conversation, item, f"data[{index}]"))
         elif isinstance(item, dict) and "prompt" in item:
-            out.append(_validated(PromptCompletion, item, index))
+            out.append(validate_record(PromptCompletion, item, f"data[{index}]"))
         elif isinstance(item, list):
-            out.append(_validated(Conversation, {"messages": item}, index))
+            out.append(validate_record(Conversation, {"messages": item}, f"data[{index}]"))
         else:
             raise DataError(
                 f"data[{index}]", None, None, f"unsupported record type {type(item).__name__}"
@@ -61,17 +61,6 @@ def load(data: str | Path | Sequence[Any]) -> list[Record]:
     if not out:
         raise DataError("data", None, None, "is empty")
     return out
-
-
-def _validated(schema: Any, obj: dict[str, Any], index: int) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return schema.model_validate(obj)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise DataError(f"data[{index}]", None, field, str(first["msg"])) from None
 
 
 def to_datums(
