@@ -2,6 +2,9 @@
 
 import pytest
 
+# make_client / training: shared by the conformance suite and its served run.
+pytest_plugins = ["tests.conformance.clients"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tk_home):

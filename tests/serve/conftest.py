@@ -61,20 +61,5 @@ def service(official):
 
 
 @pytest.fixture
-def make_client(service, target):
-    def make(rank: int = 8, seed: int = 0):
-        return service.create_lora_training_client(
-            base_model=target.model, rank=rank, seed=seed
-        ).result()
-
-    return make
-
-
-@pytest.fixture
-def training(make_client):
-    return make_client()
-
-
-@pytest.fixture
 def tokenizer(byte_tokenizer):
     return byte_tokenizer
