@@ -6,7 +6,7 @@ config = Config(prompts="prompts.jsonl", reward=my_reward, steps=100)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from tinkerkit.train.rl_batch import OnRewardError
 from tinkerkit.train.rl_prompts import PromptSource
 from tinkerkit.train.rl_rewards import RewardFn
 from tinkerkit.train.session import RunOptions, RunResult
+from tinkerkit.train.session import public_config as session_public_config
 
 
 @dataclass
@@ -100,14 +101,10 @@ def run_identity(config: Config, fingerprint: str) -> dict[str, Any]:
 
 
 def public_config(config: Config) -> dict[str, Any]:
-    # Not asdict: it deep-copies every field, and a reward may hold clients and threads.
-    out = {
-        f.name: getattr(config, f.name)
-        for f in fields(config)
-        if f.name not in ("callbacks", "reward")
-    }
+    """The shared JSON-safe config, plus the reward's name and a prompt-list summary."""
+    out = session_public_config(config)
     out["reward"] = getattr(config.reward, "__qualname__", type(config.reward).__qualname__)
     if not isinstance(config.prompts, str | Path):
         out["prompts"] = f"<{len(config.prompts)} prompts in memory>"
     out["stop"] = list(config.stop) if config.stop is not None else None
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+    return out
