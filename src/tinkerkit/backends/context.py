@@ -11,6 +11,7 @@ from tinker.lib.public_interfaces.api_future import AwaitableConcurrentFuture
 from tinkerkit.backends.dispatch import Dispatcher
 from tinkerkit.backends.engine import EngineFactory
 from tinkerkit.backends.faults import FaultInjector
+from tinkerkit.backends.stability import SequenceRecords
 from tinkerkit.backends.store import CheckpointStore
 
 C = TypeVar("C")
@@ -22,6 +23,8 @@ class OfflineContext:
     store: CheckpointStore = field(default_factory=CheckpointStore)
     latency: float = 0.0
     faults: FaultInjector = field(default_factory=FaultInjector)
+    sequences: SequenceRecords = field(default_factory=SequenceRecords)
+    """Sequences sampled with ``record_stability_info=True`` (for ``stable_reinforce``)."""
 
     @property
     def backend(self) -> str:

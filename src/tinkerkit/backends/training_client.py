@@ -15,7 +15,7 @@ import numpy as np
 from tinker import types
 from tinker.lib.public_interfaces.api_future import APIFuture
 
-from tinkerkit.backends import losses
+from tinkerkit.backends.builtin import run_builtin, tensor
 from tinkerkit.backends.context import ClientFuture, OfflineContext
 from tinkerkit.backends.engine import Engine
 from tinkerkit.backends.sampling_client import SamplingClient
@@ -25,10 +25,6 @@ from tinkerkit.errors import ClientFailedError, RequestError
 
 T = TypeVar("T")
 CustomLossFn = Callable[[list[types.Datum], list[Any]], tuple[Any, dict[str, float]]]
-
-
-def _tensor(array: np.ndarray) -> types.TensorData:
-    return types.TensorData.from_numpy(np.asarray(array, dtype=np.float32))
 
 
 class TrainingClient:
@@ -57,31 +53,6 @@ class TrainingClient:
 
     # --- forward / backward ------------------------------------------------------------
 
-    def _run_builtin(
-        self,
-        data: list[types.Datum],
-        loss_fn: str,
-        loss_fn_config: Mapping[str, float | str] | None,
-        backward: bool,
-    ) -> types.ForwardBackwardOutput:
-        spec = losses.get_loss(loss_fn)
-        config = losses.check_config(loss_fn, loss_fn_config)
-        checked = check_batch(data, self._engine.spec, spec)
-        fp = self._engine.forward([c.engine_input for c in checked], grad=backward)
-        outputs, grads, total = [], [], 0.0
-        for item, lp in zip(checked, fp.logprobs, strict=True):
-            per_token, grad = losses.apply(loss_fn, lp, item.inputs, config)
-            total += float(per_token.sum())
-            grads.append(grad)
-            outputs.append({"logprobs": _tensor(lp), "elementwise_loss": _tensor(per_token)})
-        if backward:
-            fp.backward(grads)
-        return types.ForwardBackwardOutput(
-            loss_fn_output_type="ArrayRecord",
-            loss_fn_outputs=outputs,
-            metrics={"loss:sum": total},
-        )
-
     def _check_submission(self, data: Sequence[types.Datum]) -> list[types.Datum]:
         if not data:
             raise ValueError("No data provided")
@@ -96,7 +67,7 @@ class TrainingClient:
         """Loss and per-token ``logprobs`` without touching the gradients."""
         batch = self._check_submission(data)
         return self._submit(
-            "forward", lambda: self._run_builtin(batch, loss_fn, loss_fn_config, False)
+            "forward", lambda: run_builtin(self._engine, batch, loss_fn, loss_fn_config, backward=False)
         )
 
     def forward_backward(
@@ -114,7 +85,7 @@ class TrainingClient:
         """
         batch = self._check_submission(data)
         return self._submit(
-            "forward_backward", lambda: self._run_builtin(batch, loss_fn, loss_fn_config, True)
+            "forward_backward", lambda: run_builtin(self._engine, batch, loss_fn, loss_fn_config, backward=True)
         )
 
     def forward_backward_custom(
@@ -183,7 +154,7 @@ class TrainingClient:
         out_metrics["loss:sum"] = float(loss.detach())
         return types.ForwardBackwardOutput(
             loss_fn_output_type="ArrayRecord",
-            loss_fn_outputs=[{"logprobs": _tensor(lp)} for lp in fp.logprobs],
+            loss_fn_outputs=[{"logprobs": tensor(lp)} for lp in fp.logprobs],
             metrics=out_metrics,
         )
 
