@@ -10,7 +10,7 @@ from typing import Any
 from tinker import types
 
 from tinkerkit import data, errors, export, hparams, recipes
-from tinkerkit.connect import connect
+from tinkerkit.connect import connect, rest_client
 from tinkerkit.text import Completion, sample_text
 from tinkerkit.train import losses, preference, rl, sft
 
@@ -43,6 +43,7 @@ __all__ = [
     "losses",
     "preference",
     "recipes",
+    "rest_client",
     "rl",
     "sample_text",
     "serve",

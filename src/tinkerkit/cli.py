@@ -198,7 +198,7 @@ def models_list(backend: str) -> None:
     import tinkerkit as tk
 
     def run() -> None:
-        caps = tk.connect(backend).get_server_capabilities()
+        caps = tk.rest_client(backend).get_server_capabilities().result()
         for model in caps.supported_models:
             click.echo(f"{model.model_name}\t(context {model.max_context_length})")
 

@@ -70,3 +70,39 @@ def connect(
         factory=engine_factory(name), latency=float(latency), faults=FaultInjector(faults)
     )
     return ServiceClient(context)
+
+
+def rest_client(source: Any = None) -> Any:
+    """A ``RestClient`` (runs, checkpoints, sessions, download URLs), the tinker 0.38 way.
+
+    ``source`` is a backend name (``"mock"``, ``"local"``, ``"tinker"``; None resolves as
+    ``connect`` does) or a ``ServiceClient`` of any backend. The real service gets
+    ``tinker.RestClient()`` — 0.38 deprecates ``ServiceClient.create_rest_client()`` —
+    and an offline backend its offline ``RestClient`` over the same ``TINKERKIT_HOME``
+    store, so runs saved by one process are listed by the next.
+
+    Example:
+        >>> rest = tk.rest_client("mock")
+        >>> rest.list_user_checkpoints().result().checkpoints
+    """
+    from tinkerkit.backends.rest_client import RestClient
+    from tinkerkit.backends.service_client import ServiceClient
+
+    if isinstance(source, ServiceClient):
+        return source._rest()
+    if source is not None and not isinstance(source, str):
+        import tinker
+
+        if isinstance(source, tinker.ServiceClient):
+            return source._rest_client()
+        if hasattr(source, "create_rest_client"):  # an older SDK's client, or a test double
+            return source.create_rest_client()
+        raise TypeError(f"rest_client takes a backend name or a ServiceClient, got {source!r}")
+    name = resolve_backend(source)
+    if name == "tinker":
+        import tinker
+
+        return tinker.RestClient()
+    from tinkerkit.backends.context import OfflineContext
+
+    return RestClient(OfflineContext(factory=engine_factory(name)))

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tinker import RequestFailedError
+import httpx
+from tinker import BadRequestError, NotFoundError, RequestFailedError
 from tinker.types import RequestErrorCategory
 
 __all__ = [
@@ -36,16 +37,33 @@ __all__ = [
     "MissingAPIKeyError",
     "RequestError",
     "TinkerkitError",
+    "TinkerkitWarning",
     "TokenOutOfVocabularyError",
     "UnknownBackendError",
     "UnknownLossError",
     "UnknownModelError",
+    "UnretrievedFailureWarning",
     "UnsupportedFeatureError",
+    "UntrainedStepWarning",
+    "WrongCheckpointKindError",
 ]
 
 
 class TinkerkitError(Exception):
     """Base class of every tinkerkit error."""
+
+
+class TinkerkitWarning(UserWarning):
+    """Base class of tinkerkit's warnings: something ran, but probably not as you meant."""
+
+
+class UnretrievedFailureWarning(TinkerkitWarning):
+    """A request failed and nobody read its future (asyncio's "exception was never
+    retrieved"): a loop that never calls ``.result()`` would otherwise train on nothing."""
+
+
+class UntrainedStepWarning(TinkerkitWarning):
+    """``optim_step`` ran with no gradient because the ``forward_backward`` before it failed."""
 
 
 class RequestError(TinkerkitError, RequestFailedError):
@@ -250,25 +268,71 @@ class CheckpointError(RequestError):
     """Base class for checkpoint problems."""
 
 
-class InvalidTinkerPathError(CheckpointError):
+class InvalidTinkerPathError(TinkerkitError, ValueError):
+    """Not a ``tinker://<run>/<kind>/<name>`` path (the SDK raises ``ValueError`` for these)."""
+
     def __init__(self, path: str, expected: str = "") -> None:
         self.path = path
+        self.expected = expected
         kinds = expected or "weights, sampler_weights or external_weights"
         super().__init__(
             f"Invalid tinker path {path!r}. Expected tinker://<run_id>/<kind>/<name> "
             f"with kind {kinds}."
         )
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.path, self.expected))
 
-class CheckpointNotFoundError(CheckpointError):
+
+def _offline_response(status: int, message: str) -> httpx.Response:
+    """The HTTP response the service answers with, for errors the SDK raises as
+    ``tinker.APIStatusError`` subclasses (so ``except tinker.NotFoundError`` holds offline)."""
+    request = httpx.Request("POST", "http://tinkerkit.offline/api/v1")
+    return httpx.Response(status, request=request, json={"detail": message})
+
+
+class CheckpointNotFoundError(TinkerkitError, NotFoundError):
+    """No checkpoint (or run) at that path: HTTP 404 on the service, ``tinker.NotFoundError``."""
+
     def __init__(self, path: str, where: str = "") -> None:
         self.path = path
+        self.where = where
         detail = f" (looked in {where})" if where else ""
-        super().__init__(
+        message = (
             f"Checkpoint {path} does not exist{detail}. List what exists with "
-            "service.create_rest_client().list_checkpoints(run_id). Offline checkpoints live "
+            "tk.rest_client(...).list_checkpoints(run_id). Offline checkpoints live "
             "under TINKERKIT_HOME: check it points at the same folder as the run that saved it."
         )
+        NotFoundError.__init__(
+            self, message, response=_offline_response(404, message), body={"detail": message}
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.path, self.where))
+
+
+class WrongCheckpointKindError(TinkerkitError, BadRequestError):
+    """A checkpoint of the wrong kind for the call (HTTP 400 on the service): ``load_state``
+    takes ``weights`` paths, a sampling client ``sampler_weights`` paths."""
+
+    def __init__(self, path: str, call: str, expected: str) -> None:
+        self.path = path
+        self.call = call
+        self.expected = expected
+        message = (
+            f"{call} takes a tinker://<run>/{expected}/<name> path, got {path}. "
+            + (
+                "Save one with training_client.save_weights_for_sampler(name)."
+                if expected == "sampler_weights"
+                else "Save one with training_client.save_state(name)."
+            )
+        )
+        BadRequestError.__init__(
+            self, message, response=_offline_response(400, message), body={"detail": message}
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (type(self), (self.path, self.call, self.expected))
 
 
 class CheckpointExistsError(CheckpointError):

@@ -9,6 +9,7 @@ everything a built-in loss means is here and in ``losses``/``validation``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from tinker import types
@@ -30,6 +31,7 @@ def run_builtin(
     loss_fn_config: Mapping[str, float | str] | None,
     *,
     backward: bool,
+    context: Any = None,
 ) -> types.ForwardBackwardOutput:
     """Loss, per-token outputs and metrics of ``loss_fn`` on ``data``; gradients if ``backward``.
 

@@ -14,13 +14,19 @@ import heapq
 import itertools
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from tinker.lib.public_interfaces.api_future import AwaitableConcurrentFuture
-
 from tinkerkit.backends.faults import FaultInjector
+from tinkerkit.backends.futures import (
+    FailureReporter,
+    Origin,
+    RequestFuture,
+    SampleFuture,
+    caller_location,
+)
 
 T = TypeVar("T")
 
@@ -68,17 +74,50 @@ _delivery = _Delivery()
 
 
 class Dispatcher:
-    """Runs submitted functions in order on one thread; delivers results after ``latency``."""
+    """Runs submitted functions in order on one thread; delivers results after ``latency``.
 
-    def __init__(self, name: str, latency: float = 0.0, faults: FaultInjector | None = None):
+    ``label`` names the client in warnings ("TrainingClient tinker://run-…"); every
+    request gets a number per kind, so an unread failure can say which one it was.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        latency: float = 0.0,
+        faults: FaultInjector | None = None,
+        *,
+        label: str | None = None,
+    ):
         if latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {latency}")
         self.latency = latency
+        self.label = label or name
+        self.reporter = FailureReporter()
+        self._counts: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
         self._faults = faults or FaultInjector()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
-    def submit(self, kind: str, fn: Callable[[], T]) -> AwaitableConcurrentFuture[T]:
+    def origin(self, kind: str) -> Origin:
+        """The next request of ``kind``: its number and the user's line submitting it."""
+        with self._count_lock:
+            self._counts[kind] += 1
+            number = self._counts[kind]
+        filename, lineno = caller_location()
+        return Origin(self.label, kind, number, filename, lineno)
+
+    def submit(
+        self, kind: str, fn: Callable[[], T], *, origin: Origin | None = None
+    ) -> RequestFuture[T]:
         """Queue ``fn``; the returned future is awaitable and has ``.result()``."""
+        origin = origin or self.origin(kind)
+        return RequestFuture(self._run(kind, fn), origin, self.reporter)
+
+    def submit_sample(self, kind: str, fn: Callable[[], T]) -> SampleFuture[T]:
+        """Like ``submit``, but the future type the SDK's ``sample`` returns."""
+        return SampleFuture(self._run(kind, fn), self.origin(kind), self.reporter)
+
+    def _run(self, kind: str, fn: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
         due = time.monotonic() + self.latency
 
@@ -94,7 +133,7 @@ class Dispatcher:
             _delivery.deliver(due, future, ok, value)
 
         self._executor.submit(run)
-        return AwaitableConcurrentFuture(future)
+        return future
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)

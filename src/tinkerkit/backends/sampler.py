@@ -76,8 +76,12 @@ def sample(
     max_context: int,
     default_stop_tokens: Sequence[int],
     decode: Callable[[list[int]], str],
+    sequence_ids: Sequence[str] | None = None,
 ) -> list[types.SampledSequence]:
     """Draw ``num_samples`` continuations of ``prompt`` in parallel."""
+    ids = list(sequence_ids) if sequence_ids is not None else [
+        uuid.uuid4().hex for _ in range(num_samples)
+    ]
     rng = np.random.default_rng(params.seed)
     stop_tokens, stop_strings = _stops(params, default_stop_tokens)
     budget = max_context - len(prompt)
@@ -106,7 +110,7 @@ def sample(
     return [
         types.SampledSequence(
             stop_reason=reasons[i] or "length",
-            sequence_id=uuid.uuid4().hex,
+            sequence_id=ids[i],
             tokens_np=np.asarray(tokens[i], dtype=np.int32),
             logprobs_np=np.asarray(logprobs[i], dtype=np.float32),
         )

@@ -1,18 +1,34 @@
-"""The offline ``SamplingClient``: same methods and types as ``tinker.SamplingClient``."""
+"""The offline ``SamplingClient``: a ``tinker.SamplingClient`` sampling from an offline engine.
+
+Like the SDK's client it is picklable and has string handles
+(``get_sampler_handle`` / ``SamplingClient.from_sampler_handle``), so it can be handed
+to worker processes; an unnamed snapshot's weights are written under
+``TINKERKIT_HOME/samplers`` the first time it leaves the process.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tinker
 from tinker import types
 from tinker.lib.public_interfaces.api_future import APIFuture
 
 from tinkerkit.backends import sampler
 from tinkerkit.backends.context import OfflineContext
-from tinkerkit.backends.engine import Engine, EngineInput
+from tinkerkit.backends.engine import Engine, EngineInput, LoraConfig
+from tinkerkit.backends.sdk_surface import mirrors
 from tinkerkit.backends.validation import check_tokens, model_input_tokens
 from tinkerkit.errors import InvalidPromptError, UnsupportedFeatureError
+from tinkerkit.paths import tinkerkit_home
 
 
 def _prompt_tokens(prompt: Any, engine: Engine) -> list[int]:
@@ -47,26 +63,129 @@ def _check_last_n(last_n: int | None, length: int) -> None:
         )
 
 
-class SamplingClient:
-    """Samples from a frozen copy of some weights (a checkpoint, or a base model)."""
+def check_sample_arguments(
+    include_prompt_logprobs: bool,
+    target_prompt_logprobs: types.TensorData | None,
+    prompt_alt_tokens_k: int,
+    prompt_logprobs_last_n: int | None,
+) -> None:
+    """What the SDK refuses before sending a sample request (``ValueError``, as it raises)."""
+    if target_prompt_logprobs is not None:
+        if target_prompt_logprobs.dtype != "int64":
+            raise ValueError(
+                "target_prompt_logprobs must be an int64 tensor of token ids, "
+                f"got {target_prompt_logprobs.dtype}"
+            )
+        shape = target_prompt_logprobs.shape
+        if shape is None or len(shape) != 2:
+            raise ValueError(
+                f"target_prompt_logprobs must be 2-D, [len(prompt) - 1, K], got shape {shape}"
+            )
+    if prompt_alt_tokens_k < 0:
+        raise ValueError(f"prompt_alt_tokens_k must be 0 or greater, got {prompt_alt_tokens_k}")
+    if prompt_logprobs_last_n is not None:
+        if prompt_logprobs_last_n < 1:
+            raise ValueError(
+                f"prompt_logprobs_last_n must be 1 or greater, got {prompt_logprobs_last_n}"
+            )
+        if not include_prompt_logprobs:
+            raise ValueError(
+                "prompt_logprobs_last_n applies to prompt logprobs; set include_prompt_logprobs"
+            )
 
-    def __init__(self, context: OfflineContext, engine: Engine, model_path: str | None) -> None:
+
+class InflightWeights:
+    """A training model's shared ``kind="inflight"`` target: the latest published snapshot.
+
+    Every inflight sampling client samples from whatever was published last when its
+    request runs (the service's contract: the weights saved when the client was created,
+    or newer).
+    """
+
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, engine: Engine) -> None:
+        with self._lock:
+            self._engine = engine
+
+    def current(self) -> Engine:
+        with self._lock:
+            assert self._engine is not None, "nothing was published to this inflight target"
+            return self._engine
+
+
+@dataclass(frozen=True)
+class SamplerHandle:
+    """Everything another process needs to rebuild a sampling client (no credentials)."""
+
+    backend: str
+    base_model: str
+    latency: float
+    record_stability_info: bool
+    model_path: str | None = None
+    weights_dir: str | None = None
+    lora: dict[str, Any] | None = None
+
+    def encode(self) -> str:
+        payload = json.dumps({"tinkerkit": 1, **asdict(self)}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(payload.encode()).decode()
+
+    @staticmethod
+    def decode(handle: str) -> SamplerHandle:
+        try:
+            fields = json.loads(base64.urlsafe_b64decode(handle.encode()))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a tinkerkit sampler handle: {handle[:40]!r}...") from exc
+        if not isinstance(fields, dict) or fields.pop("tinkerkit", None) != 1:
+            raise ValueError(
+                "not a tinkerkit sampler handle (handles from the Tinker service need "
+                "tinker.SamplingClient.from_sampler_handle)"
+            )
+        return SamplerHandle(**fields)
+
+
+@mirrors(tinker.SamplingClient)
+class SamplingClient(tinker.SamplingClient):
+    """Samples from a frozen copy of some weights (a checkpoint, a snapshot, or a base model)."""
+
+    def __init__(
+        self,
+        context: OfflineContext,
+        engine: Engine | InflightWeights,
+        model_path: str | None,
+        *,
+        base_model: str | None = None,
+        record_stability_info: bool = False,
+        lora: dict[str, Any] | None = None,
+    ) -> None:
         self._context = context
-        self._engine = engine
-        self._dispatcher = context.dispatcher("tinkerkit-sampler")
+        self._source = engine
+        self._dispatcher = context.dispatcher("tinkerkit-sampler", label="SamplingClient")
         self.model_path = model_path
+        self._base_model = base_model or self._engine().spec.name
+        self._record_stability_info = record_stability_info
+        self._lora = lora
+        self._sampling_session_id = f"{context.session_id}:sample:{uuid.uuid4().hex[:12]}"
+        self._handle: SamplerHandle | None = None
+
+    def _engine(self) -> Engine:
+        source = self._source
+        return source.current() if isinstance(source, InflightWeights) else source
 
     def __repr__(self) -> str:
-        source = self.model_path or self._engine.spec.name
-        return f"<SamplingClient {self._context.backend}: {source}>"
+        return f"<SamplingClient {self._context.backend}: {self.model_path or self._base_model}>"
 
     # --- sampling ----------------------------------------------------------------------
 
-    def _prompt_logprobs(self, tokens: list[int], last_n: int | None) -> list[float | None]:
+    def _prompt_logprobs(
+        self, engine: Engine, tokens: list[int], last_n: int | None
+    ) -> list[float | None]:
         out: list[float | None] = [None]
         if len(tokens) > 1:
             item = EngineInput(np.asarray(tokens[:-1]), np.asarray(tokens[1:]))
-            out.extend(float(x) for x in self._engine.forward([item], grad=False).logprobs[0])
+            out.extend(float(x) for x in engine.forward([item], grad=False).logprobs[0])
         if last_n is not None:
             out[: len(out) - last_n] = [None] * (len(out) - last_n)
         return out
@@ -85,39 +204,48 @@ class SamplingClient:
     ) -> APIFuture[types.SampleResponse]:
         """Draw ``num_samples`` continuations of ``prompt``.
 
+        Each returned sequence carries a ``sequence_id``, fixed when the request is
+        submitted (``future.sequence_ids``); with ``record_stability_info=True`` the
+        sequences are recorded under those ids for ``stable_reinforce``.
+
         Example:
             >>> prompt = types.ModelInput.from_ints(tok.encode("Hello"))
             >>> out = sampling.sample(prompt, 1, types.SamplingParams(max_tokens=8)).result()
             >>> out.sequences[0].tokens, out.sequences[0].logprobs
         """
-        for name, value in (
-            ("topk_prompt_logprobs", topk_prompt_logprobs),
-            ("topk_sample_logprobs", topk_sample_logprobs),
-            ("prompt_alt_tokens_k", prompt_alt_tokens_k),
-        ):
-            if value:
-                raise UnsupportedFeatureError(f"sample({name}=...)", self._context.backend)
-        if target_prompt_logprobs is not None:
-            raise UnsupportedFeatureError(
-                "sample(target_prompt_logprobs=...)", self._context.backend
-            )
-        if not isinstance(sampling_params, types.SamplingParams):
-            raise InvalidPromptError(
-                f"sampling_params must be tinker.types.SamplingParams, got "
-                f"{type(sampling_params).__name__}."
-            )
-        if num_samples < 1:
-            raise InvalidPromptError(f"num_samples must be at least 1, got {num_samples}.")
-        tokens = _prompt_tokens(prompt, self._engine)
-        if prompt_logprobs_last_n is not None and not include_prompt_logprobs:
-            raise InvalidPromptError(
-                "prompt_logprobs_last_n requires include_prompt_logprobs=True."
-            )
-        _check_last_n(prompt_logprobs_last_n, len(tokens))
-        engine = self._engine
-        factory = self._context.factory
+        check_sample_arguments(
+            include_prompt_logprobs,
+            target_prompt_logprobs,
+            prompt_alt_tokens_k,
+            prompt_logprobs_last_n,
+        )
+        ids = [f"{self._sampling_session_id}:{uuid.uuid4().hex[:16]}" for _ in range(num_samples)]
+        context = self._context
+        record = self._record_stability_info
 
         def run() -> types.SampleResponse:
+            for name, value in (
+                ("topk_prompt_logprobs", topk_prompt_logprobs),
+                ("topk_sample_logprobs", topk_sample_logprobs),
+                ("prompt_alt_tokens_k", prompt_alt_tokens_k),
+            ):
+                if value:
+                    raise UnsupportedFeatureError(f"sample({name}=...)", context.backend)
+            if target_prompt_logprobs is not None:
+                raise UnsupportedFeatureError(
+                    "sample(target_prompt_logprobs=...)", context.backend
+                )
+            if not isinstance(sampling_params, types.SamplingParams):
+                raise InvalidPromptError(
+                    f"sampling_params must be tinker.types.SamplingParams, got "
+                    f"{type(sampling_params).__name__}."
+                )
+            if num_samples < 1:
+                raise InvalidPromptError(f"num_samples must be at least 1, got {num_samples}.")
+            engine = self._engine()
+            tokens = _prompt_tokens(prompt, engine)
+            _check_last_n(prompt_logprobs_last_n, len(tokens))
+            factory = context.factory
             tokenizer: Any = factory.tokenizer(engine.spec)
             sequences = sampler.sample(
                 engine.decoder,
@@ -127,17 +255,46 @@ class SamplingClient:
                 max_context=engine.spec.max_context_length,
                 default_stop_tokens=factory.stop_tokens(engine.spec),
                 decode=tokenizer.decode,
+                sequence_ids=ids,
             )
+            if record:
+                for seq in sequences:
+                    context.sequences.record(
+                        seq.sequence_id, tokens, seq.tokens, seq.logprobs or []
+                    )
             prompt_lp = None
             if include_prompt_logprobs:
-                values = self._prompt_logprobs(tokens, prompt_logprobs_last_n)
+                values = self._prompt_logprobs(engine, tokens, prompt_logprobs_last_n)
                 prompt_lp = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
             return types.SampleResponse(sequences=sequences, prompt_logprobs_np=prompt_lp)
 
-        return self._dispatcher.submit("sample", run)
+        future = self._dispatcher.submit_sample("sample", run)
+        future.sequence_ids = ids  # type: ignore[attr-defined]
+        return future
 
-    async def sample_async(self, *args: Any, **kwargs: Any) -> types.SampleResponse:
-        return await self.sample(*args, **kwargs)
+    async def sample_async(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: types.TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
+    ) -> types.SampleResponse:
+        return await self.sample(
+            prompt,
+            num_samples,
+            sampling_params,
+            include_prompt_logprobs,
+            topk_prompt_logprobs,
+            topk_sample_logprobs,
+            target_prompt_logprobs,
+            prompt_alt_tokens_k,
+            prompt_logprobs_last_n,
+        )
 
     def compute_logprobs(
         self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
@@ -148,11 +305,15 @@ class SamplingClient:
             >>> sampling.compute_logprobs(types.ModelInput.from_ints([72, 105, 33])).result()
             [None, -5.1, -4.7]
         """
-        tokens = _prompt_tokens(prompt, self._engine)
-        _check_last_n(prompt_logprobs_last_n, len(tokens))
-        return self._dispatcher.submit(
-            "compute_logprobs", lambda: self._prompt_logprobs(tokens, prompt_logprobs_last_n)
-        )
+        check_sample_arguments(True, None, 0, prompt_logprobs_last_n)
+
+        def run() -> list[float | None]:
+            engine = self._engine()
+            tokens = _prompt_tokens(prompt, engine)
+            _check_last_n(prompt_logprobs_last_n, len(tokens))
+            return self._prompt_logprobs(engine, tokens, prompt_logprobs_last_n)
+
+        return self._dispatcher.submit_sample("compute_logprobs", run)
 
     async def compute_logprobs_async(
         self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
@@ -162,10 +323,106 @@ class SamplingClient:
     # --- model info --------------------------------------------------------------------
 
     def get_tokenizer(self) -> Any:
-        return self._context.factory.tokenizer(self._engine.spec)
+        """The model's tokenizer (offline: no download)."""
+        return self._context.factory.tokenizer(self._engine().spec)
 
     def get_base_model(self) -> str:
-        return self._engine.spec.name
+        """The base model name of this sampler; answered from the client, no request."""
+        return self._base_model
 
     async def get_base_model_async(self) -> str:
-        return self.get_base_model()
+        return self._base_model
+
+    def get_telemetry(self) -> None:
+        return None
+
+    def on_queue_state_change(self, queue_state: Any, queue_state_reason: str | None) -> None:
+        """Offline samplers never queue; nothing to report."""
+
+    @staticmethod
+    def create(*args: Any, **kwargs: Any) -> Any:
+        """Not offline: the SDK builds clients from its internal holder. Use
+        ``ServiceClient.create_sampling_client`` or ``SamplingClient.from_sampler_handle``."""
+        raise TypeError(
+            "SamplingClient.create takes the SDK's internal client holder, which offline "
+            "backends do not have; use service.create_sampling_client(...) or "
+            "training.save_weights_and_get_sampling_client() instead."
+        )
+
+    # --- handing the client to other processes -----------------------------------------------
+
+    def _sampler_handle(self) -> SamplerHandle:
+        if self._handle is not None and not isinstance(self._source, InflightWeights):
+            return self._handle
+        context = self._context
+        weights_dir = None
+        if self.model_path is None and self._lora is not None:
+            weights_dir = str(_persist_snapshot(self._engine(), self._lora))
+        self._handle = SamplerHandle(
+            backend=context.factory.name,
+            base_model=self._base_model,
+            latency=context.latency,
+            record_stability_info=self._record_stability_info,
+            model_path=self.model_path,
+            weights_dir=weights_dir,
+            lora=self._lora,
+        )
+        return self._handle
+
+    def get_sampler_handle(self) -> str:
+        """A string naming this sampler that ``SamplingClient.from_sampler_handle`` turns
+        into a new client for the same weights, in any process (no credentials inside).
+
+        Example:
+            >>> handle = sampling.get_sampler_handle()
+            >>> again = tk.backends.sampling_client.SamplingClient.from_sampler_handle(handle)
+        """
+        return self._sampler_handle().encode()
+
+    @staticmethod
+    def from_sampler_handle(handle: str, *, api_key: str | None = None) -> SamplingClient:
+        """A new client for the sampler behind ``handle`` (from ``get_sampler_handle``)."""
+        return _from_handle(SamplerHandle.decode(handle))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_from_handle, (self._sampler_handle(),))
+
+
+def _persist_snapshot(engine: Engine, lora: dict[str, Any]) -> Path:
+    """Write an unnamed snapshot's weights once, so another process can load them."""
+    from safetensors.numpy import save_file
+
+    root = tinkerkit_home() / "samplers"
+    folder = root / uuid.uuid4().hex
+    tmp = root / f".tmp-{folder.name}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file(engine.get_weights(), str(tmp / "adapter_model.safetensors"))
+    (tmp / "sampler.json").write_text(json.dumps({"lora": lora, "base_model": engine.spec.name}))
+    os.rename(tmp, folder)
+    return folder
+
+
+def _from_handle(handle: SamplerHandle) -> SamplingClient:
+    from safetensors.numpy import load_file
+
+    from tinkerkit.backends.registry import engine_factory
+
+    context = OfflineContext(factory=engine_factory(handle.backend), latency=handle.latency)
+    if handle.model_path is not None:
+        from tinkerkit.backends.service_client import sampling_client_from_path
+
+        return sampling_client_from_path(context, handle.model_path, handle.record_stability_info)
+    factory = context.factory
+    spec = factory.resolve(handle.base_model)
+    lora = LoraConfig(**handle.lora) if handle.lora is not None else None
+    engine = factory.create(spec, lora)
+    if handle.weights_dir is not None:
+        engine.set_weights(load_file(str(Path(handle.weights_dir) / "adapter_model.safetensors")))
+    return SamplingClient(
+        context,
+        engine,
+        None,
+        base_model=handle.base_model,
+        record_stability_info=handle.record_stability_info,
+        lora=handle.lora,
+    )

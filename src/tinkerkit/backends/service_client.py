@@ -1,28 +1,73 @@
-"""The offline ``ServiceClient``: same methods and types as ``tinker.ServiceClient``."""
+"""The offline ``ServiceClient``: a ``tinker.ServiceClient`` whose clients run offline.
+
+It is a real subclass of ``tinker.ServiceClient`` with the same methods, arguments,
+return types (the SDK's own back-compat client futures) and deprecation warnings, so
+``isinstance`` checks and ``with`` blocks written for the service hold offline.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import threading
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Literal, Self
 
+import tinker
 from tinker import types
+from tinker.lib.public_interfaces.api_future import APIFuture, AwaitableConcurrentFuture
+from tinker.lib.public_interfaces.backcompat_sampling_client_future import (
+    BackcompatSamplingClientFuture,
+)
+from tinker.lib.public_interfaces.backcompat_training_client_future import (
+    BackcompatTrainingClientFuture,
+)
+from tinker.lib.public_interfaces.custom_loss import LossHandle, PerDatumLossFn, trace_loss
 
-from tinkerkit.backends.context import ClientFuture, OfflineContext
-from tinkerkit.backends.engine import LoraConfig
+from tinkerkit.backends.context import OfflineContext
+from tinkerkit.backends.engine import Engine, EngineFactory, LoraConfig
+from tinkerkit.backends.futures import done_future, plain
 from tinkerkit.backends.rest_client import RestClient
 from tinkerkit.backends.sampling_client import SamplingClient
+from tinkerkit.backends.sdk_surface import mirrors
 from tinkerkit.backends.store import parse_tinker_path
 from tinkerkit.backends.training_client import TrainingClient
-from tinkerkit.errors import InvalidTinkerPathError
+from tinkerkit.errors import RequestError, WrongCheckpointKindError
+from tinkerkit.models.registry import ModelSpec
+
+CloseStatus = Literal["success", "errored", "interrupted"]
 
 
-def sampling_client_from_path(context: OfflineContext, model_path: str) -> SamplingClient:
-    """A sampling client on a saved checkpoint (any of the three kinds)."""
-    store = context.store
-    loaded = store.load(model_path)
+def _create_engine(
+    factory: EngineFactory,
+    spec: ModelSpec,
+    lora: LoraConfig | None,
+    optimizer: types.OptimizerConfig | None,
+) -> Engine:
+    if optimizer is None or optimizer.type == "adamw":
+        return factory.create(spec, lora)
+    return factory.create(spec, lora, optimizer=optimizer)  # type: ignore[call-arg]
+
+
+def sampling_client_from_path(
+    context: OfflineContext, model_path: str, record_stability_info: bool = False
+) -> SamplingClient:
+    """A sampling client on a ``sampler_weights`` checkpoint (what the service samples from)."""
+    _, kind, _ = parse_tinker_path(model_path)
+    if kind == "weights":
+        raise WrongCheckpointKindError(model_path, "create_sampling_client", "sampler_weights")
+    loaded = context.store.load(model_path)
     spec = context.factory.resolve(loaded.record.base_model)
     engine = context.factory.create(spec, LoraConfig(**loaded.record.lora))
     engine.set_weights(loaded.weights)
-    return SamplingClient(context, engine, model_path)
+    return SamplingClient(
+        context,
+        engine,
+        model_path,
+        base_model=loaded.record.base_model,
+        record_stability_info=record_stability_info,
+        lora=loaded.record.lora,
+    )
 
 
 def capabilities(context: OfflineContext) -> types.GetServerCapabilitiesResponse:
@@ -42,17 +87,32 @@ def capabilities(context: OfflineContext) -> types.GetServerCapabilitiesResponse
     return types.GetServerCapabilitiesResponse(supported_models=models)
 
 
-class ServiceClient:
+@mirrors(tinker.ServiceClient)
+class ServiceClient(tinker.ServiceClient):
     """Entry point of an offline backend. Create it with ``tk.connect("mock")``.
 
     Example:
-        >>> service = tk.connect("mock")
-        >>> training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
+        >>> with tk.connect("mock") as service:
+        ...     training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
     """
 
-    def __init__(self, context: OfflineContext) -> None:
+    def __init__(
+        self,
+        context: OfflineContext,
+        user_metadata: dict[str, str] | None = None,
+        project_id: str | None = None,
+        *,
+        display_name: str | None = None,
+    ) -> None:
         self._context = context
-        self._dispatcher = context.dispatcher("tinkerkit-service")
+        self._dispatcher = context.dispatcher(
+            "tinkerkit-service", label=f"ServiceClient ({context.backend})"
+        )
+        self._user_metadata = dict(user_metadata) if user_metadata else None
+        self._project_id = project_id or os.environ.get("TINKER_PROJECT_ID") or None
+        self._display_name = display_name
+        self._lifecycle_lock = threading.Lock()
+        self._closed = False
 
     def __repr__(self) -> str:
         latency = f", latency={self._context.latency}s" if self._context.latency else ""
@@ -63,7 +123,82 @@ class ServiceClient:
         """Which offline backend this is (``"mock"`` or ``"local"``)."""
         return self._context.backend
 
+    @property
+    def session_id(self) -> str:
+        """The offline session's id (custom losses and recorded samples are scoped to it)."""
+        return self._context.session_id
+
+    @property
+    def holder(self) -> Any:
+        raise AttributeError(
+            "offline ServiceClients have no InternalClientHolder (it is the SDK's HTTP layer)"
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        with self._lifecycle_lock:
+            if self._closed:
+                raise RuntimeError("ServiceClient is closed")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        status: CloseStatus
+        if exc_type is None:
+            status = "success"
+        elif issubclass(exc_type, Exception):
+            status = "errored"
+        else:
+            status = "interrupted"
+        self.close(status).result()
+
+    def close(
+        self, status: CloseStatus, detail: str | None = None
+    ) -> AwaitableConcurrentFuture[None]:
+        """Finish the session: later requests from this client and its training and
+        sampling clients are refused (``RuntimeError``), as on the service."""
+        if status not in ("success", "errored", "interrupted"):
+            raise ValueError(f"status must be 'success', 'errored' or 'interrupted', got {status!r}")
+        with self._lifecycle_lock:
+            if not self._closed:
+                self._closed = True
+                self._context.closed = True
+                self._context.finish_session(status, detail)
+        return done_future(None)
+
+    def _check_open(self) -> None:
+        with self._lifecycle_lock:
+            if self._closed:
+                raise RuntimeError("ServiceClient is closed")
+
+    def get_console_url(self) -> str:
+        """Offline there is no console: the folder of this backend's runs."""
+        return self._context.store.root.resolve().as_uri()
+
+    def get_telemetry(self) -> None:
+        return None
+
     # --- training clients ----------------------------------------------------------------
+
+    def _new_training_client(
+        self,
+        base_model: str,
+        lora: LoraConfig,
+        user_metadata: dict[str, str] | None,
+        optimizer: types.OptimizerConfig | None,
+    ) -> TrainingClient:
+        context = self._context
+        spec = context.factory.resolve(base_model)
+        engine = _create_engine(context.factory, spec, lora, optimizer)
+        run = context.store.create_run(
+            self.backend, base_model, lora, user_metadata, session_id=context.session_id
+        )
+        return TrainingClient(context, engine, run, optimizer)
 
     def create_lora_training_client(
         self,
@@ -74,41 +209,86 @@ class ServiceClient:
         train_attn: bool = True,
         train_unembed: bool = True,
         user_metadata: dict[str, str] | None = None,
-        optimizer: Any = None,
-    ) -> ClientFuture[TrainingClient]:
-        """A future of a new LoRA training client on ``base_model``."""
-        if not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {rank!r}")
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> BackcompatTrainingClientFuture:
+        """A future of a new LoRA training client on ``base_model``.
+
+        Example:
+            >>> training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
+        """
+        self._check_open()
         if not (train_mlp or train_attn or train_unembed):
-            raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
-        lora = LoraConfig(rank, seed, train_mlp, train_attn, train_unembed)
+            raise AssertionError(
+                "At least one of train_mlp, train_attn, or train_unembed must be True"
+            )
+        # Built here, as the SDK builds it: a wrong type fails now, with pydantic's message.
+        types.LoraConfig(
+            rank=rank,
+            seed=seed,
+            train_mlp=train_mlp,
+            train_attn=train_attn,
+            train_unembed=train_unembed,
+        )
 
         def create() -> TrainingClient:
-            spec = self._context.factory.resolve(base_model)
-            engine = self._context.factory.create(spec, lora)
-            run = self._context.store.create_run(self.backend, base_model, lora, user_metadata)
-            return TrainingClient(self._context, engine, run)
+            if rank < 1:
+                raise RequestError(f"rank must be a positive integer, got {rank!r}")
+            lora = LoraConfig(rank, seed, train_mlp, train_attn, train_unembed)
+            return self._new_training_client(base_model, lora, user_metadata, optimizer)
 
-        return ClientFuture(self._dispatcher.submit("create_model", create).future())
+        future = self._dispatcher.submit("create_model", create)
+        return BackcompatTrainingClientFuture(plain(future))
+
+    async def create_lora_training_client_async(
+        self,
+        base_model: str,
+        rank: int = 32,
+        seed: int | None = None,
+        train_mlp: bool = True,
+        train_attn: bool = True,
+        train_unembed: bool = True,
+        user_metadata: dict[str, str] | None = None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> tinker.TrainingClient:
+        return await self.create_lora_training_client(
+            base_model, rank, seed, train_mlp, train_attn, train_unembed, user_metadata, optimizer
+        )
 
     def _from_state(
-        self, path: str, with_optimizer: bool, base_model: str | None, user_metadata: Any
-    ) -> ClientFuture[TrainingClient]:
-        parse_tinker_path(path, ("weights",))
+        self,
+        path: str,
+        with_optimizer: bool,
+        base_model: str | None,
+        user_metadata: dict[str, str] | None,
+        optimizer: types.OptimizerConfig | None,
+    ) -> BackcompatTrainingClientFuture:
+        self._check_open()
+        context = self._context
 
         def create() -> TrainingClient:
-            loaded = self._context.store.load(path, with_optimizer=with_optimizer)
+            _, kind, _ = parse_tinker_path(path)
+            if kind != "weights":
+                raise WrongCheckpointKindError(
+                    path, "create_training_client_from_state", "weights"
+                )
+            loaded = context.store.load(path, with_optimizer=with_optimizer)
             model = base_model or loaded.record.base_model
-            spec = self._context.factory.resolve(model)
+            spec = context.factory.resolve(model)
             lora = LoraConfig(**loaded.record.lora)
-            engine = self._context.factory.create(spec, lora)
+            config = optimizer
+            if with_optimizer and loaded.optimizer is not None:
+                config = optimizer_config_of(loaded.optimizer)
+            engine = _create_engine(context.factory, spec, lora, config)
             engine.set_weights(loaded.weights)
             if loaded.optimizer is not None:
                 engine.set_optimizer_state(loaded.optimizer)
-            run = self._context.store.create_run(self.backend, model, lora, user_metadata)
-            return TrainingClient(self._context, engine, run)
+            run = context.store.create_run(
+                self.backend, model, lora, user_metadata, session_id=context.session_id
+            )
+            return TrainingClient(context, engine, run, config)
 
-        return ClientFuture(self._dispatcher.submit("create_model", create).future())
+        future = self._dispatcher.submit("create_model", create)
+        return BackcompatTrainingClientFuture(plain(future))
 
     def create_training_client_from_state(
         self,
@@ -116,10 +296,26 @@ class ServiceClient:
         base_model: str | None = None,
         user_metadata: dict[str, str] | None = None,
         weights_access_token: str | None = None,
-        optimizer: Any = None,
-    ) -> ClientFuture[TrainingClient]:
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> BackcompatTrainingClientFuture:
         """A new training run starting from a ``weights`` checkpoint (fresh optimizer)."""
-        return self._from_state(path, False, base_model, user_metadata)
+        return self._from_state(path, False, base_model, user_metadata, optimizer)
+
+    async def create_training_client_from_state_async(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> tinker.TrainingClient:
+        return await self.create_training_client_from_state(
+            path,
+            base_model=base_model,
+            user_metadata=user_metadata,
+            weights_access_token=weights_access_token,
+            optimizer=optimizer,
+        )
 
     def create_training_client_from_state_with_optimizer(
         self,
@@ -127,9 +323,23 @@ class ServiceClient:
         base_model: str | None = None,
         user_metadata: dict[str, str] | None = None,
         weights_access_token: str | None = None,
-    ) -> ClientFuture[TrainingClient]:
-        """A new training run from a ``weights`` checkpoint, with its Adam state."""
-        return self._from_state(path, True, base_model, user_metadata)
+    ) -> BackcompatTrainingClientFuture:
+        """A new training run from a ``weights`` checkpoint, with its optimizer and state."""
+        return self._from_state(path, True, base_model, user_metadata, None)
+
+    async def create_training_client_from_state_with_optimizer_async(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
+    ) -> tinker.TrainingClient:
+        return await self.create_training_client_from_state_with_optimizer(
+            path,
+            base_model=base_model,
+            user_metadata=user_metadata,
+            weights_access_token=weights_access_token,
+        )
 
     # --- sampling clients ----------------------------------------------------------------
 
@@ -139,24 +349,82 @@ class ServiceClient:
         base_model: str | None = None,
         retry_config: Any = None,
         record_stability_info: bool = False,
-    ) -> ClientFuture[SamplingClient]:
-        """A sampling client on a checkpoint (``model_path``) or a base model."""
-        if (model_path is None) == (base_model is None):
-            raise ValueError("Pass exactly one of model_path or base_model")
-        if model_path is not None and not model_path.startswith("tinker://"):
-            raise InvalidTinkerPathError(model_path, "sampler_weights, weights or external_weights")
+    ) -> BackcompatSamplingClientFuture:
+        """A sampling client on a ``sampler_weights`` checkpoint, or on a base model."""
+        self._check_open()
+        if model_path is None and base_model is None:
+            raise ValueError("Either model_path or base_model must be provided")
+        context = self._context
 
         def create() -> SamplingClient:
             if model_path is not None:
-                return sampling_client_from_path(self._context, model_path)
+                return sampling_client_from_path(context, model_path, record_stability_info)
             assert base_model is not None
-            spec = self._context.factory.resolve(base_model)
-            return SamplingClient(self._context, self._context.factory.create(spec, None), None)
+            spec = context.factory.resolve(base_model)
+            return SamplingClient(
+                context,
+                context.factory.create(spec, None),
+                None,
+                base_model=base_model,
+                record_stability_info=record_stability_info,
+            )
 
-        return ClientFuture(self._dispatcher.submit("create_sampling_session", create).future())
+        future = self._dispatcher.submit("create_sampling_session", create)
+        return BackcompatSamplingClientFuture(plain(future))
 
-    def create_rest_client(self) -> RestClient:
+    async def create_sampling_client_async(
+        self,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        retry_config: Any = None,
+        record_stability_info: bool = False,
+    ) -> tinker.SamplingClient:
+        return await self.create_sampling_client(
+            model_path=model_path,
+            base_model=base_model,
+            retry_config=retry_config,
+            record_stability_info=record_stability_info,
+        )
+
+    # --- custom losses, weights, REST ---------------------------------------------------------
+
+    def create_custom_loss(
+        self, fn: PerDatumLossFn, input_ranks: Mapping[str, types.CustomLossInputRank]
+    ) -> APIFuture[LossHandle]:
+        """A ``LossHandle`` for ``forward_backward_custom``: ``fn`` is traced and checked by
+        the SDK's own tracer and runs client-side, per datum, as the SDK runs it when the
+        server does not host custom losses.
+
+        Example:
+            >>> def neg_ll(logprobs, weights):
+            ...     loss = -(logprobs * weights).sum()
+            ...     return loss, {"custom/neg_ll:sum": loss}
+            >>> handle = service.create_custom_loss(neg_ll, {"logprobs": 1, "weights": 1}).result()
+            >>> training.forward_backward_custom(data, handle).result().metrics
+        """
+        self._check_open()
+        return done_future(trace_loss(fn, input_ranks, self._context.session_id))
+
+    def copy_weights(
+        self,
+        path: str,
+        *,
+        ttl_seconds: int | None = None,
+        weights_access_token: str | None = None,
+    ) -> APIFuture[str]:
+        """Copy a checkpoint into this client's project; a future of the copy's path."""
+        return self._rest().copy_weights(  # type: ignore[attr-defined]
+            path,
+            destination_project_id=self._project_id,
+            ttl_seconds=ttl_seconds,
+            weights_access_token=weights_access_token,
+        )
+
+    def _rest(self) -> RestClient:
         return RestClient(self._context)
+
+    def create_rest_client(self) -> RestClient:  # type: ignore[override]
+        return self._rest()
 
     # --- info ----------------------------------------------------------------------------
 
@@ -164,20 +432,15 @@ class ServiceClient:
         return capabilities(self._context)
 
     async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
-        return self.get_server_capabilities()
+        return capabilities(self._context)
 
-    # --- deprecated-in-0.38 async spellings ------------------------------------------------
 
-    async def create_lora_training_client_async(self, *a: Any, **k: Any) -> TrainingClient:
-        return await self.create_lora_training_client(*a, **k)
-
-    async def create_training_client_from_state_async(self, *a: Any, **k: Any) -> TrainingClient:
-        return await self.create_training_client_from_state(*a, **k)
-
-    async def create_training_client_from_state_with_optimizer_async(
-        self, *a: Any, **k: Any
-    ) -> TrainingClient:
-        return await self.create_training_client_from_state_with_optimizer(*a, **k)
-
-    async def create_sampling_client_async(self, *a: Any, **k: Any) -> SamplingClient:
-        return await self.create_sampling_client(*a, **k)
+def optimizer_config_of(state: dict[str, Any]) -> types.OptimizerConfig | None:
+    """The optimizer a saved optimizer state belongs to (None: AdamW, the default)."""
+    kind = state.get("optimizer")
+    if kind is None:
+        return None
+    name = bytes(kind.tobytes()).decode() if hasattr(kind, "tobytes") else str(kind)
+    if name == "dimuon":
+        return types.DimuonOptimizerConfig()
+    return None

@@ -59,6 +59,7 @@ class RunRecord:
     lora: dict[str, Any]
     created: str
     user_metadata: dict[str, str] | None = None
+    session_id: str | None = None
 
     def lora_config(self) -> LoraConfig:
         return LoraConfig(**self.lora)
@@ -174,7 +175,13 @@ class CheckpointStore:
     # --- runs ----------------------------------------------------------------------------
 
     def create_run(
-        self, backend: str, base_model: str, lora: LoraConfig, user_metadata: dict[str, str] | None
+        self,
+        backend: str,
+        base_model: str,
+        lora: LoraConfig,
+        user_metadata: dict[str, str] | None,
+        *,
+        session_id: str | None = None,
     ) -> RunRecord:
         record = RunRecord(
             run_id=f"{backend}-{uuid.uuid4().hex[:16]}",
@@ -183,6 +190,7 @@ class CheckpointStore:
             lora=asdict(lora),
             created=_now().isoformat(),
             user_metadata=user_metadata,
+            session_id=session_id,
         )
         run_dir = self._run_dir(record.run_id)
         run_dir.mkdir(parents=True, exist_ok=False)

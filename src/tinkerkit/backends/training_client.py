@@ -1,49 +1,129 @@
-"""The offline ``TrainingClient``: same methods and types as ``tinker.TrainingClient``.
+"""The offline ``TrainingClient``: a ``tinker.TrainingClient`` whose requests run on an engine.
 
 Every request runs on this client's dispatcher in submission order, so
 ``forward_backward`` then ``optim_step`` submitted without waiting apply in order.
 Gradients accumulate (sum) across ``forward_backward`` calls until ``optim_step``.
-A request that fails (bad datum, unknown loss, ...) fails its own future only.
+A request the service would refuse (bad datum, unknown loss, ...) fails its own future
+only; a failed ``forward_backward_custom`` stops the client, as the SDK does.
+
+Arguments are checked where the SDK checks them: what the SDK refuses before sending
+(no data, two optimizer parameter sets, a custom loss without ``target_tokens``) raises
+at the call, what the service refuses fails the future.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+import logging
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
+import tinker
 from tinker import types
 from tinker.lib.public_interfaces.api_future import APIFuture
+from tinker.lib.public_interfaces.backcompat_sampling_client_future import (
+    BackcompatSamplingClientFuture,
+)
+from tinker.lib.public_interfaces.custom_loss import LossHandle, check_loss_inputs, run_loss_handle
+from tinker.types.optimizer import OptimParamsBase
 
+from tinkerkit.backends import losses
 from tinkerkit.backends.builtin import run_builtin, tensor
-from tinkerkit.backends.context import ClientFuture, OfflineContext
+from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.engine import Engine
-from tinkerkit.backends.sampling_client import SamplingClient
-from tinkerkit.backends.store import RunRecord
+from tinkerkit.backends.futures import Origin, done_future, plain
+from tinkerkit.backends.sampling_client import InflightWeights, SamplingClient
+from tinkerkit.backends.sdk_surface import mirrors
+from tinkerkit.backends.store import RunRecord, parse_tinker_path
 from tinkerkit.backends.validation import CheckedDatum, check_batch
-from tinkerkit.errors import ClientFailedError, RequestError
+from tinkerkit.errors import (
+    ClientFailedError,
+    RequestError,
+    UnsupportedFeatureError,
+    UntrainedStepWarning,
+    WrongCheckpointKindError,
+)
+from tinkerkit.paths import tinkerkit_home
 
 T = TypeVar("T")
 CustomLossFn = Callable[[list[types.Datum], list[Any]], tuple[Any, dict[str, float]]]
+logger = logging.getLogger("tinkerkit")
+
+TTL_MIN_S = 3600
+TTL_MAX_S = 10 * 365 * 24 * 3600
 
 
-class TrainingClient:
+def check_ttl(ttl_seconds: int | None) -> None:
+    """The service's TTL bounds: None (never expires) or 1 hour to 10 years."""
+    if ttl_seconds is None:
+        return
+    if not isinstance(ttl_seconds, int) or not TTL_MIN_S <= ttl_seconds <= TTL_MAX_S:
+        raise RequestError(
+            f"ttl_seconds must be between {TTL_MIN_S} (1 hour) and {TTL_MAX_S} (10 years), "
+            f"or None to keep the checkpoint indefinitely; got {ttl_seconds!r}."
+        )
+
+
+class _StepLedger:
+    """What happened since the last ``optim_step``: did any gradient arrive, what failed."""
+
+    def __init__(self) -> None:
+        self.gradients = 0
+        self.failure: tuple[Origin, BaseException] | None = None
+
+    def reset(self) -> None:
+        self.gradients, self.failure = 0, None
+
+
+@mirrors(tinker.TrainingClient)
+class TrainingClient(tinker.TrainingClient):
     """Trains one LoRA adapter; see the tinker SDK's ``TrainingClient`` for each method."""
 
-    def __init__(self, context: OfflineContext, engine: Engine, run: RunRecord) -> None:
+    def __init__(
+        self,
+        context: OfflineContext,
+        engine: Engine,
+        run: RunRecord,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> None:
         self._context = context
         self._engine = engine
         self._run = run
-        self._dispatcher = context.dispatcher("tinkerkit-train")
         self.model_id = run.run_id
+        self._dispatcher = context.dispatcher(
+            "tinkerkit-train", label=f"TrainingClient {run.run_id}"
+        )
+        lora = engine.lora
+        self._info = types.GetInfoResponse(
+            model_data=types.ModelData(
+                arch=engine.spec.arch,
+                model_name=engine.spec.name,
+                tokenizer_id=tokenizer_id(context, engine),
+            ),
+            model_id=run.run_id,
+            optimizer_config=optimizer or types.AdamOptimizerConfig(),
+            is_lora=True,
+            lora_rank=lora.rank if lora else None,
+            model_name=engine.spec.name,
+        )
+        self._inflight = InflightWeights()
+        self._ledger = _StepLedger()
         # As on the service: once a custom-loss operation fails, the client rejects every
         # queued and later training request (its request sequence has a hole in it).
         self._failed: BaseException | None = None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<TrainingClient {self._context.backend}: {self._run.base_model} ({self.model_id})>"
 
+    # --- plumbing ------------------------------------------------------------------------
+
     def _submit(self, kind: str, fn: Callable[[], T]) -> APIFuture[T]:
+        self._context.check_open()
+
         def guarded() -> T:
             if self._failed is not None:
                 raise ClientFailedError(self._failed)
@@ -51,12 +131,33 @@ class TrainingClient:
 
         return self._dispatcher.submit(kind, guarded)
 
-    # --- forward / backward ------------------------------------------------------------
+    def _gradient_request(
+        self, kind: str, fn: Callable[[], types.ForwardBackwardOutput]
+    ) -> APIFuture[types.ForwardBackwardOutput]:
+        """A request that adds gradients: the ledger notes whether it did or why not."""
+        origin = self._dispatcher.origin(kind)
+        self._context.check_open()
 
-    def _check_submission(self, data: Sequence[types.Datum]) -> list[types.Datum]:
+        def run() -> types.ForwardBackwardOutput:
+            if self._failed is not None:
+                raise ClientFailedError(self._failed)
+            try:
+                out = fn()
+            except BaseException as exc:
+                self._ledger.failure = (origin, exc)
+                raise
+            self._ledger.gradients += 1
+            return out
+
+        return self._dispatcher.submit(kind, run, origin=origin)
+
+    @staticmethod
+    def _check_submission(data: Any) -> list[types.Datum]:
         if not data:
             raise ValueError("No data provided")
         return list(data)
+
+    # --- forward / backward ------------------------------------------------------------
 
     def forward(
         self,
@@ -64,11 +165,28 @@ class TrainingClient:
         loss_fn: types.LossFnType,
         loss_fn_config: Mapping[str, float | str] | None = None,
     ) -> APIFuture[types.ForwardBackwardOutput]:
-        """Loss and per-token ``logprobs`` without touching the gradients."""
+        """Loss and per-token outputs without touching the gradients.
+
+        Example:
+            >>> out = training.forward(data, "cross_entropy").result()
+            >>> out.loss_fn_outputs[0]["logprobs"].to_numpy()
+        """
         batch = self._check_submission(data)
+        context = self._context
         return self._submit(
-            "forward", lambda: run_builtin(self._engine, batch, loss_fn, loss_fn_config, backward=False)
+            "forward",
+            lambda: run_builtin(
+                self._engine, batch, loss_fn, loss_fn_config, backward=False, context=context
+            ),
         )
+
+    async def forward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: Mapping[str, float | str] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
+        return self.forward(data, loss_fn, loss_fn_config)
 
     def forward_backward(
         self,
@@ -76,7 +194,7 @@ class TrainingClient:
         loss_fn: types.LossFnType,
         loss_fn_config: Mapping[str, float | str] | None = None,
     ) -> APIFuture[types.ForwardBackwardOutput]:
-        """Loss, per-token ``logprobs``, and gradients added to the accumulated ones.
+        """Loss, per-token outputs, and gradients added to the accumulated ones.
 
         Example:
             >>> fb = training.forward_backward(data, "cross_entropy")
@@ -84,22 +202,37 @@ class TrainingClient:
             >>> fb.result().metrics["loss:sum"]
         """
         batch = self._check_submission(data)
-        return self._submit(
-            "forward_backward", lambda: run_builtin(self._engine, batch, loss_fn, loss_fn_config, backward=True)
+        context = self._context
+        return self._gradient_request(
+            "forward_backward",
+            lambda: run_builtin(
+                self._engine, batch, loss_fn, loss_fn_config, backward=True, context=context
+            ),
         )
+
+    async def forward_backward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: Mapping[str, float | str] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
+        return self.forward_backward(data, loss_fn, loss_fn_config)
 
     def forward_backward_custom(
         self,
         data: list[types.Datum],
-        loss_fn: CustomLossFn,
+        loss_fn: CustomLossFn | LossHandle,
         *,
-        loss_type_input: str | None = None,
+        loss_type_input: Literal["logprobs"] | None = None,
     ) -> APIFuture[types.ForwardBackwardOutput]:
         """Train on any differentiable function of the per-token logprobs.
 
         ``loss_fn(data, logprobs_list) -> (loss, metrics)`` gets one torch tensor of
-        target-token logprobs per datum; the gradient of ``loss`` with respect to them
-        is pushed back through the model (as the service does, via a linear surrogate).
+        target-token logprobs per datum (shaped like its ``target_tokens``); the gradient
+        of ``loss`` with respect to them is pushed back through the model as a linear
+        ``cross_entropy`` surrogate with ``weights = -dloss/dlogprobs``, as the service
+        does. ``metrics`` come back with ``loss:sum`` (the custom loss) and
+        ``surrogate_loss:sum``. A ``LossHandle`` from ``create_custom_loss`` works too.
 
         Example:
             >>> def mean_nll(data, logprobs):
@@ -107,11 +240,39 @@ class TrainingClient:
             ...     return loss, {"nll": float(loss)}
             >>> training.forward_backward_custom(data, mean_nll).result().metrics
         """
-        if loss_type_input not in (None, "logprobs"):
-            raise ValueError(f"loss_type_input must be 'logprobs' or None, got {loss_type_input!r}")
-        if not callable(loss_fn):
+        if loss_type_input is not None:
+            warnings.warn(
+                "The 'loss_type_input' parameter of forward_backward_custom() is deprecated: "
+                "the loss always receives logprobs. This parameter will be removed in a future "
+                "release; remove it from your call.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if loss_type_input != "logprobs":
+                raise ValueError(
+                    f"Unsupported loss_type_input={loss_type_input!r}. Supported values are: "
+                    "logprobs"
+                )
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "PyTorch is not installed. Cannot run custom forward_backward "
+                "(pip install 'tinkerkit[local]')."
+            ) from exc
+        if isinstance(loss_fn, LossHandle):
+            if loss_fn.session_id != self._context.session_id:
+                raise ValueError(
+                    f"LossHandle {loss_fn.name!r} was created in session {loss_fn.session_id}; "
+                    "it can only be used by clients of that session"
+                )
+            check_loss_inputs(loss_fn, data)
+        elif not callable(loss_fn):
             raise TypeError("loss_fn must be callable: loss_fn(data, logprobs) -> (loss, metrics)")
         batch = self._check_submission(data)
+        for datum in batch:
+            if "target_tokens" not in datum.loss_fn_inputs:
+                raise ValueError("target_tokens must be provided when using cross_entropy")
 
         def run() -> types.ForwardBackwardOutput:
             try:
@@ -120,69 +281,121 @@ class TrainingClient:
                 self._failed = exc
                 raise
 
-        return self._submit("forward_backward", run)
+        return self._gradient_request("forward_backward_custom", run)
+
+    async def forward_backward_custom_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: CustomLossFn | LossHandle,
+        *,
+        loss_type_input: Literal["logprobs"] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
+        return self.forward_backward_custom(data, loss_fn, loss_type_input=loss_type_input)
 
     def _run_custom(
-        self, data: list[types.Datum], loss_fn: CustomLossFn
+        self, data: list[types.Datum], loss_fn: CustomLossFn | LossHandle
     ) -> types.ForwardBackwardOutput:
-        try:
-            import torch
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "forward_backward_custom needs PyTorch: pip install 'tinkerkit[local]'"
-            ) from exc
+        import torch
+
         checked: list[CheckedDatum] = check_batch(data, self._engine.spec, None)
         fp = self._engine.forward([c.engine_input for c in checked], grad=True)
-        tensors = [torch.tensor(lp, dtype=torch.float32, requires_grad=True) for lp in fp.logprobs]
-        loss, metrics = loss_fn(data, tensors)
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise RequestError(
-                "custom loss_fn must return (loss, metrics) with loss a scalar torch tensor; got "
+        tensors = [
+            torch.tensor(lp, dtype=torch.float32).clone().detach().requires_grad_(True)
+            for lp in fp.logprobs
+        ]
+        if isinstance(loss_fn, LossHandle):
+            loss, metrics = run_loss_handle(loss_fn, data, tensors)
+        else:
+            loss, metrics = loss_fn(data, tensors)
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError(
+                "custom loss_fn must return (loss, metrics) with loss a torch tensor; got "
                 f"{type(loss).__name__}."
             )
+        loss_sum = float(loss.detach().sum().item())
         loss.backward()
         grads = []
         for t in tensors:
-            g = t.grad.numpy().astype(np.float64) if t.grad is not None else np.zeros(t.shape)
+            if t.grad is None:
+                raise ValueError("No gradient computed for logprob tensor")
+            g = t.grad.numpy().astype(np.float64)
             if not np.all(np.isfinite(g)):
                 raise RequestError(
                     "custom loss produced a NaN or infinite gradient; nothing was applied."
                 )
             grads.append(g)
+        # The service's surrogate: cross_entropy with weights = -dC/dlogprobs.
+        outputs, surrogate = [], 0.0
+        for lp, g in zip(fp.logprobs, grads, strict=True):
+            per_token, _ = losses.apply("cross_entropy", lp, {"weights": -g}, {})
+            surrogate += float(per_token.sum())
+            outputs.append({"logprobs": tensor(lp), "elementwise_loss": tensor(per_token)})
         fp.backward(grads)
         out_metrics = {k: float(v) for k, v in dict(metrics or {}).items()}
-        out_metrics["loss:sum"] = float(loss.detach())
+        out_metrics["loss:sum"] = loss_sum
+        out_metrics["surrogate_loss:sum"] = surrogate
         return types.ForwardBackwardOutput(
-            loss_fn_output_type="ArrayRecord",
-            loss_fn_outputs=[{"logprobs": tensor(lp)} for lp in fp.logprobs],
-            metrics=out_metrics,
+            loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs, metrics=out_metrics
         )
 
     # --- optimizer ---------------------------------------------------------------------
 
     def optim_step(
         self,
-        optim_params: types.AdamParams | None = None,
+        optim_params: types.OptimParams | None = None,
         *,
         adam_params: types.AdamParams | None = None,
     ) -> APIFuture[types.OptimStepResponse]:
-        """One AdamW step on the accumulated gradients, which are then reset."""
+        """One step of the optimizer chosen at creation on the accumulated gradients,
+        which are then reset. Pass ``types.AdamParams`` (AdamW, the default) or
+        ``types.DimuonParams`` (a client created with ``types.DimuonOptimizerConfig()``).
+        """
         if optim_params is not None and adam_params is not None:
             raise ValueError("Specify optim_params or legacy adam_params, not both")
         params = optim_params if optim_params is not None else adam_params
-        if not isinstance(params, types.AdamParams):
+        if not isinstance(params, types.AdamParams | OptimParamsBase):
             raise TypeError(
-                "optim_step takes tinker.types.AdamParams, e.g. "
-                "types.AdamParams(learning_rate=1e-4)"
+                "Expected AdamParams or OptimParamsBase, e.g. types.AdamParams(learning_rate=1e-4)"
+                f"; got {type(params).__name__}."
             )
-        return self._submit(
-            "optim_step",
-            lambda: types.OptimStepResponse(metrics=self._engine.optim_step(params)),
-        )
+        origin = self._dispatcher.origin("optim_step")
+
+        def run() -> types.OptimStepResponse:
+            ledger = self._ledger
+            if ledger.gradients == 0 and ledger.failure is not None:
+                failed_origin, exc = ledger.failure
+                warnings.warn_explicit(
+                    f"{origin.describe()} applied no gradient: {failed_origin.describe()} before "
+                    f"it failed ({type(exc).__name__}: {exc}), so this step trains on nothing.",
+                    UntrainedStepWarning,
+                    origin.filename,
+                    origin.lineno,
+                    module="tinkerkit",
+                )
+            ledger.reset()
+            return types.OptimStepResponse(metrics=self._engine.optim_step(params))  # type: ignore[arg-type]
+
+        self._context.check_open()
+
+        def guarded() -> types.OptimStepResponse:
+            if self._failed is not None:
+                raise ClientFailedError(self._failed)
+            return run()
+
+        return self._dispatcher.submit("optim_step", guarded, origin=origin)
+
+    async def optim_step_async(
+        self,
+        optim_params: types.OptimParams | None = None,
+        *,
+        adam_params: types.AdamParams | None = None,
+    ) -> APIFuture[types.OptimStepResponse]:
+        return self.optim_step(optim_params, adam_params=adam_params)
 
     # --- checkpoints -------------------------------------------------------------------
 
     def _save(self, kind: Any, name: str, optimizer: bool, **kw: Any) -> str:
+        check_ttl(kw.get("ttl_seconds"))
         engine = self._engine
         record = self._context.store.save(
             self._run,
@@ -217,7 +430,21 @@ class TrainingClient:
             ),
         )
 
+    async def save_state_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
+    ) -> APIFuture[types.SaveWeightsResponse]:
+        return self.save_state(
+            name, ttl_seconds=ttl_seconds, overwrite=overwrite, user_metadata=user_metadata
+        )
+
     def _load(self, path: str, with_optimizer: bool) -> types.LoadWeightsResponse:
+        _, kind, _ = parse_tinker_path(path)
+        if kind != "weights":
+            raise WrongCheckpointKindError(path, "load_state", "weights")
         loaded = self._context.store.load(path, with_optimizer=with_optimizer)
         check_compatible(loaded.record.base_model, loaded.record.lora, self._run, path)
         self._engine.set_weights(loaded.weights)
@@ -225,17 +452,34 @@ class TrainingClient:
             self._engine.set_optimizer_state(loaded.optimizer)
         return types.LoadWeightsResponse(path=path, model_id=self.model_id)
 
+    def load_weights(
+        self, path: str, *, with_optimizer: bool
+    ) -> APIFuture[types.LoadWeightsResponse]:
+        """``load_state``/``load_state_with_optimizer`` without their deprecation (the
+        server's ``/load_weights`` into a running model uses it)."""
+        return self._submit("load_state", lambda: self._load(path, with_optimizer))
+
     def load_state(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[types.LoadWeightsResponse]:
         """Load weights (not optimizer state) from a ``weights`` checkpoint."""
-        return self._submit("load_state", lambda: self._load(path, False))
+        return self.load_weights(path, with_optimizer=False)
+
+    async def load_state_async(
+        self, path: str, weights_access_token: str | None = None
+    ) -> APIFuture[types.LoadWeightsResponse]:
+        return self.load_weights(path, with_optimizer=False)
 
     def load_state_with_optimizer(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[types.LoadWeightsResponse]:
         """Load weights and optimizer state from a ``weights`` checkpoint."""
-        return self._submit("load_state", lambda: self._load(path, True))
+        return self.load_weights(path, with_optimizer=True)
+
+    async def load_state_with_optimizer_async(
+        self, path: str, weights_access_token: str | None = None
+    ) -> APIFuture[types.LoadWeightsResponse]:
+        return self.load_weights(path, with_optimizer=True)
 
     def save_weights_for_sampler(
         self,
@@ -257,6 +501,16 @@ class TrainingClient:
             ),
         )
 
+    async def save_weights_for_sampler_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        user_metadata: dict[str, str] | None = None,
+    ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
+        return self.save_weights_for_sampler(
+            name, ttl_seconds=ttl_seconds, user_metadata=user_metadata
+        )
+
     def save_weights_external(
         self,
         name: str,
@@ -264,13 +518,27 @@ class TrainingClient:
         age_encryption_recipients: list[str] | None = None,
     ) -> APIFuture[types.SaveWeightsExternalResponse]:
         """Save the adapter as PEFT files at ``tinker://<run>/external_weights/<name>``."""
-        if age_encryption_recipients:
-            raise ValueError("age encryption of external weights is not available offline")
-        return self._submit(
-            "save_weights_external",
-            lambda: types.SaveWeightsExternalResponse(
+        backend = self._context.backend
+
+        def run() -> types.SaveWeightsExternalResponse:
+            if age_encryption_recipients:
+                raise UnsupportedFeatureError(
+                    "save_weights_external(age_encryption_recipients=...)", backend
+                )
+            return types.SaveWeightsExternalResponse(
                 path=self._save("external_weights", name, False, ttl_seconds=ttl_seconds)
-            ),
+            )
+
+        return self._submit("save_weights_external", run)
+
+    async def save_weights_external_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        age_encryption_recipients: list[str] | None = None,
+    ) -> APIFuture[types.SaveWeightsExternalResponse]:
+        return self.save_weights_external(
+            name, ttl_seconds=ttl_seconds, age_encryption_recipients=age_encryption_recipients
         )
 
     # --- sampling clients ----------------------------------------------------------------
@@ -280,94 +548,116 @@ class TrainingClient:
         name: str | None = None,
         retry_config: Any = None,
         record_stability_info: bool = False,
-        kind: str = "snapshot",
-    ) -> ClientFuture[SamplingClient]:
-        """A sampling client on the current weights (after every request submitted before)."""
+        kind: types.SamplingClientKind = "snapshot",
+    ) -> BackcompatSamplingClientFuture:
+        """A sampling client on the current weights (after every request submitted before).
+
+        ``kind="snapshot"`` (default) freezes them; ``kind="inflight"`` publishes them to
+        this model's shared inflight target, which every inflight client follows.
+        """
+        if name is not None:
+            warnings.warn(
+                "The 'name' parameter of save_weights_and_get_sampling_client() is deprecated "
+                "and has no effect — checkpoints are always ephemeral. This parameter will be "
+                "removed in a future release. Remove the 'name' argument from your call. If you "
+                "need a persistent checkpoint, use save_weights_for_sampler(name=...) + "
+                "create_sampling_client(model_path=...) instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        base = self._engine.spec.name
 
         def run() -> SamplingClient:
-            path = self._save("sampler_weights", name, False) if name else None
-            return SamplingClient(self._context, self._engine.snapshot(), path)
+            if kind not in get_args(types.SamplingClientKind):
+                raise ValueError(
+                    f"kind must be one of {', '.join(get_args(types.SamplingClientKind))}; "
+                    f"got {kind!r}"
+                )
+            snapshot = self._engine.snapshot()
+            if kind == "inflight":
+                self._inflight.publish(snapshot)
+                return SamplingClient(
+                    self._context,
+                    self._inflight,
+                    None,
+                    base_model=base,
+                    record_stability_info=record_stability_info,
+                    lora=self._run.lora,
+                )
+            return SamplingClient(
+                self._context,
+                snapshot,
+                None,
+                base_model=base,
+                record_stability_info=record_stability_info,
+                lora=self._run.lora,
+            )
 
-        return ClientFuture(self._submit("save_weights_for_sampler", run).future())
+        future = self._submit("save_weights_for_sampler", run)
+        return BackcompatSamplingClientFuture(plain(future))
+
+    async def save_weights_and_get_sampling_client_async(
+        self,
+        name: str | None = None,
+        retry_config: Any = None,
+        record_stability_info: bool = False,
+        kind: types.SamplingClientKind = "snapshot",
+    ) -> tinker.SamplingClient:
+        return await self.save_weights_and_get_sampling_client(
+            name, retry_config=retry_config, record_stability_info=record_stability_info, kind=kind
+        )
 
     def create_sampling_client(
-        self, model_path: str, retry_config: Any = None, record_stability_info: bool = False
-    ) -> ClientFuture[SamplingClient]:
+        self,
+        model_path: str,
+        retry_config: Any = None,
+        record_stability_info: bool = False,
+    ) -> BackcompatSamplingClientFuture:
+        """A sampling client on a ``sampler_weights`` checkpoint."""
         from tinkerkit.backends.service_client import sampling_client_from_path
 
-        return ClientFuture(
-            self._submit(
-                "create_sampling_client",
-                lambda: sampling_client_from_path(self._context, model_path),
-            ).future()
+        context = self._context
+        future = self._submit(
+            "create_sampling_client",
+            lambda: sampling_client_from_path(context, model_path, record_stability_info),
+        )
+        return BackcompatSamplingClientFuture(plain(future))
+
+    async def create_sampling_client_async(
+        self,
+        model_path: str,
+        retry_config: Any = None,
+        record_stability_info: bool = False,
+    ) -> tinker.SamplingClient:
+        return await self.create_sampling_client(
+            model_path, retry_config=retry_config, record_stability_info=record_stability_info
         )
 
     # --- info ----------------------------------------------------------------------------
 
     def get_info(self) -> types.GetInfoResponse:
-        spec = self._engine.spec
-        lora = self._engine.lora
-        return types.GetInfoResponse(
-            model_data=types.ModelData(
-                arch=spec.arch, model_name=spec.name, tokenizer_id="tinkerkit/byte-tokenizer"
-            ),
-            model_id=self.model_id,
-            is_lora=True,
-            lora_rank=lora.rank if lora else None,
-            model_name=spec.name,
-        )
+        """Base model, LoRA rank and optimizer; answered from the client, no request."""
+        return self._info
 
     async def get_info_async(self) -> types.GetInfoResponse:
-        return self.get_info()
+        return self._info
 
     def get_tokenizer(self) -> Any:
-        """The model's tokenizer (offline: built in code, no download)."""
+        """The model's tokenizer (offline: no download)."""
         return self._context.factory.tokenizer(self._engine.spec)
 
-    # --- deprecated-in-0.38 async spellings: return the future, as the SDK does -------------
+    def get_console_url(self) -> str:
+        """Offline there is no console: the run's folder under ``TINKERKIT_HOME``."""
+        return Path(tinkerkit_home() / "runs" / self.model_id).resolve().as_uri()
 
-    async def forward_async(self, *a: Any, **k: Any) -> APIFuture[types.ForwardBackwardOutput]:
-        return self.forward(*a, **k)
+    def get_telemetry(self) -> None:
+        return None
 
-    async def forward_backward_async(
-        self, *a: Any, **k: Any
-    ) -> APIFuture[types.ForwardBackwardOutput]:
-        return self.forward_backward(*a, **k)
 
-    async def forward_backward_custom_async(
-        self, *a: Any, **k: Any
-    ) -> APIFuture[types.ForwardBackwardOutput]:
-        return self.forward_backward_custom(*a, **k)
-
-    async def optim_step_async(self, *a: Any, **k: Any) -> APIFuture[types.OptimStepResponse]:
-        return self.optim_step(*a, **k)
-
-    async def save_state_async(self, *a: Any, **k: Any) -> APIFuture[types.SaveWeightsResponse]:
-        return self.save_state(*a, **k)
-
-    async def load_state_async(self, *a: Any, **k: Any) -> APIFuture[types.LoadWeightsResponse]:
-        return self.load_state(*a, **k)
-
-    async def load_state_with_optimizer_async(
-        self, *a: Any, **k: Any
-    ) -> APIFuture[types.LoadWeightsResponse]:
-        return self.load_state_with_optimizer(*a, **k)
-
-    async def save_weights_for_sampler_async(
-        self, *a: Any, **k: Any
-    ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
-        return self.save_weights_for_sampler(*a, **k)
-
-    async def save_weights_external_async(
-        self, *a: Any, **k: Any
-    ) -> APIFuture[types.SaveWeightsExternalResponse]:
-        return self.save_weights_external(*a, **k)
-
-    async def save_weights_and_get_sampling_client_async(self, *a: Any, **k: Any) -> SamplingClient:
-        return await self.save_weights_and_get_sampling_client(*a, **k)
-
-    async def create_sampling_client_async(self, *a: Any, **k: Any) -> SamplingClient:
-        return await self.create_sampling_client(*a, **k)
+def tokenizer_id(context: OfflineContext, engine: Engine) -> str:
+    """What ``get_info`` names as the tokenizer: the offline tokenizer's own name."""
+    tok = context.factory.tokenizer(engine.spec)
+    return str(getattr(tok, "name_or_path", None) or engine.spec.name)
 
 
 def check_compatible(base_model: str, lora: dict[str, Any], run: RunRecord, path: str) -> None:
@@ -379,3 +669,6 @@ def check_compatible(base_model: str, lora: dict[str, Any], run: RunRecord, path
     for key in ("rank", "train_mlp", "train_attn", "train_unembed"):
         if lora.get(key) != run.lora.get(key):
             raise ConfigMismatchError(f"LoRA {key}", lora.get(key), run.lora.get(key), path)
+
+
+__all__ = ["TrainingClient", "check_compatible", "check_ttl", "done_future"]

@@ -137,7 +137,9 @@ def _tinker_plan(path: str, service: Any) -> _Plan:
         import tinkerkit as tk
 
         service = tk.connect()
-    rest = service.create_rest_client()
+    from tinkerkit.connect import rest_client
+
+    rest = rest_client(service)
     if kind == "external_weights":
 
         def sign() -> list[FileSpec]:

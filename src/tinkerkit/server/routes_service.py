@@ -86,7 +86,9 @@ async def telemetry(request: Request) -> Response:
 
 
 async def capabilities(request: Request) -> Response:
-    return ok(state_of(request).service.get_server_capabilities())
+    from tinkerkit.backends.service_client import capabilities
+
+    return ok(capabilities(state_of(request).service._context))
 
 
 async def unsupported(request: Request) -> Response:

@@ -201,7 +201,7 @@ async def load_weights(request: Request) -> Response:
             req.seq_id,
             "load_weights",
             lambda c: _relabel(
-                (c.load_state_with_optimizer if req.optimizer else c.load_state)(req.path),
+                c.load_weights(req.path, with_optimizer=bool(req.optimizer)),
                 wire_id,
             ),
         )

@@ -181,7 +181,7 @@ class ServerState:
 
     def __init__(self, service: Any) -> None:
         self.service = service  # the offline tinkerkit ServiceClient
-        self.rest = service.create_rest_client()
+        self.rest = service._rest()
         self.sessions: dict[str, Session] = {}
         self.models: dict[str, ModelSlot] = {}
         self.samplers: dict[str, SamplerSlot] = {}

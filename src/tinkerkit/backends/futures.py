@@ -1,0 +1,193 @@
+"""The futures offline clients hand out: the SDK's own future types, plus one guarantee.
+
+Every request returns the type the tinker 0.38 SDK returns for it —
+``AwaitableConcurrentFuture`` for training and REST requests, the SDK's
+``concurrent.futures``-compatible wrapper for ``sample``/``compute_logprobs`` — so
+``isinstance`` checks written against the service hold offline.
+
+The guarantee goes beyond the SDK: **a failed request is never silent**. Ported guide
+loops call ``training.forward_backward(...)`` without reading the future; if every such
+request fails validation, the run "succeeds" having trained nothing. Like asyncio's
+"exception was never retrieved", a request whose future fails and is dropped without
+being read is reported — once per client and kind of failure — as an
+``UnretrievedFailureWarning`` naming the request, where it was submitted, and the error.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import warnings
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tinker.lib.backcompat_concurrent_future import _AwaitableFutureCompatWrapper
+from tinker.lib.public_interfaces.api_future import APIFuture, AwaitableConcurrentFuture
+
+from tinkerkit.errors import UnretrievedFailureWarning
+
+T = TypeVar("T")
+
+_PACKAGE_DIR = __file__.rsplit("/backends/", 1)[0]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which request a future belongs to, and the user's line that submitted it."""
+
+    client: str
+    kind: str
+    number: int
+    filename: str
+    lineno: int
+
+    def describe(self) -> str:
+        return f"{self.kind} #{self.number} on {self.client} (submitted at {self.filename}:{self.lineno})"
+
+
+def caller_location() -> tuple[str, int]:
+    """The first stack frame outside tinkerkit and the tinker SDK: the user's line."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not name.startswith(_PACKAGE_DIR) and "/tinker/" not in name:
+            return name, frame.f_lineno
+        frame = frame.f_back  # type: ignore[assignment]
+    return "<unknown>", 0
+
+
+class FailureReporter:
+    """Reports unread failures of one client: the first of each (kind, error type) only."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def report(self, origin: Origin, exc: BaseException, why: str) -> None:
+        key = (origin.kind, type(exc).__name__)
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+        message = (
+            f"{origin.describe()} failed and {why}: {type(exc).__name__}: {exc} "
+            "Read every request's future (.result() or await) to see its errors; later "
+            f"{origin.kind} failures like this one on this client are not reported again."
+        )
+        warnings.warn_explicit(
+            message,
+            UnretrievedFailureWarning,
+            origin.filename,
+            origin.lineno,
+            module="tinkerkit",
+        )
+
+
+class _Tracked:
+    """Mixin: notices whether the result was read; reports an unread failure when dropped."""
+
+    _origin: Origin | None
+    _reporter: FailureReporter | None
+    _retrieved: bool
+
+    def _track(self, origin: Origin | None, reporter: FailureReporter | None) -> None:
+        self._origin, self._reporter, self._retrieved = origin, reporter, False
+
+    def _inner(self) -> Future[Any]:
+        raise NotImplementedError
+
+    def _mark(self) -> None:
+        self._retrieved = True
+
+    def __del__(self) -> None:
+        if self._retrieved or self._origin is None or self._reporter is None:
+            return
+        origin, reporter = self._origin, self._reporter
+
+        def check(done: Future[Any]) -> None:
+            if done.cancelled():
+                return
+            exc = done.exception()
+            if exc is not None:
+                reporter.report(origin, exc, "its result was never read")
+
+        inner = self._inner()
+        if inner.done():
+            check(inner)
+        else:
+            inner.add_done_callback(check)
+
+
+class RequestFuture(_Tracked, AwaitableConcurrentFuture[T]):
+    """``AwaitableConcurrentFuture`` (what the SDK returns) that reports unread failures."""
+
+    def __init__(
+        self,
+        future: Future[T],
+        origin: Origin | None = None,
+        reporter: FailureReporter | None = None,
+    ) -> None:
+        super().__init__(future)
+        self._track(origin, reporter)
+
+    def _inner(self) -> Future[Any]:
+        return self._future
+
+    def result(self, timeout: float | None = None) -> T:
+        self._mark()
+        return super().result(timeout)
+
+    async def result_async(self, timeout: float | None = None) -> T:
+        self._mark()
+        return await super().result_async(timeout)
+
+    def future(self) -> Future[T]:
+        self._mark()  # whoever takes the raw future takes responsibility for it
+        return super().future()
+
+
+class SampleFuture(_Tracked, _AwaitableFutureCompatWrapper[T]):
+    """What the SDK's ``sample``/``compute_logprobs`` return (also a ``concurrent.futures``
+    future), reporting unread failures like ``RequestFuture``."""
+
+    def __init__(
+        self,
+        future: Future[T],
+        origin: Origin | None = None,
+        reporter: FailureReporter | None = None,
+    ) -> None:
+        super().__init__(future)
+        self._track(origin, reporter)
+
+    def _inner(self) -> Future[Any]:
+        return self._future
+
+    def result(self, timeout: float | None = None) -> T:
+        self._mark()
+        return super().result(timeout)
+
+    async def result_async(self, timeout: float | None = None) -> T:
+        self._mark()
+        return await super().result_async(timeout)
+
+    def future(self) -> Future[T]:
+        self._mark()
+        return super().future()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._mark()
+        return super().exception(timeout)
+
+
+def done_future(value: T) -> AwaitableConcurrentFuture[T]:
+    """An already-completed future of ``value``."""
+    future: Future[T] = Future()
+    future.set_result(value)
+    return AwaitableConcurrentFuture(future)
+
+
+def plain(future: APIFuture[Any]) -> AwaitableConcurrentFuture[Any]:
+    """The SDK's plain ``AwaitableConcurrentFuture`` over a request's future, for wrapping
+    in the SDK's back-compat client futures (which read it themselves)."""
+    return AwaitableConcurrentFuture(future.future())
