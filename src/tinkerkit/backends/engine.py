@@ -2,10 +2,11 @@
 
 Every built-in loss of the service is a function of the per-token logprobs of the
 target tokens. So an engine only has to (1) compute those logprobs, (2) push a
-gradient with respect to them back into its LoRA weights, (3) take an Adam step,
-(4) decode tokens, and (5) hand its trainable state out and back in. Losses,
-validation, ordering, futures, latency and checkpoints are written once, above it,
-in ``tinkerkit.backends`` — so ``mock`` and ``local`` cannot drift apart on them.
+gradient with respect to them back into its LoRA weights, (3) take a step of the
+optimizer chosen at creation (AdamW or Dimuon, ``backends/optimizers.py``), (4) decode
+tokens, and (5) hand its trainable state out and back in. Losses, validation,
+ordering, futures, latency and checkpoints are written once, above it, in
+``tinkerkit.backends`` — so ``mock`` and ``local`` cannot drift apart on them.
 """
 
 from __future__ import annotations
@@ -90,11 +91,19 @@ class Engine(Protocol):
 
     spec: ModelSpec
     lora: LoraConfig | None
+    optimizer_config: types.OptimizerConfig
+    """The optimizer fixed at creation: ``AdamOptimizerConfig`` or ``DimuonOptimizerConfig``."""
 
     def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> ForwardPass: ...
 
-    def optim_step(self, params: types.AdamParams) -> dict[str, float]:
-        """Apply one AdamW step (torch.optim.AdamW semantics) and zero the gradients."""
+    def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
+        """Apply one step of this engine's optimizer and zero the gradients.
+
+        AdamW (``AdamParams``) has torch.optim.AdamW semantics; Dimuon (``DimuonParams``)
+        is the offline formula of ``backends/optimizers.py``. Params of the other family
+        are refused (``OptimizerParamsError``). Returns ``grad_norm`` (before clipping)
+        and ``learning_rate``.
+        """
         ...
 
     def decoder(self, prompt: Sequence[int], n: int) -> Decoder: ...
@@ -105,9 +114,14 @@ class Engine(Protocol):
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None: ...
 
-    def get_optimizer_state(self) -> dict[str, np.ndarray]: ...
+    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+        """Flat numpy arrays that round-trip exactly; ``"optimizer"`` names the family."""
+        ...
 
-    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None: ...
+    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load ``get_optimizer_state()`` output; another family's state is refused
+        (``OptimizerStateMismatchError``); untagged state is AdamW's."""
+        ...
 
     def adapter_config(self) -> dict[str, object]:
         """A PEFT ``adapter_config.json`` describing ``get_weights()``."""
@@ -135,4 +149,12 @@ class EngineFactory(Protocol):
         """Token ids that end a generation when ``SamplingParams.stop`` is None."""
         ...
 
-    def create(self, spec: ModelSpec, lora: LoraConfig | None) -> Engine: ...
+    def create(
+        self,
+        spec: ModelSpec,
+        lora: LoraConfig | None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> Engine:
+        """An engine training with ``optimizer`` (None = AdamW); ``UnknownOptimizerError``
+        for an optimizer the offline backends do not have."""
+        ...

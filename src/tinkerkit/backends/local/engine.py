@@ -3,8 +3,8 @@
 The base is shared and frozen (``models.base_model``); each engine wraps a copy of
 its module tree that shares the base tensors, so engines and sampling snapshots
 cost only their LoRA tensors. Forward passes bucket datums by length
-(``batching``), AdamW is ``torch.optim.AdamW`` (``optim``), decoding uses the KV
-cache (``decode``).
+(``batching``), AdamW is ``torch.optim.AdamW`` (``optim``), Dimuon is ``dimuon``,
+decoding uses the KV cache (``decode``).
 """
 
 from __future__ import annotations
@@ -17,17 +17,19 @@ import torch
 from tinker import types
 from torch import nn
 
+from tinkerkit.backends import optimizers
 from tinkerkit.backends.engine import EngineInput, LoraConfig, peft_adapter_config
 from tinkerkit.backends.local import lora as lora_lib
 from tinkerkit.backends.local import models
 from tinkerkit.backends.local.batching import LocalForward, run_buckets
 from tinkerkit.backends.local.decode import LocalDecoder
+from tinkerkit.backends.local.dimuon import LoraDimuon
 from tinkerkit.backends.local.optim import LoraAdam
 from tinkerkit.models.registry import ModelSpec, announce_stand_in
 
 
 class LocalEngine:
-    """A frozen base model + trainable PEFT LoRA tensors + AdamW, in torch.
+    """A frozen base model + trainable PEFT LoRA tensors + AdamW or Dimuon, in torch.
 
     Example:
         >>> factory = LocalFactory()
@@ -43,11 +45,13 @@ class LocalEngine:
         lora: LoraConfig | None,
         source: models.Source,
         *,
+        optimizer: types.OptimizerConfig | None = None,
         _model: nn.Module | None = None,
         _params: dict[str, nn.Parameter] | None = None,
     ) -> None:
         self.spec = spec
         self.lora = lora
+        self.optimizer_config = optimizers.normalized_config(optimizer)
         self.source = source
         self.device = models.device()
         base = models.base_model(source)
@@ -62,7 +66,13 @@ class LocalEngine:
         self.trunk = self.lm.get_decoder()
         self.head = self.lm.get_output_embeddings()
         self.vocab = int(self.head.weight.shape[0])
-        self.adam = LoraAdam(self.params) if not self.frozen else None
+        self.optim = self._new_optimizer() if not self.frozen else None
+
+    def _new_optimizer(self) -> LoraAdam | LoraDimuon:
+        if self.optimizer_config.type == optimizers.DIMUON:
+            rank = self.lora.rank if self.lora is not None else optimizers.RANK_REFERENCE
+            return LoraDimuon(self.params, rank)
+        return LoraAdam(self.params)
 
     def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> LocalForward:
         trainable = grad and not self.frozen
@@ -70,10 +80,11 @@ class LocalEngine:
             found = run_buckets(self.trunk, self.head, batch, self.vocab, self.device)
         return LocalForward(found, len(batch), not self.frozen)
 
-    def optim_step(self, params: types.AdamParams) -> dict[str, float]:
-        if self.adam is None:
+    def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
+        checked = optimizers.check_step_params(self.optimizer_config, params)
+        if self.optim is None:
             raise RuntimeError("this engine has no trainable LoRA weights")
-        return self.adam.step(params)
+        return self.optim.step(checked)
 
     def decoder(self, prompt: Sequence[int], n: int) -> LocalDecoder:
         return LocalDecoder(self.lm, prompt, n, self.device)
@@ -100,12 +111,15 @@ class LocalEngine:
                 p.copy_(torch.as_tensor(np.asarray(value), dtype=p.dtype, device=p.device))
 
     def get_optimizer_state(self) -> dict[str, np.ndarray]:
-        return self.adam.state() if self.adam is not None else {"step": np.zeros(1, np.int64)}
+        if self.optim is None:
+            name = self.optimizer_config.type
+            return optimizers.tag_state(name, {"step": np.zeros(1, np.int64)})
+        return self.optim.state()
 
     def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
-        if self.adam is None:
+        if self.optim is None:
             raise RuntimeError("this engine has no optimizer")
-        self.adam.load(state)
+        self.optim.load(state)
 
     def adapter_config(self) -> dict[str, Any]:
         targets = sorted({key.split(".lora_")[0].rsplit(".", 1)[-1] for key in self.params})
@@ -115,7 +129,14 @@ class LocalEngine:
         if self.lora is None:
             return self  # the bare base never changes
         model, params = lora_lib.snapshot(self.model)
-        return LocalEngine(self.spec, self.lora, self.source, _model=model, _params=params)
+        return LocalEngine(
+            self.spec,
+            self.lora,
+            self.source,
+            optimizer=self.optimizer_config,
+            _model=model,
+            _params=params,
+        )
 
 
 class LocalFactory:
@@ -142,8 +163,14 @@ class LocalFactory:
     def stop_tokens(self, spec: ModelSpec) -> list[int]:
         return models.stop_tokens(models.find_source(spec.name)[0])
 
-    def create(self, spec: ModelSpec, lora: LoraConfig | None) -> LocalEngine:
+    def create(
+        self,
+        spec: ModelSpec,
+        lora: LoraConfig | None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> LocalEngine:
+        optimizer = optimizers.normalized_config(optimizer)  # refuse before any work
         if spec.stands_in_for:
             announce_stand_in(self.name, spec.stands_in_for)
         source, _ = models.find_source(spec.name)
-        return LocalEngine(spec, lora, source)
+        return LocalEngine(spec, lora, source, optimizer=optimizer)

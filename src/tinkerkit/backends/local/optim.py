@@ -2,8 +2,9 @@
 
 Each step first clips the global gradient norm (``grad_clip_norm``; 0 disables it),
 then runs ``torch.optim.AdamW`` with that step's hyperparameters, then zeroes the
-gradients. Its state goes out and back in as flat numpy arrays ("step", "m/<key>",
-"v/<key>") that round-trip exactly, so a resumed run continues bit-identically.
+gradients. Its state goes out and back in as flat numpy arrays ("optimizer" = "adamw",
+"step", "m/<key>", "v/<key>") that round-trip exactly, so a resumed run continues
+bit-identically, and that a Dimuon engine refuses.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from tinker import types
+
+from tinkerkit.backends import optimizers as opt
 
 
 class LoraAdam:
@@ -21,6 +24,8 @@ class LoraAdam:
         >>> opt.step(types.AdamParams(learning_rate=1e-4))["grad_norm"]
         0.0
     """
+
+    name = opt.ADAMW
 
     def __init__(self, params: dict[str, torch.nn.Parameter]) -> None:
         self.params = params
@@ -35,8 +40,10 @@ class LoraAdam:
             grads.append(p.grad)
         return grads
 
-    def step(self, hp: types.AdamParams) -> dict[str, float]:
+    def step(self, hp: opt.StepParams) -> dict[str, float]:
         """One AdamW step with ``hp``; returns ``grad_norm`` (before clipping) and ``learning_rate``."""
+        if not isinstance(hp, types.AdamParams):
+            raise opt.OptimizerParamsError(self.name, hp)
         grads = self._grads()
         if hp.grad_clip_norm > 0:
             # Same scale as torch.nn.utils.clip_grad_norm_: max_norm / (norm + 1e-6), capped at 1.
@@ -67,10 +74,11 @@ class LoraAdam:
             out[f"m/{key}"] = st["exp_avg"].detach().float().cpu().numpy().copy()
             out[f"v/{key}"] = st["exp_avg_sq"].detach().float().cpu().numpy().copy()
         out["step"] = np.array([step], dtype=np.int64)
-        return out
+        return opt.tag_state(self.name, out)
 
     def load(self, state: dict[str, np.ndarray]) -> None:
         """Replace the optimizer state with ``state`` (as ``state()`` gives it)."""
+        state = opt.check_state(self.name, state)
         if "step" not in state:
             raise ValueError("optimizer state has no 'step' entry")
         step = int(np.asarray(state["step"]).reshape(-1)[0])

@@ -1,7 +1,8 @@
 """AdamW in numpy with the semantics of ``torch.optim.AdamW`` (which Tinker uses).
 
 Global-norm gradient clipping (``grad_clip_norm``; 0 disables it) is applied first,
-then decoupled weight decay, then the bias-corrected Adam update.
+then decoupled weight decay, then the bias-corrected Adam update. The state names its
+optimizer ("optimizer": "adamw"), so it cannot be loaded into a Dimuon engine.
 """
 
 from __future__ import annotations
@@ -9,21 +10,30 @@ from __future__ import annotations
 import numpy as np
 from tinker import types
 
+from tinkerkit.backends import optimizers as opt
+
+
+def global_norm(grads: dict[str, np.ndarray]) -> float:
+    """The global L2 norm of all gradients, summed in float64."""
+    return float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values())))
+
 
 class Adam:
+    name = opt.ADAMW
+
     def __init__(self) -> None:
         self.step_count = 0
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
 
     def step(
-        self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], hp: types.AdamParams
+        self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], hp: opt.StepParams
     ) -> dict[str, float]:
         """Update ``params`` in place from ``grads``; returns metrics."""
-        norm = float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values())))
-        scale = 1.0
-        if hp.grad_clip_norm > 0 and norm > hp.grad_clip_norm:
-            scale = hp.grad_clip_norm / (norm + 1e-6)
+        if not isinstance(hp, types.AdamParams):
+            raise opt.OptimizerParamsError(self.name, hp)
+        norm = global_norm(grads)
+        scale = opt.clip_scale(norm, hp.grad_clip_norm)
         self.step_count += 1
         t = self.step_count
         bias1 = 1.0 - hp.beta1**t
@@ -50,9 +60,10 @@ class Adam:
         for key in self.m:
             out[f"m/{key}"] = self.m[key].copy()
             out[f"v/{key}"] = self.v[key].copy()
-        return out
+        return opt.tag_state(self.name, out)
 
     def load(self, state: dict[str, np.ndarray]) -> None:
+        state = opt.check_state(self.name, state)
         self.step_count = int(state["step"][0])
         self.m = {k[2:]: v.copy() for k, v in state.items() if k.startswith("m/")}
         self.v = {k[2:]: v.copy() for k, v in state.items() if k.startswith("v/")}

@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 from tinker import types
 
+from tinkerkit.backends import optimizers
 from tinkerkit.backends.engine import EngineInput, LoraConfig, peft_adapter_config
 from tinkerkit.backends.mock import model
 from tinkerkit.backends.mock.adam import Adam
+from tinkerkit.backends.mock.dimuon import Dimuon
 from tinkerkit.models import tokenizer as byte_tok
 from tinkerkit.models.registry import (
     SERVICE_MODELS,
@@ -69,11 +71,17 @@ class _MockForward:
 
 
 class MockEngine:
-    """Frozen random base + trainable LoRA tensors + AdamW, all numpy."""
+    """Frozen random base + trainable LoRA tensors + AdamW or Dimuon, all numpy."""
 
-    def __init__(self, spec: ModelSpec, lora: LoraConfig | None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        lora: LoraConfig | None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> None:
         self.spec = spec
         self.lora = lora
+        self.optimizer_config = optimizers.normalized_config(optimizer)
         self.base = model.base_weights(TINY, spec.vocab_size)
         self.params: dict[str, np.ndarray] = {}
         self.targets: list[str] = []
@@ -89,7 +97,12 @@ class MockEngine:
                 self.params[_key(target, "A")] = a.astype(model.DTYPE)
                 self.params[_key(target, "B")] = np.zeros((n_out, lora.rank), model.DTYPE)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.adam = Adam()
+        self.optim = self._new_optimizer()
+
+    def _new_optimizer(self) -> Adam | Dimuon:
+        if self.optimizer_config.type == optimizers.DIMUON:
+            return Dimuon(self.lora.rank if self.lora is not None else optimizers.RANK_REFERENCE)
+        return Adam()
 
     def _lora(self) -> model.Lora | None:
         if self.lora is None:
@@ -100,8 +113,9 @@ class MockEngine:
     def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> _MockForward:
         return _MockForward(self, model.effective(self.base, self._lora()), batch)
 
-    def optim_step(self, params: types.AdamParams) -> dict[str, float]:
-        metrics = self.adam.step(self.params, self.grads, params)
+    def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
+        checked = optimizers.check_step_params(self.optimizer_config, params)
+        metrics = self.optim.step(self.params, self.grads, checked)
         for g in self.grads.values():
             g.fill(0.0)
         return metrics
@@ -125,10 +139,10 @@ class MockEngine:
             self.params[key] = value.astype(model.DTYPE, copy=True)
 
     def get_optimizer_state(self) -> dict[str, np.ndarray]:
-        return self.adam.state()
+        return self.optim.state()
 
     def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
-        self.adam.load(state)
+        self.optim.load(state)
 
     def adapter_config(self) -> dict[str, Any]:
         return peft_adapter_config(self.spec.name, self.lora, list(self.targets))
@@ -137,7 +151,7 @@ class MockEngine:
         clone = copy.copy(self)
         clone.params = self.get_weights()
         clone.grads = {}
-        clone.adam = Adam()
+        clone.optim = clone._new_optimizer()
         return clone
 
 
@@ -166,7 +180,13 @@ class MockFactory:
     def stop_tokens(self, spec: ModelSpec) -> list[int]:
         return byte_tok.stop_token_ids()
 
-    def create(self, spec: ModelSpec, lora: LoraConfig | None) -> MockEngine:
+    def create(
+        self,
+        spec: ModelSpec,
+        lora: LoraConfig | None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> MockEngine:
+        optimizer = optimizers.normalized_config(optimizer)  # refuse before any work
         if spec.stands_in_for:
             announce_stand_in(self.name, spec.stands_in_for)
         if lora is not None and lora.alpha is None:
@@ -178,4 +198,4 @@ class MockFactory:
                 train_unembed=lora.train_unembed,
                 alpha=MOCK_ALPHA,
             )
-        return MockEngine(spec, lora)
+        return MockEngine(spec, lora, optimizer)
