@@ -237,17 +237,20 @@ class UnsupportedFeatureError(RequestError):
         )
 
 
-class ClientFailedError(RequestError):
-    """A training client refuses requests after a custom-loss operation failed (as the
-    service does: the failed operation left a hole in the client's request sequence)."""
+class ClientFailedError(TinkerkitError, RuntimeError):
+    """A training client refuses requests after a custom-loss operation failed. As in the
+    SDK (which raises ``RuntimeError`` here), the failed operation left a hole in the
+    client's request sequence, so nothing after it can run."""
 
     def __init__(self, cause: BaseException) -> None:
         self.cause = cause
         super().__init__(
-            f"This training client stopped after a forward_backward_custom failed "
-            f"({type(cause).__name__}: {cause}). Create a new client, e.g. "
+            "A previous request failed; this TrainingClient is poisoned and cannot accept "
+            f"further requests (forward_backward_custom failed: {type(cause).__name__}: "
+            f"{cause}). Create a new client, e.g. "
             "service.create_training_client_from_state_with_optimizer(last_checkpoint)."
         )
+        self.__cause__ = cause
 
 
 class InjectedFaultError(RequestError):

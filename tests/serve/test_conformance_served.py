@@ -12,6 +12,7 @@ import httpx
 
 from tests.conformance.test_checkpoints import *  # noqa: F403
 from tests.conformance.test_errors import *  # noqa: F403
+from tests.conformance.test_optimizers import *  # noqa: F403
 from tests.conformance.test_sampling import *  # noqa: F403
 from tests.conformance.test_training import *  # noqa: F403
 

@@ -96,7 +96,7 @@ class Engine(Protocol):
 
     def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> ForwardPass: ...
 
-    def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
+    def optim_step(self, params: types.OptimParams) -> dict[str, float]:
         """Apply one step of this engine's optimizer and zero the gradients.
 
         AdamW (``AdamParams``) has torch.optim.AdamW semantics; Dimuon (``DimuonParams``)

@@ -25,7 +25,7 @@ from tinker.lib.public_interfaces.backcompat_training_client_future import (
 from tinker.lib.public_interfaces.custom_loss import LossHandle, PerDatumLossFn, trace_loss
 
 from tinkerkit.backends.context import OfflineContext
-from tinkerkit.backends.engine import Engine, EngineFactory, LoraConfig
+from tinkerkit.backends.engine import LoraConfig
 from tinkerkit.backends.futures import done_future, plain
 from tinkerkit.backends.rest_client import RestClient
 from tinkerkit.backends.sampling_client import SamplingClient
@@ -33,20 +33,8 @@ from tinkerkit.backends.sdk_surface import mirrors
 from tinkerkit.backends.store import parse_tinker_path
 from tinkerkit.backends.training_client import TrainingClient
 from tinkerkit.errors import RequestError, WrongCheckpointKindError
-from tinkerkit.models.registry import ModelSpec
 
 CloseStatus = Literal["success", "errored", "interrupted"]
-
-
-def _create_engine(
-    factory: EngineFactory,
-    spec: ModelSpec,
-    lora: LoraConfig | None,
-    optimizer: types.OptimizerConfig | None,
-) -> Engine:
-    if optimizer is None or optimizer.type == "adamw":
-        return factory.create(spec, lora)
-    return factory.create(spec, lora, optimizer=optimizer)  # type: ignore[call-arg]
 
 
 def sampling_client_from_path(
@@ -194,7 +182,7 @@ class ServiceClient(tinker.ServiceClient):
     ) -> TrainingClient:
         context = self._context
         spec = context.factory.resolve(base_model)
-        engine = _create_engine(context.factory, spec, lora, optimizer)
+        engine = context.factory.create(spec, lora, optimizer=optimizer)
         run = context.store.create_run(
             self.backend, base_model, lora, user_metadata, session_id=context.session_id
         )
@@ -278,7 +266,7 @@ class ServiceClient(tinker.ServiceClient):
             config = optimizer
             if with_optimizer and loaded.optimizer is not None:
                 config = optimizer_config_of(loaded.optimizer)
-            engine = _create_engine(context.factory, spec, lora, config)
+            engine = context.factory.create(spec, lora, optimizer=config)
             engine.set_weights(loaded.weights)
             if loaded.optimizer is not None:
                 engine.set_optimizer_state(loaded.optimizer)

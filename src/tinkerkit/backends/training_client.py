@@ -104,7 +104,7 @@ class TrainingClient(tinker.TrainingClient):
                 tokenizer_id=tokenizer_id(context, engine),
             ),
             model_id=run.run_id,
-            optimizer_config=optimizer or types.AdamOptimizerConfig(),
+            optimizer_config=engine.optimizer_config,
             is_lora=True,
             lora_rank=lora.rank if lora else None,
             model_name=engine.spec.name,
@@ -373,7 +373,7 @@ class TrainingClient(tinker.TrainingClient):
                     module="tinkerkit",
                 )
             ledger.reset()
-            return types.OptimStepResponse(metrics=self._engine.optim_step(params))  # type: ignore[arg-type]
+            return types.OptimStepResponse(metrics=self._engine.optim_step(params))
 
         self._context.check_open()
 

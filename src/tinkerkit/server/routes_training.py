@@ -9,6 +9,7 @@ request id that ``/api/v1/retrieve_future`` resolves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -76,6 +77,7 @@ async def create_model(request: Request) -> Response:
             train_attn=lora.train_attn,
             train_unembed=lora.train_unembed,
             user_metadata=req.user_metadata,
+            optimizer=req.optimizer_config,
         )
     )
     return untyped_future(state.futures.add(chain(future, register), "create_model"))
@@ -211,7 +213,9 @@ async def load_weights(request: Request) -> Response:
     create = (
         service.create_training_client_from_state_with_optimizer
         if req.optimizer
-        else service.create_training_client_from_state
+        else functools.partial(
+            service.create_training_client_from_state, optimizer=req.optimizer_config
+        )
     )
 
     def register(client: Any) -> types.LoadWeightsResponse:
