@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 
 from tinkerkit.backends.dispatch import Dispatcher
 from tinkerkit.backends.engine import EngineFactory
 from tinkerkit.backends.faults import FaultInjector
+from tinkerkit.backends.futures import Origin, warn_at
 from tinkerkit.backends.stability import SequenceRecords
 from tinkerkit.backends.store import CheckpointStore
 
@@ -30,8 +32,26 @@ class OfflineContext:
     def backend(self) -> str:
         return self.factory.name
 
+    warning_log: logging.Logger | None = None
+    """Set by ``tinkerkit serve``: its clients' warnings go to the server's log instead
+    (the requests come from HTTP handlers, not from a user's line of code)."""
+
     def dispatcher(self, name: str, *, label: str | None = None) -> Dispatcher:
-        return Dispatcher(name, self.latency, self.faults, label=label)
+        return Dispatcher(
+            name,
+            self.latency,
+            self.faults,
+            label=label,
+            warn=self.warn,
+            locate=self.warning_log is None,
+        )
+
+    def warn(self, message: str, category: type[Warning], origin: Origin) -> None:
+        """A tinkerkit warning about a request: at the user's line, or in the server log."""
+        if self.warning_log is not None:
+            self.warning_log.warning("%s: %s", category.__name__, message)
+        else:
+            warn_at(message, category, origin)
 
     def finish_session(self, status: str, detail: str | None) -> None:
         """Mark the session finished (first reason wins, as on the service)."""

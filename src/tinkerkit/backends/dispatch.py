@@ -25,7 +25,9 @@ from tinkerkit.backends.futures import (
     Origin,
     RequestFuture,
     SampleFuture,
+    Warn,
     caller_location,
+    warn_at,
 )
 
 T = TypeVar("T")
@@ -87,12 +89,15 @@ class Dispatcher:
         faults: FaultInjector | None = None,
         *,
         label: str | None = None,
+        warn: Warn = warn_at,
+        locate: bool = True,
     ):
         if latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {latency}")
         self.latency = latency
         self.label = label or name
-        self.reporter = FailureReporter()
+        self.reporter = FailureReporter(warn)
+        self._locate = locate
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         self._faults = faults or FaultInjector()
@@ -103,7 +108,7 @@ class Dispatcher:
         with self._count_lock:
             self._counts[kind] += 1
             number = self._counts[kind]
-        filename, lineno = caller_location()
+        filename, lineno = caller_location() if self._locate else ("<served>", 0)
         return Origin(self.label, kind, number, filename, lineno)
 
     def submit(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -43,7 +44,8 @@ class Origin:
     lineno: int
 
     def describe(self) -> str:
-        return f"{self.kind} #{self.number} on {self.client} (submitted at {self.filename}:{self.lineno})"
+        where = f" (submitted at {self.filename}:{self.lineno})" if self.lineno else ""
+        return f"{self.kind} #{self.number} on {self.client}{where}"
 
 
 def caller_location() -> tuple[str, int]:
@@ -57,10 +59,19 @@ def caller_location() -> tuple[str, int]:
     return "<unknown>", 0
 
 
+Warn = Callable[[str, type[Warning], Origin], None]
+
+
+def warn_at(message: str, category: type[Warning], origin: Origin) -> None:
+    """Issue ``message`` as a warning attributed to the user's line that made the request."""
+    warnings.warn_explicit(message, category, origin.filename, origin.lineno, module="tinkerkit")
+
+
 class FailureReporter:
     """Reports unread failures of one client: the first of each (kind, error type) only."""
 
-    def __init__(self) -> None:
+    def __init__(self, warn: Warn = warn_at) -> None:
+        self._warn = warn
         self._seen: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
@@ -75,13 +86,7 @@ class FailureReporter:
             "Read every request's future (.result() or await) to see its errors; later "
             f"{origin.kind} failures like this one on this client are not reported again."
         )
-        warnings.warn_explicit(
-            message,
-            UnretrievedFailureWarning,
-            origin.filename,
-            origin.lineno,
-            module="tinkerkit",
-        )
+        self._warn(message, UnretrievedFailureWarning, origin)
 
 
 class _Tracked:

@@ -364,13 +364,11 @@ class TrainingClient(tinker.TrainingClient):
             ledger = self._ledger
             if ledger.gradients == 0 and ledger.failure is not None:
                 failed_origin, exc = ledger.failure
-                warnings.warn_explicit(
+                self._context.warn(
                     f"{origin.describe()} applied no gradient: {failed_origin.describe()} before "
                     f"it failed ({type(exc).__name__}: {exc}), so this step trains on nothing.",
                     UntrainedStepWarning,
-                    origin.filename,
-                    origin.lineno,
-                    module="tinkerkit",
+                    origin,
                 )
             ledger.reset()
             return types.OptimStepResponse(metrics=self._engine.optim_step(params))

@@ -132,10 +132,35 @@ class Pending:
 
 
 class FutureTable:
-    """Request id → pending future, resolved by ``/api/v1/retrieve_future``."""
+    """Request id → pending future, resolved by ``/api/v1/retrieve_future``.
+
+    A failed request is also logged (once per kind of request and error type): the SDK
+    hands the failure to a future its user may never read, so the server's log is the
+    one place it is sure to show.
+    """
 
     def __init__(self) -> None:
         self._pending: dict[str, Pending] = {}
+        self._logged: set[tuple[str, str]] = set()
+
+    def _log_failure(self, kind: str, request_id: str, future: Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            return
+        key = (kind, type(exc).__name__)
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        logger.warning(
+            "%s request %s failed: %s: %s (later %s failures like this one are not logged)",
+            kind,
+            request_id,
+            type(exc).__name__,
+            exc,
+            kind,
+        )
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -153,6 +178,7 @@ class FutureTable:
         ids = [f"{request_id}:{i}" for i in range(num_samples)] if num_samples else None
         entry = Pending(request_id, future, kind, ids)
         self._pending[request_id] = entry
+        future.add_done_callback(lambda done: self._log_failure(kind, request_id, done))
         return entry
 
     def get(self, request_id: str) -> Pending | None:
@@ -181,6 +207,9 @@ class ServerState:
 
     def __init__(self, service: Any) -> None:
         self.service = service  # the offline tinkerkit ServiceClient
+        # Warnings about the clients' requests (an optim_step that trained on nothing)
+        # go to the server's log too: the SDK user sees no offline warnings.
+        service._context.warning_log = logger
         self.rest = service._rest()
         self.sessions: dict[str, Session] = {}
         self.models: dict[str, ModelSlot] = {}
