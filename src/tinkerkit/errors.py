@@ -35,6 +35,7 @@ __all__ = [
     "InvalidPromptError",
     "InvalidTinkerPathError",
     "MissingAPIKeyError",
+    "PromptTypeError",
     "RequestError",
     "TinkerkitError",
     "TinkerkitWarning",
@@ -226,6 +227,11 @@ class BatchTooLargeError(RequestError):
 
 class InvalidPromptError(RequestError):
     """A sampling request that cannot run: wrong prompt type, empty prompt, bad option."""
+
+
+class PromptTypeError(InvalidPromptError, AttributeError):
+    """A prompt that is not a ``types.ModelInput`` (the guide's string prompts). The SDK
+    fails these with ``AttributeError``; so does this, with a message saying what to pass."""
 
 
 class UnsupportedFeatureError(RequestError):

@@ -15,18 +15,21 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+import tinker
 from starlette.requests import Request
 from starlette.responses import Response
 from tinker import types
 
 from tinkerkit.models.tokenizer import tokenizer_directory
-from tinkerkit.server.responses import HTTPError, ok, parse, state_of, untyped_future
+from tinkerkit.server.responses import HTTPError, ok, parse, state_of, untyped_future, wait_done
 from tinkerkit.server.state import ModelSlot, ServerState, chain, failed
 from tinkerkit.server.wire import ForwardBackwardCall, parse_forward_backward
 
 _PROTO = "application/x-protobuf"
 # Parsing a big protobuf body off the event loop keeps other clients responsive.
 _PARSE_IN_THREAD_BYTES = 256 * 1024
+# A load is answered once it ran, so a missing checkpoint can be a 404 (as on the service).
+LOAD_TIMEOUT_S = 120.0
 
 
 def _slot(state: ServerState, model_id: str | None) -> ModelSlot:
@@ -192,21 +195,32 @@ async def save_weights_for_sampler(request: Request) -> Response:
     return untyped_future(state.futures.add(done, "save_weights_for_sampler"), slot.model_id)
 
 
+async def _answer_status_errors(future: Future[Any]) -> None:
+    """Wait for a load and answer its HTTP-status failures (a missing checkpoint is a 404,
+    a checkpoint of the wrong kind a 400) as HTTP errors, as the service does — so the SDK
+    raises ``tinker.NotFoundError``/``BadRequestError`` there, as offline clients do."""
+    if not await wait_done(future, LOAD_TIMEOUT_S):
+        return
+    exc = None if future.cancelled() else future.exception()
+    if isinstance(exc, tinker.APIStatusError):
+        raise HTTPError(exc.status_code, str(exc))
+
+
 async def load_weights(request: Request) -> Response:
     state = state_of(request)
     req = await parse(request, types.LoadWeightsRequest)
     if req.model_id is not None:
-        wire_id = req.model_id
-        return await _submit(
-            request,
-            req.model_id,
-            req.seq_id,
-            "load_weights",
-            lambda c: _relabel(
-                c.load_weights(req.path, with_optimizer=bool(req.optimizer)),
-                wire_id,
-            ),
-        )
+        slot = _slot(state, req.model_id)
+        wire_id = slot.model_id
+        async with slot.sequencer.turn(req.seq_id):
+            loading = _call(
+                lambda: _relabel(
+                    slot.client.load_weights(req.path, with_optimizer=bool(req.optimizer)),
+                    wire_id,
+                )
+            )
+            await _answer_status_errors(loading)
+        return untyped_future(state.futures.add(loading, "load_weights"), wire_id)
     # Create-via-load: the SDK names the model itself, "<session>:train:<model_seq_id>".
     model_id = f"{req.session_id}:train:{req.model_seq_id}"
     service = state.service
@@ -225,6 +239,7 @@ async def load_weights(request: Request) -> Response:
     future = _call(
         lambda: create(req.path, base_model=req.base_model, user_metadata=req.user_metadata)
     )
+    await _answer_status_errors(future)
     return untyped_future(state.futures.add(chain(future, register), "load_weights"), model_id)
 
 
