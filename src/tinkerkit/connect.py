@@ -35,18 +35,22 @@ def connect(
     *,
     latency: float = 0.0,
     faults: Iterable[Any] = (),
+    user_metadata: dict[str, str] | None = None,
+    project_id: str | None = None,
+    display_name: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """A ``ServiceClient`` for ``backend``: ``"tinker"``, ``"mock"`` or ``"local"``.
 
-    ``"tinker"`` returns the official ``tinker.ServiceClient(**kwargs)`` untouched. The
-    offline backends return tinkerkit's clients with the same methods and types;
-    ``latency`` simulates a network round trip per request, ``faults`` injects
-    failures (see ``tinkerkit.testing``).
+    ``"tinker"`` returns the official ``tinker.ServiceClient(...)`` untouched (every
+    keyword goes to it). The offline backends return tinkerkit's subclasses of it, with
+    the same methods and types; they take the SDK's session arguments
+    (``user_metadata``, ``project_id``, ``display_name``), and ``latency`` simulates a
+    network round trip per request, ``faults`` injects failures (``tinkerkit.testing``).
 
     Example:
-        >>> service = tk.connect("mock")
-        >>> training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
+        >>> with tk.connect("mock") as service:
+        ...     training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
     """
     name = resolve_backend(backend)
     if name == "tinker":
@@ -58,18 +62,26 @@ def connect(
             raise MissingAPIKeyError()
         import tinker
 
-        return tinker.ServiceClient(**kwargs)
+        given = {
+            "user_metadata": user_metadata,
+            "project_id": project_id,
+            "display_name": display_name,
+        }
+        return tinker.ServiceClient(**{k: v for k, v in given.items() if v is not None}, **kwargs)
 
     from tinkerkit.backends.context import OfflineContext
     from tinkerkit.backends.faults import FaultInjector
     from tinkerkit.backends.service_client import ServiceClient
 
     if kwargs:
-        raise TypeError(f"unexpected options for the {name!r} backend: {', '.join(sorted(kwargs))}")
+        raise TypeError(
+            f"unexpected options for the {name!r} backend: {', '.join(sorted(kwargs))} "
+            "(base_url/api_key are for the 'tinker' backend; offline backends need neither)"
+        )
     context = OfflineContext(
         factory=engine_factory(name), latency=float(latency), faults=FaultInjector(faults)
     )
-    return ServiceClient(context)
+    return ServiceClient(context, user_metadata, project_id, display_name=display_name)
 
 
 def rest_client(source: Any = None) -> Any:
