@@ -186,7 +186,7 @@ async def save_weights_for_sampler(request: Request) -> Response:
     slot = _slot(state, req.model_id)
     session_id = f"{slot.model_id}:sample:{req.sampling_session_seq_id or 0}:{uuid.uuid4().hex[:6]}"
     async with slot.sequencer.turn(req.seq_id):
-        client = _call(lambda: slot.client.save_weights_and_get_sampling_client())
+        client = _call(lambda: slot.client.save_weights_and_get_sampling_client(kind=req.kind))
     state.add_sampler(session_id, client, None, None)
     done = chain(
         client,
