@@ -33,8 +33,11 @@ def server():
 
 @pytest.fixture
 def official(server):
-    """An unmodified ``tinker.ServiceClient`` pointed at the server."""
-    return tinker.ServiceClient(base_url=server.base_url, api_key=server.api_key)
+    """An unmodified ``tinker.ServiceClient`` pointed at the server (its session finished
+    afterwards, so no heartbeat outlives the server)."""
+    client = tinker.ServiceClient(base_url=server.base_url, api_key=server.api_key)
+    yield client
+    client.close("success").result(timeout=10)
 
 
 @pytest.fixture(scope="session")
