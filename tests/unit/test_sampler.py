@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 from tinker import types
 
-from tinkerkit.backends.sampler import sample
+from tinkerkit.backends.sampler import sample, stop_rule
 
 
 class FixedDecoder:
@@ -53,8 +53,23 @@ def test_temperature_distribution():
 def test_default_stop_and_string_stop():
     seqs = _run(types.SamplingParams(max_tokens=5, temperature=0.0), n=1)
     assert seqs[0].tokens == [3] and seqs[0].stop_reason == "stop"
+    # A stop string adds to EOS (token 3): EOS still ends the generation...
     seqs = _run(types.SamplingParams(max_tokens=5, temperature=0.0, stop="dd"), n=1)
-    assert seqs[0].tokens == [3, 3] and seqs[0].stop_reason == "stop"
+    assert seqs[0].tokens == [3] and seqs[0].stop_reason == "stop"
+    # ...and the string stops one that never draws EOS (greedy: token 2, "c").
+    greedy_c = (0.0, 1.0, 3.0, 2.0)
+    seqs = _run(types.SamplingParams(max_tokens=5, temperature=0.0, stop="cc"), greedy_c, n=1)
+    assert seqs[0].tokens == [2, 2] and seqs[0].stop_reason == "stop"
+
+
+def test_stop_rule_adds_to_eos_unless_empty():
+    assert stop_rule(None, [3, 4]) == ({3, 4}, [])
+    assert stop_rule([], [3, 4]) == (set(), [])
+    assert stop_rule("x", [3]) == ({3}, ["x"])
+    assert stop_rule(["\n\nUser:", "y"], [3]) == ({3}, ["\n\nUser:", "y"])
+    assert stop_rule([7, 8], [3]) == ({3, 7, 8}, [])
+    seqs = _run(types.SamplingParams(max_tokens=5, temperature=0.0, stop=[]), n=1)
+    assert seqs[0].tokens == [3] * 5 and seqs[0].stop_reason == "length"
 
 
 def test_logprobs_are_model_logprobs_not_tempered():

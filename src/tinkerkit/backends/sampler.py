@@ -2,13 +2,19 @@
 
 Semantics (as the service's ``SamplingParams``):
 - ``temperature`` 0 is greedy; ``top_k`` (-1: off) and ``top_p`` filter before drawing;
-- ``stop=None`` stops at the model's end-of-turn tokens, ``[]`` never stops early,
-  a list of ints stops at those token ids, strings stop once the decoded text ends
-  with one; the token that completes the stop is kept in ``tokens``;
+- stopping: the model's end-of-turn/end-of-text tokens (EOS) always stop, except with
+  ``stop=[]``, which disables every stop, EOS included, so generation runs to
+  ``max_tokens``. A non-empty ``stop`` *adds* to EOS: ints are stop token ids, strings
+  stop once the decoded text ends with one, a bare ``str`` is one stop string (the
+  cookbook's RoleColon renderer passes ``["\n\nUser:"]`` and still expects EOS to end
+  a turn). The token that completes a stop is kept in ``tokens``; reason ``stop``;
 - ``max_tokens`` (None: until stop or the context is full) ends with reason ``length``;
 - ``seed`` makes the draw reproducible; without it every call differs;
 - ``logprobs`` are the model's own (temperature 1, unfiltered) logprobs of each sampled
-  token, i.e. the same numbers ``compute_logprobs`` and training report.
+  token, i.e. the same numbers ``compute_logprobs`` and training report;
+- ``topk`` > 0 adds ``topk_logprobs_np``: at every generated position the ``topk`` most
+  likely tokens under those same logprobs, in descending order (ties: lower id first),
+  as ``TopkLogprobs`` matrices of shape (num_generated, topk).
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from tinker import types
+from tinker.types.topk_logprobs import TopkLogprobs
 
 from tinkerkit.backends.engine import Decoder
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Normalised logprobs over the last axis (float64 in, float64 out)."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
@@ -32,7 +40,7 @@ def _draw(
 ) -> np.ndarray:
     if params.temperature <= 0:
         return logprobs.argmax(axis=-1)
-    scaled = _log_softmax(logprobs / params.temperature)
+    scaled = log_softmax(logprobs / params.temperature)
     probs = np.exp(scaled)
     n, vocab = probs.shape
     if 0 < params.top_k < vocab:
@@ -53,16 +61,31 @@ def _draw(
     return np.minimum((cumulative < u).sum(axis=-1), vocab - 1)
 
 
-def _stops(
-    params: types.SamplingParams, default_stop_tokens: Sequence[int]
+def top_k_rows(logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest entries of each row of ``logprobs`` (n, vocab), descending, ties
+    broken by the lower token id: (token ids int32 (n, k), logprobs float32 (n, k))."""
+    order = np.argsort(-logprobs, axis=-1, kind="stable")[:, :k]
+    values = np.take_along_axis(logprobs, order, axis=-1)
+    return order.astype(np.int32), values.astype(np.float32)
+
+
+def stop_rule(
+    stop: str | Sequence[str] | Sequence[int] | None, default_stop_tokens: Sequence[int]
 ) -> tuple[set[int], list[str]]:
-    stop = params.stop
+    """(stop token ids, stop strings) for ``SamplingParams.stop``: EOS unless ``[]``.
+
+    Example:
+        >>> stop_rule(["\n\nUser:"], [259])
+        ({259}, ['\n\nUser:'])
+    """
     if stop is None:
         return set(default_stop_tokens), []
     if isinstance(stop, str):
-        return set(), [stop]
+        return set(default_stop_tokens), [stop]
     items = list(stop)
-    tokens = {int(s) for s in items if isinstance(s, int)}
+    if not items:
+        return set(), []
+    tokens = set(default_stop_tokens) | {int(s) for s in items if isinstance(s, int | np.integer)}
     strings = [s for s in items if isinstance(s, str)]
     return tokens, strings
 
@@ -77,29 +100,40 @@ def sample(
     default_stop_tokens: Sequence[int],
     decode: Callable[[list[int]], str],
     sequence_ids: Sequence[str] | None = None,
+    topk: int = 0,
 ) -> list[types.SampledSequence]:
-    """Draw ``num_samples`` continuations of ``prompt`` in parallel."""
-    ids = list(sequence_ids) if sequence_ids is not None else [
-        uuid.uuid4().hex for _ in range(num_samples)
-    ]
+    """Draw ``num_samples`` continuations of ``prompt`` in parallel (``topk``: how many
+    top logprobs to report at each generated position; 0 reports none)."""
+    ids = (
+        list(sequence_ids)
+        if sequence_ids is not None
+        else [uuid.uuid4().hex for _ in range(num_samples)]
+    )
     rng = np.random.default_rng(params.seed)
-    stop_tokens, stop_strings = _stops(params, default_stop_tokens)
+    stop_tokens, stop_strings = stop_rule(params.stop, default_stop_tokens)
     budget = max_context - len(prompt)
     if params.max_tokens is not None:
         budget = min(budget, params.max_tokens)
     decoder = decoder_factory(prompt, num_samples)
     tokens: list[list[int]] = [[] for _ in range(num_samples)]
     logprobs: list[list[float]] = [[] for _ in range(num_samples)]
+    top_ids: list[list[np.ndarray]] = [[] for _ in range(num_samples)]
+    top_lps: list[list[np.ndarray]] = [[] for _ in range(num_samples)]
     reasons: list[types.StopReason | None] = [None] * num_samples
     for step in range(budget):
-        lp = _log_softmax(decoder.logits)
+        lp = log_softmax(decoder.logits)
         drawn = _draw(lp, params, rng)
+        if topk:
+            step_ids, step_lps = top_k_rows(lp, topk)
         for i in range(num_samples):
             if reasons[i] is not None:
                 continue
             token = int(drawn[i])
             tokens[i].append(token)
             logprobs[i].append(float(lp[i, token]))
+            if topk:
+                top_ids[i].append(step_ids[i])
+                top_lps[i].append(step_lps[i])
             if token in stop_tokens or (
                 stop_strings and any(decode(tokens[i]).endswith(s) for s in stop_strings)
             ):
@@ -113,6 +147,13 @@ def sample(
             sequence_id=ids[i],
             tokens_np=np.asarray(tokens[i], dtype=np.int32),
             logprobs_np=np.asarray(logprobs[i], dtype=np.float32),
+            topk_logprobs_np=_stack_topk(top_ids[i], top_lps[i], topk) if topk else None,
         )
         for i in range(num_samples)
     ]
+
+
+def _stack_topk(ids: list[np.ndarray], lps: list[np.ndarray], k: int) -> TopkLogprobs:
+    if not ids:
+        return TopkLogprobs(np.zeros((0, k), np.int32), np.zeros((0, k), np.float32))
+    return TopkLogprobs(token_ids=np.stack(ids), logprobs=np.stack(lps))

@@ -22,12 +22,13 @@ import tinker
 from tinker import types
 from tinker.lib.public_interfaces.api_future import APIFuture
 
-from tinkerkit.backends import sampler
+from tinkerkit.backends import prompt_scoring, sampler
 from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.engine import Engine, EngineInput, LoraConfig
+from tinkerkit.backends.futures import SampleFuture
 from tinkerkit.backends.sdk_surface import mirrors
 from tinkerkit.backends.validation import check_tokens, model_input_tokens
-from tinkerkit.errors import InvalidPromptError, UnsupportedFeatureError
+from tinkerkit.errors import InvalidPromptError
 from tinkerkit.paths import tinkerkit_home
 
 
@@ -206,13 +207,45 @@ class SamplingClient(tinker.SamplingClient):
 
         Each returned sequence carries a ``sequence_id``, fixed when the request is
         submitted (``future.sequence_ids``); with ``record_stability_info=True`` the
-        sequences are recorded under those ids for ``stable_reinforce``.
+        sequences are recorded under those ids for ``stable_reinforce``. The top-k,
+        target and alternative-token fields are computed from the model's full
+        next-token distributions (``backends/prompt_scoring.py``).
 
         Example:
             >>> prompt = types.ModelInput.from_ints(tok.encode("Hello"))
             >>> out = sampling.sample(prompt, 1, types.SamplingParams(max_tokens=8)).result()
             >>> out.sequences[0].tokens, out.sequences[0].logprobs
         """
+        return self._submit_sample(
+            prompt,
+            num_samples,
+            sampling_params,
+            include_prompt_logprobs=include_prompt_logprobs,
+            topk_prompt_logprobs=topk_prompt_logprobs,
+            topk_sample_logprobs=topk_sample_logprobs,
+            target_prompt_logprobs=target_prompt_logprobs,
+            prompt_alt_tokens_k=prompt_alt_tokens_k,
+            prompt_logprobs_last_n=prompt_logprobs_last_n,
+            record_stability_info=self._record_stability_info,
+        )
+
+    def _submit_sample(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        *,
+        include_prompt_logprobs: bool,
+        topk_prompt_logprobs: int,
+        topk_sample_logprobs: int,
+        target_prompt_logprobs: types.TensorData | None,
+        prompt_alt_tokens_k: int,
+        prompt_logprobs_last_n: int | None,
+        record_stability_info: bool,
+    ) -> SampleFuture[types.SampleResponse]:
+        """``sample``, recording or not as ``record_stability_info`` says (the server
+        passes each request's own flag: there one client serves a whole sampling session).
+        The future's ``sequence_ids`` are the ids its sequences will carry."""
         check_sample_arguments(
             include_prompt_logprobs,
             target_prompt_logprobs,
@@ -221,20 +254,8 @@ class SamplingClient(tinker.SamplingClient):
         )
         ids = [f"{self._sampling_session_id}:{uuid.uuid4().hex[:16]}" for _ in range(num_samples)]
         context = self._context
-        record = self._record_stability_info
 
         def run() -> types.SampleResponse:
-            for name, value in (
-                ("topk_prompt_logprobs", topk_prompt_logprobs),
-                ("topk_sample_logprobs", topk_sample_logprobs),
-                ("prompt_alt_tokens_k", prompt_alt_tokens_k),
-            ):
-                if value:
-                    raise UnsupportedFeatureError(f"sample({name}=...)", context.backend)
-            if target_prompt_logprobs is not None:
-                raise UnsupportedFeatureError(
-                    "sample(target_prompt_logprobs=...)", context.backend
-                )
             if not isinstance(sampling_params, types.SamplingParams):
                 raise InvalidPromptError(
                     f"sampling_params must be tinker.types.SamplingParams, got "
@@ -245,6 +266,17 @@ class SamplingClient(tinker.SamplingClient):
             engine = self._engine()
             tokens = _prompt_tokens(prompt, engine)
             _check_last_n(prompt_logprobs_last_n, len(tokens))
+            vocab_size = engine.spec.vocab_size
+            prompt_scoring.check_topk("topk_sample_logprobs", topk_sample_logprobs, vocab_size)
+            requests = prompt_scoring.check_prompt_requests(
+                tokens,
+                vocab_size,
+                sampling_params,
+                topk_prompt_logprobs=topk_prompt_logprobs,
+                target_prompt_logprobs=target_prompt_logprobs,
+                prompt_alt_tokens_k=prompt_alt_tokens_k,
+                prompt_logprobs_last_n=prompt_logprobs_last_n,
+            )
             factory = context.factory
             tokenizer: Any = factory.tokenizer(engine.spec)
             sequences = sampler.sample(
@@ -256,8 +288,9 @@ class SamplingClient(tinker.SamplingClient):
                 default_stop_tokens=factory.stop_tokens(engine.spec),
                 decode=tokenizer.decode,
                 sequence_ids=ids,
+                topk=topk_sample_logprobs,
             )
-            if record:
+            if record_stability_info:
                 for seq in sequences:
                     context.sequences.record(
                         seq.sequence_id, tokens, seq.tokens, seq.logprobs or []
@@ -266,7 +299,14 @@ class SamplingClient(tinker.SamplingClient):
             if include_prompt_logprobs:
                 values = self._prompt_logprobs(engine, tokens, prompt_logprobs_last_n)
                 prompt_lp = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
-            return types.SampleResponse(sequences=sequences, prompt_logprobs_np=prompt_lp)
+            scores = prompt_scoring.score_prompt(engine.decoder, tokens, requests)
+            return types.SampleResponse(
+                sequences=sequences,
+                prompt_logprobs_np=prompt_lp,
+                topk_prompt_logprobs_np=scores.topk,
+                target_prompt_logprobs=scores.target,
+                prompt_alt_tokens=scores.alt_tokens,
+            )
 
         future = self._dispatcher.submit_sample("sample", run)
         future.sequence_ids = ids  # type: ignore[attr-defined]

@@ -68,6 +68,19 @@ async def get_sampler(request: Request) -> Response:
     )
 
 
+def _tensor_data(model: Any) -> types.TensorData | None:
+    """The request's JSON ``TensorData`` model as the ``types.TensorData`` clients take."""
+    if model is None:
+        return None
+    return types.TensorData(
+        data=model.data,
+        dtype=model.dtype,
+        shape=model.shape,
+        sparse_crow_indices=model.sparse_crow_indices,
+        sparse_col_indices=model.sparse_col_indices,
+    )
+
+
 async def asample(request: Request) -> Response:
     state = state_of(request)
     req = await parse(request, types.SampleRequest)
@@ -78,22 +91,29 @@ async def asample(request: Request) -> Response:
     slot = _sampler(request, req.sampling_session_id)
     client = await result_of(slot.client, "sampling session")
     try:
-        future = client.sample(
+        # One offline client serves the whole session; the SDK sends its client's
+        # record_stability_info on every request, so each request records as it says.
+        submitted = client._submit_sample(
             req.prompt,
             req.num_samples,
             req.sampling_params,
             include_prompt_logprobs=bool(req.prompt_logprobs),
             topk_prompt_logprobs=req.topk_prompt_logprobs,
             topk_sample_logprobs=req.topk_sample_logprobs,
-            target_prompt_logprobs=req.target_prompt_logprobs,
+            target_prompt_logprobs=_tensor_data(req.target_prompt_logprobs),
             prompt_alt_tokens_k=req.prompt_alt_tokens_k,
             prompt_logprobs_last_n=req.prompt_logprobs_last_n,
-        ).future()
+            record_stability_info=bool(req.record_stability_info),
+        )
     except Exception as exc:
         from tinkerkit.server.state import failed
 
-        future = failed(exc)
-    return untyped_future(state.futures.add(future, "sample", num_samples=req.num_samples))
+        return untyped_future(state.futures.add(failed(exc), "sample", num_samples=req.num_samples))
+    entry = state.futures.add(submitted.future(), "sample")
+    # The ids the offline client fixed at submission (and records under): the SDK stamps
+    # these on the sequences, so a later request naming a sequence finds its record.
+    entry.sample_ids = list(submitted.sequence_ids)
+    return untyped_future(entry)
 
 
 def _render(kind: str, result: Any) -> Response:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tinker import types
 from tinker.proto import tinker_public_pb2 as pb
+from tinker.types.topk_logprobs import TopkLogprobs
 
 _PROTO_TO_NUMPY: dict[int, np.dtype[Any]] = {
     pb.DTYPE_FLOAT32: np.dtype(np.float32),
@@ -150,6 +151,34 @@ def forward_backward_output_to_proto(out: types.ForwardBackwardOutput) -> bytes:
     return msg.SerializeToString()
 
 
+def _topk_to_proto(topk: TopkLogprobs) -> pb.TopkLogprobs:
+    ids = np.ascontiguousarray(topk.token_ids, dtype=np.int32)
+    length, k = ids.shape
+    return pb.TopkLogprobs(
+        token_ids=ids.tobytes(),
+        logprobs=np.ascontiguousarray(topk.logprobs, dtype=np.float32).tobytes(),
+        k=k,
+        length=length,
+    )
+
+
+def _tensor_to_proto(tensor: types.TensorData) -> pb.Tensor:
+    """The inverse of the SDK's ``response_conv._tensor_data_from_proto`` (CSR stays CSR)."""
+    np_dtype = np.dtype(np.float32) if tensor.dtype == "float32" else np.dtype(np.int64)
+    msg = pb.Tensor(
+        dtype=pb.DTYPE_FLOAT32 if tensor.dtype == "float32" else pb.DTYPE_INT64,
+        shape=list(tensor.shape or []),
+    )
+    values = np.asarray(tensor.data, dtype=np_dtype).tobytes()
+    if tensor.sparse_crow_indices is not None:
+        msg.sparse_csr.values = values
+        msg.sparse_csr.crow_indices = np.asarray(tensor.sparse_crow_indices, np.int64).tobytes()
+        msg.sparse_csr.col_indices = np.asarray(tensor.sparse_col_indices or [], np.int64).tobytes()
+    else:
+        msg.dense = values
+    return msg
+
+
 def sample_response_to_proto(resp: types.SampleResponse) -> bytes:
     """Encode a ``SampleResponse`` the way the SDK's ``response_conv`` decodes it.
 
@@ -157,16 +186,25 @@ def sample_response_to_proto(resp: types.SampleResponse) -> bytes:
         >>> from tinker.proto.response_conv import deserialize_sample_response
         >>> deserialize_sample_response(sample_response_to_proto(resp)).sequences[0].tokens
     """
-    msg = pb.SampleResponse()
+    msg = pb.SampleResponse(prompt_cache_hit_tokens=resp.prompt_cache_hit_tokens)
     for seq in resp.sequences:
         out = msg.sequences.add()
         out.stop_reason = _STOP_REASON[seq.stop_reason]
         out.tokens = np.asarray(seq.tokens, dtype=np.int32).tobytes()
         if seq.logprobs is not None:
             out.logprobs = np.asarray(seq.logprobs, dtype=np.float32).tobytes()
+        if seq.topk_logprobs_np is not None:
+            out.topk_sampled_logprobs.CopyFrom(_topk_to_proto(seq.topk_logprobs_np))
     if resp.prompt_logprobs_np is not None:
         msg.prompt_logprobs = np.asarray(resp.prompt_logprobs_np, dtype=np.float32).tobytes()
     elif resp.prompt_logprobs is not None:
         values = [np.nan if v is None else v for v in resp.prompt_logprobs]
         msg.prompt_logprobs = np.asarray(values, dtype=np.float32).tobytes()
+    if resp.topk_prompt_logprobs_np is not None:
+        msg.topk_prompt_logprobs.CopyFrom(_topk_to_proto(resp.topk_prompt_logprobs_np))
+    if resp.target_prompt_logprobs is not None:
+        msg.target_prompt_logprobs.CopyFrom(_tensor_to_proto(resp.target_prompt_logprobs))
+    if resp.prompt_alt_tokens is not None:
+        msg.prompt_alt_tokens.tokens.CopyFrom(_tensor_to_proto(resp.prompt_alt_tokens.tokens))
+        msg.prompt_alt_tokens.logprobs.CopyFrom(_tensor_to_proto(resp.prompt_alt_tokens.logprobs))
     return msg.SerializeToString()
