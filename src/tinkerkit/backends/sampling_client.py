@@ -28,19 +28,19 @@ from tinkerkit.backends.engine import Engine, EngineInput, LoraConfig
 from tinkerkit.backends.futures import SampleFuture
 from tinkerkit.backends.sdk_surface import mirrors
 from tinkerkit.backends.validation import check_tokens, model_input_tokens
-from tinkerkit.errors import InvalidPromptError
+from tinkerkit.errors import InvalidPromptError, PromptTypeError
 from tinkerkit.paths import tinkerkit_home
 
 
 def _prompt_tokens(prompt: Any, engine: Engine) -> list[int]:
     if isinstance(prompt, str | list | tuple):
-        raise InvalidPromptError(
+        raise PromptTypeError(
             f"prompt must be a tinker.types.ModelInput, got {type(prompt).__name__}. Build one "
             "with types.ModelInput.from_ints(tokenizer.encode(text)), or call "
             "tk.sample_text(sampling_client, text) for strings and chat messages."
         )
     if not isinstance(prompt, types.ModelInput):
-        raise InvalidPromptError(
+        raise PromptTypeError(
             f"prompt must be a tinker.types.ModelInput, got {type(prompt).__name__}."
         )
     tokens = model_input_tokens(0, prompt)
@@ -380,7 +380,15 @@ class SamplingClient(tinker.SamplingClient):
         """Offline samplers never queue; nothing to report."""
 
     @staticmethod
-    def create(*args: Any, **kwargs: Any) -> Any:
+    def create(
+        holder: Any,
+        *,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        sampling_session_id: str | None = None,
+        retry_config: Any = None,
+        record_stability_info: bool = False,
+    ) -> Any:
         """Not offline: the SDK builds clients from its internal holder. Use
         ``ServiceClient.create_sampling_client`` or ``SamplingClient.from_sampler_handle``."""
         raise TypeError(
