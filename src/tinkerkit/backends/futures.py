@@ -117,11 +117,14 @@ class _Tracked:
             if exc is not None:
                 reporter.report(origin, exc, "its result was never read")
 
-        inner = self._inner()
-        if inner.done():
-            check(inner)
-        else:
-            inner.add_done_callback(check)
+        try:
+            inner = self._inner()
+            if inner.done():
+                check(inner)
+            else:
+                inner.add_done_callback(check)
+        except Exception:  # noqa: BLE001 - a finalizer must not raise (e.g. at interpreter exit)
+            pass
 
 
 class RequestFuture(_Tracked, AwaitableConcurrentFuture[T]):
