@@ -123,8 +123,8 @@ class _Tracked:
                 check(inner)
             else:
                 inner.add_done_callback(check)
-        except Exception:  # noqa: BLE001 - a finalizer must not raise (e.g. at interpreter exit)
-            pass
+        except Exception:  # a finalizer must not raise (e.g. at interpreter exit)
+            return
 
 
 class RequestFuture(_Tracked, AwaitableConcurrentFuture[T]):
