@@ -14,6 +14,7 @@ from tests.conformance.test_checkpoints import *  # noqa: F403
 from tests.conformance.test_client_surface import *  # noqa: F403
 from tests.conformance.test_errors import *  # noqa: F403
 from tests.conformance.test_optimizers import *  # noqa: F403
+from tests.conformance.test_rest import *  # noqa: F403
 from tests.conformance.test_sampling import *  # noqa: F403
 from tests.conformance.test_sampling_parity import *  # noqa: F403
 from tests.conformance.test_training import *  # noqa: F403

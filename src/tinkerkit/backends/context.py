@@ -53,11 +53,42 @@ class OfflineContext:
         else:
             warn_at(message, category, origin)
 
+    # --- the session's record (backends/sessions.py) --------------------------------------
+
+    def open_session(
+        self,
+        user_metadata: dict[str, str] | None = None,
+        project_id: str | None = None,
+        display_name: str | None = None,
+    ) -> None:
+        """The ServiceClient's session arguments, recorded with the session when it is
+        first used (its first training run or sampler), as the SDK creates it lazily."""
+        self.store.sessions.expect(
+            self.session_id,
+            user_metadata=dict(user_metadata) if user_metadata else None,
+            project_id=project_id,
+            display_name=display_name,
+        )
+
+    def note_sampler(self, sampler_id: str, base_model: str, model_path: str | None) -> None:
+        """Record a sampler created for this session (``RestClient.get_sampler``,
+        ``get_session(...).sampler_ids``)."""
+        self.store.sessions.add_sampler(
+            self.session_id, self.backend, sampler_id, base_model, model_path
+        )
+
     def finish_session(self, status: str, detail: str | None) -> None:
-        """Mark the session finished (first reason wins, as on the service)."""
+        """Mark the session finished (first reason wins, as on the service); a recorded
+        session keeps the reason (``get_session``, ``search_sessions``)."""
         if self.finish_reason is None:
             self.finish_reason = (status, detail)
         self.closed = True
+        try:
+            self.store.sessions.finish(self.session_id, status, detail)
+        except OSError as exc:  # closing must not fail on an unwritable TINKERKIT_HOME
+            logging.getLogger("tinkerkit").warning(
+                "could not record the end of session %s: %s", self.session_id, exc
+            )
 
     def check_open(self) -> None:
         """Refuse new requests once the ServiceClient was closed (as the SDK does)."""

@@ -4,6 +4,12 @@
     $TINKERKIT_HOME/runs/<run_id>/weights/<name>/          adapter + optimizer (safetensors)
     $TINKERKIT_HOME/runs/<run_id>/sampler_weights/<name>/  archive.tar (Tinker archive layout)
     $TINKERKIT_HOME/runs/<run_id>/external_weights/<name>/ adapter_model.safetensors + config
+    $TINKERKIT_HOME/runs/.sessions/<session_id>.json       session records (sessions.py)
+
+Every checkpoint folder holds ``checkpoint.json`` (its record: kind, base model, LoRA
+config, expiry, ``public`` flag, ...). A checkpoint past its ``expires_at`` is gone for
+every call, as on the service: loads refuse it, listings leave it out; its files stay
+until ``purge_expired()``.
 
 Only safetensors and JSON are written or read (nothing is unpickled). A checkpoint is
 assembled in a temporary folder and renamed into place, so a crash never leaves half
@@ -13,11 +19,9 @@ of one, and the rename is also what refuses a second checkpoint with the same na
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import tarfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +33,14 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 from tinker import types
 
+from tinkerkit.backends.archive import (
+    ADAPTER_CONFIG,
+    ADAPTER_FILE,
+    adapter_archive,
+    read_archive_weights,
+)
 from tinkerkit.backends.engine import LoraConfig
+from tinkerkit.backends.sessions import SessionStore
 from tinkerkit.errors import (
     CheckpointExistsError,
     CheckpointExpiredError,
@@ -44,8 +55,6 @@ KIND_TO_TYPE: dict[str, types.CheckpointType] = {
     "sampler_weights": "sampler",
     "external_weights": "external",
 }
-ADAPTER_FILE = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ARCHIVE_FILE = "archive.tar"
 META_FILE = "checkpoint.json"
@@ -108,54 +117,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def is_expired(record: CheckpointRecord) -> bool:
+    """Past its ``expires_at``: gone, as an expired checkpoint is on the service."""
+    return record.expires_at is not None and datetime.fromisoformat(record.expires_at) < _now()
+
+
+def _is_run_id(run_id: str) -> bool:
+    return (
+        isinstance(run_id, str)
+        and bool(run_id)
+        and not any(c in run_id for c in "/\\")
+        and not run_id.startswith(".")
+    )
+
+
 def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True))
-
-
-# The service names the output head's adapter ``model.unembed_tokens``; PEFT and the
-# engines call it ``lm_head``. Sampler archives use the service's names, so export code
-# meets offline exactly what it meets online.
-_PEFT_HEAD = "base_model.model.lm_head."
-_TINKER_HEAD = "base_model.model.model.unembed_tokens."
-
-
-def to_tinker_names(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {
-        (_TINKER_HEAD + k[len(_PEFT_HEAD) :] if k.startswith(_PEFT_HEAD) else k): v
-        for k, v in weights.items()
-    }
-
-
-def from_tinker_names(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {
-        (_PEFT_HEAD + k[len(_TINKER_HEAD) :] if k.startswith(_TINKER_HEAD) else k): v
-        for k, v in weights.items()
-    }
-
-
-def adapter_archive(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes:
-    """A tar holding ``adapter_model.safetensors`` + ``adapter_config.json`` (Tinker's layout)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in (
-            (ADAPTER_FILE, st_save(to_tinker_names(weights))),
-            (ADAPTER_CONFIG, json.dumps(config, indent=2).encode()),
-        ):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def _read_archive_weights(archive: Path) -> dict[str, np.ndarray]:
-    with tarfile.open(archive, mode="r") as tar:
-        member = tar.getmember(ADAPTER_FILE)
-        if not member.isfile():
-            raise CheckpointNotFoundError(str(archive))
-        handle = tar.extractfile(member)
-        assert handle is not None
-        return from_tinker_names(dict(st_load(handle.read())))
 
 
 class CheckpointStore:
@@ -163,6 +140,8 @@ class CheckpointStore:
 
     def __init__(self, root: Path | None = None) -> None:
         self._root = root
+        self.sessions = SessionStore(lambda: self.root / ".sessions")
+        """The session records kept with these runs."""
 
     @property
     def root(self) -> Path:
@@ -197,11 +176,23 @@ class CheckpointStore:
         tmp = run_dir / f".run.json.{uuid.uuid4().hex}"
         _write_json(tmp, asdict(record))
         os.replace(tmp, run_dir / "run.json")
+        if session_id is not None:
+            self.sessions.ensure(session_id, backend)
+        return record
+
+    def set_run_session(self, run_id: str, session_id: str) -> RunRecord:
+        """Move a run into another session (``tinkerkit serve``: into the SDK's session)."""
+        record = self.get_run(run_id)
+        record.session_id = session_id
+        run_dir = self._run_dir(run_id)
+        tmp = run_dir / f".run.json.{uuid.uuid4().hex}"
+        _write_json(tmp, asdict(record))
+        os.replace(tmp, run_dir / "run.json")
         return record
 
     def get_run(self, run_id: str) -> RunRecord:
         path = self._run_dir(run_id) / "run.json"
-        if not path.is_file():
+        if not _is_run_id(run_id) or not path.is_file():
             raise CheckpointNotFoundError(f"tinker://{run_id}", str(self.root))
         return RunRecord(**json.loads(path.read_text()))
 
@@ -284,14 +275,75 @@ class CheckpointStore:
         except OSError:
             raise CheckpointExistsError(path) from None
 
-    def record(self, path: str) -> CheckpointRecord:
+    def record(self, path: str, *, include_expired: bool = False) -> CheckpointRecord:
+        """A checkpoint's record; ``CheckpointExpiredError`` past its TTL unless asked."""
         run, kind, name = parse_tinker_path(path)
         meta = self._run_dir(run) / kind / name / META_FILE
         if not meta.is_file():
             raise CheckpointNotFoundError(path, str(self.root))
         record = CheckpointRecord(**json.loads(meta.read_text()))
-        if record.expires_at and datetime.fromisoformat(record.expires_at) < _now():
+        if not include_expired and record.expires_at is not None and is_expired(record):
             raise CheckpointExpiredError(path, record.expires_at)
+        return record
+
+    def update(self, path: str, /, **changes: Any) -> CheckpointRecord:
+        """Change fields of a live checkpoint's record (``expires_at``, ``extra``, ...)."""
+        record = self.record(path)
+        for name, value in changes.items():
+            if not hasattr(record, name) or name in ("path", "run_id", "kind", "name"):
+                raise AttributeError(f"checkpoint records have no settable field {name!r}")
+            setattr(record, name, value)
+        folder = self.directory(path)
+        tmp = folder / f".{META_FILE}.{uuid.uuid4().hex}"
+        _write_json(tmp, asdict(record))
+        os.replace(tmp, folder / META_FILE)
+        return record
+
+    def copy(
+        self, path: str, run: RunRecord, *, ttl_seconds: int | None = None
+    ) -> CheckpointRecord:
+        """A copy of the checkpoint at ``path`` (same kind and name) in ``run``.
+
+        The files are hard links where the file system allows (no bytes duplicated, as
+        on the service, whose copies share storage), else copies. The copy's expiry is
+        its own ``ttl_seconds``, not the source's; it starts private.
+        """
+        source = self.record(path)
+        folder = self.directory(path)
+        target = f"tinker://{run.run_id}/{source.kind}/{source.name}"
+        final = self._run_dir(run.run_id) / source.kind / source.name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{source.name}-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            for file in folder.iterdir():
+                if file.is_file() and file.name != META_FILE:
+                    try:
+                        os.link(file, tmp / file.name)
+                    except OSError:
+                        shutil.copy2(file, tmp / file.name)
+            created = _now()
+            record = CheckpointRecord(
+                path=target,
+                run_id=run.run_id,
+                kind=source.kind,
+                name=source.name,
+                created=created.isoformat(),
+                base_model=source.base_model,
+                lora=source.lora,
+                backend=source.backend,
+                expires_at=(created + timedelta(seconds=ttl_seconds)).isoformat()
+                if ttl_seconds
+                else None,
+                user_metadata=source.user_metadata,
+                size_bytes=source.size_bytes,
+                extra={**source.extra, "public": False, "copied_from": path},
+            )
+            _write_json(tmp / META_FILE, asdict(record))
+            self._publish(tmp, final, target, overwrite=False)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
         return record
 
     def directory(self, path: str) -> Path:
@@ -304,7 +356,7 @@ class CheckpointStore:
         record = self.record(path)
         folder = self.directory(path)
         if record.kind == "sampler_weights":
-            weights = _read_archive_weights(folder / ARCHIVE_FILE)
+            weights = read_archive_weights(folder / ARCHIVE_FILE)
         else:
             weights = dict(st_load((folder / ADAPTER_FILE).read_bytes()))
         optimizer = None
@@ -317,7 +369,10 @@ class CheckpointStore:
             optimizer = dict(st_load(opt_file.read_bytes()))
         return LoadedCheckpoint(record, weights, optimizer)
 
-    def list_checkpoints(self, run_id: str) -> list[CheckpointRecord]:
+    def list_checkpoints(
+        self, run_id: str, *, include_expired: bool = False
+    ) -> list[CheckpointRecord]:
+        """A run's checkpoints, oldest first; expired ones only if asked."""
         self.get_run(run_id)
         records = []
         for kind in KIND_TO_TYPE:
@@ -326,15 +381,31 @@ class CheckpointStore:
                 continue
             for child in sorted(folder.iterdir()):
                 if (child / META_FILE).is_file() and not child.name.startswith("."):
-                    records.append(CheckpointRecord(**json.loads((child / META_FILE).read_text())))
+                    record = CheckpointRecord(**json.loads((child / META_FILE).read_text()))
+                    if include_expired or not is_expired(record):
+                        records.append(record)
         records.sort(key=lambda r: r.created)
         return records
 
-    def delete(self, path: str) -> None:
-        folder = self.directory(path)
+    def purge_expired(self) -> list[str]:
+        """Delete the files of every expired checkpoint; the paths deleted."""
+        purged = []
+        for run in self.list_runs():
+            for record in self.list_checkpoints(run.run_id, include_expired=True):
+                if is_expired(record):
+                    folder = self._run_dir(run.run_id) / record.kind / record.name
+                    self._discard(folder)
+                    purged.append(record.path)
+        return purged
+
+    @staticmethod
+    def _discard(folder: Path) -> None:
         trash = folder.parent / f".trash-{folder.name}-{uuid.uuid4().hex}"
         os.rename(folder, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+    def delete(self, path: str) -> None:
+        self._discard(self.directory(path))
 
     def files(self, path: str) -> dict[str, Path]:
         """The files of a checkpoint, by name relative to its root (metadata excluded)."""
@@ -349,6 +420,7 @@ def to_checkpoint(record: CheckpointRecord) -> types.Checkpoint:
         time=datetime.fromisoformat(record.created),
         tinker_path=record.path,
         size_bytes=record.size_bytes,
+        public=bool(record.extra.get("public", False)),
         user_metadata=record.user_metadata,
         expires_at=datetime.fromisoformat(record.expires_at) if record.expires_at else None,
     )

@@ -24,8 +24,10 @@ from tinkerkit.server.state import ServerState
 
 logger = logging.getLogger("tinkerkit.server")
 _V1 = "/api/v1"
-_CKPT = _V1 + "/training_runs/{run_id}/checkpoints/{kind}/{name}"
+_CKPT = "/training_runs/{run_id}/checkpoints/{kind}/{name}"
 
+# The model and sampler endpoints that create runs or samplers are wrapped by
+# ``service.in_session``, which files what they create under the SDK's session.
 ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/healthz", service.healthz),
     ("POST", "/client/config", service.config),
@@ -35,30 +37,43 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/sessions/{session_id}/finish", service.finish_session),
     ("POST", "/telemetry", service.telemetry),
     ("GET", "/get_server_capabilities", service.capabilities),
-    ("POST", "/create_model", training.create_model),
+    ("POST", "/create_model", service.in_session(training.create_model)),
     ("POST", "/get_info", training.get_info),
     ("POST", "/forward_backward", training.forward_backward),
     ("POST", "/optim_step", training.optim_step),
     ("POST", "/save_weights", training.save_weights),
-    ("POST", "/load_weights", training.load_weights),
-    ("POST", "/save_weights_for_sampler", training.save_weights_for_sampler),
+    ("POST", "/load_weights", service.in_session(training.load_weights)),
+    ("POST", "/save_weights_for_sampler", service.in_session(training.save_weights_for_sampler)),
     ("POST", "/save_weights_external", training.save_weights_external),
     ("POST", "/unload_model", training.unload_model),
-    ("POST", "/create_sampling_session", sampling.create_sampling_session),
+    ("POST", "/create_sampling_session", service.in_session(sampling.create_sampling_session)),
     ("POST", "/join_sampling_session", sampling.join_sampling_session),
     ("GET", "/samplers/{sampler_id}", sampling.get_sampler),
     ("POST", "/asample", sampling.asample),
     ("POST", "/retrieve_future", sampling.retrieve_future),
     ("POST", "/cancel_future", sampling.cancel_future),
+    # RestClient: training runs and checkpoints
     ("GET", "/training_runs", rest.list_training_runs),
     ("GET", "/training_runs/{run_id}", rest.get_training_run),
     ("GET", "/training_runs/{run_id}/checkpoints", rest.list_checkpoints),
-    ("DELETE", "/training_runs/{run_id}/checkpoints/{kind}/{name}", rest.delete_checkpoint),
-    (
-        "GET",
-        "/training_runs/{run_id}/checkpoints/{kind}/{name}/external_weights_urls",
-        rest.external_weights_urls,
-    ),
+    ("DELETE", _CKPT, rest.delete_checkpoint),
+    ("GET", _CKPT + "/external_weights_urls", rest.external_weights_urls),
+    ("POST", _CKPT + "/publish", rest.publish),
+    ("DELETE", _CKPT + "/publish", rest.unpublish),
+    ("PUT", _CKPT + "/ttl", rest.set_ttl),
+    ("GET", "/checkpoints", rest.list_user_checkpoints),
+    ("POST", "/weights_info", rest.weights_info),
+    ("POST", "/copy_weights", rest.copy_weights),
+    # RestClient: sessions (search before {session_id}, so "search" is not taken for an id)
+    ("GET", "/sessions", rest.list_sessions),
+    ("POST", "/sessions/search", rest.search_sessions),
+    ("GET", "/sessions/{session_id}", rest.get_session),
+    ("PUT", "/sessions/{session_id}/project", rest.assign_session_project),
+    ("GET", "/sessions/{session_id}/trace_export", rest.trace_export),
+    # AdminClient (and RestClient's deprecated admin methods)
+    ("GET", "/audit", rest.audit_log),
+    ("GET", "/billing/usage/events", rest.billing_usage),
+    ("GET", "/billing/usage/checkpoints/current", rest.storage_usage),
 ]
 
 _TOKEN = re.compile(r"^/files/[^/]+/")
@@ -115,6 +130,7 @@ def create_app(service_client: Any, api_key: str) -> Starlette:
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
     routes = [Route(_V1 + path, fn, methods=[method]) for method, path, fn in ROUTES]
+    routes.append(Route("/files/{token}/sessions/{session_id}/{file}", rest.download_trace))
     routes.append(Route("/files/{token}/{run_id}/{kind}/{name}/{file}", rest.download))
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
     routes.append(Route("/{rest:path}", service.unsupported, methods=methods))
@@ -125,4 +141,7 @@ def create_app(service_client: Any, api_key: str) -> Starlette:
     )
     app.state.tk = ServerState(service_client)
     app.state.signer = UrlSigner()
+    app.state.copies = {}  # X-Idempotency-Key → path of the copy it made
+    # The server's own offline session is plumbing; the SDK's sessions are the user's.
+    service_client._context.store.sessions.ignore(service_client.session_id)
     return app

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import pydantic
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from tinker import APIStatusError
 
 from tinkerkit.server.state import Pending, ServerState
 
@@ -89,6 +90,27 @@ async def result_of(future: Future[Any], what: str, timeout: float = 300.0) -> A
         raise HTTPError(504, f"{what} did not finish within {timeout:.0f}s")
     exc = future.exception()
     if exc is not None:
-        status = 404 if "NotFound" in type(exc).__name__ else 400
-        raise HTTPError(status, str(exc) or type(exc).__name__)
+        raise HTTPError(status_for(exc), str(exc) or type(exc).__name__)
     return future.result()
+
+
+# Statuses the SDK retries, for minutes: never the answer to a request its caller must fix.
+_RETRIED_BY_SDK = (408, 409, 429)
+
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status whose SDK exception class is the one the offline client raised.
+
+    A ``tinker.APIStatusError`` (``CheckpointNotFoundError`` is a ``tinker.NotFoundError``,
+    ``WrongCheckpointKindError`` a ``tinker.BadRequestError``, ...) answers with its own
+    ``status_code``, so the SDK raises the same class served as offline; any other
+    refusal (a ``RequestError``, a ``ValueError``) is the caller's to fix: 400.
+
+    Example:
+        >>> status_for(CheckpointNotFoundError("tinker://run/weights/x"))
+        404
+    """
+    if isinstance(exc, APIStatusError):
+        status = int(exc.status_code)
+        return 400 if status in _RETRIED_BY_SDK else status
+    return 400
