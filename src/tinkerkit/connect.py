@@ -62,7 +62,7 @@ def connect(
             raise MissingAPIKeyError()
         import tinker
 
-        given = {
+        given: dict[str, Any] = {
             "user_metadata": user_metadata,
             "project_id": project_id,
             "display_name": display_name,

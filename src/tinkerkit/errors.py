@@ -328,13 +328,10 @@ class WrongCheckpointKindError(TinkerkitError, BadRequestError):
         self.path = path
         self.call = call
         self.expected = expected
-        message = (
-            f"{call} takes a tinker://<run>/{expected}/<name> path, got {path}. "
-            + (
-                "Save one with training_client.save_weights_for_sampler(name)."
-                if expected == "sampler_weights"
-                else "Save one with training_client.save_state(name)."
-            )
+        message = f"{call} takes a tinker://<run>/{expected}/<name> path, got {path}. " + (
+            "Save one with training_client.save_weights_for_sampler(name)."
+            if expected == "sampler_weights"
+            else "Save one with training_client.save_state(name)."
         )
         BadRequestError.__init__(
             self, message, response=_offline_response(400, message), body={"detail": message}

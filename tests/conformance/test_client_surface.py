@@ -67,7 +67,7 @@ def test_sampling_client_kind_is_validated_and_inflight_follows_new_weights(trai
         training.save_weights_and_get_sampling_client(kind="bogus").result()  # type: ignore[arg-type]
     data = qa_datums(tokenizer)
     prompt = types.ModelInput.from_ints(
-        data[0].model_input.to_ints() + [int(data[0].loss_fn_inputs["target_tokens"].tolist()[-1])]
+        [*data[0].model_input.to_ints(), int(data[0].loss_fn_inputs["target_tokens"].tolist()[-1])]
     )
     inflight = training.save_weights_and_get_sampling_client(kind="inflight").result()
     snapshot = training.save_weights_and_get_sampling_client().result()
@@ -121,7 +121,9 @@ def test_custom_loss_without_target_tokens_fails_at_the_call_and_leaves_the_clie
 ):
     pytest.importorskip("torch")
     data = qa_datums(tokenizer)
-    bare = types.Datum(model_input=data[0].model_input, loss_fn_inputs={"weights": weights(data[0])})
+    bare = types.Datum(
+        model_input=data[0].model_input, loss_fn_inputs={"weights": weights(data[0])}
+    )
     with pytest.raises(ValueError, match="target_tokens"):
         training.forward_backward_custom([bare], lambda b, lps: (sum(x.sum() for x in lps), {}))
     assert training.forward(data, "cross_entropy").result().metrics["loss:sum"] > 0

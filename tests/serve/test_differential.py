@@ -106,7 +106,8 @@ def _scenario(service: Any, tokenizer: Any) -> dict[str, Any]:
     seen["dimuon"] = _arrays(dimuon.forward(data, "cross_entropy").result())
 
     no_targets = types.Datum(
-        model_input=data[0].model_input, loss_fn_inputs={"weights": data[0].loss_fn_inputs["weights"]}
+        model_input=data[0].model_input,
+        loss_fn_inputs={"weights": data[0].loss_fn_inputs["weights"]},
     )
     huge = types.Datum(
         model_input=types.ModelInput.from_ints([1, 2]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import warnings
+from pathlib import Path
 
 import pytest
 from tinker import types
@@ -34,9 +35,7 @@ def _quick_start(service):
             model_input=types.ModelInput(
                 chunks=[types.EncodedTextChunk(tokens=prompt_tokens + completion_tokens)]
             ),
-            loss_fn_inputs={
-                "weights": [0.0] * len(prompt_tokens) + [1.0] * len(completion_tokens)
-            },
+            loss_fn_inputs={"weights": [0.0] * len(prompt_tokens) + [1.0] * len(completion_tokens)},
         )
 
     examples = [
@@ -50,7 +49,7 @@ def _quick_start(service):
 
 
 def _line(marker: str) -> int:
-    source = open(__file__).read().splitlines()
+    source = Path(__file__).read_text().splitlines()
     return next(i for i, text in enumerate(source, 1) if marker in text and "_line(" not in text)
 
 

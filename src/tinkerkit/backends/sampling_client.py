@@ -171,6 +171,11 @@ class SamplingClient(tinker.SamplingClient):
         self._sampling_session_id = f"{context.session_id}:sample:{uuid.uuid4().hex[:12]}"
         self._handle: SamplerHandle | None = None
 
+    @property
+    def sampler_id(self) -> str:
+        """This sampler's id (``RestClient.get_sampler``), as the service's sampling session id."""
+        return self._sampling_session_id
+
     def _engine(self) -> Engine:
         source = self._source
         return source.current() if isinstance(source, InflightWeights) else source

@@ -101,6 +101,7 @@ class ServiceClient(tinker.ServiceClient):
         self._display_name = display_name
         self._lifecycle_lock = threading.Lock()
         self._closed = False
+        context.open_session(self._user_metadata, self._project_id, display_name)
 
     def __repr__(self) -> str:
         latency = f", latency={self._context.latency}s" if self._context.latency else ""
@@ -151,7 +152,9 @@ class ServiceClient(tinker.ServiceClient):
         """Finish the session: later requests from this client and its training and
         sampling clients are refused (``RuntimeError``), as on the service."""
         if status not in ("success", "errored", "interrupted"):
-            raise ValueError(f"status must be 'success', 'errored' or 'interrupted', got {status!r}")
+            raise ValueError(
+                f"status must be 'success', 'errored' or 'interrupted', got {status!r}"
+            )
         with self._lifecycle_lock:
             if not self._closed:
                 self._closed = True
@@ -256,9 +259,7 @@ class ServiceClient(tinker.ServiceClient):
         def create() -> TrainingClient:
             _, kind, _ = parse_tinker_path(path)
             if kind != "weights":
-                raise WrongCheckpointKindError(
-                    path, "create_training_client_from_state", "weights"
-                )
+                raise WrongCheckpointKindError(path, "create_training_client_from_state", "weights")
             loaded = context.store.load(path, with_optimizer=with_optimizer)
             model = base_model or loaded.record.base_model
             spec = context.factory.resolve(model)
@@ -357,7 +358,12 @@ class ServiceClient(tinker.ServiceClient):
                 record_stability_info=record_stability_info,
             )
 
-        future = self._dispatcher.submit("create_sampling_session", create)
+        def create_noted() -> SamplingClient:
+            client = create()
+            context.note_sampler(client.sampler_id, client.get_base_model(), client.model_path)
+            return client
+
+        future = self._dispatcher.submit("create_sampling_session", create_noted)
         return BackcompatSamplingClientFuture(plain(future))
 
     async def create_sampling_client_async(
@@ -401,7 +407,7 @@ class ServiceClient(tinker.ServiceClient):
         weights_access_token: str | None = None,
     ) -> APIFuture[str]:
         """Copy a checkpoint into this client's project; a future of the copy's path."""
-        return self._rest().copy_weights(  # type: ignore[attr-defined]
+        return self._rest().copy_weights(
             path,
             destination_project_id=self._project_id,
             ttl_seconds=ttl_seconds,
@@ -411,7 +417,7 @@ class ServiceClient(tinker.ServiceClient):
     def _rest(self) -> RestClient:
         return RestClient(self._context)
 
-    def create_rest_client(self) -> RestClient:  # type: ignore[override]
+    def create_rest_client(self) -> RestClient:
         return self._rest()
 
     # --- info ----------------------------------------------------------------------------

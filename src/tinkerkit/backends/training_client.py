@@ -591,7 +591,12 @@ class TrainingClient(tinker.TrainingClient):
                 lora=self._run.lora,
             )
 
-        future = self._submit("save_weights_for_sampler", run)
+        def run_noted() -> SamplingClient:
+            client = run()
+            self._context.note_sampler(client.sampler_id, base, None)
+            return client
+
+        future = self._submit("save_weights_for_sampler", run_noted)
         return BackcompatSamplingClientFuture(plain(future))
 
     async def save_weights_and_get_sampling_client_async(
@@ -615,10 +620,13 @@ class TrainingClient(tinker.TrainingClient):
         from tinkerkit.backends.service_client import sampling_client_from_path
 
         context = self._context
-        future = self._submit(
-            "create_sampling_client",
-            lambda: sampling_client_from_path(context, model_path, record_stability_info),
-        )
+
+        def create() -> SamplingClient:
+            client = sampling_client_from_path(context, model_path, record_stability_info)
+            context.note_sampler(client.sampler_id, client.get_base_model(), model_path)
+            return client
+
+        future = self._submit("create_sampling_client", create)
         return BackcompatSamplingClientFuture(plain(future))
 
     async def create_sampling_client_async(

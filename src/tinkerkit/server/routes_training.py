@@ -59,7 +59,7 @@ async def _submit(
     slot = _slot(state, model_id)
     async with slot.sequencer.turn(seq_id):
         future = _call(lambda: fn(slot.client))
-    return untyped_future(state.futures.add(future, kind), slot.model_id)
+    return untyped_future(state.futures.add(future, kind, owner=slot.model_id), slot.model_id)
 
 
 async def create_model(request: Request) -> Response:

@@ -141,31 +141,37 @@ class FutureTable:
 
     def __init__(self) -> None:
         self._pending: dict[str, Pending] = {}
-        self._logged: set[tuple[str, str]] = set()
+        self._logged: set[tuple[str, str, str]] = set()
 
-    def _log_failure(self, kind: str, request_id: str, future: Future[Any]) -> None:
+    def _log_failure(
+        self, kind: str, owner: str | None, request_id: str, future: Future[Any]
+    ) -> None:
         if future.cancelled():
             return
         exc = future.exception()
         if exc is None:
             return
-        key = (kind, type(exc).__name__)
+        key = (owner or "", kind, type(exc).__name__)
         if key in self._logged:
             return
         self._logged.add(key)
         logger.warning(
-            "%s request %s failed: %s: %s (later %s failures like this one are not logged)",
+            "%s request %s%s failed: %s: %s (later %s failures like this one%s are not logged)",
             kind,
             request_id,
+            f" of {owner}" if owner else "",
             type(exc).__name__,
             exc,
             kind,
+            f" of {owner}" if owner else "",
         )
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, future: Future[Any], kind: str, *, num_samples: int = 0) -> Pending:
+    def add(
+        self, future: Future[Any], kind: str, *, num_samples: int = 0, owner: str | None = None
+    ) -> Pending:
         """Store ``future`` under a fresh request id.
 
         Example:
@@ -178,7 +184,7 @@ class FutureTable:
         ids = [f"{request_id}:{i}" for i in range(num_samples)] if num_samples else None
         entry = Pending(request_id, future, kind, ids)
         self._pending[request_id] = entry
-        future.add_done_callback(lambda done: self._log_failure(kind, request_id, done))
+        future.add_done_callback(lambda done: self._log_failure(kind, owner, request_id, done))
         return entry
 
     def get(self, request_id: str) -> Pending | None:
