@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tinker import types
 
+import tinkerkit as tk
 from tests.conformance.helpers import logprobs, qa_datums
 
 
@@ -58,7 +59,9 @@ def test_load_state_into_running_client(service, make_client, tokenizer):
     _train(trained, data)
     path = trained.save_state(_name("state")).result().path
     other = make_client(seed=1)
-    other.load_state(path).result()
+    with pytest.warns(FutureWarning, match=r"load_state\*\(\) is deprecated"):
+        loading = other.load_state(path)  # deprecated in tinker 0.38, still supported
+    loading.result()
     a = logprobs(trained.forward(data, "cross_entropy").result())
     b = logprobs(other.forward(data, "cross_entropy").result())
     for x, y in zip(a, b, strict=True):
@@ -96,7 +99,7 @@ def test_duplicate_checkpoint_name_is_refused(training):
 def test_rest_client_lists_runs_and_checkpoints(service, training):
     state = training.save_state(_name("a")).result().path
     sampler = training.save_weights_for_sampler(_name("b")).result().path
-    rest = service.create_rest_client()
+    rest = tk.rest_client(service)
     listed = {
         c.tinker_path: c for c in rest.list_checkpoints(training.model_id).result().checkpoints
     }
@@ -116,7 +119,7 @@ def test_external_weights_urls_point_at_peft_files(service, training, target):
         pytest.skip("downloading signed URLs is covered by the export tests")
     path = training.save_weights_external(_name("ext")).result().path
     assert "/external_weights/" in path
-    urls = service.create_rest_client().get_external_weights_urls(path).result()
+    urls = tk.rest_client(service).get_external_weights_urls(path).result()
     assert set(urls.urls) == {"adapter_model.safetensors", "adapter_config.json"}
     for url in urls.urls.values():
         assert Path(urlparse(url).path).is_file()

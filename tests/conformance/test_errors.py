@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 from tinker import RequestFailedError, types
 
+import tinkerkit as tk
 from tests.conformance.helpers import qa_datums
 
 
@@ -70,9 +69,7 @@ def test_unknown_model(service, target):
 def test_sequence_longer_than_context(service, training, tokenizer, target):
     if target.backend == "tinker":
         pytest.skip("the service's context is too long to exceed cheaply")
-    with warnings.catch_warnings():  # tinker 0.38 prefers tinker.RestClient(); same call
-        warnings.simplefilter("ignore", FutureWarning)
-        rest = service.create_rest_client()
+    rest = tk.rest_client(service)
     models = rest.get_server_capabilities().result().supported_models
     context = next(m.max_context_length for m in models if m.model_name == target.model)
     length = context + 1
