@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from tests.conformance.test_builtin_losses import *  # noqa: F403
 from tests.conformance.test_checkpoints import *  # noqa: F403
 from tests.conformance.test_client_surface import *  # noqa: F403
 from tests.conformance.test_errors import *  # noqa: F403

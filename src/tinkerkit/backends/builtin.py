@@ -1,9 +1,11 @@
 """One built-in-loss request (``forward`` / ``forward_backward``) on an engine.
 
-Validation of the datums, the loss of every datum from its target logprobs, the
-outputs and metrics the service returns, and — for ``forward_backward`` — the
-gradient pushed back into the engine. The training client only orders requests;
-everything a built-in loss means is here and in ``losses``/``validation``.
+Validation of the datums (and, for ``stable_reinforce``, of their provenance against
+the sequences recorded at sampling time), the loss of every datum from its target
+logprobs, the outputs and metrics the service documents (``logprobs`` per datum,
+``loss:sum``), and — for ``forward_backward`` — the gradient pushed back into the
+engine. The training client only orders requests; everything a built-in loss means
+is here and in ``losses``/``validation``/``stability``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from tinker import types
 
 from tinkerkit.backends import losses
 from tinkerkit.backends.engine import Engine
+from tinkerkit.backends.stability import SequenceRecords, provenance_inputs
 from tinkerkit.backends.validation import check_batch
+from tinkerkit.errors import RequestError
 
 
 def tensor(array: np.ndarray) -> types.TensorData:
@@ -35,20 +39,31 @@ def run_builtin(
 ) -> types.ForwardBackwardOutput:
     """Loss, per-token outputs and metrics of ``loss_fn`` on ``data``; gradients if ``backward``.
 
+    ``context`` is the session's ``OfflineContext``: ``stable_reinforce`` reads the
+    sequences recorded at sampling time from ``context.sequences``.
+
     Example:
         >>> out = run_builtin(engine, data, "cross_entropy", None, backward=True)
         >>> out.metrics["loss:sum"]
     """
     spec = losses.get_loss(loss_fn)
     config = losses.check_config(loss_fn, loss_fn_config)
-    checked = check_batch(data, engine.spec, spec)
+    checked = check_batch(data, engine.spec, spec, loss_fn)
+    if spec.needs_provenance:
+        records = _records(context, loss_fn)
+        for i, (item, datum) in enumerate(zip(checked, data, strict=True)):
+            targets = item.inputs["target_tokens"]
+            item.inputs.update(provenance_inputs(i, datum, targets, records))
+    for i, item in enumerate(checked):
+        losses.check_inputs(loss_fn, i, item.inputs, config)
     fp = engine.forward([c.engine_input for c in checked], grad=backward)
     outputs, grads, total = [], [], 0.0
     for item, lp in zip(checked, fp.logprobs, strict=True):
         per_token, grad = losses.apply(loss_fn, lp, item.inputs, config)
         total += float(per_token.sum())
         grads.append(grad)
-        outputs.append({"logprobs": tensor(lp), "elementwise_loss": tensor(per_token)})
+        # The service documents one output per datum, the target logprobs.
+        outputs.append({"logprobs": tensor(lp)})
     if backward:
         fp.backward(grads)
     return types.ForwardBackwardOutput(
@@ -56,3 +71,13 @@ def run_builtin(
         loss_fn_outputs=outputs,
         metrics={"loss:sum": total},
     )
+
+
+def _records(context: Any, loss_fn: str) -> SequenceRecords:
+    records = getattr(context, "sequences", None)
+    if not isinstance(records, SequenceRecords):
+        raise RequestError(
+            f"{loss_fn} needs the sequences this session recorded at sampling time; run it "
+            "through a training client of the session that sampled them."
+        )
+    return records

@@ -32,11 +32,15 @@ _SHIFT_HINT = (
 )
 
 
+_TWO_D_KEYS = ("target_tokens", "weights")
+
+
 @dataclass
 class CheckedDatum:
     engine_input: EngineInput
     inputs: dict[str, np.ndarray]
-    """Every ``loss_fn_inputs`` field as a 1-D numpy array (target_tokens int64, rest float64)."""
+    """Every ``loss_fn_inputs`` field as a dense numpy array, ``(N,)`` or ``(N, K)``
+    (target_tokens int64, the rest float64); ``weights`` defaults to ones."""
 
 
 def model_input_tokens(index: int, model_input: types.ModelInput) -> list[int]:
@@ -63,18 +67,54 @@ def check_tokens(index: int, field: str, tokens: np.ndarray, spec: ModelSpec) ->
         raise TokenOutOfVocabularyError(index, field, high, spec.vocab_size)
 
 
-def _field(index: int, datum: types.Datum, key: str, length: int) -> np.ndarray:
-    tensor = datum.loss_fn_inputs[key]
-    array = tensor.to_numpy(pad_value=0) if isinstance(tensor, types.TensorData) else tensor
-    array = np.asarray(array)
-    if array.ndim != 1 or array.shape[0] != length:
-        shape = tuple(array.shape)
+def dense_array(index: int, key: str, tensor: types.TensorData) -> np.ndarray:
+    """``tensor`` as a dense numpy array; sparse CSR (the SDK's encoding of 2-D torch
+    ``target_tokens``/``weights``) densified with 0, without needing torch."""
+    crow = tensor.sparse_crow_indices
+    if crow is None:
+        return np.asarray(tensor.to_numpy())
+    shape = tensor.shape or []
+    values = np.asarray(tensor._numpy).reshape(-1)
+    cols = np.asarray(tensor.sparse_col_indices or [], dtype=np.int64)
+    rows = np.asarray(crow, dtype=np.int64)
+    ok = (
+        len(shape) == 2
+        and rows.shape == (shape[0] + 1,)
+        and rows[0] == 0
+        and rows[-1] == cols.size == values.size
+        and bool(np.all(np.diff(rows) >= 0))
+        and (cols.size == 0 or (int(cols.min()) >= 0 and int(cols.max()) < shape[1]))
+    )
+    if not ok:
+        raise InvalidDatumError(
+            index,
+            f"loss_fn_inputs[{key!r}] is a malformed sparse CSR tensor (shape {shape}, "
+            f"{rows.size} row pointers, {cols.size} column indices, {values.size} values).",
+        )
+    dense = np.zeros(shape, dtype=values.dtype)
+    dense[np.repeat(np.arange(shape[0]), np.diff(rows)), cols] = values
+    return dense
+
+
+def _field(index: int, datum: types.Datum, key: str, length: int, two_d: bool) -> np.ndarray:
+    array = dense_array(index, key, datum.loss_fn_inputs[key])
+    shape = tuple(array.shape)
+    if array.ndim == 2 and shape[0] == length and not two_d:
+        raise InvalidDatumError(
+            index,
+            f"loss_fn_inputs[{key!r}] has shape {shape}; this loss takes ({length},).",
+            "(N, K) target_tokens/weights are for cross_entropy and custom losses.",
+        )
+    if shape[:1] != (length,) or array.ndim not in (1, 2):
+        expected = f"({length},) or ({length}, K)" if two_d else f"({length},)"
         raise InvalidDatumError(
             index,
             f"loss_fn_inputs[{key!r}] has shape {shape} but model_input has {length} tokens; "
-            f"they must match ({length},).",
+            f"it must be {expected}.",
             _SHIFT_HINT,
         )
+    if array.ndim == 2 and array.shape[1] == 0:
+        raise InvalidDatumError(index, f"loss_fn_inputs[{key!r}] has K = 0 values per position.")
     if not np.all(np.isfinite(array)):
         raise InvalidDatumError(index, f"loss_fn_inputs[{key!r}] contains NaN or infinity.")
     if key == "target_tokens":
@@ -82,10 +122,43 @@ def _field(index: int, datum: types.Datum, key: str, length: int) -> np.ndarray:
     return array.astype(np.float64)
 
 
+def _check_tiling(index: int, name: str, spans: Sequence[object], expected: int) -> None:
+    total = sum(int(getattr(span, "length", 0)) for span in spans)
+    if total != expected:
+        raise InvalidDatumError(
+            index,
+            f"{name} cover {total} positions but the field has {expected}; the runs must tile "
+            "it exactly.",
+            "Build them with Datum.with_provenance(model_input=[...], loss_fn_inputs=[...]).",
+        )
+
+
+def _check_provenance(index: int, datum: types.Datum, length: int, required_by: str) -> None:
+    """Spans, where given, tile model_input and the loss rows (both ``length`` long)."""
+    if datum.model_input_spans is None or datum.loss_fn_input_spans is None:
+        if required_by:
+            raise InvalidDatumError(
+                index,
+                f"{required_by} needs provenance: model_input_spans and loss_fn_input_spans naming "
+                "the sampled sequence behind every position; this datum has none.",
+                "Sample with record_stability_info=True (e.g. training_client."
+                "save_weights_and_get_sampling_client(record_stability_info=True)) and attach "
+                "the SampledSequence.sequence_id with Datum.with_provenance(model_input=[...], "
+                "loss_fn_inputs=[...]) (PromptProvenanceSpan / SampledProvenanceSpan).",
+            )
+        return
+    _check_tiling(index, "model_input_spans", datum.model_input_spans, length)
+    _check_tiling(index, "loss_fn_input_spans", datum.loss_fn_input_spans, length)
+
+
 def check_datum(
-    index: int, datum: types.Datum, spec: ModelSpec, loss: LossSpec | None
+    index: int, datum: types.Datum, spec: ModelSpec, loss: LossSpec | None, name: str = ""
 ) -> CheckedDatum:
-    """Validate one datum for ``loss`` (``None``: a custom loss, any extra keys allowed)."""
+    """Validate one datum for ``loss`` (``None``: a custom loss, any extra keys allowed).
+
+    ``name`` is the loss's name, for messages. ``target_tokens``/``weights`` may be
+    ``(N, K)`` for losses that take them (cross_entropy, custom losses).
+    """
     if not isinstance(datum, types.Datum):
         raise InvalidDatumError(
             index, f"expected a tinker.types.Datum, got {type(datum).__name__}."
@@ -113,18 +186,31 @@ def check_datum(
                 f"(it takes {accepted}).",
                 "Use forward_backward_custom for losses that need other inputs.",
             )
-    inputs = {key: _field(index, datum, key, length) for key in present}
-    check_tokens(index, "target_tokens", inputs["target_tokens"], spec)
+
+    def may_be_2d(key: str) -> bool:
+        return loss is None or (loss.accepts_2d and key in _TWO_D_KEYS)
+
+    inputs = {key: _field(index, datum, key, length, may_be_2d(key)) for key in present}
+    targets = inputs["target_tokens"]
+    check_tokens(index, "target_tokens", targets, spec)
     if "weights" not in inputs:
-        inputs["weights"] = np.ones(length, dtype=np.float64)
-    return CheckedDatum(EngineInput(tokens, inputs["target_tokens"]), inputs)
+        inputs["weights"] = np.ones(targets.shape, dtype=np.float64)
+    elif loss is not None and inputs["weights"].shape != targets.shape:
+        raise InvalidDatumError(
+            index,
+            f"loss_fn_inputs['weights'] has shape {inputs['weights'].shape} but target_tokens "
+            f"has {targets.shape}; they must match.",
+        )
+    needs = loss is not None and loss.needs_provenance
+    _check_provenance(index, datum, length, (name or "this loss") if needs else "")
+    return CheckedDatum(EngineInput(tokens, targets), inputs)
 
 
 def check_batch(
-    data: Sequence[types.Datum], spec: ModelSpec, loss: LossSpec | None
+    data: Sequence[types.Datum], spec: ModelSpec, loss: LossSpec | None, name: str = ""
 ) -> list[CheckedDatum]:
     """Validate a whole request; the first problem raises."""
-    checked = [check_datum(i, d, spec, loss) for i, d in enumerate(data)]
+    checked = [check_datum(i, d, spec, loss, name) for i, d in enumerate(data)]
     total = sum(len(c.engine_input.tokens) for c in checked)
     if total > MAX_TOKENS_PER_REQUEST:
         raise BatchTooLargeError(total, MAX_TOKENS_PER_REQUEST)

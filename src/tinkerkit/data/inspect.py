@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from tinker import types
 
-from tinkerkit.backends.losses import get_loss
-from tinkerkit.backends.validation import check_datum
+from tinkerkit.backends.losses import check_config, check_inputs, get_loss
+from tinkerkit.backends.validation import check_datum, dense_array
 from tinkerkit.errors import DatumCheckError, InvalidDatumError
 from tinkerkit.models.registry import ModelSpec
 
@@ -38,10 +38,13 @@ def check_datums(
     """
     spec = ModelSpec("check", "check", vocab_size or _UNLIMITED, max_length or _UNLIMITED)
     loss = get_loss(loss_fn)
+    config = check_config(loss_fn, None)
     problems: list[tuple[int, str]] = []
     for index, datum in enumerate(datums):
         try:
-            checked = check_datum(index, datum, spec, loss)
+            checked = check_datum(index, datum, spec, loss, loss_fn)
+            if not loss.needs_provenance:  # those checks need the session's records
+                check_inputs(loss_fn, index, checked.inputs, config)
         except InvalidDatumError as exc:
             problems.append((index, str(exc)))
             continue
@@ -66,9 +69,16 @@ def show_datum(datum: types.Datum, tokenizer: Any, *, color: bool | None = None)
     if color is None:
         color = sys.stdout.isatty()
     tokens = datum.model_input.to_ints()
-    targets = [int(t) for t in datum.loss_fn_inputs["target_tokens"].tolist()]
+    # (N, K) top-K targets: show slot 0, trained if any slot has weight.
+    target_array = dense_array(0, "target_tokens", datum.loss_fn_inputs["target_tokens"])
     weights_td = datum.loss_fn_inputs.get("weights")
-    weights = weights_td.tolist() if weights_td is not None else [1.0] * len(targets)
+    weight_array = (
+        dense_array(0, "weights", weights_td)
+        if weights_td is not None
+        else np.ones(target_array.shape)
+    )
+    targets = [int(t) for t in target_array.reshape(len(target_array), -1)[:, 0]]
+    weights = [float(np.abs(w).sum()) for w in weight_array.reshape(len(weight_array), -1)]
     # The sequence is the first input token followed by every target.
     runs: list[tuple[bool, list[int]]] = [(False, tokens[:1])]
     for token, weight in zip(targets, weights, strict=False):

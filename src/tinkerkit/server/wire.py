@@ -9,6 +9,7 @@ messages so a field added upstream shows up here as a parse or test failure.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,38 @@ def _config(msg: pb.ForwardBackwardRequest) -> dict[str, float | str] | None:
     return config or None
 
 
+def _span(msg: pb.ProvenanceSpan) -> types.PromptProvenanceSpan | types.SampledProvenanceSpan:
+    which = msg.WhichOneof("span")
+    if which == "prompt_tokens":
+        p = msg.prompt_tokens
+        return types.PromptProvenanceSpan(
+            sequence_id=p.sequence_id, offset=p.offset, length=p.length
+        )
+    if which == "sampled_tokens":
+        s = msg.sampled_tokens
+        return types.SampledProvenanceSpan(
+            sequence_id=s.sequence_id, offset=s.offset, length=s.length
+        )
+    raise ValueError("a provenance span has neither prompt_tokens nor sampled_tokens")
+
+
+def _datum(msg: pb.Datum) -> types.Datum:
+    # Provenance comes as a pair; the SDK writes a list only when it is set, so an
+    # empty list on the wire and an unset one read the same.
+    spans = None
+    if len(msg.model_input_spans) or len(msg.loss_fn_input_spans):
+        spans = (
+            [_span(s) for s in msg.model_input_spans],
+            [_span(s) for s in msg.loss_fn_input_spans],
+        )
+    return types.Datum(
+        model_input=types.ModelInput(chunks=[_chunk(c) for c in msg.model_input]),
+        loss_fn_inputs={name: _tensor(t) for name, t in msg.loss_fn_inputs.items()},
+        model_input_spans=spans[0] if spans else None,
+        loss_fn_input_spans=spans[1] if spans else None,
+    )
+
+
 def parse_forward_backward(body: bytes) -> ForwardBackwardCall:
     """Decode a protobuf ``ForwardBackwardRequest`` body.
 
@@ -98,13 +131,7 @@ def parse_forward_backward(body: bytes) -> ForwardBackwardCall:
     """
     msg = pb.ForwardBackwardRequest()
     msg.ParseFromString(body)
-    data = [
-        types.Datum(
-            model_input=types.ModelInput(chunks=[_chunk(c) for c in d.model_input]),
-            loss_fn_inputs={name: _tensor(t) for name, t in d.loss_fn_inputs.items()},
-        )
-        for d in msg.data
-    ]
+    data = [_datum(d) for d in msg.data]
     return ForwardBackwardCall(
         model_id=msg.model_id,
         seq_id=msg.seq_id,
@@ -139,16 +166,30 @@ def forward_backward_output_to_proto(out: types.ForwardBackwardOutput) -> bytes:
         loss_fn_output_type=out.loss_fn_output_type,
         metrics={k: float(v) for k, v in out.metrics.items()},
     )
-    if out.loss_fn_outputs:
-        # One record, one BatchedTensor per field: every datum has the same field names.
+    # One record per run of datums whose fields have the same dtypes and trailing shapes
+    # (all of them, unless (N, K) outputs of different K are mixed): a BatchedTensor has
+    # one trailing shape, and the SDK concatenates the records' datums in order.
+    rows = [
+        {name: (t.dtype, np.asarray(t.to_numpy())) for name, t in o.items()}
+        for o in out.loss_fn_outputs
+    ]
+    start = 0
+    while start < len(rows):
+        end = start + 1
+        while end < len(rows) and _layout(rows[end]) == _layout(rows[start]):
+            end += 1
         record = msg.loss_fn_outputs.add()
         record.type_tag = out.loss_fn_output_type
-        record.num_datums = len(out.loss_fn_outputs)
-        for name in out.loss_fn_outputs[0]:
-            tensors = [o[name] for o in out.loss_fn_outputs]
-            arrays = [np.asarray(t.to_numpy()) for t in tensors]
-            record.fields[name].CopyFrom(_batched(arrays, tensors[0].dtype))
+        record.num_datums = end - start
+        for name, (dtype, _) in rows[start].items():
+            arrays = [row[name][1] for row in rows[start:end]]
+            record.fields[name].CopyFrom(_batched(arrays, dtype))
+        start = end
     return msg.SerializeToString()
+
+
+def _layout(row: Mapping[str, tuple[str, np.ndarray]]) -> list[tuple[str, str, tuple[int, ...]]]:
+    return [(name, dtype, array.shape[1:]) for name, (dtype, array) in row.items()]
 
 
 def _topk_to_proto(topk: TopkLogprobs) -> pb.TopkLogprobs:

@@ -71,23 +71,37 @@ class Bucket:
 
     indices: list[int]
     lengths: list[int]
-    logprobs: torch.Tensor  # (sum(lengths),), in the order of `indices`
+    ks: list[int]
+    """Per datum: K of its (T, K) targets, 0 for (T,) targets."""
+    logprobs: torch.Tensor  # (sum(lengths),) or (sum(lengths), max(ks)), in `indices` order
 
 
 def _pad(
     batch: Sequence[EngineInput], indices: list[int], dev: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
     width = max(len(batch[i].tokens) for i in indices)
+    ks = [batch[i].targets.shape[1] if batch[i].targets.ndim == 2 else 0 for i in indices]
+    k = max(ks)
     tokens = np.zeros((len(indices), width), dtype=np.int64)
-    targets = np.zeros((len(indices), width), dtype=np.int64)
+    targets = np.zeros((len(indices), width, k) if k else (len(indices), width), dtype=np.int64)
     mask = np.zeros((len(indices), width), dtype=bool)
     for row, i in enumerate(indices):
         n = len(batch[i].tokens)
         tokens[row, :n] = batch[i].tokens
-        targets[row, :n] = batch[i].targets
+        if not k:
+            targets[row, :n] = batch[i].targets
+        elif ks[row]:
+            targets[row, :n, : ks[row]] = batch[i].targets
+        else:  # a (T,) datum in a bucket with (T, K) ones: slot 0
+            targets[row, :n, 0] = batch[i].targets
         mask[row, :n] = True
     as_tensor = torch.from_numpy
-    return as_tensor(tokens).to(dev), as_tensor(targets).to(dev), as_tensor(mask).to(dev)
+    return (
+        as_tensor(tokens).to(dev),
+        as_tensor(targets).to(dev),
+        as_tensor(mask).to(dev),
+        ks,
+    )
 
 
 def target_logprobs(
@@ -97,11 +111,16 @@ def target_logprobs(
     targets: torch.Tensor,
     mask: torch.Tensor,
 ) -> torch.Tensor:
-    """Flat float32 log p(target) at the ``mask`` positions of right-padded ``tokens``."""
+    """Flat float32 log p(target) at the ``mask`` positions of right-padded ``tokens``:
+    (M,) for targets (B, T), (M, K) for targets (B, T, K) — each of the K against the
+    full vocabulary (not renormalised over the K)."""
     hidden = trunk(input_ids=tokens, use_cache=False).last_hidden_state
     logits = head(hidden[mask]).float()
-    picked = logits.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
+    picked_targets = targets[mask]
+    if picked_targets.ndim == 1:
+        picked = logits.gather(-1, picked_targets.unsqueeze(-1)).squeeze(-1)
+        return picked - torch.logsumexp(logits, dim=-1)
+    return logits.gather(-1, picked_targets) - torch.logsumexp(logits, dim=-1, keepdim=True)
 
 
 def run_buckets(
@@ -115,10 +134,18 @@ def run_buckets(
     lengths = [len(item.tokens) for item in batch]
     out = []
     for indices in buckets(lengths, bucket_cap(dev, vocab)):
-        tokens, targets, mask = _pad(batch, indices, dev)
+        tokens, targets, mask, ks = _pad(batch, indices, dev)
         lp = target_logprobs(trunk, head, tokens, targets, mask)
-        out.append(Bucket(indices, [lengths[i] for i in indices], lp))
+        out.append(Bucket(indices, [lengths[i] for i in indices], ks, lp))
     return out
+
+
+def _part(flat: np.ndarray, start: int, n: int, k: int) -> np.ndarray:
+    """One datum's logprobs from a bucket's flat (M,) or (M, K) array."""
+    rows = flat[start : start + n]
+    if flat.ndim == 1:
+        return rows
+    return rows[:, :k] if k else rows[:, 0]
 
 
 class LocalForward:
@@ -132,8 +159,8 @@ class LocalForward:
         for bucket in found:
             flat = bucket.logprobs.detach().float().cpu().numpy()
             start = 0
-            for i, n in zip(bucket.indices, bucket.lengths, strict=True):
-                self.logprobs[i] = flat[start : start + n].copy()
+            for i, n, k in zip(bucket.indices, bucket.lengths, bucket.ks, strict=True):
+                self.logprobs[i] = _part(flat, start, n, k).copy()
                 start += n
 
     def backward(self, dlogprobs: Sequence[np.ndarray]) -> None:
@@ -148,15 +175,17 @@ class LocalForward:
         for bucket in self._buckets:
             if not bucket.logprobs.requires_grad:
                 raise RuntimeError("forward ran with grad=False; run it with grad=True")
-            parts = []
-            for i, n in zip(bucket.indices, bucket.lengths, strict=True):
-                d = np.asarray(dlogprobs[i], dtype=np.float32).reshape(-1)
-                if d.shape[0] != n:
-                    raise ValueError(f"gradient {i} has {d.shape[0]} entries, expected {n}")
-                parts.append(d)
-            grad = torch.from_numpy(np.concatenate(parts)).to(bucket.logprobs.device)
+            grad = np.zeros(tuple(bucket.logprobs.shape), dtype=np.float32)
+            start = 0
+            for i, n, k in zip(bucket.indices, bucket.lengths, bucket.ks, strict=True):
+                d = np.asarray(dlogprobs[i], dtype=np.float32)
+                expected = self.logprobs[i].shape
+                if d.size != self.logprobs[i].size:
+                    raise ValueError(f"gradient {i} has shape {d.shape}, expected {expected}")
+                _part(grad, start, n, k)[...] = d.reshape(expected)
+                start += n
             outputs.append(bucket.logprobs)
-            grads.append(grad)
+            grads.append(torch.from_numpy(grad).to(bucket.logprobs.device))
         # One call over every bucket: autograd adds into the existing .grad buffers.
         torch.autograd.backward(outputs, grads)
         self._done = True

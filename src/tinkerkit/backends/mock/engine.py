@@ -33,15 +33,32 @@ def _key(target: str, which: str) -> str:
     return f"base_model.model.{target}.lora_{which}.weight"
 
 
-def _pad(batch: Sequence[EngineInput]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def _pad(batch: Sequence[EngineInput]) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
+    """Right-padded tokens (B, T) and targets: (B, T), or (B, T, K) if some datum has
+    (T_i, K_i) targets (K = the largest K_i; a 1-D datum uses slot 0). Also each datum's
+    length and K_i (0 for 1-D targets)."""
     lengths = [len(item.tokens) for item in batch]
-    width = max(lengths)
+    ks = [item.targets.shape[1] if item.targets.ndim == 2 else 0 for item in batch]
+    width, k = max(lengths), max(ks)
     tokens = np.zeros((len(batch), width), dtype=np.int64)
-    targets = np.zeros((len(batch), width), dtype=np.int64)
+    targets = np.zeros((len(batch), width, k) if k else (len(batch), width), dtype=np.int64)
     for row, item in enumerate(batch):
-        tokens[row, : lengths[row]] = item.tokens
-        targets[row, : lengths[row]] = item.targets
-    return tokens, targets, lengths
+        n = lengths[row]
+        tokens[row, :n] = item.tokens
+        if not k:
+            targets[row, :n] = item.targets
+        elif ks[row]:
+            targets[row, :n, : ks[row]] = item.targets
+        else:
+            targets[row, :n, 0] = item.targets
+    return tokens, targets, lengths, ks
+
+
+def _rows(array: np.ndarray, row: int, n: int, k: int) -> np.ndarray:
+    """Datum ``row``'s part of a padded (B, T) or (B, T, K) array (a view)."""
+    if array.ndim == 2:
+        return array[row, :n]
+    return array[row, :n, :k] if k else array[row, :n, 0]
 
 
 class _MockForward:
@@ -50,17 +67,20 @@ class _MockForward:
     ) -> None:
         self._engine = engine
         self._weights = weights
-        tokens, targets, self._lengths = _pad(batch)
+        tokens, targets, self._lengths, self._ks = _pad(batch)
         logprobs, self._acts = model.forward(weights, tokens, targets)
-        self.logprobs = [logprobs[row, :n].copy() for row, n in enumerate(self._lengths)]
+        self.logprobs = [
+            _rows(logprobs, row, n, k).copy()
+            for row, (n, k) in enumerate(zip(self._lengths, self._ks, strict=True))
+        ]
 
     def backward(self, dlogprobs: Sequence[np.ndarray]) -> None:
         engine = self._engine
         if engine.lora is None:
             raise RuntimeError("this engine has no LoRA weights to train")
-        g = np.zeros(self._acts.tokens.shape, dtype=model.DTYPE)
-        for row, (n, d) in enumerate(zip(self._lengths, dlogprobs, strict=True)):
-            g[row, :n] = d
+        g = np.zeros(self._acts.targets.shape, dtype=model.DTYPE)
+        for row, (n, k, d) in enumerate(zip(self._lengths, self._ks, dlogprobs, strict=True)):
+            _rows(g, row, n, k)[...] = d
         grads = model.backward(self._weights, self._acts, g, set(engine.targets))
         s = engine.lora.scaling
         for target, dw in grads.items():

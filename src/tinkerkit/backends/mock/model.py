@@ -94,7 +94,7 @@ def effective(base: dict[str, np.ndarray], lora: Lora | None) -> dict[str, np.nd
 @dataclass
 class Activations:
     tokens: np.ndarray  # (B, T) int
-    targets: np.ndarray  # (B, T) int
+    targets: np.ndarray  # (B, T) or (B, T, K) int
     ctx: dict[str, np.ndarray]  # "fast"/"slow" -> (B, T, DIM)
     u: np.ndarray  # (B, T, DIM)
     h: np.ndarray  # (B, T, HIDDEN)
@@ -104,7 +104,8 @@ class Activations:
 def forward(
     w: dict[str, np.ndarray], tokens: np.ndarray, targets: np.ndarray
 ) -> tuple[np.ndarray, Activations]:
-    """Target logprobs (B, T) for right-padded ``tokens``/``targets`` (B, T)."""
+    """Target logprobs (B, T) for right-padded ``tokens`` (B, T) and ``targets`` (B, T),
+    or (B, T, K) for ``targets`` (B, T, K): ``log p(targets[b, t, k] | tokens[b, :t+1])``."""
     vocab = w["E"].shape[0]
     length = tokens.shape[1]
     prev = np.empty_like(tokens)
@@ -122,7 +123,10 @@ def forward(
     np.exp(logits, out=logits)
     logits /= logits.sum(axis=-1, keepdims=True)
     probs = logits
-    picked = np.take_along_axis(probs, targets[..., None], axis=-1)[..., 0]
+    if targets.ndim == tokens.ndim:
+        picked = np.take_along_axis(probs, targets[..., None], axis=-1)[..., 0]
+    else:  # (B, T, K): K targets per position, each against the full vocabulary
+        picked = np.take_along_axis(probs, targets, axis=-1)
     logprobs = np.log(np.maximum(picked, np.finfo(DTYPE).tiny))
     return logprobs, Activations(tokens, targets, ctx, u, h, probs)
 
@@ -130,15 +134,19 @@ def forward(
 def backward(
     w: dict[str, np.ndarray], acts: Activations, dlogprobs: np.ndarray, targets: set[str]
 ) -> dict[str, np.ndarray]:
-    """d(loss)/d(effective weight) for each LoRA target, given d(loss)/d(logprobs) (B, T)."""
-    # d logp_target / d logits = onehot(target) - probs
-    dlogits = acts.probs * (-dlogprobs[..., None])
-    np.put_along_axis(
-        dlogits,
-        acts.targets[..., None],
-        np.take_along_axis(dlogits, acts.targets[..., None], axis=-1) + dlogprobs[..., None],
-        axis=-1,
-    )
+    """d(loss)/d(effective weight) for each LoRA target, given d(loss)/d(logprobs) shaped
+    like the forward's logprobs ((B, T) or (B, T, K))."""
+    if dlogprobs.ndim == 2:
+        # d logp_target / d logits = onehot(target) - probs
+        dlogits = acts.probs * (-dlogprobs[..., None])
+        np.put_along_axis(
+            dlogits,
+            acts.targets[..., None],
+            np.take_along_axis(dlogits, acts.targets[..., None], axis=-1) + dlogprobs[..., None],
+            axis=-1,
+        )
+    else:
+        dlogits = _topk_dlogits(acts.probs, acts.targets, dlogprobs)
     flat = dlogits.reshape(-1, dlogits.shape[-1])
     h = acts.h.reshape(-1, acts.h.shape[-1])
     grads: dict[str, np.ndarray] = {}
@@ -159,6 +167,20 @@ def backward(
                 ctx = acts.ctx[name].reshape(-1, DIM)
                 grads[target] = ctx.T @ du
     return grads
+
+
+def _topk_dlogits(probs: np.ndarray, targets: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """d/d logits of sum_k g_k * logp(x_k) = sum_k g_k * onehot(x_k) - (sum_k g_k) * probs.
+
+    A token may appear in several of the K slots (padding does), so the one-hot
+    parts are accumulated with ``bincount`` rather than assigned.
+    """
+    dlogits = probs * (-g.sum(axis=-1, dtype=DTYPE)[..., None])
+    vocab = probs.shape[-1]
+    positions = np.arange(targets.shape[0] * targets.shape[1])[:, None] * vocab
+    index = (positions + targets.reshape(positions.shape[0], -1)).reshape(-1)
+    dlogits.reshape(-1)[:] += np.bincount(index, weights=g.reshape(-1), minlength=dlogits.size)
+    return dlogits
 
 
 class MockDecoder:
