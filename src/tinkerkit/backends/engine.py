@@ -11,7 +11,7 @@ ordering, futures, latency and checkpoints are written once, above it, in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,17 +61,19 @@ class EngineInput:
     """One datum as an engine sees it: input tokens and the targets they predict."""
 
     tokens: np.ndarray  # int64 (T,)
-    targets: np.ndarray  # int64 (T,)
+    targets: np.ndarray  # int64 (T,), or (T, K): K targets scored at each position
 
 
 class ForwardPass(Protocol):
     """The result of ``Engine.forward``: logprobs now, a backward pass on request."""
 
     logprobs: list[np.ndarray]
-    """Per datum, float32 (T,): log p(target_t | tokens_<=t)."""
+    """Per datum, float32 shaped like its targets ((T,) or (T, K)):
+    log p(target_t | tokens_<=t), against the full vocabulary."""
 
     def backward(self, dlogprobs: Sequence[np.ndarray]) -> None:
-        """Add d(loss)/d(LoRA weights) to the gradient buffers, given d(loss)/d(logprobs)."""
+        """Add d(loss)/d(LoRA weights) to the gradient buffers, given d(loss)/d(logprobs)
+        (arrays shaped like ``logprobs``)."""
         ...
 
 
@@ -107,6 +109,13 @@ class Engine(Protocol):
         ...
 
     def decoder(self, prompt: Sequence[int], n: int) -> Decoder: ...
+
+    def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
+        """The full next-token distribution after every prefix of ``tokens``, in one
+        forward pass: row ``i`` (float32, (vocab,), temperature-1 log-softmax) is
+        ``log p(. | tokens[: i + 1])``; yielded in chunks of rows ``(n, vocab)`` so a
+        large vocabulary never needs the whole (T, vocab) array at once."""
+        ...
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """The trainable (LoRA) tensors by PEFT-style name, as float32 numpy copies."""

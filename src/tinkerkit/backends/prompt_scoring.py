@@ -198,9 +198,23 @@ class PromptScores:
 
 
 def _distributions(
-    decoder_factory: Callable[[Sequence[int], int], Decoder], prompt: Sequence[int], start: int
+    decoder_factory: Callable[[Sequence[int], int], Decoder],
+    prompt: Sequence[int],
+    start: int,
+    prefill: Callable[[Sequence[int]], Iterator[np.ndarray]] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(position p, temperature-1 logprobs (vocab,) of prompt[p] given prompt[:p])."""
+    """(position p, temperature-1 logprobs (vocab,) of prompt[p] given prompt[:p]).
+
+    With ``prefill`` (an engine's ``next_token_logprobs``) one forward pass gives every
+    position; otherwise the decoder steps through the prompt a token at a time."""
+    if prefill is not None:
+        position = 1
+        for block in prefill(prompt[:-1]):
+            for row in np.asarray(block, dtype=np.float64):
+                if position >= start:
+                    yield position, row
+                position += 1
+        return
     decoder = decoder_factory(prompt[:start], 1)
     for position in range(start, len(prompt)):
         if position > start:
@@ -222,6 +236,7 @@ def score_prompt(
     decoder_factory: Callable[[Sequence[int], int], Decoder],
     prompt: Sequence[int],
     requests: PromptRequests,
+    prefill: Callable[[Sequence[int]], Iterator[np.ndarray]] | None = None,
 ) -> PromptScores:
     """Top-k rows, target logprobs and alternative draws for ``prompt``, in one pass."""
     length = len(prompt)
@@ -242,7 +257,7 @@ def score_prompt(
     # Its own stream, so asking for alternatives never changes the sampled sequences.
     rng = np.random.default_rng(np.random.SeedSequence(requests.seed, spawn_key=(1,)))
     if start < length:
-        for position, lp in _distributions(decoder_factory, prompt, start):
+        for position, lp in _distributions(decoder_factory, prompt, start, prefill):
             if k and position >= topk_from:
                 ids, values = top_k_rows(lp[None], k)
                 top_ids[position], top_lps[position] = ids[0], values[0]

@@ -304,7 +304,9 @@ class SamplingClient(tinker.SamplingClient):
             if include_prompt_logprobs:
                 values = self._prompt_logprobs(engine, tokens, prompt_logprobs_last_n)
                 prompt_lp = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
-            scores = prompt_scoring.score_prompt(engine.decoder, tokens, requests)
+            scores = prompt_scoring.score_prompt(
+                engine.decoder, tokens, requests, engine.next_token_logprobs
+            )
             return types.SampleResponse(
                 sequences=sequences,
                 prompt_logprobs_np=prompt_lp,

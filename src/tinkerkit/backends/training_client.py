@@ -329,7 +329,7 @@ class TrainingClient(tinker.TrainingClient):
         for lp, g in zip(fp.logprobs, grads, strict=True):
             per_token, _ = losses.apply("cross_entropy", lp, {"weights": -g}, {})
             surrogate += float(per_token.sum())
-            outputs.append({"logprobs": tensor(lp), "elementwise_loss": tensor(per_token)})
+            outputs.append({"logprobs": tensor(lp)})
         fp.backward(grads)
         out_metrics = {k: float(v) for k, v in dict(metrics or {}).items()}
         out_metrics["loss:sum"] = loss_sum

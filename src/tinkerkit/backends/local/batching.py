@@ -9,7 +9,7 @@ real positions only, which matters most for large vocabularies.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,6 +121,20 @@ def target_logprobs(
         picked = logits.gather(-1, picked_targets.unsqueeze(-1)).squeeze(-1)
         return picked - torch.logsumexp(logits, dim=-1)
     return logits.gather(-1, picked_targets) - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+
+def prefix_logprobs(
+    trunk: nn.Module, head: nn.Module, tokens: Sequence[int], vocab: int, dev: torch.device
+) -> Iterator[np.ndarray]:
+    """Full next-token log-softmax after every prefix of ``tokens``: one trunk pass, the
+    unembedding in chunks that keep each (rows, vocab) block within ``MAX_LOGIT_BYTES``."""
+    ids = torch.tensor([list(tokens)], dtype=torch.long, device=dev)
+    rows = bucket_cap(dev, vocab)
+    with torch.inference_mode():
+        hidden = trunk(input_ids=ids, use_cache=False).last_hidden_state[0]
+        for start in range(0, hidden.shape[0], rows):
+            logits = head(hidden[start : start + rows]).float()
+            yield torch.log_softmax(logits, dim=-1).cpu().numpy()
 
 
 def run_buckets(

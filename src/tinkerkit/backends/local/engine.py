@@ -9,7 +9,7 @@ decoding uses the KV cache (``decode``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from tinkerkit.backends import optimizers
 from tinkerkit.backends.engine import EngineInput, LoraConfig, peft_adapter_config
 from tinkerkit.backends.local import lora as lora_lib
 from tinkerkit.backends.local import models
-from tinkerkit.backends.local.batching import LocalForward, run_buckets
+from tinkerkit.backends.local.batching import LocalForward, prefix_logprobs, run_buckets
 from tinkerkit.backends.local.decode import LocalDecoder
 from tinkerkit.backends.local.dimuon import LoraDimuon
 from tinkerkit.backends.local.optim import LoraAdam
@@ -88,6 +88,9 @@ class LocalEngine:
 
     def decoder(self, prompt: Sequence[int], n: int) -> LocalDecoder:
         return LocalDecoder(self.lm, prompt, n, self.device)
+
+    def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
+        return prefix_logprobs(self.trunk, self.head, tokens, self.vocab, self.device)
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: p.detach().float().cpu().numpy().copy() for k, p in self.params.items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -132,6 +132,11 @@ class MockEngine:
 
     def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> _MockForward:
         return _MockForward(self, model.effective(self.base, self._lora()), batch)
+
+    def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
+        ids = np.asarray(tokens, dtype=np.int64)[None, :]
+        _, acts = model.forward(model.effective(self.base, self._lora()), ids, ids)
+        yield np.log(np.maximum(acts.probs[0], np.finfo(model.DTYPE).tiny))
 
     def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
         checked = optimizers.check_step_params(self.optimizer_config, params)
