@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+import tinkerkit as tk
 from tests.conformance.test_builtin_losses import *  # noqa: F403
 from tests.conformance.test_checkpoints import *  # noqa: F403
 from tests.conformance.test_client_surface import *  # noqa: F403
@@ -25,7 +26,7 @@ def test_external_weights_urls_point_at_peft_files(service, training, target):  
     """Served: the URLs are signed http URLs on the server (offline: file:// paths)."""
     path = training.save_weights_external("ext-served").result().path
     assert "/external_weights/" in path
-    urls = service.create_rest_client().get_external_weights_urls(path).result()
+    urls = tk.rest_client(service).get_external_weights_urls(path).result()
     assert set(urls.urls) == {"adapter_model.safetensors", "adapter_config.json"}
     for url in urls.urls.values():
         assert urlparse(url).scheme == "http" and "/files/" in url
