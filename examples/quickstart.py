@@ -5,6 +5,9 @@ What the guide got wrong, and what this does instead:
   with them: model_input = tokens[:-1], target_tokens = tokens[1:];
 - `create_lora_training_client` returns a future in tinker 0.38: call `.result()`;
 - `forward_backward` and `optim_step` return futures; submit both, then wait;
+- `save_weights_and_get_sampling_client(name=...)`: the name is deprecated in 0.38 and
+  saves nothing (the snapshot is ephemeral); use `save_weights_for_sampler(name)` for a
+  checkpoint that lasts;
 - `sample` takes a `ModelInput`, not a string, and returns `.sequences` (token ids),
   not `.completions[0].text`: decode the tokens with the tokenizer.
 
@@ -53,7 +56,7 @@ for epoch in range(30):
     if epoch % 10 == 0 or epoch == 29:
         print(f"epoch {epoch:2d}  loss {loss:8.3f}")
 
-sampling_client = training_client.save_weights_and_get_sampling_client(name="my-model").result()
+sampling_client = training_client.save_weights_and_get_sampling_client().result()
 prompt = types.ModelInput.from_ints(tokenizer.encode("What is Python?", add_special_tokens=False))
 result = sampling_client.sample(
     prompt=prompt,
