@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tinker.lib.backcompat_concurrent_future import _AwaitableFutureCompatWrapper
 from tinker.lib.public_interfaces.api_future import APIFuture, AwaitableConcurrentFuture
@@ -89,21 +89,33 @@ class FailureReporter:
         self._warn(message, UnretrievedFailureWarning, origin)
 
 
-class _Tracked:
-    """Mixin: notices whether the result was read; reports an unread failure when dropped."""
+class _Tracked(Generic[T]):
+    """Mixin over an SDK future type wrapping a ``concurrent.futures.Future`` (its
+    ``_future``): notices whether the result was read, and reports an unread failure when
+    the future is dropped."""
 
-    _origin: Origin | None
-    _reporter: FailureReporter | None
-    _retrieved: bool
+    _future: Future[T]
 
-    def _track(self, origin: Origin | None, reporter: FailureReporter | None) -> None:
+    def __init__(
+        self,
+        future: Future[T],
+        origin: Origin | None = None,
+        reporter: FailureReporter | None = None,
+    ) -> None:
+        super().__init__(future)  # type: ignore[call-arg]
         self._origin, self._reporter, self._retrieved = origin, reporter, False
 
-    def _inner(self) -> Future[Any]:
-        raise NotImplementedError
-
-    def _mark(self) -> None:
+    def result(self, timeout: float | None = None) -> T:
         self._retrieved = True
+        return super().result(timeout)  # type: ignore[misc]
+
+    async def result_async(self, timeout: float | None = None) -> T:
+        self._retrieved = True
+        return await super().result_async(timeout)  # type: ignore[misc]
+
+    def future(self) -> Future[T]:
+        self._retrieved = True  # whoever takes the raw future takes responsibility for it
+        return super().future()  # type: ignore[misc]
 
     def __del__(self) -> None:
         if self._retrieved or self._origin is None or self._reporter is None:
@@ -118,7 +130,7 @@ class _Tracked:
                 reporter.report(origin, exc, "its result was never read")
 
         try:
-            inner = self._inner()
+            inner = self._future
             if inner.done():
                 check(inner)
             else:
@@ -127,64 +139,16 @@ class _Tracked:
             return
 
 
-class RequestFuture(_Tracked, AwaitableConcurrentFuture[T]):
+class RequestFuture(_Tracked[T], AwaitableConcurrentFuture[T]):
     """``AwaitableConcurrentFuture`` (what the SDK returns) that reports unread failures."""
 
-    def __init__(
-        self,
-        future: Future[T],
-        origin: Origin | None = None,
-        reporter: FailureReporter | None = None,
-    ) -> None:
-        super().__init__(future)
-        self._track(origin, reporter)
 
-    def _inner(self) -> Future[Any]:
-        return self._future
-
-    def result(self, timeout: float | None = None) -> T:
-        self._mark()
-        return super().result(timeout)
-
-    async def result_async(self, timeout: float | None = None) -> T:
-        self._mark()
-        return await super().result_async(timeout)
-
-    def future(self) -> Future[T]:
-        self._mark()  # whoever takes the raw future takes responsibility for it
-        return super().future()
-
-
-class SampleFuture(_Tracked, _AwaitableFutureCompatWrapper[T]):
+class SampleFuture(_Tracked[T], _AwaitableFutureCompatWrapper[T]):
     """What the SDK's ``sample``/``compute_logprobs`` return (also a ``concurrent.futures``
     future), reporting unread failures like ``RequestFuture``."""
 
-    def __init__(
-        self,
-        future: Future[T],
-        origin: Origin | None = None,
-        reporter: FailureReporter | None = None,
-    ) -> None:
-        super().__init__(future)
-        self._track(origin, reporter)
-
-    def _inner(self) -> Future[Any]:
-        return self._future
-
-    def result(self, timeout: float | None = None) -> T:
-        self._mark()
-        return super().result(timeout)
-
-    async def result_async(self, timeout: float | None = None) -> T:
-        self._mark()
-        return await super().result_async(timeout)
-
-    def future(self) -> Future[T]:
-        self._mark()
-        return super().future()
-
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._mark()
+        self._retrieved = True
         return super().exception(timeout)
 
 
