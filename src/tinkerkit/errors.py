@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import httpx
-from tinker import BadRequestError, NotFoundError, RequestFailedError
+from tinker import APIStatusError, BadRequestError, NotFoundError, RequestFailedError
 from tinker.types import RequestErrorCategory
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointExistsError",
     "CheckpointExpiredError",
+    "CheckpointGoneError",
     "CheckpointNotFoundError",
     "ClientFailedError",
     "ConfigMismatchError",
@@ -37,6 +38,10 @@ __all__ = [
     "MissingAPIKeyError",
     "PromptTypeError",
     "RequestError",
+    "RestRequestError",
+    "SamplerNotFoundError",
+    "ServiceStatusError",
+    "SessionNotFoundError",
     "TinkerkitError",
     "TinkerkitWarning",
     "TokenOutOfVocabularyError",
@@ -293,34 +298,96 @@ class InvalidTinkerPathError(TinkerkitError, ValueError):
         return (type(self), (self.path, self.expected))
 
 
-def _offline_response(status: int, message: str) -> httpx.Response:
-    """The HTTP response the service answers with, for errors the SDK raises as
-    ``tinker.APIStatusError`` subclasses (so ``except tinker.NotFoundError`` holds offline)."""
-    request = httpx.Request("POST", "http://tinkerkit.offline/api/v1")
-    return httpx.Response(status, request=request, json={"detail": message})
+class ServiceStatusError(TinkerkitError):
+    """Base of the errors the service answers with an HTTP status, which the SDK raises as
+    ``tinker.APIStatusError`` subclasses: each subclass is also the SDK's class for its
+    status (``tinker.NotFoundError``, ``tinker.BadRequestError``), with the response the
+    service would send, so ``except tinker.NotFoundError`` holds offline and served."""
+
+    status: int = 400
+
+    def _answer(self, message: str, *args: object) -> None:
+        """Initialise as the SDK's status error; ``args`` rebuild the error when unpickled."""
+        request = httpx.Request("POST", "http://tinkerkit.offline/api/v1")
+        response = httpx.Response(self.status, request=request, json={"detail": message})
+        APIStatusError.__init__(self, message, response=response, body={"detail": message})  # type: ignore[arg-type]
+        self._init_args = args
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return (type(self), self._init_args)
 
 
-class CheckpointNotFoundError(TinkerkitError, NotFoundError):
+class CheckpointNotFoundError(ServiceStatusError, NotFoundError):
     """No checkpoint (or run) at that path: HTTP 404 on the service, ``tinker.NotFoundError``."""
+
+    status = 404
 
     def __init__(self, path: str, where: str = "") -> None:
         self.path = path
         self.where = where
         detail = f" (looked in {where})" if where else ""
-        message = (
+        self._answer(
             f"Checkpoint {path} does not exist{detail}. List what exists with "
             "tk.rest_client(...).list_checkpoints(run_id). Offline checkpoints live "
-            "under TINKERKIT_HOME: check it points at the same folder as the run that saved it."
+            "under TINKERKIT_HOME: check it points at the same folder as the run that saved it.",
+            path,
+            where,
         )
-        NotFoundError.__init__(
-            self, message, response=_offline_response(404, message), body={"detail": message}
+
+
+class CheckpointGoneError(CheckpointNotFoundError):
+    """A checkpoint past its TTL: gone, as on the service (HTTP 404)."""
+
+    def __init__(self, path: str, expired_at: str) -> None:
+        self.path = path
+        self.where = ""
+        self.expired_at = expired_at
+        self._answer(
+            f"Checkpoint {path} expired at {expired_at} (its ttl_seconds ran out) and is gone. "
+            "Save a new one; pass ttl_seconds=None to keep checkpoints indefinitely.",
+            path,
+            expired_at,
         )
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return (type(self), (self.path, self.where))
+
+class SessionNotFoundError(ServiceStatusError, NotFoundError):
+    """No such session on this backend (HTTP 404)."""
+
+    status = 404
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self._answer(
+            f"Session {session_id!r} not found on this backend. List sessions with "
+            "rest_client.list_sessions(); a session is recorded when its first training "
+            "run or sampler is created, under TINKERKIT_HOME.",
+            session_id,
+        )
 
 
-class WrongCheckpointKindError(TinkerkitError, BadRequestError):
+class SamplerNotFoundError(ServiceStatusError, NotFoundError):
+    """No such sampler (sampling session) on this backend (HTTP 404)."""
+
+    status = 404
+
+    def __init__(self, sampler_id: str) -> None:
+        self.sampler_id = sampler_id
+        self._answer(
+            f"Sampler {sampler_id!r} not found on this backend. A session's samplers are "
+            "listed by rest_client.get_session(session_id).sampler_ids.",
+            sampler_id,
+        )
+
+
+class RestRequestError(ServiceStatusError, BadRequestError):
+    """A REST request the service refuses with HTTP 400 (``tinker.BadRequestError``):
+    a TTL out of bounds, a malformed path in a request body, publishing twice, ..."""
+
+    def __init__(self, message: str) -> None:
+        self._answer(message, message)
+
+
+class WrongCheckpointKindError(ServiceStatusError, BadRequestError):
     """A checkpoint of the wrong kind for the call (HTTP 400 on the service): ``load_state``
     takes ``weights`` paths, a sampling client ``sampler_weights`` paths."""
 
@@ -328,17 +395,17 @@ class WrongCheckpointKindError(TinkerkitError, BadRequestError):
         self.path = path
         self.call = call
         self.expected = expected
-        message = f"{call} takes a tinker://<run>/{expected}/<name> path, got {path}. " + (
-            "Save one with training_client.save_weights_for_sampler(name)."
-            if expected == "sampler_weights"
-            else "Save one with training_client.save_state(name)."
+        self._answer(
+            f"{call} takes a tinker://<run>/{expected}/<name> path, got {path}. "
+            + (
+                "Save one with training_client.save_weights_for_sampler(name)."
+                if expected == "sampler_weights"
+                else "Save one with training_client.save_state(name)."
+            ),
+            path,
+            call,
+            expected,
         )
-        BadRequestError.__init__(
-            self, message, response=_offline_response(400, message), body={"detail": message}
-        )
-
-    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
-        return (type(self), (self.path, self.call, self.expected))
 
 
 class CheckpointExistsError(CheckpointError):

@@ -9,8 +9,13 @@ import tinker
 from tinker import types
 
 from tests.serve.conftest import MODEL
-from tinkerkit.backends.rest_errors import CheckpointGoneError, RestRequestError
-from tinkerkit.errors import CheckpointNotFoundError, RequestError, WrongCheckpointKindError
+from tinkerkit.errors import (
+    CheckpointGoneError,
+    CheckpointNotFoundError,
+    RequestError,
+    RestRequestError,
+    WrongCheckpointKindError,
+)
 from tinkerkit.server.responses import status_for
 
 

@@ -15,13 +15,14 @@ import tinkerkit as tk
 from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.registry import engine_factory
 from tinkerkit.backends.rest_client import RestClient
-from tinkerkit.backends.rest_errors import (
+from tinkerkit.errors import (
+    BackendNotConfiguredError,
     CheckpointGoneError,
+    CheckpointNotFoundError,
     RestRequestError,
     SamplerNotFoundError,
     SessionNotFoundError,
 )
-from tinkerkit.errors import BackendNotConfiguredError, CheckpointNotFoundError
 
 MODEL = "tinkerkit/tiny"
 

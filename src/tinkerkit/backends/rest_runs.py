@@ -15,7 +15,6 @@ from tinker import types
 
 from tinkerkit.backends.engine import LoraConfig
 from tinkerkit.backends.optimizers import STATE_KEY
-from tinkerkit.backends.rest_errors import CheckpointGoneError, RestRequestError
 from tinkerkit.backends.sessions import DEFAULT_PROJECT, local_user, local_user_urn, new_session_id
 from tinkerkit.backends.store import (
     OPTIMIZER_FILE,
@@ -26,7 +25,13 @@ from tinkerkit.backends.store import (
     parse_tinker_path,
     to_checkpoint,
 )
-from tinkerkit.errors import CheckpointExpiredError, InvalidTinkerPathError, RequestError
+from tinkerkit.errors import (
+    CheckpointExpiredError,
+    CheckpointGoneError,
+    InvalidTinkerPathError,
+    RequestError,
+    RestRequestError,
+)
 
 GIGABYTE = 1e9
 """Storage usage is reported in decimal gigabytes."""

@@ -15,13 +15,13 @@ from typing import Any
 
 from tinker import types
 
-from tinkerkit.backends.rest_errors import (
+from tinkerkit.backends.sessions import SessionRecord, local_user_urn
+from tinkerkit.backends.store import CheckpointStore, RunRecord
+from tinkerkit.errors import (
     RestRequestError,
     SamplerNotFoundError,
     SessionNotFoundError,
 )
-from tinkerkit.backends.sessions import SessionRecord, local_user_urn
-from tinkerkit.backends.store import CheckpointStore, RunRecord
 
 
 def _session(store: CheckpointStore, backend: str, session_id: str) -> SessionRecord:
