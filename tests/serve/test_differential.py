@@ -20,6 +20,7 @@ from tinker import types
 
 import tinkerkit as tk
 from tests.conformance.helpers import qa_datums, rl_datum
+from tests.conformance.loss_references import cookbook_datum
 
 MODEL = "tinkerkit/tiny"
 
@@ -98,6 +99,46 @@ def _scenario(service: Any, tokenizer: Any) -> dict[str, Any]:
     )
     seen["compute_logprobs"] = sampler.compute_logprobs(prompt).result()
 
+    # RL on the cookbook's rollouts: gspo, and stable_reinforce on recorded sequences.
+    recorder = training.save_weights_and_get_sampling_client(record_stability_info=True).result()
+    rollouts = recorder.sample(prompt, 4, params).result().sequences
+    advantages = [1.0, -1.0, 0.5, -0.5]
+    for loss in ("gspo", "stable_reinforce"):
+        batch = [
+            cookbook_datum(prompt, q, a, loss) for q, a in zip(rollouts, advantages, strict=True)
+        ]
+        out = training.forward(batch, loss).result()
+        seen[loss] = (out.metrics, _arrays(out))
+    # Top-K targets (N, K), and the sampling extras.
+    tokens = data[0].model_input.to_ints()
+    targets = np.stack([np.roll(np.arange(len(tokens)), -1) % 200 + k for k in range(3)], axis=1)
+    topk = types.Datum(
+        model_input=data[0].model_input,
+        loss_fn_inputs={
+            "target_tokens": types.TensorData.from_numpy(targets.astype(np.int64)),
+            "weights": types.TensorData.from_numpy(np.full(targets.shape, 0.5, np.float32)),
+        },
+    )
+    out = training.forward([topk], "cross_entropy").result()
+    seen["topk_targets"] = (out.metrics, _arrays(out))
+    extras = sampler.sample(
+        prompt,
+        2,
+        params,
+        include_prompt_logprobs=True,
+        topk_prompt_logprobs=3,
+        topk_sample_logprobs=2,
+        prompt_alt_tokens_k=2,
+    ).result()
+    seen["sample_extras"] = (
+        [s.topk_logprobs for s in extras.sequences],
+        extras.topk_prompt_logprobs,
+        extras.prompt_alt_tokens.tokens.tolist() if extras.prompt_alt_tokens else None,
+    )
+    rest = tk.rest_client(service)
+    info = rest.get_weights_info_by_tinker_path(path).result()
+    seen["weights_info"] = (info.base_model, info.lora_rank, info.is_lora)
+
     dimuon = service.create_lora_training_client(
         base_model=MODEL, rank=8, seed=11, optimizer=types.DimuonOptimizerConfig()
     ).result()
@@ -153,6 +194,15 @@ def _scenario(service: Any, tokenizer: Any) -> dict[str, Any]:
             "string prompt": lambda: sampler.sample("hi", 1, params).result(),  # type: ignore[arg-type]
             "custom loss fails": lambda: broken.forward_backward_custom(data, fails).result(),
             "after a failed custom loss": lambda: broken.forward(data, "cross_entropy").result(),
+            "stable_reinforce without provenance": lambda: training.forward(
+                [cookbook_datum(prompt, rollouts[0], 1.0, "importance_sampling")],
+                "stable_reinforce",
+            ).result(),
+            "rest: missing run": lambda: rest.get_training_run("no-such-run").result(),
+            "rest: invalid path": lambda: rest.get_training_run_by_tinker_path("nope"),
+            "rest: ttl out of bounds": lambda: rest.set_checkpoint_ttl_from_tinker_path(
+                path, 10
+            ).result(),
         }
         seen["errors"] = {name: _error(fn) for name, fn in errors.items()}
     del torch
