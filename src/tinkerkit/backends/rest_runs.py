@@ -58,7 +58,7 @@ def body_path(path: str) -> str:
 
 def checked_ttl(ttl_seconds: int | None) -> None:
     """The service's TTL bounds (1 hour to 10 years, or None), refused as HTTP 400."""
-    from tinkerkit.backends.training_client import check_ttl
+    from tinkerkit.backends.store import check_ttl
 
     try:
         check_ttl(ttl_seconds)

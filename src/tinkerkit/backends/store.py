@@ -46,6 +46,7 @@ from tinkerkit.errors import (
     CheckpointExpiredError,
     CheckpointNotFoundError,
     InvalidTinkerPathError,
+    RequestError,
 )
 from tinkerkit.paths import tinkerkit_home
 
@@ -95,6 +96,21 @@ class LoadedCheckpoint:
     record: CheckpointRecord
     weights: dict[str, np.ndarray]
     optimizer: dict[str, np.ndarray] | None
+
+
+TTL_MIN_S = 3600
+TTL_MAX_S = 10 * 365 * 24 * 3600
+
+
+def check_ttl(ttl_seconds: int | None) -> None:
+    """The service's TTL bounds: None (never expires) or 1 hour to 10 years."""
+    if ttl_seconds is None:
+        return
+    if not isinstance(ttl_seconds, int) or not TTL_MIN_S <= ttl_seconds <= TTL_MAX_S:
+        raise RequestError(
+            f"ttl_seconds must be between {TTL_MIN_S} (1 hour) and {TTL_MAX_S} (10 years), "
+            f"or None to keep the checkpoint indefinitely; got {ttl_seconds!r}."
+        )
 
 
 def parse_tinker_path(

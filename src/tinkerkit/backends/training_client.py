@@ -20,28 +20,25 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
-import numpy as np
 import tinker
 from tinker import types
 from tinker.lib.public_interfaces.api_future import APIFuture
 from tinker.lib.public_interfaces.backcompat_sampling_client_future import (
     BackcompatSamplingClientFuture,
 )
-from tinker.lib.public_interfaces.custom_loss import LossHandle, check_loss_inputs, run_loss_handle
+from tinker.lib.public_interfaces.custom_loss import LossHandle
 from tinker.types.optimizer import OptimParamsBase
 
-from tinkerkit.backends import losses
-from tinkerkit.backends.builtin import run_builtin, tensor
+from tinkerkit.backends.builtin import run_builtin
 from tinkerkit.backends.context import OfflineContext
+from tinkerkit.backends.custom_losses import CustomLossFn, check_custom_call, run_custom
 from tinkerkit.backends.engine import Engine
 from tinkerkit.backends.futures import Origin, done_future, plain
 from tinkerkit.backends.sampling_client import InflightWeights, SamplingClient
 from tinkerkit.backends.sdk_surface import mirrors
-from tinkerkit.backends.store import RunRecord, parse_tinker_path
-from tinkerkit.backends.validation import CheckedDatum, check_batch
+from tinkerkit.backends.store import RunRecord, check_ttl, parse_tinker_path
 from tinkerkit.errors import (
     ClientFailedError,
-    RequestError,
     UnsupportedFeatureError,
     UntrainedStepWarning,
     WrongCheckpointKindError,
@@ -49,22 +46,7 @@ from tinkerkit.errors import (
 from tinkerkit.paths import tinkerkit_home
 
 T = TypeVar("T")
-CustomLossFn = Callable[[list[types.Datum], list[Any]], tuple[Any, dict[str, float]]]
 logger = logging.getLogger("tinkerkit")
-
-TTL_MIN_S = 3600
-TTL_MAX_S = 10 * 365 * 24 * 3600
-
-
-def check_ttl(ttl_seconds: int | None) -> None:
-    """The service's TTL bounds: None (never expires) or 1 hour to 10 years."""
-    if ttl_seconds is None:
-        return
-    if not isinstance(ttl_seconds, int) or not TTL_MIN_S <= ttl_seconds <= TTL_MAX_S:
-        raise RequestError(
-            f"ttl_seconds must be between {TTL_MIN_S} (1 hour) and {TTL_MAX_S} (10 years), "
-            f"or None to keep the checkpoint indefinitely; got {ttl_seconds!r}."
-        )
 
 
 class _StepLedger:
@@ -121,7 +103,9 @@ class TrainingClient(tinker.TrainingClient):
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _submit(self, kind: str, fn: Callable[[], T]) -> APIFuture[T]:
+    def _submit(
+        self, kind: str, fn: Callable[[], T], *, origin: Origin | None = None
+    ) -> APIFuture[T]:
         self._context.check_open()
 
         def guarded() -> T:
@@ -129,18 +113,15 @@ class TrainingClient(tinker.TrainingClient):
                 raise ClientFailedError(self._failed)
             return fn()
 
-        return self._dispatcher.submit(kind, guarded)
+        return self._dispatcher.submit(kind, guarded, origin=origin)
 
     def _gradient_request(
         self, kind: str, fn: Callable[[], types.ForwardBackwardOutput]
     ) -> APIFuture[types.ForwardBackwardOutput]:
         """A request that adds gradients: the ledger notes whether it did or why not."""
         origin = self._dispatcher.origin(kind)
-        self._context.check_open()
 
         def run() -> types.ForwardBackwardOutput:
-            if self._failed is not None:
-                raise ClientFailedError(self._failed)
             try:
                 out = fn()
             except BaseException as exc:
@@ -149,7 +130,7 @@ class TrainingClient(tinker.TrainingClient):
             self._ledger.gradients += 1
             return out
 
-        return self._dispatcher.submit(kind, run, origin=origin)
+        return self._submit(kind, run, origin=origin)
 
     @staticmethod
     def _check_submission(data: Any) -> list[types.Datum]:
@@ -240,43 +221,11 @@ class TrainingClient(tinker.TrainingClient):
             ...     return loss, {"nll": float(loss)}
             >>> training.forward_backward_custom(data, mean_nll).result().metrics
         """
-        if loss_type_input is not None:
-            warnings.warn(
-                "The 'loss_type_input' parameter of forward_backward_custom() is deprecated: "
-                "the loss always receives logprobs. This parameter will be removed in a future "
-                "release; remove it from your call.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            if loss_type_input != "logprobs":
-                raise ValueError(
-                    f"Unsupported loss_type_input={loss_type_input!r}. Supported values are: "
-                    "logprobs"
-                )
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "PyTorch is not installed. Cannot run custom forward_backward "
-                "(pip install 'tinkerkit[local]')."
-            ) from exc
-        if isinstance(loss_fn, LossHandle):
-            if loss_fn.session_id != self._context.session_id:
-                raise ValueError(
-                    f"LossHandle {loss_fn.name!r} was created in session {loss_fn.session_id}; "
-                    "it can only be used by clients of that session"
-                )
-            check_loss_inputs(loss_fn, data)
-        elif not callable(loss_fn):
-            raise TypeError("loss_fn must be callable: loss_fn(data, logprobs) -> (loss, metrics)")
-        batch = self._check_submission(data)
-        for datum in batch:
-            if "target_tokens" not in datum.loss_fn_inputs:
-                raise ValueError("target_tokens must be provided when using cross_entropy")
+        batch = check_custom_call(data, loss_fn, loss_type_input, self._context.session_id)
 
         def run() -> types.ForwardBackwardOutput:
             try:
-                return self._run_custom(batch, loss_fn)
+                return run_custom(self._engine, batch, loss_fn)
             except BaseException as exc:
                 self._failed = exc
                 raise
@@ -291,52 +240,6 @@ class TrainingClient(tinker.TrainingClient):
         loss_type_input: Literal["logprobs"] | None = None,
     ) -> APIFuture[types.ForwardBackwardOutput]:
         return self.forward_backward_custom(data, loss_fn, loss_type_input=loss_type_input)
-
-    def _run_custom(
-        self, data: list[types.Datum], loss_fn: CustomLossFn | LossHandle
-    ) -> types.ForwardBackwardOutput:
-        import torch
-
-        checked: list[CheckedDatum] = check_batch(data, self._engine.spec, None)
-        fp = self._engine.forward([c.engine_input for c in checked], grad=True)
-        tensors = [
-            torch.tensor(lp, dtype=torch.float32).clone().detach().requires_grad_(True)
-            for lp in fp.logprobs
-        ]
-        if isinstance(loss_fn, LossHandle):
-            loss, metrics = run_loss_handle(loss_fn, data, tensors)
-        else:
-            loss, metrics = loss_fn(data, tensors)
-        if not isinstance(loss, torch.Tensor):
-            raise TypeError(
-                "custom loss_fn must return (loss, metrics) with loss a torch tensor; got "
-                f"{type(loss).__name__}."
-            )
-        loss_sum = float(loss.detach().sum().item())
-        loss.backward()
-        grads = []
-        for t in tensors:
-            if t.grad is None:
-                raise ValueError("No gradient computed for logprob tensor")
-            g = t.grad.numpy().astype(np.float64)
-            if not np.all(np.isfinite(g)):
-                raise RequestError(
-                    "custom loss produced a NaN or infinite gradient; nothing was applied."
-                )
-            grads.append(g)
-        # The service's surrogate: cross_entropy with weights = -dC/dlogprobs.
-        outputs, surrogate = [], 0.0
-        for lp, g in zip(fp.logprobs, grads, strict=True):
-            per_token, _ = losses.apply("cross_entropy", lp, {"weights": -g}, {})
-            surrogate += float(per_token.sum())
-            outputs.append({"logprobs": tensor(lp)})
-        fp.backward(grads)
-        out_metrics = {k: float(v) for k, v in dict(metrics or {}).items()}
-        out_metrics["loss:sum"] = loss_sum
-        out_metrics["surrogate_loss:sum"] = surrogate
-        return types.ForwardBackwardOutput(
-            loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs, metrics=out_metrics
-        )
 
     # --- optimizer ---------------------------------------------------------------------
 
@@ -373,14 +276,7 @@ class TrainingClient(tinker.TrainingClient):
             ledger.reset()
             return types.OptimStepResponse(metrics=self._engine.optim_step(params))
 
-        self._context.check_open()
-
-        def guarded() -> types.OptimStepResponse:
-            if self._failed is not None:
-                raise ClientFailedError(self._failed)
-            return run()
-
-        return self._dispatcher.submit("optim_step", guarded, origin=origin)
+        return self._submit("optim_step", run, origin=origin)
 
     async def optim_step_async(
         self,
@@ -677,4 +573,4 @@ def check_compatible(base_model: str, lora: dict[str, Any], run: RunRecord, path
             raise ConfigMismatchError(f"LoRA {key}", lora.get(key), run.lora.get(key), path)
 
 
-__all__ = ["TrainingClient", "check_compatible", "check_ttl", "done_future"]
+__all__ = ["TrainingClient", "check_compatible", "done_future"]
