@@ -19,6 +19,7 @@ from tinker import APIStatusError, BadRequestError, NotFoundError, RequestFailed
 from tinker.types import RequestErrorCategory
 
 __all__ = [
+    "AgeEncryptionError",
     "BackendNotConfiguredError",
     "BatchTooLargeError",
     "CheckpointError",
@@ -246,6 +247,11 @@ class UnsupportedFeatureError(RequestError):
             f"{feature} is not supported by the {backend!r} backend yet. Leave it out, or run "
             "this part on the 'tinker' backend."
         )
+
+
+class AgeEncryptionError(RequestError):
+    """``save_weights_external(age_encryption_recipients=...)`` refused: a malformed or
+    unsupported recipient, more than ten of them, or ``pyrage`` not installed."""
 
 
 class ClientFailedError(TinkerkitError, RuntimeError):

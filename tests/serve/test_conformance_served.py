@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import httpx
 
 import tinkerkit as tk
+from tests.conformance.test_age_weights import *  # noqa: F403
 from tests.conformance.test_builtin_losses import *  # noqa: F403
 from tests.conformance.test_checkpoints import *  # noqa: F403
 from tests.conformance.test_client_surface import *  # noqa: F403

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -147,8 +148,12 @@ def _is_run_id(run_id: str) -> bool:
     )
 
 
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2, sort_keys=True).encode()
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    path.write_bytes(_json_bytes(obj))
 
 
 class CheckpointStore:
@@ -236,8 +241,14 @@ class CheckpointStore:
         ttl_seconds: int | None = None,
         overwrite: bool = False,
         user_metadata: dict[str, str] | None = None,
+        seal: Callable[[str, bytes], tuple[str, bytes]] | None = None,
     ) -> CheckpointRecord:
-        """Write one checkpoint atomically; ``CheckpointExistsError`` if the name is taken."""
+        """Write one checkpoint atomically; ``CheckpointExistsError`` if the name is taken.
+
+        ``seal`` (name, bytes) → (stored name, stored bytes) is applied to every file in
+        memory before it is written (``backends.age.sealer``: ``<file>.age``, encrypted),
+        so nothing unsealed reaches the disk; the record itself stays readable.
+        """
         path = f"tinker://{run.run_id}/{kind}/{name}"
         parse_tinker_path(path)
         if ttl_seconds is not None and ttl_seconds <= 0:
@@ -248,14 +259,20 @@ class CheckpointStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".tmp-{name}-{uuid.uuid4().hex}"
         tmp.mkdir()
+
+        def write(file: str, data: bytes) -> None:
+            if seal is not None:
+                file, data = seal(file, data)
+            (tmp / file).write_bytes(data)
+
         try:
             if kind == "sampler_weights":
-                (tmp / ARCHIVE_FILE).write_bytes(adapter_archive(weights, adapter_config))
+                write(ARCHIVE_FILE, adapter_archive(weights, adapter_config))
             else:
-                (tmp / ADAPTER_FILE).write_bytes(st_save(weights))
-                _write_json(tmp / ADAPTER_CONFIG, adapter_config)
+                write(ADAPTER_FILE, st_save(weights))
+                write(ADAPTER_CONFIG, _json_bytes(adapter_config))
             if optimizer is not None:
-                (tmp / OPTIMIZER_FILE).write_bytes(st_save(optimizer))
+                write(OPTIMIZER_FILE, st_save(optimizer))
             created = _now()
             record = CheckpointRecord(
                 path=path,
@@ -271,7 +288,8 @@ class CheckpointStore:
                 else None,
                 user_metadata=user_metadata,
                 size_bytes=sum(f.stat().st_size for f in tmp.iterdir()),
-                extra={"has_optimizer": optimizer is not None},
+                extra={"has_optimizer": optimizer is not None}
+                | ({"age_encrypted": True} if seal is not None else {}),
             )
             _write_json(tmp / META_FILE, asdict(record))
             self._publish(tmp, final, path, overwrite)

@@ -29,6 +29,7 @@ from tinker.lib.public_interfaces.backcompat_sampling_client_future import (
 from tinker.lib.public_interfaces.custom_loss import LossHandle
 from tinker.types.optimizer import OptimParamsBase
 
+from tinkerkit.backends import age
 from tinkerkit.backends.builtin import run_builtin
 from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.custom_losses import CustomLossFn, check_custom_call, run_custom
@@ -39,7 +40,6 @@ from tinkerkit.backends.sdk_surface import mirrors
 from tinkerkit.backends.store import RunRecord, check_ttl, parse_tinker_path
 from tinkerkit.errors import (
     ClientFailedError,
-    UnsupportedFeatureError,
     UntrainedStepWarning,
     WrongCheckpointKindError,
 )
@@ -411,16 +411,21 @@ class TrainingClient(tinker.TrainingClient):
         ttl_seconds: int | None = None,
         age_encryption_recipients: list[str] | None = None,
     ) -> APIFuture[types.SaveWeightsExternalResponse]:
-        """Save the adapter as PEFT files at ``tinker://<run>/external_weights/<name>``."""
-        backend = self._context.backend
+        """Save the adapter as PEFT files at ``tinker://<run>/external_weights/<name>``.
+
+        With ``age_encryption_recipients`` (at most 10 ``age1...`` or SSH public keys)
+        every file is encrypted to them and stored as ``<file>.age`` (``backends.age``;
+        needs ``tinkerkit[age]``); decrypt with ``age -d -i IDENTITY`` or ``pyrage``.
+        """
 
         def run() -> types.SaveWeightsExternalResponse:
-            if age_encryption_recipients:
-                raise UnsupportedFeatureError(
-                    "save_weights_external(age_encryption_recipients=...)", backend
-                )
+            seal = None
+            if age_encryption_recipients is not None:
+                seal = age.sealer(age_encryption_recipients)
             return types.SaveWeightsExternalResponse(
-                path=self._save("external_weights", name, False, ttl_seconds=ttl_seconds)
+                path=self._save(
+                    "external_weights", name, False, ttl_seconds=ttl_seconds, seal=seal
+                )
             )
 
         return self._submit("save_weights_external", run)
