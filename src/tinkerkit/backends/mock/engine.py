@@ -134,9 +134,8 @@ class MockEngine:
         return _MockForward(self, model.effective(self.base, self._lora()), batch)
 
     def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
-        ids = np.asarray(tokens, dtype=np.int64)[None, :]
-        _, acts = model.forward(model.effective(self.base, self._lora()), ids, ids)
-        yield np.log(np.maximum(acts.probs[0], np.finfo(model.DTYPE).tiny))
+        ids = np.asarray(tokens, dtype=np.int64)
+        yield from model.next_token_logprobs(model.effective(self.base, self._lora()), ids)
 
     def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
         checked = optimizers.check_step_params(self.optimizer_config, params)

@@ -13,20 +13,29 @@ against finite differences.
 
 Every ``W`` is frozen and random; LoRA adds ``scaling * A^T B^T`` (PEFT's layout:
 ``lora_A`` is (rank, in), ``lora_B`` is (out, rank), B starts at zero).
+
+Above ``head.FACTORISED_ABOVE`` tokens (real tokenizers) the head is a two-level
+factorised softmax and E, P, C are windows of one shared table (see ``head.py`` and
+``base_weights``), so a 248k vocabulary costs ~70 MB and a step stays cheap.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
+from tinkerkit.backends.mock import head
+
 DTYPE = np.float32
 DIM = 64
 HIDDEN = 256
 DECAYS = {"fast": 0.5, "slow": 0.99}
+# Large vocabularies: E, P and C are windows of one table, this many rows apart
+SHARED_OFFSET = 4099
 
 # LoRA target name -> (base weight key, which LoRA option trains it)
 TARGETS: dict[str, tuple[str, str]] = {
@@ -39,23 +48,37 @@ TARGETS: dict[str, tuple[str, str]] = {
 
 @lru_cache(maxsize=16)
 def base_weights(base_id: str, vocab: int) -> dict[str, np.ndarray]:
-    """The frozen random base, a pure function of its id (read-only arrays)."""
+    """The frozen random base, a pure function of its id and vocabulary (read-only arrays).
+
+    Up to ``head.FACTORISED_ABOVE`` tokens: dense E, P, C tables and a dense head.
+    Above it: E = T[:V], P = T[s : s + V + 1], C = T[2s : 2s + V] for one table T and
+    s = ``SHARED_OFFSET`` (so the vector of token x in E is that of x - s in P: a
+    coincidence between unrelated ids, as with any random table), and the factorised head.
+    """
     rng = np.random.default_rng(zlib.crc32(base_id.encode()))
 
     def normal(shape: tuple[int, ...], std: float) -> np.ndarray:
         return (rng.standard_normal(shape) * std).astype(DTYPE)
 
-    weights = {
-        "E": normal((vocab, DIM), 1.0),
-        "P": normal((vocab + 1, DIM), 1.0),  # row `vocab`: "no previous token"
-        "C": normal((vocab, DIM), 1.0),
-        "W_fast": normal((DIM, DIM), DIM**-0.5),
-        "W_slow": normal((DIM, DIM), DIM**-0.5),
-        "W_up": normal((DIM, HIDDEN), (3 * DIM) ** -0.5),
-        "b_up": normal((HIDDEN,), 0.1),
-        "W_head": normal((HIDDEN, vocab), 2.0 * HIDDEN**-0.5),
-        "b_head": normal((vocab,), 0.5),
-    }
+    if vocab <= head.FACTORISED_ABOVE:
+        weights = {
+            "E": normal((vocab, DIM), 1.0),
+            "P": normal((vocab + 1, DIM), 1.0),  # row `vocab`: "no previous token"
+            "C": normal((vocab, DIM), 1.0),
+        }
+    else:
+        s = SHARED_OFFSET
+        table = rng.standard_normal((vocab + 1 + 2 * s, DIM), dtype=DTYPE)
+        weights = {"E": table[:vocab], "P": table[s : s + vocab + 1], "C": table[2 * s :][:vocab]}
+    weights.update(
+        {
+            "W_fast": normal((DIM, DIM), DIM**-0.5),
+            "W_slow": normal((DIM, DIM), DIM**-0.5),
+            "W_up": normal((DIM, HIDDEN), (3 * DIM) ** -0.5),
+            "b_up": normal((HIDDEN,), 0.1),
+            **head.head_weights(vocab, HIDDEN, normal),
+        }
+    )
     for array in weights.values():
         array.flags.writeable = False
     return weights
@@ -98,14 +121,13 @@ class Activations:
     ctx: dict[str, np.ndarray]  # "fast"/"slow" -> (B, T, DIM)
     u: np.ndarray  # (B, T, DIM)
     h: np.ndarray  # (B, T, HIDDEN)
-    probs: np.ndarray  # (B, T, V)
+    head: head.HeadCache  # what the head's backward needs (dense: probs (B, T, V))
 
 
-def forward(
-    w: dict[str, np.ndarray], tokens: np.ndarray, targets: np.ndarray
-) -> tuple[np.ndarray, Activations]:
-    """Target logprobs (B, T) for right-padded ``tokens`` (B, T) and ``targets`` (B, T),
-    or (B, T, K) for ``targets`` (B, T, K): ``log p(targets[b, t, k] | tokens[b, :t+1])``."""
+def _trunk(
+    w: dict[str, np.ndarray], tokens: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """(ctx, u, h) for right-padded ``tokens`` (B, T)."""
     vocab = w["E"].shape[0]
     length = tokens.shape[1]
     prev = np.empty_like(tokens)
@@ -118,17 +140,23 @@ def forward(
         ctx[name] = np.matmul(_decay_matrix(gamma, length), c)
         u += ctx[name] @ w[f"W_{name}"]
     h = np.tanh(u @ w["W_up"] + w["b_up"])
-    logits = h @ w["W_head"] + w["b_head"]
-    logits -= logits.max(axis=-1, keepdims=True)
-    np.exp(logits, out=logits)
-    logits /= logits.sum(axis=-1, keepdims=True)
-    probs = logits
-    if targets.ndim == tokens.ndim:
-        picked = np.take_along_axis(probs, targets[..., None], axis=-1)[..., 0]
-    else:  # (B, T, K): K targets per position, each against the full vocabulary
-        picked = np.take_along_axis(probs, targets, axis=-1)
-    logprobs = np.log(np.maximum(picked, np.finfo(DTYPE).tiny))
-    return logprobs, Activations(tokens, targets, ctx, u, h, probs)
+    return ctx, u, h
+
+
+def forward(
+    w: dict[str, np.ndarray], tokens: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, Activations]:
+    """Target logprobs (B, T) for right-padded ``tokens`` (B, T) and ``targets`` (B, T),
+    or (B, T, K) for ``targets`` (B, T, K): ``log p(targets[b, t, k] | tokens[b, :t+1])``."""
+    ctx, u, h = _trunk(w, tokens)
+    logprobs, cache = head.target_logprobs(w, h, targets)
+    return logprobs, Activations(tokens, targets, ctx, u, h, cache)
+
+
+def next_token_logprobs(w: dict[str, np.ndarray], tokens: np.ndarray) -> Iterator[np.ndarray]:
+    """float32 ``log p(. | tokens[: i + 1])`` for every i, in blocks of rows (rows, V)."""
+    _, _, h = _trunk(w, tokens[None, :])
+    yield from head.log_prob_blocks(w, h[0])
 
 
 def backward(
@@ -136,18 +164,7 @@ def backward(
 ) -> dict[str, np.ndarray]:
     """d(loss)/d(effective weight) for each LoRA target, given d(loss)/d(logprobs) shaped
     like the forward's logprobs ((B, T) or (B, T, K))."""
-    if dlogprobs.ndim == 2:
-        # d logp_target / d logits = onehot(target) - probs
-        dlogits = acts.probs * (-dlogprobs[..., None])
-        np.put_along_axis(
-            dlogits,
-            acts.targets[..., None],
-            np.take_along_axis(dlogits, acts.targets[..., None], axis=-1) + dlogprobs[..., None],
-            axis=-1,
-        )
-    else:
-        dlogits = _topk_dlogits(acts.probs, acts.targets, dlogprobs)
-    flat = dlogits.reshape(-1, dlogits.shape[-1])
+    flat = head.dlogits(acts.head, dlogprobs)  # (B * T, W_head columns)
     h = acts.h.reshape(-1, acts.h.shape[-1])
     grads: dict[str, np.ndarray] = {}
     if "lm_head" in targets:
@@ -167,20 +184,6 @@ def backward(
                 ctx = acts.ctx[name].reshape(-1, DIM)
                 grads[target] = ctx.T @ du
     return grads
-
-
-def _topk_dlogits(probs: np.ndarray, targets: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """d/d logits of sum_k g_k * logp(x_k) = sum_k g_k * onehot(x_k) - (sum_k g_k) * probs.
-
-    A token may appear in several of the K slots (padding does), so the one-hot
-    parts are accumulated with ``bincount`` rather than assigned.
-    """
-    dlogits = probs * (-g.sum(axis=-1, dtype=DTYPE)[..., None])
-    vocab = probs.shape[-1]
-    positions = np.arange(targets.shape[0] * targets.shape[1])[:, None] * vocab
-    index = (positions + targets.reshape(positions.shape[0], -1)).reshape(-1)
-    dlogits.reshape(-1)[:] += np.bincount(index, weights=g.reshape(-1), minlength=dlogits.size)
-    return dlogits
 
 
 class MockDecoder:
@@ -208,7 +211,7 @@ class MockDecoder:
         for name in DECAYS:
             u = u + (self.sums[name] / self.norms[name]).astype(DTYPE) @ w[f"W_{name}"]
         h = np.tanh(u @ w["W_up"] + w["b_up"])
-        return (h @ w["W_head"] + w["b_head"]).astype(np.float64)
+        return head.next_token_logits(w, h)
 
     def step(self, tokens: np.ndarray) -> None:
         c = self.w["C"][tokens]
