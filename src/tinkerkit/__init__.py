@@ -32,6 +32,34 @@ def serve(backend: str = "mock", **kwargs: Any) -> Any:
     return _serve(backend, **kwargs)
 
 
+def run(command: Any, backend: str = "mock", **kwargs: Any) -> int:
+    """Run ``command`` (a list of arguments) against a private server on ``backend``.
+
+    The command sees ``TINKER_BASE_URL``/``TINKER_API_KEY``, so ``tinker.ServiceClient()``
+    in it (cookbook recipes included) runs offline; returns its exit code. The Python
+    side of ``tinkerkit run``; see ``tinkerkit.server.run.run`` for the options.
+
+    Example:
+        >>> tk.run(["python", "-m", "tinker_cookbook.recipes.sl_basic"], backend="mock")
+        0
+    """
+    from tinkerkit.server.run import run as _run
+
+    return _run(command, backend, **kwargs)
+
+
+def serving_env(backend: str = "mock", **kwargs: Any) -> Any:
+    """A private server, as a context manager yielding the environment for a command.
+
+    Example:
+        >>> with tk.serving_env("mock") as env:
+        ...     subprocess.run(["python", "train.py"], env=env, check=True)
+    """
+    from tinkerkit.server.run import serving_env as _serving_env
+
+    return _serving_env(backend, **kwargs)
+
+
 __all__ = [
     "Completion",
     "__version__",
@@ -45,8 +73,10 @@ __all__ = [
     "recipes",
     "rest_client",
     "rl",
+    "run",
     "sample_text",
     "serve",
+    "serving_env",
     "sft",
     "types",
 ]

@@ -12,6 +12,7 @@ import click
 from tinkerkit.cli_common import _connect, _run, backend_options
 from tinkerkit.cli_export import download_command, export_command
 from tinkerkit.cli_rl import rl
+from tinkerkit.cli_run import run_command
 from tinkerkit.cli_serve import serve
 from tinkerkit.cli_train import dpo, rlhf, sft
 
@@ -229,6 +230,7 @@ main.add_command(rl)
 main.add_command(download_command)
 main.add_command(export_command)
 main.add_command(serve)
+main.add_command(run_command)
 
 
 if __name__ == "__main__":

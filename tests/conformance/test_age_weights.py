@@ -55,9 +55,11 @@ def test_encrypted_export_decrypts_to_the_plain_export(service, training):
 def test_every_recipient_can_decrypt(service, training):
     alice, bob = pyrage.x25519.Identity.generate(), pyrage.x25519.Identity.generate()
     recipients = [str(alice.to_public()), str(bob.to_public())]
-    path = training.save_weights_external(
-        _name("two"), age_encryption_recipients=recipients
-    ).result().path
+    path = (
+        training.save_weights_external(_name("two"), age_encryption_recipients=recipients)
+        .result()
+        .path
+    )
     for data in _files(service, path).values():
         assert pyrage.decrypt(data, [alice]) == pyrage.decrypt(data, [bob])
         with pytest.raises(pyrage.DecryptError):
@@ -79,8 +81,6 @@ def test_malformed_recipient_is_refused_naming_it(training, target):
 def test_more_than_ten_recipients_are_refused(training, target):
     recipients = [str(pyrage.x25519.Identity.generate().to_public()) for _ in range(11)]
     with pytest.raises((tinker.RequestFailedError, tinker.APIStatusError)) as info:
-        training.save_weights_external(
-            _name("many"), age_encryption_recipients=recipients
-        ).result()
+        training.save_weights_external(_name("many"), age_encryption_recipients=recipients).result()
     if target.backend != "tinker":
         assert "at most 10" in str(info.value)

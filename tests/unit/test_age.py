@@ -67,9 +67,7 @@ def test_without_pyrage_the_refusal_says_how_to_install(monkeypatch):
 
 
 def test_refused_save_writes_nothing(tk_home):
-    training = (
-        tk.connect("mock").create_lora_training_client(base_model="tinkerkit/tiny").result()
-    )
+    training = tk.connect("mock").create_lora_training_client(base_model="tinkerkit/tiny").result()
     with pytest.raises(AgeEncryptionError):
         training.save_weights_external("x", age_encryption_recipients=["nope"]).result()
     folder = tk_home / "runs" / training.model_id / "external_weights"
@@ -77,9 +75,7 @@ def test_refused_save_writes_nothing(tk_home):
 
 
 def test_no_plaintext_copy_on_disk(tk_home):
-    training = (
-        tk.connect("mock").create_lora_training_client(base_model="tinkerkit/tiny").result()
-    )
+    training = tk.connect("mock").create_lora_training_client(base_model="tinkerkit/tiny").result()
     identity = pyrage.x25519.Identity.generate()
     training.save_weights_external("p").result()
     training.save_weights_external(
