@@ -192,7 +192,13 @@ def private_server(
         # The server starts while the overlay is being built.
         server = stack.enter_context(serve(backend, port=port))
         if build is not None:
-            overlay = build.result()
+            try:
+                overlay = build.result()
+            except RuntimeError as exc:
+                raise RunCommandError(
+                    f"{exc}. Run without it: --hub-overlay off (tk.run(..., hub_overlay=False)).",
+                    1,
+                ) from None
             child.update(overlay.env())
         for name in _DROPPED:
             child.pop(name, None)
