@@ -31,6 +31,14 @@ from tinkerkit.cli_common import _run
     help="Allow a non-loopback --host. The API key is then all that guards the server.",
 )
 @click.option("--latency", default=0.0, type=float, help="Simulated latency per request, s.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Map model NAME to a local HF model folder (local: trains that model under NAME) "
+    "or tokenizer folder/tokenizer.json (repeatable; over $TINKERKIT_MODELS).",
+)
 @click.option("--quiet", is_flag=True, help="Do not log one line per request.")
 def serve(
     backend: str,
@@ -39,6 +47,7 @@ def serve(
     api_key: str | None,
     allow_remote: bool,
     latency: float,
+    models: tuple[str, ...],
     quiet: bool,
 ) -> None:
     """Serve tinker 0.38's API offline, for unmodified ``tinker.ServiceClient`` code.
@@ -46,17 +55,19 @@ def serve(
     Example:
 
         tinkerkit serve --backend mock --port 8000
+        tinkerkit serve --backend local --model Qwen/Qwen3-8B=/models/Qwen3-8B
 
     then, in Python: ``tinker.ServiceClient(base_url="http://127.0.0.1:8000",
     api_key=<printed key>)``.
     """
 
     def run() -> None:
+        from tinkerkit.models.mapping import parse_pairs
         from tinkerkit.server.runner import _free_port, build, check_host, run_forever
 
         try:
             check_host(host, allow_remote)
-            app, key = build(backend, api_key, latency)
+            app, key = build(backend, api_key, latency, parse_pairs(models, "--model"))
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
         chosen = port or _free_port(host)

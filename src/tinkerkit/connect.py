@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tinkerkit.backends.registry import engine_factory, offline_backends
@@ -38,6 +38,7 @@ def connect(
     user_metadata: dict[str, str] | None = None,
     project_id: str | None = None,
     display_name: str | None = None,
+    models: Mapping[str, str | os.PathLike[str]] | None = None,
     **kwargs: Any,
 ) -> Any:
     """A ``ServiceClient`` for ``backend``: ``"tinker"``, ``"mock"`` or ``"local"``.
@@ -47,16 +48,22 @@ def connect(
     the same methods and types; they take the SDK's session arguments
     (``user_metadata``, ``project_id``, ``display_name``), and ``latency`` simulates a
     network round trip per request, ``faults`` injects failures (``tinkerkit.testing``).
+    ``models`` maps model names to local Hugging Face folders (over
+    ``$TINKERKIT_MODELS``): a model folder is trained under that name by ``local``, a
+    tokenizer folder or ``tokenizer.json`` is the name's tokenizer
+    (``tinkerkit.models.mapping``).
 
     Example:
         >>> with tk.connect("mock") as service:
         ...     training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
+        >>> tk.connect("local", models={"Qwen/Qwen3-8B": "/models/Qwen3-8B"})
     """
     name = resolve_backend(backend)
     if name == "tinker":
-        if latency or faults:
+        if latency or faults or models:
             raise ValueError(
-                "latency= and faults= simulate a network; they are for offline backends"
+                "latency=, faults= and models= are for the offline backends (they simulate "
+                "a network, or stand local models in for the service's)"
             )
         if not (kwargs.get("api_key") or os.environ.get(ENV_API_KEY)):
             raise MissingAPIKeyError()
@@ -78,8 +85,11 @@ def connect(
             f"unexpected options for the {name!r} backend: {', '.join(sorted(kwargs))} "
             "(base_url/api_key are for the 'tinker' backend; offline backends need neither)"
         )
+    options = {"models": models} if models else {}
     context = OfflineContext(
-        factory=engine_factory(name), latency=float(latency), faults=FaultInjector(faults)
+        factory=engine_factory(name, **options),
+        latency=float(latency),
+        faults=FaultInjector(faults),
     )
     return ServiceClient(context, user_metadata, project_id, display_name=display_name)
 

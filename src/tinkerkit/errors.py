@@ -175,6 +175,11 @@ class UnknownModelError(RequestError):
         )
 
 
+class ModelMappingError(TinkerkitError, ValueError):
+    """A ``models=`` / ``TINKERKIT_MODELS`` / ``--model`` entry that is not ``NAME=PATH``
+    with PATH a model folder, a tokenizer folder or a ``tokenizer.json``."""
+
+
 class UnknownLossError(RequestError):
     def __init__(self, name: str, available: Iterable[str]) -> None:
         self.loss_name = name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 from tinkerkit.backends.engine import EngineFactory
 from tinkerkit.errors import TinkerkitError
@@ -34,11 +35,13 @@ def register(name: str, target: str) -> None:
     _FACTORIES[name] = target
 
 
-def engine_factory(name: str) -> EngineFactory:
+def engine_factory(name: str, **options: Any) -> EngineFactory:
+    """The factory of backend ``name``; ``options`` go to its constructor (the built-in
+    ones take ``models=``, the user's model mapping)."""
     module_name, attr = _FACTORIES[name].split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise BackendUnavailableError(name, exc) from exc
-    maker: Callable[[], EngineFactory] = getattr(module, attr)
-    return maker()
+    maker: Callable[..., EngineFactory] = getattr(module, attr)
+    return maker(**options)

@@ -562,7 +562,12 @@ class TrainingClient(tinker.TrainingClient):
 
 
 def tokenizer_id(context: OfflineContext, engine: Engine) -> str:
-    """What ``get_info`` names as the tokenizer: the offline tokenizer's own name."""
+    """What ``get_info`` names as the tokenizer: for a service model the hub id the SDK
+    and the cookbook load (``models.catalogue``), a mapped folder's path, or the offline
+    tokenizer's own name. Asked of the factory, so no tokenizer is loaded for it."""
+    named = getattr(context.factory, "tokenizer_id", None)
+    if callable(named):
+        return str(named(engine.spec))
     tok = context.factory.tokenizer(engine.spec)
     return str(getattr(tok, "name_or_path", None) or engine.spec.name)
 

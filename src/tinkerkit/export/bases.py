@@ -1,8 +1,9 @@
-"""Base models for export: a local HF folder, or the built-in tiny model. Never downloads.
+"""Base models for export: a local HF folder, or a built-in model. Never downloads.
 
-``tinkerkit/tiny`` (and the service model names it stands in for offline) is written
+``tinkerkit/tiny`` and the stand-ins of the service's model names (the ``local``
+backend's small Llama sized to each model's vocabulary, with its tokenizer) are written
 once, by ``tinkerkit.backends.local.models.export_base``, into a cache folder under
-``TINKERKIT_HOME`` whose name carries a hash of the tiny config, so a change of the
+``TINKERKIT_HOME`` whose name carries a hash of the model's config, so a change of the
 built-in model never reuses a stale copy.
 """
 
@@ -15,22 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from tinkerkit.export.errors import BaseModelError
-from tinkerkit.models.registry import SERVICE_MODELS, TINY
+from tinkerkit.models.catalogue import lookup
+from tinkerkit.models.mapping import find, model_mapping
+from tinkerkit.models.registry import TINY
 from tinkerkit.paths import tinkerkit_home
 
 logger = logging.getLogger("tinkerkit")
 
 
 def is_builtin(name: str) -> bool:
-    """Whether ``name`` is the built-in model or a service name it stands in for offline."""
-    return name == TINY or name in SERVICE_MODELS
+    """Whether ``name`` is the built-in model or a service name stood in for offline."""
+    return name == TINY or lookup(name) is not None
 
 
 def resolve_base(base: str | Path) -> Path:
     """The local folder (config.json + safetensors) of base model ``base``.
 
-    A folder is used as it is; ``tinkerkit/tiny`` and the service names it stands in
-    for are exported to a cache folder; anything else is a ``BaseModelError``.
+    A folder is used as it is; a name mapped to a model folder (``$TINKERKIT_MODELS``)
+    is that folder; ``tinkerkit/tiny`` and the service names' stand-ins are exported to a
+    cache folder; anything else is a ``BaseModelError``.
 
     Example:
         >>> resolve_base("tinkerkit/tiny").joinpath("config.json").is_file()
@@ -45,16 +49,19 @@ def resolve_base(base: str | Path) -> Path:
             )
         return path
     name = str(base)
+    mapped = find(model_mapping(), name)  # $TINKERKIT_MODELS: the real model of that name
+    if mapped is not None and mapped.kind == "model":
+        return mapped.path
     if is_builtin(name):
         if name != TINY:
             logger.warning(
-                "%s is not available offline; using the built-in %s that stands in for it. "
-                "For an adapter trained on the real %s, pass a local folder of that model.",
+                "%s is not available offline; using the built-in stand-in the local backend "
+                "trains for it. For an adapter trained on the real %s, pass a local folder "
+                "of that model.",
                 name,
-                TINY,
                 name,
             )
-        return _tiny_dir()
+        return _builtin_dir(name)
     raise BaseModelError(
         f"Base model {name!r} was not found: it is neither a local folder nor {TINY!r}. "
         "tinkerkit never downloads models; download it yourself (e.g. `hf download "
@@ -62,15 +69,23 @@ def resolve_base(base: str | Path) -> Path:
     )
 
 
-def _tiny_dir() -> Path:
+def _builtin_dir(name: str) -> Path:
     from tinkerkit.backends.local import models
+    from tinkerkit.models.stand_ins import ModelNames
 
-    digest = hashlib.sha256(models.tiny_config().to_json_string().encode()).hexdigest()[:12]
-    target = tinkerkit_home() / "export" / "bases" / f"tiny-{digest}"
+    names = ModelNames()
+    source, _ = models.find_source(name, names)
+    if source.stand_in:
+        config, label = models.stand_in_base_config(source, names), f"{source.family}"
+    else:
+        config, label = models.tiny_config(), "tiny"
+    identity = config.to_json_string() + f"{source.family}:{source.vocab}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    target = tinkerkit_home() / "export" / "bases" / f"{label}-{digest}"
     if (target / "config.json").is_file():
         return target
     try:
-        return models.export_base(TINY, target)
+        return models.export_base(name, target, names)
     except (FileExistsError, OSError):
         if (target / "config.json").is_file():  # another process wrote it first
             return target

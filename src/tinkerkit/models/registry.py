@@ -1,42 +1,27 @@
 """Names of the models the offline backends know, and what stands in for them.
 
-``tinkerkit/tiny`` is the built-in model. The offline backends also accept the Tinker
-service's model names and stand the tiny model in for them (logged once), so a script
-written for the service runs unchanged offline.
+``tinkerkit/tiny`` is the built-in model (byte-level tokenizer). The offline backends
+also accept every service model name of the catalogue (``catalogue.py``): a tiny random
+network sized to that model's vocabulary, with that model's real tokenizer
+(``tokenizers``), stands in for it (logged once), so a script written for the service
+runs unchanged offline, on the service's token ids.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tinkerkit.errors import UnknownModelError
+from tinkerkit.models.catalogue import NEEDS_TML_RENDERERS, base_name, service_model_names
 
 logger = logging.getLogger("tinkerkit")
 
 TINY = "tinkerkit/tiny"
 
-# Models the Tinker service offers (tinker 0.38 era); offline, the tiny model stands in.
-SERVICE_MODELS: tuple[str, ...] = (
-    "meta-llama/Llama-3.2-1B",
-    "meta-llama/Llama-3.2-3B",
-    "meta-llama/Llama-3.1-8B",
-    "meta-llama/Llama-3.1-8B-Instruct",
-    "meta-llama/Llama-3.1-70B",
-    "meta-llama/Llama-3.3-70B-Instruct",
-    "Qwen/Qwen3-4B-Instruct-2507",
-    "Qwen/Qwen3-8B",
-    "Qwen/Qwen3-8B-Base",
-    "Qwen/Qwen3-30B-A3B",
-    "Qwen/Qwen3-30B-A3B-Base",
-    "Qwen/Qwen3-30B-A3B-Instruct-2507",
-    "Qwen/Qwen3-32B",
-    "Qwen/Qwen3-235B-A22B-Instruct-2507",
-    "Qwen/Qwen3-VL-30B-A3B-Instruct",
-    "openai/gpt-oss-20b",
-    "openai/gpt-oss-120b",
-    "deepseek-ai/DeepSeek-V3.1",
-)
+SERVICE_MODELS: tuple[str, ...] = service_model_names()
+"""The service's model names (tinker-cookbook 0.6.1's ``model_info``), from the catalogue."""
 
 
 @dataclass(frozen=True)
@@ -50,26 +35,49 @@ class ModelSpec:
     max_context_length: int
     stands_in_for: str | None = None
     """The service model this offline model replaces, if any."""
+    family: str | None = None
+    """The tokenizer family of a stand-in (``tokenizers.families``); None for tiny and
+    for real models."""
 
 
 _announced: set[tuple[str, str]] = set()
 
 
-def announce_stand_in(backend: str, requested: str) -> None:
-    """Log, once per process, that the tiny model replaces a service model."""
+def announce_stand_in(backend: str, spec: ModelSpec) -> None:
+    """Log, once per process, that a tiny network stands in for a service model."""
+    requested = spec.stands_in_for or spec.name
     key = (backend, requested)
     if key not in _announced:
         _announced.add(key)
         logger.info(
-            "%s backend: %s is not available offline; the built-in %s stands in for it "
-            "(same API, tiny random model, byte-level tokenizer).",
+            "%s backend: %s is not available offline; a tiny random network with its "
+            "vocabulary (%s tokens) and its tokenizer stands in for it (same API and token "
+            "ids; samples are noise until trained).",
             backend,
             requested,
-            TINY,
+            f"{spec.vocab_size:,}",
         )
+
+
+def unknown_model_error(
+    name: str, known: Iterable[str], *, extra: str = ""
+) -> UnknownModelError:
+    """``UnknownModelError`` listing ``known`` and saying how to add a model."""
+    error = UnknownModelError(name, known)
+    if base_name(name) in NEEDS_TML_RENDERERS:
+        error.message += (
+            f" {base_name(name)} is tokenized by tml-renderers only, which has no offline "
+            "tokenizer: it is not offered offline."
+        )
+    error.message += (
+        f"{extra} To add a model, map its name to a local Hugging Face model or tokenizer "
+        f"folder: tk.connect(backend, models={{{name!r}: PATH}}), "
+        f"TINKERKIT_MODELS='{name}=PATH' or tinkerkit serve --model {name}=PATH."
+    )
+    return error
 
 
 def check_model_name(name: str, known: tuple[str, ...]) -> None:
     """Raise ``UnknownModelError`` (listing ``known``) unless ``name`` is one of them."""
     if name not in known:
-        raise UnknownModelError(name, known)
+        raise unknown_model_error(name, known)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tinker import types
 
-from tinkerkit.models.tokenizer import tokenizer_directory
+from tinkerkit.models.tokenizers.folders import saved_folder
 from tinkerkit.server.responses import HTTPError, ok, parse, state_of, untyped_future, wait_done
 from tinkerkit.server.state import ModelSlot, ServerState, chain, failed
 from tinkerkit.server.wire import ForwardBackwardCall, parse_forward_backward
@@ -91,9 +91,11 @@ async def get_info(request: Request) -> Response:
     slot = _slot(state_of(request), req.model_id)
     info = slot.client.get_info()
     # The SDK's get_tokenizer() does AutoTokenizer.from_pretrained(tokenizer_id): point it
-    # at a local folder holding this model's tokenizer, so it works offline.
-    folder = tokenizer_directory(
-        slot.client.get_tokenizer(), info.model_data.tokenizer_id or info.model_name or "model"
+    # at a local folder holding this model's tokenizer, so it works offline. Loading or
+    # building a real tokenizer takes seconds: off the event loop.
+    name = info.model_data.tokenizer_id or info.model_name or "model"
+    folder = await asyncio.to_thread(
+        lambda: saved_folder(slot.client.get_tokenizer(), name)
     )
     model_data = info.model_data.model_copy(update={"tokenizer_id": str(folder)})
     return ok(info.model_copy(update={"model_id": slot.model_id, "model_data": model_data}))

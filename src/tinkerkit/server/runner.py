@@ -7,7 +7,7 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +69,20 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def build(backend: str, api_key: str | None, latency: float = 0.0) -> tuple[Any, str]:
-    """The app for ``backend`` and the API key it checks (generated if not given)."""
+def build(
+    backend: str,
+    api_key: str | None,
+    latency: float = 0.0,
+    models: Mapping[str, str] | None = None,
+) -> tuple[Any, str]:
+    """The app for ``backend`` and the API key it checks (generated if not given);
+    ``models`` maps model names to local HF folders (``tk.connect(models=...)``)."""
     import tinkerkit as tk
 
     key = check_api_key(api_key) if api_key else generate_api_key()
     if backend == "tinker":
         raise ValueError("serve fronts an offline backend: use 'mock' or 'local'")
-    return create_app(tk.connect(backend, latency=latency), key), key
+    return create_app(tk.connect(backend, latency=latency, models=models), key), key
 
 
 @contextlib.contextmanager
@@ -88,8 +94,10 @@ def serve(
     api_key: str | None = None,
     allow_remote: bool = False,
     log_level: str = "warning",
+    models: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
-    """Run a tinker-compatible server on an offline backend in a background thread.
+    """Run a tinker-compatible server on an offline backend in a background thread
+    (``models``: model name → local HF folder, as ``tk.connect(models=...)``).
 
     Example:
         >>> import tinker
@@ -99,7 +107,7 @@ def serve(
         ...     training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
     """
     check_host(host, allow_remote)
-    app, key = build(backend, api_key)
+    app, key = build(backend, api_key, models=models)
     # Picking the port first (rather than reading it back from uvicorn) keeps base_url
     # known before the thread starts; the tiny race with another process is acceptable.
     chosen = port or _free_port(host)

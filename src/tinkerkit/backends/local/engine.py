@@ -9,7 +9,8 @@ decoding uses the KV cache (``decode``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,10 @@ from tinkerkit.backends.local import models
 from tinkerkit.backends.local.batching import LocalForward, prefix_logprobs, run_buckets
 from tinkerkit.backends.local.decode import LocalDecoder
 from tinkerkit.backends.local.dimuon import LoraDimuon
+from tinkerkit.backends.local.models import Source
 from tinkerkit.backends.local.optim import LoraAdam
 from tinkerkit.models.registry import ModelSpec, announce_stand_in
+from tinkerkit.models.stand_ins import ModelNames
 
 
 class LocalEngine:
@@ -46,6 +49,7 @@ class LocalEngine:
         source: models.Source,
         *,
         optimizer: types.OptimizerConfig | None = None,
+        names: ModelNames | None = None,
         _model: nn.Module | None = None,
         _params: dict[str, nn.Parameter] | None = None,
     ) -> None:
@@ -53,8 +57,9 @@ class LocalEngine:
         self.lora = lora
         self.optimizer_config = optimizers.normalized_config(optimizer)
         self.source = source
+        self.names = names
         self.device = models.device()
-        base = models.base_model(source)
+        base = models.base_model(source, names)
         if _model is not None:  # a snapshot: given, frozen
             self.model, self.params, self.frozen = _model, _params or {}, True
         elif lora is None:
@@ -137,34 +142,55 @@ class LocalEngine:
             self.lora,
             self.source,
             optimizer=self.optimizer_config,
+            names=self.names,
             _model=model,
             _params=params,
         )
 
 
 class LocalFactory:
-    """Models of the ``local`` backend: ``tinkerkit/tiny`` (standing in for service
-    models), local HF model folders, and hub ids already in the local HF cache.
+    """Models of the ``local`` backend: ``tinkerkit/tiny``, stand-ins for the service's
+    models (a small Llama sized to the model's vocabulary, with its real tokenizer), names
+    mapped to local HF model folders (``models=``: that real model, under the name), local
+    HF model folders, and hub ids already in the local HF cache.
 
     Example:
         >>> LocalFactory().resolve("tinkerkit/tiny").vocab_size
         261
+        >>> LocalFactory(models={"Qwen/Qwen3-8B": "/models/qwen3-8b"}).resolve("Qwen/Qwen3-8B")
     """
 
     name = "local"
 
+    def __init__(self, models: Mapping[str, str | os.PathLike[str]] | None = None) -> None:
+        self.names = ModelNames(models)
+        self._sources: dict[str, tuple[Source, Any]] = {}
+
     def known_models(self) -> list[str]:
-        return models.known_models()
+        return self.names.known()
+
+    def _find(self, model: str) -> tuple[Source, Any]:
+        # Sampling asks for the tokenizer and stop tokens on every request: look once.
+        found = self._sources.get(model)
+        if found is None:
+            found = self._sources[model] = models.find_source(model, self.names)
+        return found
+
+    def _source(self, model: str) -> Source:
+        return self._find(model)[0]
 
     def resolve(self, model: str) -> ModelSpec:
-        source, config = models.find_source(model)
-        return models.spec_for(source, config)
+        source, config = self._find(model)
+        return models.spec_for(source, config, self.names)
 
     def tokenizer(self, spec: ModelSpec) -> Any:
-        return models.tokenizer(models.find_source(spec.name)[0])
+        return models.tokenizer(self._source(spec.name), self.names)
+
+    def tokenizer_id(self, spec: ModelSpec) -> str:
+        return models.tokenizer_id(self._source(spec.name), self.names)
 
     def stop_tokens(self, spec: ModelSpec) -> list[int]:
-        return models.stop_tokens(models.find_source(spec.name)[0])
+        return models.stop_tokens(self._source(spec.name), self.names)
 
     def create(
         self,
@@ -174,6 +200,6 @@ class LocalFactory:
     ) -> LocalEngine:
         optimizer = optimizers.normalized_config(optimizer)  # refuse before any work
         if spec.stands_in_for:
-            announce_stand_in(self.name, spec.stands_in_for)
-        source, _ = models.find_source(spec.name)
-        return LocalEngine(spec, lora, source, optimizer=optimizer)
+            announce_stand_in(self.name, spec)
+        source = self._source(spec.name)
+        return LocalEngine(spec, lora, source, optimizer=optimizer, names=self.names)

@@ -1,10 +1,14 @@
-"""Base models of the ``local`` backend: the built-in tiny Llama, local HF folders, HF cache.
+"""Base models of the ``local`` backend: the built-in tiny Llama, stand-ins for the
+service's models, mapped and local HF folders, the HF cache.
 
 ``tinkerkit/tiny`` is a small Llama (2 layers, hidden 64) over the byte tokenizer,
 built in code from a fixed seed, so every process gets the very same base weights
-without a download. The Tinker service's model names resolve to it as a stand-in.
-A local directory holding an HF model, or a hub id already in the local HF cache
-(never downloaded), is loaded with ``transformers`` as it is.
+without a download. A service model name (the catalogue) gets the same small Llama
+sized to that model's vocabulary, with its real tokenizer's bos/eos/pad ids — one base
+per (tokenizer family, vocabulary). A name the user maps to a local HF model folder
+(``models=``, ``TINKERKIT_MODELS``, ``--model NAME=PATH``) trains that real model under
+the name. A local directory holding an HF model, or a hub id already in the local HF
+cache (never downloaded), is loaded with ``transformers`` as it is.
 
 Base models are cached per process and shared, frozen, by every engine built on them.
 """
@@ -29,25 +33,38 @@ from transformers import (
     PreTrainedModel,
 )
 
-from tinkerkit.errors import UnknownModelError
 from tinkerkit.models import tokenizer as byte_tok
-from tinkerkit.models.registry import SERVICE_MODELS, TINY, ModelSpec
+from tinkerkit.models.registry import TINY, ModelSpec, unknown_model_error
+from tinkerkit.models.stand_ins import ModelNames
 
 TINY_ARCH = "llama"
 # The seed of the built-in base: a pure function of its name, fixed across processes.
 TINY_SEED = zlib.crc32(TINY.encode())
 
 
+# Stand-ins' position limit: the largest context of the catalogue's bare names. The
+# rotary embedding is computed on the fly, so it costs nothing; it only keeps one base
+# per (family, vocabulary) whatever name built it first.
+STAND_IN_POSITIONS = 262144
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where a model name's weights come from: the built-in tiny model or ``path``."""
+    """Where a model name's weights come from: built in (tiny, or a stand-in of
+    ``family`` with ``vocab`` rows) or ``path``."""
 
     name: str
-    path: str | None  # None: the built-in tiny model; else a folder or cached hub id
+    path: str | None  # None: built in; else a folder or cached hub id
+    family: str | None = None  # a stand-in's tokenizer family
+    vocab: int | None = None
 
     @property
     def builtin(self) -> bool:
         return self.path is None
+
+    @property
+    def stand_in(self) -> bool:
+        return self.path is None and self.family is not None
 
 
 def device() -> torch.device:
@@ -60,6 +77,25 @@ def _to(model: torch.nn.Module, where: torch.device | torch.dtype) -> torch.nn.M
     return torch.nn.Module.to(model, where)
 
 
+def stand_in_config(
+    vocab: int, bos: int | None, eos: int | None, pad: int | None, positions: int
+) -> LlamaConfig:
+    """The small Llama of the built-in models, sized to ``vocab`` with these token ids."""
+    return LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=positions,
+        tie_word_embeddings=False,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
+
+
 def tiny_config() -> LlamaConfig:
     """The configuration of ``tinkerkit/tiny``.
 
@@ -68,19 +104,17 @@ def tiny_config() -> LlamaConfig:
         64
     """
     tok = byte_tok.byte_tokenizer()
-    return LlamaConfig(
-        vocab_size=byte_tok.VOCAB_SIZE,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
+    return stand_in_config(
+        byte_tok.VOCAB_SIZE, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, 2048
     )
+
+
+def _build(config: LlamaConfig, seed: int) -> LlamaForCausalLM:
+    # fork_rng: seeding must not disturb the caller's global random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return cast(LlamaForCausalLM, _to(model, torch.float32).eval())
 
 
 def build_tiny() -> LlamaForCausalLM:
@@ -90,16 +124,27 @@ def build_tiny() -> LlamaForCausalLM:
         >>> build_tiny().config.vocab_size
         261
     """
-    # fork_rng: seeding must not disturb the caller's global random state.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        model = LlamaForCausalLM(tiny_config())
-    return cast(LlamaForCausalLM, _to(model, torch.float32).eval())
+    return _build(tiny_config(), TINY_SEED)
 
 
-def known_models() -> list[str]:
+def stand_in_base_config(source: Source, names: ModelNames) -> LlamaConfig:
+    """The config of ``source``'s stand-in: its vocabulary, its tokenizer's special ids."""
+    assert source.vocab is not None
+    tok = names.tokenizer(source.name)
+    return stand_in_config(
+        source.vocab, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, STAND_IN_POSITIONS
+    )
+
+
+def build_stand_in(source: Source, names: ModelNames) -> LlamaForCausalLM:
+    """A fresh stand-in base for ``source``: a pure function of (family, vocabulary)."""
+    seed = zlib.crc32(f"{TINY}/stand-in/{source.family}:{source.vocab}".encode())
+    return _build(stand_in_base_config(source, names), seed)
+
+
+def known_models(names: ModelNames | None = None) -> list[str]:
     """The model names the ``local`` backend always knows (besides folders and the HF cache)."""
-    return [TINY, *SERVICE_MODELS]
+    return (names or ModelNames()).known()
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -116,40 +161,57 @@ def _cached_config(name: str) -> Any | None:
         return None
 
 
-def find_source(name: str) -> tuple[Source, Any]:
-    """Resolve ``name`` to a source and its config; ``UnknownModelError`` if it is none.
+def find_source(name: str, names: ModelNames | None = None) -> tuple[Source, Any]:
+    """Resolve ``name`` to a source and its config (None for a stand-in, whose spec comes
+    from the catalogue); ``UnknownModelError`` if it is none.
 
     Example:
         >>> find_source("tinkerkit/tiny")[0].builtin
         True
     """
-    if name == TINY or name in SERVICE_MODELS:
+    names = names or ModelNames()
+    mapped = names.mapped(name)
+    if mapped is not None and mapped.kind == "model":
+        return Source(name, str(mapped.path)), AutoConfig.from_pretrained(str(mapped.path))
+    if name == TINY and mapped is None:
         return Source(name, None), tiny_config()
+    if mapped is not None or names.entry(name) is not None:
+        return Source(name, None, names.family(name), names.vocab_size(name)), None
     path = Path(name).expanduser()
     if _is_model_dir(path):
         return Source(name, str(path.resolve())), AutoConfig.from_pretrained(str(path))
     config = _cached_config(name)
     if config is not None:
         return Source(name, name), config
-    error = UnknownModelError(name, known_models())
     # Say where we looked, so a typo in a path is told apart from a missing download.
-    error.message += (
-        f" The local backend also looked for a folder {str(path)!r} with a config.json, "
-        f"and for {name!r} in the local Hugging Face cache (it never downloads)."
+    raise unknown_model_error(
+        name,
+        names.known(),
+        extra=(
+            f" The local backend also looked for a folder {str(path)!r} with a config.json, "
+            f"and for {name!r} in the local Hugging Face cache (it never downloads)."
+        ),
     )
-    raise error
 
 
-def spec_for(source: Source, config: Any) -> ModelSpec:
+def spec_for(source: Source, config: Any, names: ModelNames | None = None) -> ModelSpec:
     """The ``ModelSpec`` the clients see for a resolved source."""
+    if source.stand_in:
+        assert source.vocab is not None
+        return ModelSpec(
+            name=source.name,
+            arch=TINY_ARCH,
+            vocab_size=source.vocab,
+            max_context_length=(names or ModelNames()).context_length(source.name, 2048),
+            stands_in_for=source.name,
+            family=source.family,
+        )
     if source.builtin:
-        stands_in = None if source.name == TINY else source.name
         return ModelSpec(
             name=source.name,
             arch=TINY_ARCH,
             vocab_size=byte_tok.VOCAB_SIZE,
             max_context_length=int(config.max_position_embeddings),
-            stands_in_for=stands_in,
         )
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     max_len = getattr(text, "max_position_embeddings", None) or 2048
@@ -162,18 +224,27 @@ def spec_for(source: Source, config: Any) -> ModelSpec:
 
 
 _lock = threading.Lock()
-_bases: dict[tuple[str | None, str], PreTrainedModel] = {}
+_bases: dict[tuple[Any, ...], PreTrainedModel] = {}
 _tokenizers: dict[str | None, Any] = {}
 
 
-def base_model(source: Source) -> PreTrainedModel:
-    """The shared, frozen base model of ``source`` on ``device()`` (cached per process)."""
+def _base_key(source: Source, dev: torch.device) -> tuple[Any, ...]:
+    if source.stand_in:
+        return ("stand-in", source.family, source.vocab, str(dev))
+    return (source.path, str(dev))
+
+
+def base_model(source: Source, names: ModelNames | None = None) -> PreTrainedModel:
+    """The shared, frozen base model of ``source`` on ``device()`` (cached per process:
+    every engine on one base shares one copy of its weights)."""
     dev = device()
-    key = (source.path, str(dev))
+    key = _base_key(source, dev)
     with _lock:
         model = _bases.get(key)
         if model is None:
-            if source.path is None:
+            if source.stand_in:
+                model = build_stand_in(source, names or ModelNames())
+            elif source.path is None:
                 model = build_tiny()
             else:
                 # float32 on CPU; on a GPU keep the checkpoint's own (half) precision.
@@ -187,8 +258,17 @@ def base_model(source: Source) -> PreTrainedModel:
         return model
 
 
-def tokenizer(source: Source) -> Any:
-    """The tokenizer of ``source``: the byte tokenizer for the built-in model."""
+def _named(source: Source, names: ModelNames) -> bool:
+    """Whether the model names (catalogue, mapping) say which tokenizer ``source`` has."""
+    return source.stand_in or names.mapped(source.name) is not None
+
+
+def tokenizer(source: Source, names: ModelNames | None = None) -> Any:
+    """The tokenizer of ``source``: the byte tokenizer for tiny, the model's real one for
+    a stand-in or a mapped folder, the folder's own otherwise."""
+    names = names or ModelNames()
+    if _named(source, names):
+        return names.tokenizer(source.name)
     if source.path is None:
         return byte_tok.byte_tokenizer()
     with _lock:
@@ -199,15 +279,26 @@ def tokenizer(source: Source) -> Any:
         return tok
 
 
-def stop_tokens(source: Source) -> list[int]:
+def tokenizer_id(source: Source, names: ModelNames | None = None) -> str:
+    """What ``get_info`` names as the tokenizer of ``source``."""
+    names = names or ModelNames()
+    if _named(source, names) or source.path is None:
+        return names.tokenizer_id(source.name)
+    return source.path
+
+
+def stop_tokens(source: Source, names: ModelNames | None = None) -> list[int]:
     """End-of-generation token ids: the tokenizer's EOS and the generation config's."""
+    names = names or ModelNames()
+    if _named(source, names):
+        return names.stop_tokens(source.name)
     if source.path is None:
         return byte_tok.stop_token_ids()
     ids: list[int] = []
-    eos = tokenizer(source).eos_token_id
+    eos = tokenizer(source, names).eos_token_id
     if eos is not None:
         ids.append(int(eos))
-    gen = getattr(base_model(source), "generation_config", None)
+    gen = getattr(base_model(source, names), "generation_config", None)
     extra = getattr(gen, "eos_token_id", None)
     for token in extra if isinstance(extra, list) else [extra]:
         if token is not None and int(token) not in ids:
@@ -215,8 +306,9 @@ def stop_tokens(source: Source) -> list[int]:
     return ids
 
 
-def export_base(name: str, out_dir: Path) -> Path:
-    """Write the built-in base ``name`` as a normal HF model folder; returns ``out_dir``.
+def export_base(name: str, out_dir: Path, names: ModelNames | None = None) -> Path:
+    """Write the built-in base ``name`` (tiny, or a service model's stand-in) as a normal
+    HF model folder; returns ``out_dir``.
 
     The folder (config.json, model.safetensors, tokenizer files) is written next to
     ``out_dir`` and renamed into place, so readers never see half of it.
@@ -226,7 +318,8 @@ def export_base(name: str, out_dir: Path) -> Path:
         >>> export_base("tinkerkit/tiny", Path("/tmp/tiny-base"))
         PosixPath('/tmp/tiny-base')
     """
-    source, _ = find_source(name)
+    names = names or ModelNames()
+    source, _ = find_source(name, names)
     if not source.builtin:
         raise ValueError(f"{name!r} is not a built-in model; it already has its own files.")
     out_dir = Path(out_dir)
@@ -235,8 +328,9 @@ def export_base(name: str, out_dir: Path) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        build_tiny().save_pretrained(tmp, safe_serialization=True)
-        byte_tok.byte_tokenizer().save_pretrained(tmp)
+        model = build_stand_in(source, names) if source.stand_in else build_tiny()
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer(source, names).save_pretrained(tmp)
         if out_dir.exists():
             out_dir.rmdir()
         tmp.rename(out_dir)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,8 @@ from tinkerkit.backends.mock import model
 from tinkerkit.backends.mock.adam import Adam
 from tinkerkit.backends.mock.dimuon import Dimuon
 from tinkerkit.models import tokenizer as byte_tok
-from tinkerkit.models.registry import (
-    SERVICE_MODELS,
-    TINY,
-    ModelSpec,
-    announce_stand_in,
-    check_model_name,
-)
+from tinkerkit.models.registry import TINY, ModelSpec, announce_stand_in
+from tinkerkit.models.stand_ins import ModelNames
 
 MAX_CONTEXT = 2048
 # Learning rates that work for LoRA on real models (1e-4 .. 1e-3) should visibly
@@ -102,7 +98,7 @@ class MockEngine:
         self.spec = spec
         self.lora = lora
         self.optimizer_config = optimizers.normalized_config(optimizer)
-        self.base = model.base_weights(TINY, spec.vocab_size)
+        self.base = model.base_weights(base_id(spec), spec.vocab_size)
         self.params: dict[str, np.ndarray] = {}
         self.targets: list[str] = []
         if lora is not None:
@@ -179,30 +175,45 @@ class MockEngine:
         return clone
 
 
+def base_id(spec: ModelSpec) -> str:
+    """The seed name of ``spec``'s frozen base: one base per (family, vocabulary)."""
+    return TINY if spec.family is None else f"{TINY}/stand-in/{spec.family}"
+
+
 class MockFactory:
-    """Models of the ``mock`` backend: ``tinkerkit/tiny`` and stand-ins for service models."""
+    """Models of the ``mock`` backend: ``tinkerkit/tiny``, and stand-ins for the service's
+    models (the catalogue) and for the names of the user's mapping (``models=``): a mock
+    network sized to the model's vocabulary, with the model's tokenizer."""
 
     name = "mock"
 
+    def __init__(self, models: Mapping[str, str | os.PathLike[str]] | None = None) -> None:
+        self.names = ModelNames(models)
+
     def known_models(self) -> list[str]:
-        return [TINY, *SERVICE_MODELS]
+        return self.names.known()
 
     def resolve(self, model_name: str) -> ModelSpec:
-        check_model_name(model_name, (TINY, *SERVICE_MODELS))
-        stands_in = None if model_name == TINY else model_name
+        self.names.check(model_name)
+        if model_name == TINY and self.names.mapped(model_name) is None:
+            return ModelSpec(TINY, "tinkerkit-mock", byte_tok.VOCAB_SIZE, MAX_CONTEXT)
         return ModelSpec(
             name=model_name,
             arch="tinkerkit-mock",
-            vocab_size=byte_tok.VOCAB_SIZE,
-            max_context_length=MAX_CONTEXT,
-            stands_in_for=stands_in,
+            vocab_size=self.names.vocab_size(model_name),
+            max_context_length=self.names.context_length(model_name, MAX_CONTEXT),
+            stands_in_for=model_name,
+            family=self.names.family(model_name),
         )
 
     def tokenizer(self, spec: ModelSpec) -> Any:
-        return byte_tok.byte_tokenizer()
+        return self.names.tokenizer(spec.name)
+
+    def tokenizer_id(self, spec: ModelSpec) -> str:
+        return self.names.tokenizer_id(spec.name)
 
     def stop_tokens(self, spec: ModelSpec) -> list[int]:
-        return byte_tok.stop_token_ids()
+        return self.names.stop_tokens(spec.name)
 
     def create(
         self,
@@ -212,7 +223,7 @@ class MockFactory:
     ) -> MockEngine:
         optimizer = optimizers.normalized_config(optimizer)  # refuse before any work
         if spec.stands_in_for:
-            announce_stand_in(self.name, spec.stands_in_for)
+            announce_stand_in(self.name, spec)
         if lora is not None and lora.alpha is None:
             lora = LoraConfig(
                 rank=lora.rank,

