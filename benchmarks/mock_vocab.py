@@ -7,6 +7,8 @@ and size, one 2,048-token prompt scored through ``next_token_logprobs`` (time an
 allocation) and one decoder step for 4 samples.
 
 Usage: python benchmarks/mock_vocab.py [--rounds N]
+(on a shared machine, OPENBLAS_NUM_THREADS=1 keeps BLAS threads from spinning against
+other processes; the figures in docs/performance.md give both)
 """
 
 from __future__ import annotations
