@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from tinker import types
 from tinker.proto.response_conv import deserialize_sample_response
 from tinker.types.topk_logprobs import TopkLogprobs
@@ -115,3 +116,79 @@ def test_dense_target_prompt_logprobs_stay_dense_on_the_wire():
     got = deserialize_sample_response(sample_response_to_proto(sent)).target_prompt_logprobs
     assert got is not None and got.sparse_crow_indices is None and got.shape == [2, 2]
     np.testing.assert_array_equal(got.to_numpy(), dense.to_numpy())
+
+
+# --- asample answers first, the engine runs after (routes_sampling._start_sample) ----------
+
+
+def test_concurrent_samples_answered_before_they_run_get_their_own_results(official):
+    """Each asample is answered (request id, sequence ids) before its engine run starts;
+    eight in flight at once still resolve to their own request's sequences."""
+    import tinkerkit as tk
+
+    served = official.create_sampling_client(base_model=MODEL).result()
+    direct = tk.connect("mock").create_sampling_client(base_model=MODEL).result()
+    params = [types.SamplingParams(max_tokens=4, temperature=1.0, seed=s) for s in range(8)]
+
+    futures = [served.sample(PROMPT, 2, p) for p in params]
+    got = [f.result() for f in futures]
+    want = [direct.sample(PROMPT, 2, p).result() for p in params]
+
+    assert [[s.tokens for s in g.sequences] for g in got] == [
+        [s.tokens for s in w.sequences] for w in want
+    ]
+    ids = [s.sequence_id for g in got for s in g.sequences]
+    assert len(set(ids)) == len(ids) == 16
+
+
+def test_a_sample_refused_after_its_answer_fails_its_future(official):
+    import tinker
+
+    sampler = official.create_sampling_client(base_model=MODEL).result()
+    bad = types.ModelInput.from_ints([1, 2, 10**9])  # out of the vocabulary
+    future = sampler.sample(bad, 1, PARAMS)
+    with pytest.raises(tinker.RequestFailedError, match="vocab"):
+        future.result(timeout=30)
+    assert sampler.sample(PROMPT, 1, PARAMS).result().sequences  # the session still works
+
+
+def test_a_sample_cancelled_before_it_started_never_reaches_the_engine():
+    import asyncio
+    from concurrent.futures import Future
+
+    from tinkerkit.server.routes_sampling import _start_sample
+    from tinkerkit.server.state import Pending
+
+    class NeverCalled:
+        def _submit_sample(self, *args, **kwargs):
+            raise AssertionError("a cancelled sample was submitted")
+
+    entry = Pending("req-1", Future(), "sample", ["s:sample:0:req-1:0"])
+    entry.future.cancel()
+    req = types.SampleRequest(
+        sampling_session_id="s:sample:0", num_samples=1, prompt=PROMPT, sampling_params=PARAMS
+    )
+    asyncio.run(_start_sample(NeverCalled(), req, entry))
+    assert entry.future.cancelled()
+
+
+def test_forward_settles_the_handed_out_future_and_passes_cancels_back():
+    from concurrent.futures import Future
+
+    from tinkerkit.server.state import forward
+
+    source, target = Future(), Future()
+    forward(source, target)
+    source.set_result(7)
+    assert target.result() == 7
+
+    source, target = Future(), Future()
+    forward(source, target)
+    source.set_exception(ValueError("refused"))
+    with pytest.raises(ValueError, match="refused"):
+        target.result()
+
+    source, target = Future(), Future()
+    forward(source, target)
+    target.cancel()
+    assert source.cancelled()

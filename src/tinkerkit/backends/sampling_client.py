@@ -247,17 +247,24 @@ class SamplingClient(tinker.SamplingClient):
         prompt_alt_tokens_k: int,
         prompt_logprobs_last_n: int | None,
         record_stability_info: bool,
+        sequence_ids: list[str] | None = None,
     ) -> SampleFuture[types.SampleResponse]:
         """``sample``, recording or not as ``record_stability_info`` says (the server
         passes each request's own flag: there one client serves a whole sampling session).
-        The future's ``sequence_ids`` are the ids its sequences will carry."""
+        The future's ``sequence_ids`` are the ids its sequences will carry: new ones, or
+        ``sequence_ids`` (one per sample) where the caller promised them already — the
+        server answers a request with its ids before the engine starts on it."""
         check_sample_arguments(
             include_prompt_logprobs,
             target_prompt_logprobs,
             prompt_alt_tokens_k,
             prompt_logprobs_last_n,
         )
-        ids = [f"{self._sampling_session_id}:{uuid.uuid4().hex[:16]}" for _ in range(num_samples)]
+        if sequence_ids is None:
+            sequence_ids = [
+                f"{self._sampling_session_id}:{uuid.uuid4().hex[:16]}" for _ in range(num_samples)
+            ]
+        ids = list(sequence_ids)
         context = self._context
 
         def run() -> types.SampleResponse:

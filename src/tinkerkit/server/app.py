@@ -28,7 +28,12 @@ _CKPT = "/training_runs/{run_id}/checkpoints/{kind}/{name}"
 
 # The model and sampler endpoints that create runs or samplers are wrapped by
 # ``service.in_session``, which files what they create under the SDK's session.
+# The router tries routes in order, so the endpoints every step calls come first.
 ROUTES: list[tuple[str, str, Any]] = [
+    ("POST", "/asample", sampling.asample),
+    ("POST", "/retrieve_future", sampling.retrieve_future),
+    ("POST", "/forward_backward", training.forward_backward),
+    ("POST", "/optim_step", training.optim_step),
     ("GET", "/healthz", service.healthz),
     ("POST", "/client/config", service.config),
     ("POST", "/client/dynamic_config", service.dynamic_config),
@@ -39,8 +44,6 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/get_server_capabilities", service.capabilities),
     ("POST", "/create_model", service.in_session(training.create_model)),
     ("POST", "/get_info", training.get_info),
-    ("POST", "/forward_backward", training.forward_backward),
-    ("POST", "/optim_step", training.optim_step),
     ("POST", "/save_weights", training.save_weights),
     ("POST", "/load_weights", service.in_session(training.load_weights)),
     ("POST", "/save_weights_for_sampler", service.in_session(training.save_weights_for_sampler)),
@@ -49,8 +52,6 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/create_sampling_session", service.in_session(sampling.create_sampling_session)),
     ("POST", "/join_sampling_session", sampling.join_sampling_session),
     ("GET", "/samplers/{sampler_id}", sampling.get_sampler),
-    ("POST", "/asample", sampling.asample),
-    ("POST", "/retrieve_future", sampling.retrieve_future),
     ("POST", "/cancel_future", sampling.cancel_future),
     # RestClient: training runs and checkpoints
     ("GET", "/training_runs", rest.list_training_runs),

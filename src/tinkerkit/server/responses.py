@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import pydantic
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from tinker import APIStatusError
@@ -55,14 +56,17 @@ def error(status: int, message: str) -> Response:
     return JSONResponse({"detail": message}, status_code=status)
 
 
-def untyped_future(entry: Pending, model_id: str | None = None) -> Response:
-    """The ``UntypedAPIFuture`` a submitting endpoint answers with."""
+def untyped_future(
+    entry: Pending, model_id: str | None = None, background: BackgroundTask | None = None
+) -> Response:
+    """The ``UntypedAPIFuture`` a submitting endpoint answers with; ``background`` runs
+    once the answer is sent."""
     body: dict[str, Any] = {"request_id": entry.request_id}
     if model_id is not None:
         body["model_id"] = model_id
     if entry.sample_ids is not None:
         body["sample_sequence_ids"] = entry.sample_ids
-    return JSONResponse(body)
+    return JSONResponse(body, background=background)
 
 
 async def wait_done(future: Future[Any], timeout: float) -> bool:

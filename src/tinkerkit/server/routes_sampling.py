@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from tinker import types
@@ -17,7 +19,7 @@ from tinkerkit.server.responses import (
     untyped_future,
     wait_done,
 )
-from tinkerkit.server.state import SamplerSlot, failure_body
+from tinkerkit.server.state import Pending, SamplerSlot, failure_body, forward
 from tinkerkit.server.wire import forward_backward_output_to_proto, sample_response_to_proto
 
 # How long one retrieve_future call holds a pending request before answering
@@ -90,6 +92,22 @@ async def asample(request: Request) -> Response:
         )
     slot = _sampler(request, req.sampling_session_id)
     client = await result_of(slot.client, "sampling session")
+    # The answer (request id, sequence ids) goes out before the engine starts: the SDK
+    # spends a millisecond or more reading it and sending retrieve_future, and the engine
+    # uses that time; started first, its thread takes the GIL and the answer waits for it.
+    entry = state.futures.add(Future(), "sample")
+    # Sequence ids are scoped by the sampling session, as on the service.
+    entry.sample_ids = [
+        f"{slot.sampling_session_id}:{entry.request_id}:{i}" for i in range(req.num_samples)
+    ]
+    return untyped_future(entry, background=BackgroundTask(_start_sample, client, req, entry))
+
+
+async def _start_sample(client: Any, req: types.SampleRequest, entry: Pending) -> None:
+    """Submit an answered ``asample`` to the offline client (on the event loop, so the
+    submissions keep the order the answers went out in)."""
+    if entry.future.cancelled():  # cancel_future came first
+        return
     try:
         # One offline client serves the whole session; the SDK sends its client's
         # record_stability_info on every request, so each request records as it says.
@@ -104,16 +122,14 @@ async def asample(request: Request) -> Response:
             prompt_alt_tokens_k=req.prompt_alt_tokens_k,
             prompt_logprobs_last_n=req.prompt_logprobs_last_n,
             record_stability_info=bool(req.record_stability_info),
+            # The ids already promised: the SDK stamps them on the sequences, so a later
+            # request naming a sequence finds its record.
+            sequence_ids=entry.sample_ids,
         )
     except Exception as exc:
-        from tinkerkit.server.state import failed
-
-        return untyped_future(state.futures.add(failed(exc), "sample", num_samples=req.num_samples))
-    entry = state.futures.add(submitted.future(), "sample")
-    # The ids the offline client fixed at submission (and records under): the SDK stamps
-    # these on the sequences, so a later request naming a sequence finds its record.
-    entry.sample_ids = list(submitted.sequence_ids)
-    return untyped_future(entry)
+        entry.future.set_exception(exc)
+        return
+    forward(submitted.future(), entry.future)
 
 
 def _render(kind: str, result: Any) -> Response:

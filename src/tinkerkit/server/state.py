@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -48,6 +49,30 @@ def chain(source: Future[T], fn: Callable[[T], U]) -> Future[U]:
 
     source.add_done_callback(on_done)
     return out
+
+
+def forward(source: Future[T], target: Future[T]) -> None:
+    """Settle ``target`` as ``source`` settles; cancelling ``target`` cancels ``source``.
+
+    For a future handed out before its work was submitted (a sample answered first, run
+    after): ``target`` is the one the table holds, ``source`` the engine's.
+
+    Example:
+        >>> forward(client._submit_sample(...).future(), entry.future)
+    """
+
+    def settle(src: Future[T]) -> None:
+        if target.done():  # cancelled meanwhile
+            return
+        if src.cancelled():
+            target.cancel()
+        elif (exc := src.exception()) is not None:
+            target.set_exception(exc)
+        else:
+            target.set_result(src.result())
+
+    target.add_done_callback(lambda t: source.cancel() if t.cancelled() else None)
+    source.add_done_callback(settle)
 
 
 def failed(exc: BaseException) -> Future[Any]:
@@ -142,6 +167,11 @@ class FutureTable:
     def __init__(self) -> None:
         self._pending: dict[str, Pending] = {}
         self._logged: set[tuple[str, str, str]] = set()
+        # Ids are a per-server random prefix and a counter rather than uuid4s: asking the
+        # kernel for randomness releases the GIL mid-handler, and an engine thread that
+        # takes it then runs its whole request before the answer goes out.
+        self._prefix = secrets.token_hex(8)
+        self._ids = itertools.count(1)
 
     def _log_failure(
         self, kind: str, owner: str | None, request_id: str, future: Future[Any]
@@ -180,7 +210,7 @@ class FutureTable:
             >>> entry.request_id
             'req-…'
         """
-        request_id = f"req-{uuid.uuid4().hex}"
+        request_id = f"req-{self._prefix}-{next(self._ids)}"
         ids = [f"{request_id}:{i}" for i in range(num_samples)] if num_samples else None
         entry = Pending(request_id, future, kind, ids)
         self._pending[request_id] = entry

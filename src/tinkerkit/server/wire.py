@@ -67,7 +67,8 @@ def _chunk(msg: pb.Chunk) -> types.ModelInputChunk:
     which = msg.WhichOneof("chunk")
     if which == "encoded_text":
         tokens = np.frombuffer(msg.encoded_text.tokens, dtype=np.int32)
-        return types.EncodedTextChunk(tokens=[int(t) for t in tokens])
+        # tolist() makes the Python ints in C: a comprehension costs 20x more per token.
+        return types.EncodedTextChunk(tokens=tokens.tolist())
     if which == "image":
         return types.ImageChunk(
             data=msg.image.data,
