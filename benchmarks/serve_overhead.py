@@ -6,12 +6,12 @@ Run: ``python benchmarks/serve_overhead.py [--samples 300] [--steps 10] [--model
 so all sides see the same machine state)::
 
     sample() round trip, 8-token prompt, max_tokens=4 (median of 300)
-      in-process tk.connect("mock")   0.95 ms
-      served (tinkerkit serve)        5.60 ms   5.9x in-process
-      SDK floor (canned server)       4.60 ms   the SDK's own cost per round trip
-    forward_backward, 8 x 512 tokens, tinkerkit/tiny (median of 10)
-      in-process   19,500 tok/s
-      served       19,100 tok/s   98% of in-process
+      in-process tk.connect("mock")    0.88 ms
+      served                           3.97 ms    4.5x in-process
+      SDK floor (canned server)        3.07 ms  the SDK's own cost per round trip
+    forward_backward, 8 x 512 tokens, tinkerkit/tiny (median of 6)
+      in-process     45,634 tok/s  (89.8 ms)
+      served         43,634 tok/s  (93.9 ms)  96% of in-process
 
 The server is ``tinkerkit serve`` in a child process, as ``tinkerkit serve`` and
 ``tinkerkit run`` run it (``--in-thread``: ``tk.serve`` in this process instead, where it
