@@ -55,7 +55,15 @@ async def healthz(request: Request) -> Response:
 
 async def config(request: Request) -> Response:
     await parse(request, types.ClientConfigRequest)
-    return ok(client_config())
+    response = ok(client_config())
+    # The SDK asks for its config through a connection pool of its own that it never
+    # closes; when that client is garbage-collected in another thread that runs an event
+    # loop (a cookbook recipe's main thread), its __del__ closes the idle connection from
+    # there, and the socket's recycled file descriptor can take a live request's reader
+    # off the SDK's selector (that request then hangs for its 45 s timeout). Closing the
+    # connection after this answer leaves that pool nothing to close.
+    response.headers["Connection"] = "close"
+    return response
 
 
 async def dynamic_config(request: Request) -> Response:
