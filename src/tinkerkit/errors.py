@@ -19,6 +19,7 @@ from tinker import APIStatusError, BadRequestError, NotFoundError, RequestFailed
 from tinker.types import RequestErrorCategory
 
 __all__ = [
+    "APIKeyRefusedError",
     "AgeEncryptionError",
     "BackendNotConfiguredError",
     "BatchTooLargeError",
@@ -37,10 +38,13 @@ __all__ = [
     "InvalidPromptError",
     "InvalidTinkerPathError",
     "MissingAPIKeyError",
+    "PortInUseError",
     "PromptTypeError",
     "RequestError",
+    "RequestLimitError",
     "RestRequestError",
     "SamplerNotFoundError",
+    "ServerUnreachableError",
     "ServiceStatusError",
     "SessionNotFoundError",
     "TinkerkitError",
@@ -114,6 +118,42 @@ class MissingAPIKeyError(TinkerkitError):
             "The 'tinker' backend needs an API key: set TINKER_API_KEY (from the Tinker "
             "console) or pass api_key=... to tk.connect('tinker', ...). To run offline "
             "without a key, use tk.connect('mock') or tk.connect('local')."
+        )
+
+
+class ServerUnreachableError(TinkerkitError, ConnectionError):
+    """Nothing answers at the base URL (the SDK would retry it silently for minutes)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        super().__init__(
+            f"No Tinker server answers at {url} ({reason}). Check the URL and that the "
+            "server is running (e.g. `tinkerkit serve`), or unset TINKER_BASE_URL to use "
+            "the Tinker service."
+        )
+
+
+class APIKeyRefusedError(TinkerkitError, PermissionError):
+    """The server at the base URL answered 401: the API key is wrong or missing."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(
+            f"The server at {url} refused the API key (HTTP 401). Set TINKER_API_KEY (or "
+            "pass api_key=...) to the key it expects: for `tinkerkit serve`, the key it "
+            "printed or its --api-key."
+        )
+
+
+class PortInUseError(TinkerkitError, OSError):
+    """``tinkerkit serve`` could not bind its address (the port is taken, or not allowed)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(
+            f"tinkerkit serve cannot listen on {host}:{port} ({reason}). Stop whatever holds "
+            "the port, or pick another with --port (0 picks a free one)."
         )
 
 
@@ -222,17 +262,6 @@ class ContextLengthError(InvalidDatumError):
             f"sequence of {length} tokens is longer than the model's context of "
             f"{max_length} tokens.",
             "Truncate it (e.g. tk.data.chat_datum(..., max_length=...)) or split it.",
-        )
-
-
-class BatchTooLargeError(RequestError):
-    def __init__(self, num_tokens: int, max_tokens: int) -> None:
-        self.num_tokens = num_tokens
-        self.max_tokens = max_tokens
-        super().__init__(
-            f"Batch of {num_tokens} tokens exceeds the limit of {max_tokens} tokens per "
-            "request. Split the data into smaller forward_backward calls (gradients "
-            "accumulate until optim_step)."
         )
 
 
@@ -396,6 +425,41 @@ class RestRequestError(ServiceStatusError, BadRequestError):
 
     def __init__(self, message: str) -> None:
         self._answer(message, message)
+
+
+class RequestLimitError(ServiceStatusError, BadRequestError, ValueError):
+    """A request argument the service refuses with HTTP 400 (``tinker.BadRequestError``)
+    before any work: over a limit (``num_samples``, LoRA ``rank``, datums or tokens per
+    request, body bytes) or nonsense on every backend (``temperature`` NaN, negative
+    ``max_tokens``). Names the field, the value and the limit. Also a ``ValueError``:
+    the SDK raises one for the values it cannot even send (NaN, infinity)."""
+
+    def __init__(self, field: str, value: object, limit: str, hint: str = "") -> None:
+        self.field = field
+        self.value = value
+        self.limit = limit
+        shown = value if isinstance(value, str) else repr(value)
+        message = f"{field} = {shown} is out of range: {limit}."
+        if hint:
+            message += f" {hint}"
+        self._answer(message, field, value, limit, hint)
+
+
+class BatchTooLargeError(RequestLimitError):
+    """More ``model_input`` tokens in one ``forward``/``forward_backward`` request than the
+    limit (HTTP 400 on the service, ``tinker.BadRequestError``)."""
+
+    def __init__(self, num_tokens: int, max_tokens: int) -> None:
+        self.num_tokens = num_tokens
+        self.max_tokens = max_tokens
+        super().__init__(
+            "tokens in the batch",
+            num_tokens,
+            f"one request takes at most {max_tokens:,} tokens (MAX_TOKENS_PER_REQUEST)",
+            "Split the data into smaller forward_backward calls (gradients accumulate "
+            "until optim_step).",
+        )
+        self._init_args = (num_tokens, max_tokens)
 
 
 class WrongCheckpointKindError(ServiceStatusError, BadRequestError):

@@ -26,9 +26,10 @@ from tinkerkit.backends import prompt_scoring, sampler
 from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.engine import Engine, EngineInput, LoraConfig
 from tinkerkit.backends.futures import SampleFuture
+from tinkerkit.backends.limits import check_sampled_tokens, check_sampling
 from tinkerkit.backends.sdk_surface import mirrors
-from tinkerkit.backends.validation import check_tokens, model_input_tokens
-from tinkerkit.errors import InvalidPromptError, PromptTypeError
+from tinkerkit.backends.validation import check_tokens, model_input_tokens, text_token_count
+from tinkerkit.errors import InvalidPromptError, PromptTypeError, RequestLimitError
 from tinkerkit.paths import tinkerkit_home
 
 
@@ -260,6 +261,13 @@ class SamplingClient(tinker.SamplingClient):
             prompt_alt_tokens_k,
             prompt_logprobs_last_n,
         )
+        # Over a limit: refused before any id is made (100M ids took the server down);
+        # the future fails, as the service's 400 fails the SDK's.
+        try:
+            self._check_limits(prompt, num_samples, sampling_params)
+            refused: RequestLimitError | None = None
+        except RequestLimitError as exc:
+            refused, sequence_ids = exc, []
         if sequence_ids is None:
             sequence_ids = [
                 f"{self._sampling_session_id}:{uuid.uuid4().hex[:16]}" for _ in range(num_samples)
@@ -268,13 +276,13 @@ class SamplingClient(tinker.SamplingClient):
         context = self._context
 
         def run() -> types.SampleResponse:
+            if refused is not None:
+                raise refused
             if not isinstance(sampling_params, types.SamplingParams):
                 raise InvalidPromptError(
                     f"sampling_params must be tinker.types.SamplingParams, got "
                     f"{type(sampling_params).__name__}."
                 )
-            if num_samples < 1:
-                raise InvalidPromptError(f"num_samples must be at least 1, got {num_samples}.")
             engine = self._engine()
             tokens = _prompt_tokens(prompt, engine)
             _check_last_n(prompt_logprobs_last_n, len(tokens))
@@ -325,6 +333,17 @@ class SamplingClient(tinker.SamplingClient):
         future = self._dispatcher.submit_sample("sample", run)
         future.sequence_ids = ids  # type: ignore[attr-defined]
         return future
+
+    def _check_limits(self, prompt: Any, num_samples: Any, sampling_params: Any) -> None:
+        """The request limits (``tinkerkit.backends.limits``): ``RequestLimitError`` before
+        any work. Ill-typed arguments pass, for the request itself to refuse by name."""
+        if not isinstance(sampling_params, types.SamplingParams):
+            return
+        check_sampling(num_samples, sampling_params)
+        if isinstance(prompt, types.ModelInput):
+            length = text_token_count([prompt])
+            context = self._engine().spec.max_context_length
+            check_sampled_tokens(num_samples, sampling_params, length, context)
 
     async def sample_async(
         self,

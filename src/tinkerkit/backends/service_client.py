@@ -27,12 +27,13 @@ from tinker.lib.public_interfaces.custom_loss import LossHandle, PerDatumLossFn,
 from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.engine import LoraConfig
 from tinkerkit.backends.futures import done_future, plain
+from tinkerkit.backends.limits import check_lora_rank
 from tinkerkit.backends.rest_client import RestClient
 from tinkerkit.backends.sampling_client import SamplingClient
 from tinkerkit.backends.sdk_surface import mirrors
 from tinkerkit.backends.store import parse_tinker_path
 from tinkerkit.backends.training_client import TrainingClient
-from tinkerkit.errors import RequestError, WrongCheckpointKindError
+from tinkerkit.errors import WrongCheckpointKindError
 
 CloseStatus = Literal["success", "errored", "interrupted"]
 
@@ -213,7 +214,7 @@ class ServiceClient(tinker.ServiceClient):
                 "At least one of train_mlp, train_attn, or train_unembed must be True"
             )
         # Built here, as the SDK builds it: a wrong type fails now, with pydantic's message.
-        types.LoraConfig(
+        config = types.LoraConfig(
             rank=rank,
             seed=seed,
             train_mlp=train_mlp,
@@ -222,9 +223,10 @@ class ServiceClient(tinker.ServiceClient):
         )
 
         def create() -> TrainingClient:
-            if rank < 1:
-                raise RequestError(f"rank must be a positive integer, got {rank!r}")
-            lora = LoraConfig(rank, seed, train_mlp, train_attn, train_unembed)
+            # Before any allocation: rank 10**8 was a MemoryError.
+            lora = LoraConfig(
+                check_lora_rank(config.rank), seed, train_mlp, train_attn, train_unembed
+            )
             return self._new_training_client(base_model, lora, user_metadata, optimizer)
 
         future = self._dispatcher.submit("create_model", create)
@@ -264,6 +266,7 @@ class ServiceClient(tinker.ServiceClient):
             model = base_model or loaded.record.base_model
             spec = context.factory.resolve(model)
             lora = LoraConfig(**loaded.record.lora)
+            check_lora_rank(lora.rank)  # a hand-edited record: refused before allocating
             config = optimizer
             if with_optimizer and loaded.optimizer is not None:
                 config = optimizer_config_of(loaded.optimizer)

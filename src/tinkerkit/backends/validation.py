@@ -15,6 +15,7 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.backends.engine import EngineInput
+from tinkerkit.backends.limits import MAX_TOKENS_PER_REQUEST, check_datum_count
 from tinkerkit.backends.losses import LossSpec
 from tinkerkit.errors import (
     BatchTooLargeError,
@@ -23,8 +24,6 @@ from tinkerkit.errors import (
     TokenOutOfVocabularyError,
 )
 from tinkerkit.models.registry import ModelSpec
-
-MAX_TOKENS_PER_REQUEST = 262_144
 
 _SHIFT_HINT = (
     "For a sequence of tokens S, model_input is S[:-1] and target_tokens is S[1:], and "
@@ -209,9 +208,30 @@ def check_datum(
 def check_batch(
     data: Sequence[types.Datum], spec: ModelSpec, loss: LossSpec | None, name: str = ""
 ) -> list[CheckedDatum]:
-    """Validate a whole request; the first problem raises."""
-    checked = [check_datum(i, d, spec, loss, name) for i, d in enumerate(data)]
-    total = sum(len(c.engine_input.tokens) for c in checked)
+    """Validate a whole request; the first problem raises. The size limits
+    (``tinkerkit.backends.limits``) are checked first, so an oversized request is
+    refused before any datum is converted."""
+    check_datum_count(len(data))
+    total = text_token_count(data)
     if total > MAX_TOKENS_PER_REQUEST:
         raise BatchTooLargeError(total, MAX_TOKENS_PER_REQUEST)
-    return checked
+    return [check_datum(i, d, spec, loss, name) for i, d in enumerate(data)]
+
+
+def text_token_count(data: Sequence[object]) -> int:
+    """The text tokens of every datum's ``model_input`` (or of every ``ModelInput``);
+    anything else counts 0.
+
+    Example:
+        >>> text_token_count([types.Datum(model_input=types.ModelInput.from_ints([1, 2]),
+        ...                               loss_fn_inputs={})])
+        2
+    """
+    total = 0
+    for datum in data:
+        is_input = isinstance(datum, types.ModelInput)
+        model_input = datum if is_input else getattr(datum, "model_input", None)
+        for chunk in getattr(model_input, "chunks", ()):
+            if isinstance(chunk, types.EncodedTextChunk):
+                total += len(chunk.tokens)
+    return total

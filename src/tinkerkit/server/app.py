@@ -14,11 +14,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tinkerkit.errors import ServiceStatusError
 from tinkerkit.server import routes_rest as rest
 from tinkerkit.server import routes_sampling as sampling
 from tinkerkit.server import routes_service as service
 from tinkerkit.server import routes_training as training
 from tinkerkit.server.auth import AuthMiddleware, UrlSigner
+from tinkerkit.server.body import BodyLimit
 from tinkerkit.server.responses import HTTPError
 from tinkerkit.server.state import ServerState
 
@@ -116,6 +118,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
 
+async def _status_error(request: Request, exc: Exception) -> Response:
+    # A refusal raised before any work (a request over a limit, tinkerkit.backends.limits):
+    # its own status, so the SDK raises the class the offline client raises.
+    assert isinstance(exc, ServiceStatusError)
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+
 async def _crash(request: Request, exc: Exception) -> Response:
     # A bug in the server, not a bad request: 500 (the SDK retries those), message kept.
     logger.exception("unhandled error in %s %s", request.method, request.url.path)
@@ -137,8 +146,16 @@ def create_app(service_client: Any, api_key: str) -> Starlette:
     routes.append(Route("/{rest:path}", service.unsupported, methods=methods))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestLog), Middleware(AuthMiddleware, api_key=api_key)],
-        exception_handlers={HTTPError: _http_error, Exception: _crash},
+        middleware=[
+            Middleware(RequestLog),
+            Middleware(AuthMiddleware, api_key=api_key),
+            Middleware(BodyLimit),
+        ],
+        exception_handlers={
+            HTTPError: _http_error,
+            ServiceStatusError: _status_error,
+            Exception: _crash,
+        },
     )
     app.state.tk = ServerState(service_client)
     app.state.signer = UrlSigner()

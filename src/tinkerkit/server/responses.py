@@ -16,6 +16,9 @@ from tinker import APIStatusError
 from tinkerkit.server.state import Pending, ServerState
 
 M = TypeVar("M", bound=pydantic.BaseModel)
+# Bodies (and results) larger than this are parsed (rendered) off the event loop, so one
+# big request does not stall every other client's.
+PARSE_IN_THREAD_BYTES = 256 * 1024
 
 
 class HTTPError(Exception):
@@ -38,11 +41,19 @@ async def parse(request: Request, model: type[M]) -> M:
     Example:
         >>> req = await parse(request, types.OptimStepRequest)
     """
+    body = await request.body()
     try:
-        payload = json.loads(await request.body() or b"{}")
-        return model.model_validate(payload)
+        if len(body) > PARSE_IN_THREAD_BYTES:
+            return await asyncio.to_thread(_validate, model, body)
+        return _validate(model, body)
+    except RecursionError as exc:
+        raise HTTPError(400, f"invalid {model.__name__} body: JSON nested too deeply") from exc
     except (ValueError, pydantic.ValidationError) as exc:
         raise HTTPError(400, f"invalid {model.__name__} body: {exc}") from exc
+
+
+def _validate(model: type[M], body: bytes) -> M:
+    return model.model_validate(json.loads(body or b"{}"))
 
 
 def ok(payload: pydantic.BaseModel | dict[str, Any] | None) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Future
 from typing import Any
 
@@ -11,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from tinker import types
 
 from tinkerkit.server.responses import (
+    PARSE_IN_THREAD_BYTES,
     HTTPError,
     ok,
     parse,
@@ -92,6 +94,8 @@ async def asample(request: Request) -> Response:
         )
     slot = _sampler(request, req.sampling_session_id)
     client = await result_of(slot.client, "sampling session")
+    # Over a limit: a 400 now, before one id is made (100M of them took the server down).
+    client._check_limits(req.prompt, req.num_samples, req.sampling_params)
     # The answer (request id, sequence ids) goes out before the engine starts: the SDK
     # spends a millisecond or more reading it and sending retrieve_future, and the engine
     # uses that time; started first, its thread takes the GIL and the answer waits for it.
@@ -140,6 +144,22 @@ def _render(kind: str, result: Any) -> Response:
     return ok(result)
 
 
+def _large(kind: str, result: Any) -> bool:
+    """Whether rendering ``result`` takes long enough to keep off the event loop."""
+    if kind == "sample":
+        tokens = sum(len(s.tokens) for s in result.sequences)
+        return tokens * 8 > PARSE_IN_THREAD_BYTES
+    if kind == "forward_backward":
+        values = sum(
+            len(v.data)
+            for out in result.loss_fn_outputs
+            for v in out.values()
+            if v.data is not None
+        )
+        return values * 4 > PARSE_IN_THREAD_BYTES
+    return False
+
+
 async def retrieve_future(request: Request) -> Response:
     state = state_of(request)
     req = await parse(request, types.FutureRetrieveRequest)
@@ -156,7 +176,10 @@ async def retrieve_future(request: Request) -> Response:
     exc = entry.future.exception()
     if exc is not None:
         return JSONResponse(failure_body(exc))
-    return _render(entry.kind, entry.future.result())
+    result = entry.future.result()
+    if _large(entry.kind, result):
+        return await asyncio.to_thread(_render, entry.kind, result)
+    return _render(entry.kind, result)
 
 
 async def cancel_future(request: Request) -> Response:

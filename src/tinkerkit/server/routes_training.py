@@ -20,14 +20,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tinker import types
 
+from tinkerkit.backends.limits import check_lora_rank
+from tinkerkit.errors import RequestLimitError
 from tinkerkit.models.tokenizers.folders import saved_folder
-from tinkerkit.server.responses import HTTPError, ok, parse, state_of, untyped_future, wait_done
+from tinkerkit.server.body import decompress_zstd
+from tinkerkit.server.responses import (
+    PARSE_IN_THREAD_BYTES,
+    HTTPError,
+    ok,
+    parse,
+    state_of,
+    untyped_future,
+    wait_done,
+)
 from tinkerkit.server.state import ModelSlot, ServerState, chain, failed
 from tinkerkit.server.wire import ForwardBackwardCall, parse_forward_backward
 
 _PROTO = "application/x-protobuf"
-# Parsing a big protobuf body off the event loop keeps other clients responsive.
-_PARSE_IN_THREAD_BYTES = 256 * 1024
 # A load is answered once it ran, so a missing checkpoint can be a 404 (as on the service).
 LOAD_TIMEOUT_S = 120.0
 
@@ -66,6 +75,7 @@ async def create_model(request: Request) -> Response:
     state = state_of(request)
     req = await parse(request, types.CreateModelRequest)
     lora = req.lora_config or types.LoraConfig(rank=32)
+    check_lora_rank(lora.rank)  # a 400 before anything is allocated
 
     def register(client: Any) -> types.CreateModelResponse:
         state.register_model(client.model_id, client)
@@ -94,28 +104,29 @@ async def get_info(request: Request) -> Response:
     # at a local folder holding this model's tokenizer, so it works offline. Loading or
     # building a real tokenizer takes seconds: off the event loop.
     name = info.model_data.tokenizer_id or info.model_name or "model"
-    folder = await asyncio.to_thread(
-        lambda: saved_folder(slot.client.get_tokenizer(), name)
-    )
+    folder = await asyncio.to_thread(lambda: saved_folder(slot.client.get_tokenizer(), name))
     model_data = info.model_data.model_copy(update={"tokenizer_id": str(folder)})
     return ok(info.model_copy(update={"model_id": slot.model_id, "model_data": model_data}))
 
 
 async def _decode_forward_backward(request: Request) -> ForwardBackwardCall:
     body = await request.body()
-    if request.headers.get("content-encoding", "").lower() == "zstd":
-        import zstandard
-
-        body = zstandard.ZstdDecompressor().decompress(body)
     if _PROTO not in request.headers.get("content-type", ""):
         # tinker 0.38 always sends protobuf here; JSON bodies are from older SDKs.
         raise HTTPError(415, "forward_backward takes an application/x-protobuf body (tinker 0.38)")
+    zstd = request.headers.get("content-encoding", "").lower() == "zstd"
     try:
-        if len(body) > _PARSE_IN_THREAD_BYTES:
-            return await asyncio.to_thread(parse_forward_backward, body)
-        return parse_forward_backward(body)
+        if zstd or len(body) > PARSE_IN_THREAD_BYTES:
+            return await asyncio.to_thread(_parse, body, zstd)
+        return _parse(body, zstd)
+    except RequestLimitError:
+        raise  # its own 400, naming the limit
     except Exception as exc:
         raise HTTPError(400, f"invalid forward_backward body: {exc}") from exc
+
+
+def _parse(body: bytes, zstd: bool) -> ForwardBackwardCall:
+    return parse_forward_backward(decompress_zstd(body) if zstd else body)
 
 
 async def forward_backward(request: Request) -> Response:

@@ -18,6 +18,9 @@ from tinker import types
 from tinker.proto import tinker_public_pb2 as pb
 from tinker.types.topk_logprobs import TopkLogprobs
 
+from tinkerkit.backends.limits import MAX_TOKENS_PER_REQUEST, check_datum_count
+from tinkerkit.errors import BatchTooLargeError
+
 _PROTO_TO_NUMPY: dict[int, np.dtype[Any]] = {
     pb.DTYPE_FLOAT32: np.dtype(np.float32),
     pb.DTYPE_INT64: np.dtype(np.int64),
@@ -122,6 +125,18 @@ def _datum(msg: pb.Datum) -> types.Datum:
     )
 
 
+def _check_size(msg: pb.ForwardBackwardRequest) -> None:
+    """The request limits, from the message itself: refused before any datum is built."""
+    check_datum_count(len(msg.data))
+    total = 0
+    for datum in msg.data:
+        for chunk in datum.model_input:
+            if chunk.WhichOneof("chunk") == "encoded_text":
+                total += len(chunk.encoded_text.tokens) // 4  # int32 tokens
+    if total > MAX_TOKENS_PER_REQUEST:
+        raise BatchTooLargeError(total, MAX_TOKENS_PER_REQUEST)
+
+
 def parse_forward_backward(body: bytes) -> ForwardBackwardCall:
     """Decode a protobuf ``ForwardBackwardRequest`` body.
 
@@ -132,6 +147,7 @@ def parse_forward_backward(body: bytes) -> ForwardBackwardCall:
     """
     msg = pb.ForwardBackwardRequest()
     msg.ParseFromString(body)
+    _check_size(msg)
     data = [_datum(d) for d in msg.data]
     return ForwardBackwardCall(
         model_id=msg.model_id,
