@@ -43,6 +43,8 @@ __all__ = [
     "RequestError",
     "RequestLimitError",
     "RestRequestError",
+    "RunExistsError",
+    "RunLogError",
     "SamplerNotFoundError",
     "ServerUnreachableError",
     "ServiceStatusError",
@@ -513,3 +515,20 @@ class ConfigMismatchError(TinkerkitError):
             f"{field} differs from the saved run{origin}: saved {saved!r}, requested "
             f"{requested!r}. Use the saved value, or start a new run."
         )
+
+
+# --- training runs (LOG_DIR) -----------------------------------------------------------
+
+
+class RunExistsError(TinkerkitError, FileExistsError):
+    """A training loop was pointed at a log folder that already holds a run."""
+
+    def __init__(self, log_dir: str, found: Iterable[str], advice: str) -> None:
+        self.log_dir = log_dir
+        self.found = sorted(found)
+        super().__init__(f"{log_dir} already holds a run ({', '.join(self.found)}); {advice}")
+
+
+class RunLogError(DataError):
+    """A run's own record (``checkpoints.jsonl``, ``run.json``) is damaged: names the file
+    and line, and says how to go on."""
