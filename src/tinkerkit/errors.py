@@ -520,7 +520,7 @@ class ConfigMismatchError(TinkerkitError):
 # --- training runs (LOG_DIR) -----------------------------------------------------------
 
 
-class RunExistsError(TinkerkitError, FileExistsError):
+class RunExistsError(TinkerkitError):
     """A training loop was pointed at a log folder that already holds a run."""
 
     def __init__(self, log_dir: str, found: Iterable[str], advice: str) -> None:
