@@ -62,9 +62,9 @@ def _connect_code(port: int) -> str:
     return textwrap.dedent(
         f"""
         import socket
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(2)
         try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(2)
             s.connect(("127.0.0.1", {port}))
             print("CONNECTED")
         except OSError as e:
@@ -89,7 +89,7 @@ def test_normal_program_with_passing_tests() -> None:
 def test_failing_tests_fail_with_the_assertion_shown() -> None:
     result = run_python("def square(x):\n    return x + x\n", tests="assert square(3) == 9")
     assert not result.passed
-    assert result.returncode == 1
+    assert result.returncode == 0  # the program itself ran fine; the judge failed it
     assert "AssertionError" in result.stderr
     assert "assert square(3) == 9" in result.stderr  # the test's line, from linecache
 
@@ -170,6 +170,7 @@ def test_fork_bomb_is_contained_and_leaves_nothing_behind() -> None:
 
 
 def test_detached_children_do_not_survive() -> None:
+    """Where processes are allowed (no seccomp here), the cleanup still reaps them all."""
     code = textwrap.dedent(
         """
         import os, time
@@ -181,8 +182,8 @@ def test_detached_children_do_not_survive() -> None:
         print("parent done")
         """
     )
-    result = run_python(code, timeout=3.0)
-    assert result.passed and "parent done" in result.stdout
+    result = sandbox._run(code, timeout=3.0, forbid_processes=False)
+    assert result.passed and "parent done" in result.stdout, result.stderr
     assert _sandbox_processes() == []
 
 
@@ -303,7 +304,14 @@ def test_without_root_the_layers_degrade_gracefully(protections: tuple[str, ...]
     folder = Path(sandbox.__file__).parent
     files = {
         name: (folder / name).read_text()
-        for name in ("sandbox.py", "sandbox_child.py", "sandbox_process.py")
+        for name in (
+            "sandbox.py",
+            "sandbox_child.py",
+            "sandbox_process.py",
+            "sandbox_prelude.py",
+            "sandbox_wire.py",
+            "sandbox_judge.py",
+        )
     }
     inner = textwrap.dedent(
         f"""
@@ -325,7 +333,10 @@ def test_without_root_the_layers_degrade_gracefully(protections: tuple[str, ...]
         print("CLEAN", result.stdout == "")
         """
     )
-    result = run_python(inner, timeout=20, memory_mb=1024)
+    # The outer run lets the inner one start processes and read the host's files.
+    result = sandbox._run(
+        inner, timeout=20, memory_mb=1024, forbid_processes=False, audit_hooks=False
+    )
     assert result.passed, result.stderr
     assert "PASSED False True" in result.stdout
     inner_protections = result.stdout.split("PROTECTIONS")[1].split("\n")[0].split()

@@ -282,11 +282,15 @@ def code_reward(
     * otherwise ``syntax + tests x passed + style x style_score(code)`` with the weights
       0.3 / 0.5 / 0.2, so at most 1.0.
 
-    ``tests`` run after the code in the same sandboxed process (``timeout`` seconds,
-    ``memory_mb`` MiB, no network, no writes outside a temporary directory). A string is
-    one test block, passed or failed as a whole; a list of strings is scored by the
-    share that pass, one sandbox run per item (more signal, more runs). With no tests,
-    the tests part rewards a program that runs to completion without an error.
+    The code runs in the sandbox of :func:`~tinkerkit.recipes.sandbox.run_python`
+    (``timeout`` seconds, ``memory_mb`` MiB in total, no network, no processes, no files
+    outside a temporary directory); ``tests`` run after it in a judge process of their
+    own, where the code's names stand for its objects and only plain values come back,
+    so no trick inside the code (patching ``exec``, ``os._exit(0)``, an object equal to
+    everything) makes failing tests pass. A string is one test block, passed or failed
+    as a whole; a list of strings is scored by the share that pass, one sandbox run per
+    item (more signal, more runs). With no tests, the tests part rewards a program that
+    runs to completion without an error.
 
     Raises:
         SandboxError: the sandbox could not start a program (an environment problem; an

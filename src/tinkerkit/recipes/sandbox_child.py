@@ -2,8 +2,9 @@
 
 The parent starts ``python -I -S sandbox_child.py CONFIG``: this code runs there as root
 (or the calling user), enters the namespaces, sets up the file system and the limits,
-drops privileges and finally exec()s a fresh interpreter running ``PRELUDE`` (the audit
-hooks, then the program). See ``sandbox.py`` for what each layer does.
+drops privileges, forbids new processes (seccomp) and finally exec()s a fresh interpreter
+running ``sandbox_prelude.py`` (the audit hook, then the program, then its answers to the
+test judge). See ``sandbox.py`` for what each layer does.
 
 This file must only import the standard library: it runs before any site-packages exist.
 """
@@ -23,9 +24,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 _SOLUTION_FILE = "solution.py"
-_HARNESS_FILE = ".harness.json"
-_TAIL_BYTES = 4096  # stdout tail kept beyond output_limit, to find the tests' sentinel
 _EXIT_SETUP_FAILED = 125
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Linux constants (see <sched.h>, <sys/mount.h>, <sys/prctl.h>).
 _CLONE_NEWNS = 0x00020000
@@ -47,6 +47,14 @@ _MS_RELATIME = 1 << 21
 _MS_STRICTATIME = 1 << 24
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_CLONE_THREAD = 0x00010000
+# machine -> (AUDIT_ARCH_*, clone, clone3, [fork, vfork, memfd_create]) from <asm/unistd.h>
+_SYSCALLS = {
+    "x86_64": (0xC000003E, 56, 435, (57, 58, 319)),
+    "aarch64": (0xC00000B7, 220, 435, (279,)),
+}
 _MOUNT_OPTION_FLAGS = {
     "nosuid": _MS_NOSUID,
     "nodev": _MS_NODEV,
@@ -56,116 +64,6 @@ _MOUNT_OPTION_FLAGS = {
     "relatime": _MS_RELATIME,
     "strictatime": _MS_STRICTATIME,
 }
-
-
-# ---------------------------------------------------------------------------------------
-# Child side. The parent runs this file as ``python -I -S sandbox.py CONFIG``; the code
-# below runs there as root (or the calling user), sets up namespaces, mounts and limits,
-# drops privileges and finally exec()s a new interpreter running _PRELUDE.
-
-# Runs first in the sandboxed interpreter: installs the audit hooks, then runs the
-# solution (and the tests) as __main__. It reads and deletes the test harness before the
-# solution starts, so the solution cannot see the tests' sentinel on disk.
-_PRELUDE = r"""
-def _tinkerkit_sandbox():
-    import json, os, sys, types
-    policy = json.loads(sys.argv[1])
-    workdir = os.path.realpath(policy["workdir"])
-    harness = None
-    if policy["harness"]:
-        with open(policy["harness"], encoding="utf-8") as fh:
-            harness = json.load(fh)
-        os.unlink(policy["harness"])
-    with open(policy["solution"], encoding="utf-8") as fh:
-        solution = fh.read()
-    if policy["audit"]:
-        write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-        devices = {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/zero"}
-
-        def inside(path, dir_fd=None):
-            try:
-                raw = os.fsdecode(path)
-                if isinstance(dir_fd, int) and dir_fd >= 0 and not os.path.isabs(raw):
-                    raw = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), raw)
-                if os.path.abspath(raw) in devices:
-                    return True
-                real = os.path.realpath(raw)
-            except Exception:
-                return False
-            return real == workdir or real.startswith(workdir + os.sep)
-
-        network = frozenset((
-            "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
-            "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
-            "socket.getnameinfo",
-        ))
-        # event -> (indexes of path arguments, index of the dir_fd argument or None)
-        mutations = {
-            "os.remove": ((0,), 1), "os.rmdir": ((0,), 1), "os.mkdir": ((0,), 2),
-            "os.chmod": ((0,), 2), "os.chown": ((0,), 3), "os.utime": ((0,), 3),
-            "os.truncate": ((0,), None), "os.mkfifo": ((0,), 2), "os.mknod": ((0,), 3),
-            "os.rename": ((0, 1), 2), "os.link": ((0, 1), 2), "os.symlink": ((1,), 2),
-        }
-        spawning = frozenset((
-            "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
-            "pty.spawn",
-        )) if policy["block_spawn"] else frozenset()
-
-        def hook(event, args):
-            if event in network:
-                raise PermissionError(f"sandbox: network access is disabled ({event})")
-            if event == "open":
-                path, mode, flags = args
-                if isinstance(path, int):
-                    return
-                writing = bool((flags or 0) & write_flags) or (
-                    isinstance(mode, str) and any(c in mode for c in "wxa+"))
-                if writing and not inside(path):
-                    raise PermissionError(
-                        f"sandbox: cannot write outside the working directory: {path!r}")
-            elif event in mutations:
-                indexes, fd_index = mutations[event]
-                dir_fd = args[fd_index] if fd_index is not None and fd_index < len(args) else None
-                for i in indexes:
-                    if not isinstance(args[i], int) and not inside(args[i], dir_fd):
-                        raise PermissionError(
-                            f"sandbox: cannot change files outside the working directory: "
-                            f"{args[i]!r} ({event})")
-            elif event in spawning:
-                raise PermissionError(f"sandbox: starting other programs is disabled ({event})")
-
-        sys.addaudithook(hook)
-    path = os.path.join(workdir, policy["solution"])
-    sys.argv = [path]
-    module = types.ModuleType("__main__")
-    module.__file__ = path
-    sys.modules["__main__"] = module
-    code = compile(solution, path, "exec")
-    del solution, fh, policy
-    try:
-        exec(code, module.__dict__)
-    except SystemExit as exc:
-        # A script ending in sys.exit(0) still gets its tests run; other codes propagate.
-        if harness is None or exc.code not in (None, 0):
-            raise
-    if harness is not None:
-        import linecache, traceback
-        # The tests never touch the disk (the solution must not read them), so show their
-        # lines in tracebacks through linecache, which only the traceback module consults.
-        tests_path = os.path.join(workdir, "tests.py")
-        source = harness["tests"]
-        linecache.cache[tests_path] = (len(source), None, source.splitlines(True), tests_path)
-        sys.excepthook = traceback.print_exception
-        tests = compile(source, tests_path, "exec")
-        exec(tests, module.__dict__)
-        try:
-            sys.stdout.flush()
-        except Exception:
-            pass
-        os.write(1, ("\n" + harness["nonce"] + "\n").encode())
-
-_tinkerkit_sandbox()
-"""
 
 
 def _libc() -> Any:
@@ -273,7 +171,9 @@ def _setup_filesystem(
             _unlock(libc, config["unlock"])
         try:
             size = f",size={config['disk_mb']}m" if config["disk_mb"] else ""
-            _mount(libc, "tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755" + size)
+            # noexec: nothing the program writes can be run or mapped as code.
+            flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+            _mount(libc, "tmpfs", "/tmp", "tmpfs", flags, "mode=0755" + size)
             workdir = os.path.join("/tmp", os.path.basename(src_dir))
             writable = "/tmp"
             fresh = True
@@ -353,6 +253,60 @@ def _thread_count(uid: int) -> int:
     return total
 
 
+def _forbid_new_processes(libc: Any, protections: list[str]) -> None:
+    """A seccomp filter: threads yes, new processes no (so ``memory_mb`` is the total).
+
+    ``clone`` is allowed only with ``CLONE_THREAD``; ``fork``/``vfork`` fail with EPERM,
+    ``clone3`` with ENOSYS (glibc then creates threads with ``clone``), ``memfd_create``
+    with EPERM (no executable memory files). ``execve`` stays allowed (this very process
+    is about to exec the interpreter); the audit hook refuses it to the program. Other
+    architectures keep only the audit hook and ``RLIMIT_NPROC``.
+    """
+    import platform
+
+    table = _SYSCALLS.get(platform.machine())
+    if table is None:
+        return
+    arch, clone, clone3, denied = table
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
+    program: list[tuple[int, int, int, int]] = [
+        (ld, 0, 0, 4),  # seccomp_data.arch
+        (jeq, 1, 0, arch),
+        (ret, 0, 0, eperm),  # another ABI (x32, i386): refuse every call
+        (ld, 0, 0, 0),  # seccomp_data.nr
+    ]
+    if arch == 0xC000003E:
+        program += [(0x35, 0, 1, 0x40000000), (ret, 0, 0, eperm)]  # x32 numbers
+    for number in denied:
+        program += [(jeq, 0, 1, number), (ret, 0, 0, eperm)]
+    program += [
+        (jeq, 0, 1, clone3),
+        (ret, 0, 0, enosys),
+        (jeq, 0, 3, clone),
+        (ld, 0, 0, 16),  # low word of args[0], the clone flags (little-endian)
+        (jset, 1, 0, _CLONE_THREAD),
+        (ret, 0, 0, eperm),
+        (ret, 0, 0, allow),
+    ]
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [
+            ("code", ctypes.c_uint16),
+            ("jt", ctypes.c_uint8),
+            ("jf", ctypes.c_uint8),
+            ("k", ctypes.c_uint32),
+        ]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(SockFilter))]
+
+    filters = (SockFilter * len(program))(*[SockFilter(*insn) for insn in program])
+    fprog = SockFprog(len(program), filters)
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) == 0:
+        protections.append("no-new-processes")
+
+
 def _wait_and_exit(pid: int) -> NoReturn:
     """PID-namespace parent: wait for the sandboxed PID 1 and exit the same way."""
     _, status = os.waitpid(pid, 0)
@@ -373,11 +327,15 @@ def _bootstrap(config: dict[str, Any]) -> NoReturn:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         libc = _libc()
         src_dir = config["src_dir"]
-        # Read the files before mounts may hide their directory.
+        # Read the files before mounts may hide their directories.
         files = {}
         for name in os.listdir(src_dir):
             with open(os.path.join(src_dir, name), "rb") as fh:
                 files[name] = fh.read()
+        sources = []
+        for name in ("sandbox_prelude.py", "sandbox_wire.py"):
+            with open(os.path.join(_HERE, name), encoding="utf-8") as fh:
+                sources.append(fh.read())
         if config["namespaces"]:
             _enter_namespaces(libc, protections)
         if config["uid"] is not None and config["unlock"] and "mount-namespace" not in protections:
@@ -387,7 +345,8 @@ def _bootstrap(config: dict[str, Any]) -> NoReturn:
         if "pid-namespace" in protections:
             pid = os.fork()
             if pid:
-                os.close(status_fd)
+                for fd in [status_fd, *(config["rpc"] or ())]:
+                    os.close(fd)
                 _wait_and_exit(pid)
         workdir = _setup_filesystem(libc, config, files, protections)
         _set_limits(config, protections)
@@ -406,15 +365,14 @@ def _bootstrap(config: dict[str, Any]) -> NoReturn:
             # the uid switch because a credential change clears it.
             libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         os.chdir(workdir)
-        kernel_isolated = "read-only-fs" in protections and "net-namespace" in protections
         if config["audit_hooks"]:
             protections.append("audit-hooks")
         policy = {
             "workdir": workdir,
             "solution": _SOLUTION_FILE,
-            "harness": _HARNESS_FILE if config["has_tests"] else None,
             "audit": config["audit_hooks"],
-            "block_spawn": not kernel_isolated,
+            "spawn": not config["forbid_processes"],
+            "rpc": config["rpc"],
         }
         bindir = os.path.dirname(config["executable"])
         env = {
@@ -428,10 +386,13 @@ def _bootstrap(config: dict[str, Any]) -> NoReturn:
             "OPENBLAS_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
         }
+        if config["forbid_processes"]:
+            _forbid_new_processes(libc, protections)
         status = json.dumps({"protections": protections, "workdir": workdir}) + "\n"
         os.write(status_fd, status.encode())
         os.set_inheritable(status_fd, False)  # closed by the exec; open if the exec fails
-        args = ["-I", "-B", "-X", "utf8", "-c", _PRELUDE, json.dumps(policy)]
+        prelude, wire = sources
+        args = ["-I", "-B", "-X", "utf8", "-c", prelude, json.dumps(policy), wire]
         os.execve(config["executable"], [config["executable"], *args], env)
     except BaseException as exc:
         with contextlib.suppress(OSError):
