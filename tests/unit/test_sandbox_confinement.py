@@ -155,7 +155,7 @@ def test_forking_is_refused_by_the_kernel_without_the_hook() -> None:
 
 @pytest.mark.skipif(not SECCOMP, reason="the seccomp filter covers x86-64 and arm64")
 def test_memory_limit_is_the_programs_total() -> None:
-    """One process (threads share it), so 2 x 300 MB does not fit in 512 MB."""
+    """One process (threads share it), so 2 x 150 MB does not fit in 256 MB."""
     code = textwrap.dedent(
         """
         import threading
@@ -164,7 +164,7 @@ def test_memory_limit_is_the_programs_total() -> None:
         def grab():
             both_started.wait()
             try:
-                kept.append(bytearray(300 * 1024 * 1024))
+                kept.append(bytearray(150 * 1024 * 1024))
             except MemoryError:
                 refused.append(1)
         threads = [threading.Thread(target=grab) for _ in range(2)]
@@ -173,5 +173,5 @@ def test_memory_limit_is_the_programs_total() -> None:
         print("KEPT", len(kept), "REFUSED", len(refused))
         """
     )
-    result = sandbox._run(code, memory_mb=512, audit_hooks=False)
+    result = sandbox._run(code, memory_mb=256, audit_hooks=False)
     assert "KEPT 1 REFUSED 1" in result.stdout, result.stdout + result.stderr

@@ -385,6 +385,9 @@ def _bootstrap(config: dict[str, Any]) -> NoReturn:
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
+            # glibc reserves 64 MiB of address space per thread arena: a handful of
+            # threads would eat RLIMIT_AS without allocating anything.
+            "MALLOC_ARENA_MAX": "2",
         }
         if config["forbid_processes"]:
             _forbid_new_processes(libc, protections)
