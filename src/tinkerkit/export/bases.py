@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from tinkerkit.export.base_files import base_file
 from tinkerkit.export.errors import BaseModelError
 from tinkerkit.models.catalogue import lookup
 from tinkerkit.models.mapping import find, model_mapping
@@ -42,11 +43,12 @@ def resolve_base(base: str | Path) -> Path:
     """
     path = Path(base).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / "config.json").is_symlink():
             raise BaseModelError(
                 f"{path} has no config.json; point at a Hugging Face model folder "
                 "(config.json, *.safetensors, tokenizer files)."
             )
+        base_file(path, "config.json", "the model config")
         return path
     name = str(base)
     mapped = find(model_mapping(), name)  # $TINKERKIT_MODELS: the real model of that name
@@ -93,6 +95,14 @@ def _builtin_dir(name: str) -> Path:
 
 
 def read_config(base_dir: Path) -> dict[str, Any]:
-    """``config.json`` of a model folder, as a dict."""
-    data: dict[str, Any] = json.loads((base_dir / "config.json").read_text())
+    """``config.json`` of a model folder, as a dict (``BaseModelError`` if it is not one)."""
+    path = base_file(base_dir, "config.json", "the model config")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BaseModelError(
+            f"{path} is not valid JSON ({type(exc).__name__}: {exc}); use a clean copy of the model."
+        ) from None
+    if not isinstance(data, dict):
+        raise BaseModelError(f"{path} is not a JSON object; use a clean copy of the model.")
     return data

@@ -14,19 +14,26 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from tinkerkit.backends.archive import is_mock_adapter
+from tinkerkit.export.adapter_config import read_adapter_config
 from tinkerkit.export.bases import read_config, resolve_base
-from tinkerkit.export.errors import AdapterFormatError, OutputExistsError, UnsupportedModelError
+from tinkerkit.export.errors import (
+    AdapterFormatError,
+    SafetensorsFormatError,
+    UnsupportedModelError,
+)
+from tinkerkit.export.outputs import staged_output
 from tinkerkit.export.safe_tar import safe_extract
+from tinkerkit.export.safetensors_check import check_safetensors
 from tinkerkit.export.shards import weight_shapes
 
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -82,17 +89,26 @@ def load_adapter(source: str | Path | Adapter) -> Adapter:
         )
     if not config_file.is_file():
         raise AdapterFormatError(f"{path} has no {ADAPTER_CONFIG}; it is not a LoRA adapter.")
-    config = json.loads(config_file.read_text())
-    for key in ("r", "lora_alpha"):
-        if key not in config:
-            raise AdapterFormatError(
-                f"{config_file} lacks {key!r}; it is not a LoRA adapter config."
-            )
-    if config.get("rank_pattern") or config.get("alpha_pattern"):
+    config = read_adapter_config(config_file)
+    check_safetensors(weights_file)
+    try:
+        weights = load_file(str(weights_file))
+    except SafetensorError as exc:
+        raise SafetensorsFormatError(str(weights_file), "data", str(exc)) from None
+    names = list(weights)
+    if is_mock_adapter(names):
         raise AdapterFormatError(
-            f"{config_file} has a rank_pattern/alpha_pattern; per-module ranks are not supported."
+            f"{path} was trained by the mock backend, and mock adapters do not export: they are "
+            "numpy stand-ins with no Hugging Face weights behind them. Train with --backend "
+            "local (a real small Llama) or on Tinker to get an adapter you can export."
         )
-    return Adapter(load_file(str(weights_file)), config)
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise AdapterFormatError(
+                f"{weights_file}: tensor {name!r} holds NaN or infinite values; merging it "
+                "would give a broken model. Export an earlier checkpoint."
+            )
+    return Adapter(weights, config)
 
 
 def module_pairs(adapter: Adapter) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -209,17 +225,7 @@ def to_peft(
 
 
 def _publish(out: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputExistsError(str(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.peft-", dir=out.parent))
-    try:
+    with staged_output(out, "peft") as tmp:
         save_file(tensors, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

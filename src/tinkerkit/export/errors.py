@@ -12,6 +12,7 @@ __all__ = [
     "DownloadError",
     "ExportError",
     "OutputExistsError",
+    "SafetensorsFormatError",
     "SizeMismatchError",
     "UnsafeArchiveError",
     "UnsupportedModelError",
@@ -84,12 +85,9 @@ class UnsafeArchiveError(ExportError):
 
 
 class OutputExistsError(ExportError):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, problem: str = "already exists and is not empty") -> None:
         self.path = path
-        super().__init__(
-            f"{path} already exists and is not empty; pick a new or empty folder (nothing "
-            "is overwritten)."
-        )
+        super().__init__(f"{path} {problem}; pick a new or empty folder (nothing is overwritten).")
 
 
 class UnsupportedSourceError(ExportError):
@@ -105,7 +103,20 @@ class UnsupportedModelError(ExportError):
 
 
 class BaseModelError(ExportError):
-    """The base model could not be found locally (tinkerkit never downloads one)."""
+    """The base model could not be found locally (tinkerkit never downloads one), or its
+    folder is unusable (a shard or link pointing outside it, a malformed index)."""
+
+
+class SafetensorsFormatError(AdapterFormatError, BaseModelError):
+    """A safetensors file whose header is forged or corrupt (adapter or base shard)."""
+
+    def __init__(self, path: str, field: str, problem: str) -> None:
+        self.path = path
+        self.field = field
+        super().__init__(
+            f"{path} is not a valid safetensors file: header field {field!r}: {problem}. "
+            "It is corrupt or was tampered with; obtain the file again from its source."
+        )
 
 
 def redact(url: str) -> str:

@@ -16,9 +16,7 @@ output head (``unembed_tokens``). The merged model then gets its own
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
+from tinkerkit.export.base_files import side_files
 from tinkerkit.export.bases import resolve_base
 from tinkerkit.export.convert import (
     Adapter,
@@ -34,7 +33,8 @@ from tinkerkit.export.convert import (
     load_adapter,
     module_pairs,
 )
-from tinkerkit.export.errors import AdapterFormatError, OutputExistsError
+from tinkerkit.export.errors import AdapterFormatError
+from tinkerkit.export.outputs import check_out_dir, staged_output
 from tinkerkit.export.shards import (
     INDEX,
     list_shards,
@@ -82,19 +82,21 @@ def merge(
         >>> AutoModelForCausalLM.from_pretrained("merged/")
     """
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputExistsError(str(out))
+    check_out_dir(out)
     loaded = load_adapter(adapter)
     base_dir = resolve_base(base_model)
     config = check_family(base_dir)
-    shapes = weight_shapes(base_dir)
+    shapes = weight_shapes(base_dir)  # every shard's header is checked here
     pairs = module_pairs(loaded)
     check_shapes(pairs, shapes, str(base_model))
     untie = HEAD in pairs and HEAD not in shapes
+    extras = [
+        path
+        for path in side_files(base_dir)  # links out of the base folder are refused here
+        if not path.name.endswith(_WEIGHT_SUFFIXES) and path.name not in (INDEX, "config.json")
+    ]
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.merge-", dir=out.parent))
-    try:
+    with staged_output(out, "merge") as tmp:
         weight_map: dict[str, str] = {}
         done: set[str] = set()
         total = 0
@@ -121,7 +123,7 @@ def merge(
             raise AdapterFormatError(
                 f"adapted weights not found in any shard of {base_dir}: {missing}"
             )
-        _copy_side_files(base_dir, tmp)
+        _copy_files(extras, tmp)
         if untie:
             _untie(config)
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
@@ -131,20 +133,17 @@ def merge(
                 "weight_map": dict(sorted(weight_map.items())),
             }
             (tmp / INDEX).write_text(json.dumps(index, indent=2))
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
-def _copy_side_files(base_dir: Path, dest: Path) -> None:
-    """Config, tokenizer, generation config, chat template, README: every non-weight file."""
-    for path in base_dir.iterdir():
-        if path.is_file() and not path.name.endswith(_WEIGHT_SUFFIXES) and path.name != INDEX:
-            shutil.copy2(path, dest / path.name)
+def _copy_files(files: list[Path], dest: Path) -> None:
+    """Copy config, tokenizer, generation config, chat template, README into ``dest``.
+
+    Each copy is opened with ``"xb"``: it can only create a new file in ``dest``.
+    """
+    for path in files:
+        with open(path, "rb") as src, open(dest / path.name, "xb") as out:
+            shutil.copyfileobj(src, out)
 
 
 def _untie(config: dict[str, Any]) -> None:

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
+from tinkerkit.export.base_files import base_file
 from tinkerkit.export.errors import BaseModelError
+from tinkerkit.export.safetensors_check import check_safetensors
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -38,15 +39,23 @@ _DTYPES: dict[str, torch.dtype] = {
 def list_shards(model_dir: Path) -> list[str]:
     """The safetensors files of ``model_dir`` (from its index, else ``model.safetensors``).
 
+    Every shard is checked to be a regular file of the folder (``base_files``): an index
+    naming ``../x`` or an absolute path, or a link out of the folder, is refused.
+
     Example:
         >>> list_shards(Path("tiny-base"))
         ['model.safetensors']
     """
     index = model_dir / INDEX
-    if index.is_file():
-        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
-        return sorted(set(weight_map.values()))
-    if (model_dir / SINGLE).is_file():
+    if index.is_file() or index.is_symlink():
+        shards = sorted(set(_weight_map(model_dir).values()))
+        if not shards:
+            raise BaseModelError(
+                f"{index}: 'weight_map' is empty; use a complete copy of the model."
+            )
+        return shards
+    if (model_dir / SINGLE).is_file() or (model_dir / SINGLE).is_symlink():
+        base_file(model_dir, SINGLE, "the weights file")
         return [SINGLE]
     pickled = [p.name for p in model_dir.glob("*.bin")] + [p.name for p in model_dir.glob("*.pt")]
     hint = (
@@ -58,13 +67,28 @@ def list_shards(model_dir: Path) -> list[str]:
     raise BaseModelError(f"{model_dir} holds no safetensors weights.{hint}")
 
 
+def _weight_map(model_dir: Path) -> dict[str, str]:
+    index = base_file(model_dir, INDEX, "the shard index")
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BaseModelError(
+            f"{index} is not valid JSON ({type(exc).__name__}: {exc}); use a clean copy of the model."
+        ) from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict):
+        raise BaseModelError(f"{index} has no 'weight_map' object; use a clean copy of the model.")
+    for key, shard in weight_map.items():
+        base_file(model_dir, shard, f"{INDEX} weight_map[{key!r}]")
+    return weight_map
+
+
 def weight_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
-    """Every weight's shape, read from the shard headers (no tensor is loaded)."""
+    """Every weight's shape, from the shard headers (each checked; no tensor is loaded)."""
     shapes: dict[str, tuple[int, ...]] = {}
     for shard in list_shards(model_dir):
-        with safe_open(str(model_dir / shard), framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
-                shapes[key] = tuple(f.get_slice(key).get_shape())
+        for key, (_dtype, shape) in check_safetensors(model_dir / shard).items():
+            shapes[key] = shape
     return shapes
 
 
@@ -104,7 +128,8 @@ def write_safetensors(
         offset += size
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)  # data starts 8-byte aligned, as safetensors writes it
-    with open(path, "wb") as out:
+    # "xb": never open (and truncate) a file that is already there, wherever it points.
+    with open(path, "xb") as out:
         out.write(struct.pack("<Q", len(blob)))
         out.write(blob)
         for name, shape, dtype in entries:

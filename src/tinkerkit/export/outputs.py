@@ -1,0 +1,56 @@
+"""The output folder of every export step: new or empty, written aside, renamed in.
+
+Each step writes into a hidden temporary folder next to ``out`` and renames it into
+place at the end, so a failure leaves neither a half-written ``out`` nor anything
+else behind. ``out`` must not be a symlink: its files would land wherever it points.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tinkerkit.export.errors import OutputExistsError
+
+
+def check_out_dir(out: Path) -> None:
+    """Raise ``OutputExistsError`` unless ``out`` is absent or an empty real folder.
+
+    Example:
+        >>> check_out_dir(Path("new-folder"))
+    """
+    if out.is_symlink():
+        raise OutputExistsError(str(out), "is a symbolic link")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputExistsError(str(out))
+
+
+@contextmanager
+def staged_output(out: Path, step: str) -> Iterator[Path]:
+    """A fresh temporary folder beside ``out``, renamed to ``out`` when the block succeeds.
+
+    Example:
+        >>> with staged_output(Path("merged"), "merge") as tmp:
+        ...     (tmp / "config.json").write_text("{}")
+    """
+    check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{step}-", dir=out.parent))
+    try:
+        yield tmp
+        publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def publish(folder: Path, out: Path) -> None:
+    """Rename ``folder`` to ``out`` (which is absent or an empty folder)."""
+    check_out_dir(out)
+    if out.exists():
+        out.rmdir()
+    os.rename(folder, out)
