@@ -5,16 +5,52 @@ service = tk.connect("mock")            # or "local", or "tinker"
 training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
 """
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from tinker import types
+if TYPE_CHECKING:
+    from tinker import types
 
-from tinkerkit import data, errors, export, hparams, recipes
-from tinkerkit.connect import connect, rest_client
-from tinkerkit.text import Completion, sample_text
-from tinkerkit.train import losses, preference, rl, sft
+    from tinkerkit import data, errors, export, hparams, recipes
+    from tinkerkit.connect import connect, rest_client
+    from tinkerkit.text import Completion, sample_text
+    from tinkerkit.train import losses, preference, rl, sft
 
 __version__ = "0.1.0"
+
+# Resolved on first use (PEP 562), so ``import tinkerkit.cli`` and ``tinkerkit --help``
+# do not import tinker, torch or numpy: name -> (module, attribute or None for the module).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "types": ("tinker.types", None),
+    "data": ("tinkerkit.data", None),
+    "errors": ("tinkerkit.errors", None),
+    "export": ("tinkerkit.export", None),
+    "hparams": ("tinkerkit.hparams", None),
+    "recipes": ("tinkerkit.recipes", None),
+    "connect": ("tinkerkit.connect", "connect"),
+    "rest_client": ("tinkerkit.connect", "rest_client"),
+    "Completion": ("tinkerkit.text", "Completion"),
+    "sample_text": ("tinkerkit.text", "sample_text"),
+    "losses": ("tinkerkit.train.losses", None),
+    "preference": ("tinkerkit.train.preference", None),
+    "rl": ("tinkerkit.train.rl", None),
+    "sft": ("tinkerkit.train.sft", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'tinkerkit' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def serve(backend: str = "mock", **kwargs: Any) -> Any:

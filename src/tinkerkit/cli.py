@@ -9,35 +9,54 @@ from typing import Any
 
 import click
 
-from tinkerkit.cli_common import _connect, _run, backend_options
+from tinkerkit.cli_common import TinkerkitGroup, _connect, _run, backend_options
 from tinkerkit.cli_export import download_command, export_command
+from tinkerkit.cli_options import (
+    NEW_TOKENS,
+    NON_NEGATIVE_FLOAT,
+    NUM_SAMPLES,
+    OUTPUT_FILE,
+    OUTPUT_FOLDER,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+)
 from tinkerkit.cli_rl import rl
 from tinkerkit.cli_run import run_command
 from tinkerkit.cli_serve import serve
 from tinkerkit.cli_train import dpo, rlhf, sft
 
 
-@click.group()
+@click.group(cls=TinkerkitGroup)
 @click.version_option(package_name="tinkerkit")
 def main() -> None:
     """tinkerkit: fine-tune LLMs through the Tinker API, or offline on built-in backends."""
 
 
 @main.command()
-@click.option("--backend", default="local", show_default=True, help="local, or mock (faster).")
+@click.option(
+    "--backend",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "mock"]),
+    help="local, or mock (faster).",
+)
 @click.option(
     "--out",
     "out_dir",
     default="tinkerkit-demo",
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=OUTPUT_FOLDER,
     help="Folder for the chats, logs and plot.",
 )
-@click.option("--steps", default=150, show_default=True, type=int)
-@click.option("--lr", "learning_rate", default=1e-2, show_default=True, type=float)
+@click.option("--steps", default=150, show_default=True, type=POSITIVE_INT)
+@click.option("--lr", "learning_rate", default=1e-2, show_default=True, type=POSITIVE_FLOAT)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
-    "--latency", default=0.0, show_default=True, type=float, help="Simulated round trip (s)."
+    "--latency",
+    default=0.0,
+    show_default=True,
+    type=NON_NEGATIVE_FLOAT,
+    help="Simulated round trip (s).",
 )
 def demo(
     backend: str, out_dir: Path, steps: int, learning_rate: float, seed: int, latency: float
@@ -60,13 +79,13 @@ def demo(
     "--messages",
     "messages_file",
     default=None,
-    type=click.Path(exists=True, path_type=Path),
+    type=click.Path(path_type=Path),
     help="A JSON file with a list of chat messages.",
 )
 @click.option("--raw", is_flag=True, help="Send --prompt as raw text, without the chat template.")
-@click.option("--max-tokens", default=128, show_default=True, type=int)
-@click.option("--temperature", default=0.0, show_default=True, type=float)
-@click.option("--num-samples", default=1, show_default=True, type=int)
+@click.option("--max-tokens", default=128, show_default=True, type=NEW_TOKENS)
+@click.option("--temperature", default=0.0, show_default=True, type=NON_NEGATIVE_FLOAT)
+@click.option("--num-samples", default=1, show_default=True, type=NUM_SAMPLES)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (text, tokens, logprobs).")
 def sample(
     backend: str | None,
@@ -83,20 +102,31 @@ def sample(
     as_json: bool,
 ) -> None:
     """Sample from a base model or a checkpoint."""
-    from tinkerkit.text import sample_text
-
     if (prompt is None) == (messages_file is None):
         raise click.UsageError("give exactly one of --prompt or --messages")
 
     def run() -> None:
+        from tinkerkit.data.loaders import surrogate_field
+        from tinkerkit.data.messages import load_messages
+        from tinkerkit.text import sample_text
+
+        # The prompt is checked before anything connects or loads a model.
+        content: Any
+        if messages_file is not None:
+            content = load_messages(messages_file)
+        else:
+            assert prompt is not None
+            if surrogate_field(prompt) is not None:
+                raise click.BadParameter(
+                    "contains bytes that are not UTF-8 text (lone surrogates): pass UTF-8 text",
+                    param_hint="'--prompt'",
+                )
+            content = prompt
         service = _connect(backend, latency)
         if checkpoint:
             sampler = service.create_sampling_client(model_path=checkpoint).result()
         else:
             sampler = service.create_sampling_client(base_model=model).result()
-        content: Any = (
-            prompt if prompt is not None else json.loads(Path(str(messages_file)).read_text())
-        )
         outs = sample_text(
             sampler,
             content,
@@ -129,7 +159,7 @@ def sample(
 @click.option(
     "--out",
     default=None,
-    type=click.Path(path_type=Path),
+    type=OUTPUT_FILE,
     help="PNG path (default LOG_DIR/loss.png).",
 )
 def plot(log_dir: Path, out: Path | None) -> None:
@@ -142,14 +172,14 @@ def plot(log_dir: Path, out: Path | None) -> None:
 
 @main.command()
 @click.argument("notes_path", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Chat JSONL to write.")
+@click.option("--out", required=True, type=OUTPUT_FILE, help="Chat JSONL to write.")
 @click.option(
     "--generate", is_flag=True, help="Ask a model for Q&A pairs instead of extracting sections."
 )
 @click.option("--backend", default=None, help="Backend of the generating model (with --generate).")
 @click.option("--model", default="tinkerkit/tiny", show_default=True, help="Generating base model.")
 @click.option("--checkpoint", default=None, help="A tinker:// sampler path to generate with.")
-@click.option("--pairs", "pairs_per_document", default=10, show_default=True, type=int)
+@click.option("--pairs", "pairs_per_document", default=10, show_default=True, type=POSITIVE_INT)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--system-prompt", default=None, help="A system message to put in every chat.")
 def notes(
@@ -208,16 +238,32 @@ def models_list(backend: str) -> None:
 
 @models.command("export-base")
 @click.argument("name")
-@click.option(
-    "--out", required=True, type=click.Path(path_type=Path), help="A new (or empty) folder."
-)
+@click.option("--out", required=True, type=OUTPUT_FOLDER, help="A new (or empty) folder.")
 def models_export_base(name: str, out: Path) -> None:
     """Write a built-in base model as a normal Hugging Face folder (config, weights, tokenizer)."""
 
     def run() -> None:
+        from tinkerkit.models.registry import TINY
+        from tinkerkit.models.stand_ins import ModelNames
+
+        names = ModelNames()
+        # Checked before the local backend (torch, transformers) is imported.
+        if name != TINY and names.entry(name) is None and names.mapped(name) is None:
+            raise click.BadParameter(
+                f"{name!r} is not a built-in model: give tinkerkit/tiny or a service model "
+                "name ('tinkerkit models list' shows them)",
+                param_hint="NAME",
+            )
+        if out.is_dir() and any(out.iterdir()):
+            raise click.BadParameter(
+                f"{str(out)!r} is not empty: give a new or empty folder", param_hint="'--out'"
+            )
         from tinkerkit.backends.local.models import export_base
 
-        click.echo(f"wrote {export_base(name, out)}")
+        try:
+            click.echo(f"wrote {export_base(name, out)}")
+        except ValueError as exc:  # a mapped model folder: it has its own files
+            raise click.BadParameter(str(exc), param_hint="NAME") from None
 
     _run(run)
 

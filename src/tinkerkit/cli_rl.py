@@ -8,79 +8,35 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from tinkerkit.errors import TinkerkitError
+from tinkerkit.cli_common import _connect, _run, backend_options
+from tinkerkit.cli_options import (
+    NEW_TOKENS,
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    OUTPUT_FOLDER,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    RANK,
+)
 
 
-class RewardLoadError(TinkerkitError):
-    """``--reward`` does not name a callable reward function."""
+def __getattr__(name: str) -> Any:
+    # ``load_reward`` and its error live in ``cli_reward`` (which imports tinker); the
+    # names stay importable from here without importing it with the CLI.
+    if name in ("load_reward", "RewardLoadError", "RLSettingError"):
+        from tinkerkit import cli_reward
 
-
-class RLSettingError(TinkerkitError):
-    """An option value the RL loop refuses (the message names the setting)."""
-
-
-def load_reward(spec: str) -> Any:
-    """The callable named by ``module:function`` or ``path/to/file.py:function``.
-
-    Example:
-        >>> load_reward("tinkerkit.recipes.math:math_reward")
-        <function math_reward at ...>
-    """
-    where, sep, name = spec.rpartition(":")
-    if not sep or not where or not name:
-        raise RewardLoadError(
-            f"--reward {spec!r} must look like module:function or path/to/file.py:function"
-        )
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        module = _module_from_file(Path(where))
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError as exc:
-            raise RewardLoadError(
-                f"--reward: cannot import module {where!r} ({exc}); give an importable "
-                "module or a path/to/file.py"
-            ) from None
-    if not hasattr(module, name):
-        raise RewardLoadError(f"--reward: {where} has no attribute {name!r}")
-    reward = getattr(module, name)
-    if not callable(reward):
-        raise RewardLoadError(
-            f"--reward: {where}:{name} is a {type(reward).__name__}, not a function; it must "
-            "be reward(prompt, completion, **fields) -> float"
-        )
-    return reward
-
-
-def _module_from_file(path: Path) -> Any:
-    if not path.is_file():
-        raise RewardLoadError(f"--reward: no such file {str(path)!r}")
-    module_name = f"tinkerkit_reward_{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise RewardLoadError(f"--reward: cannot load {str(path)!r} as Python")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running it, so dataclasses/pickling inside the file work.
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[module_name]
-        raise RewardLoadError(
-            f"--reward: importing {str(path)!r} failed: {type(exc).__name__}: {exc}"
-        ) from None
-    return module
+        return getattr(cli_reward, name)
+    raise AttributeError(f"module 'tinkerkit.cli_rl' has no attribute {name!r}")
 
 
 @click.command("rl")
+@backend_options
 @click.option(
     "--prompts",
     required=True,
@@ -93,27 +49,39 @@ def _module_from_file(path: Path) -> Any:
     required=True,
     help="module:function or path/to/file.py:function; reward(prompt, completion, **fields).",
 )
-@click.option("--rank", default=32, show_default=True, type=int)
-@click.option("--group-size", default=4, show_default=True, type=int, help="Samples per prompt.")
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Prompts per step.")
-@click.option("--steps", default=None, type=int, help="Steps to run (default: --epochs).")
-@click.option("--epochs", default=1, show_default=True, type=int)
-@click.option("--lr", "learning_rate", default=1e-5, show_default=True, type=float)
-@click.option("--max-tokens", default=128, show_default=True, type=int)
-@click.option("--temperature", default=1.0, show_default=True, type=float)
+@click.option("--rank", default=32, show_default=True, type=RANK)
+@click.option(
+    "--group-size", default=4, show_default=True, type=POSITIVE_INT, help="Samples per prompt."
+)
+@click.option(
+    "--batch-size", default=8, show_default=True, type=POSITIVE_INT, help="Prompts per step."
+)
+@click.option("--steps", default=None, type=POSITIVE_INT, help="Steps to run (default: --epochs).")
+@click.option("--epochs", default=1, show_default=True, type=POSITIVE_INT)
+@click.option("--lr", "learning_rate", default=1e-5, show_default=True, type=POSITIVE_FLOAT)
+@click.option("--max-tokens", default=128, show_default=True, type=NEW_TOKENS)
+@click.option("--temperature", default=1.0, show_default=True, type=NON_NEGATIVE_FLOAT)
 @click.option(
     "--loss",
     default="importance_sampling",
     show_default=True,
     type=click.Choice(["importance_sampling", "ppo", "reinforce"]),
 )
-@click.option("--kl-coef", default=0.0, show_default=True, type=float, help="KL penalty to base.")
 @click.option(
-    "--refresh-every", default=1, show_default=True, type=int, help="Steps per sampler refresh."
+    "--kl-coef", default=0.0, show_default=True, type=NON_NEGATIVE_FLOAT, help="KL penalty to base."
 )
-@click.option("--reward-timeout", default=30.0, show_default=True, type=float, help="Seconds.")
-@click.option("--log-dir", required=True, type=click.Path(path_type=Path))
-@click.option("--save-every", default=0, show_default=True, type=int)
+@click.option(
+    "--refresh-every",
+    default=1,
+    show_default=True,
+    type=POSITIVE_INT,
+    help="Steps per sampler refresh.",
+)
+@click.option(
+    "--reward-timeout", default=30.0, show_default=True, type=POSITIVE_FLOAT, help="Seconds."
+)
+@click.option("--log-dir", required=True, type=OUTPUT_FOLDER)
+@click.option("--save-every", default=0, show_default=True, type=NON_NEGATIVE_INT)
 @click.option(
     "--resume", is_flag=True, help="Continue the run in --log-dir from its last checkpoint."
 )
@@ -141,7 +109,8 @@ def rl(
     resume: bool,
 ) -> None:
     """Reinforcement learning with a reward function; on-policy, concurrent, resumable."""
-    from tinkerkit.cli_common import _connect, _run
+    from tinkerkit.cli_reward import RLSettingError, load_reward
+    from tinkerkit.errors import TinkerkitError
     from tinkerkit.train import rl as rl_loop
 
     def run() -> None:
@@ -183,12 +152,3 @@ def rl(
         click.echo(f"logs:    {result.log_dir}/metrics.jsonl, {result.log_dir}/checkpoints.jsonl")
 
     _run(run)
-
-
-# The shared --backend/--model/--seed/--latency options are imported last, once ``rl``
-# exists: cli.py imports this module from its bottom, and ``python -m tinkerkit.cli``
-# runs cli.py a second time (as ``tinkerkit.cli``), which imports ``rl`` from here
-# while this module is still loading.
-from tinkerkit.cli_common import backend_options  # noqa: E402
-
-backend_options(rl)

@@ -8,36 +8,45 @@ from pathlib import Path
 import click
 
 from tinkerkit.cli_common import _connect, _run, backend_options
+from tinkerkit.cli_options import (
+    FRACTION,
+    NEW_TOKENS,
+    NON_NEGATIVE_INT,
+    OUTPUT_FOLDER,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    RANK,
+)
 
 
 @click.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Chat JSONL/JSON/CSV.")
 @backend_options
-@click.option("--rank", default=32, show_default=True, type=int)
-@click.option("--epochs", default=3, show_default=True, type=int)
-@click.option("--batch-size", default=8, show_default=True, type=int)
-@click.option("--lr", "learning_rate", default=1e-4, show_default=True, type=float)
+@click.option("--rank", default=32, show_default=True, type=RANK)
+@click.option("--epochs", default=3, show_default=True, type=POSITIVE_INT)
+@click.option("--batch-size", default=8, show_default=True, type=POSITIVE_INT)
+@click.option("--lr", "learning_rate", default=1e-4, show_default=True, type=POSITIVE_FLOAT)
 @click.option(
     "--lr-schedule",
     default="constant",
     show_default=True,
     type=click.Choice(["constant", "linear", "cosine"]),
 )
-@click.option("--warmup-steps", default=0, show_default=True, type=int)
+@click.option("--warmup-steps", default=0, show_default=True, type=NON_NEGATIVE_INT)
 @click.option(
     "--train-on", default="last", show_default=True, type=click.Choice(["last", "all_assistant"])
 )
-@click.option("--max-length", default=None, type=int)
-@click.option("--log-dir", required=True, type=click.Path(path_type=Path))
+@click.option("--max-length", default=None, type=POSITIVE_INT)
+@click.option("--log-dir", required=True, type=OUTPUT_FOLDER)
 @click.option(
     "--save-every",
     default=0,
     show_default=True,
-    type=int,
+    type=NON_NEGATIVE_INT,
     help="Checkpoint every K steps (plus each epoch end).",
 )
 @click.option("--eval-data", default=None, type=click.Path(path_type=Path))
-@click.option("--eval-every", default=0, show_default=True, type=int)
+@click.option("--eval-every", default=0, show_default=True, type=NON_NEGATIVE_INT)
 @click.option(
     "--resume", is_flag=True, help="Continue the run in --log-dir from its last checkpoint."
 )
@@ -113,15 +122,17 @@ def sft(
     default=None,
     help="DPO reference: a tinker:// sampler path (default: the base model).",
 )
-@click.option("--beta", default=0.1, show_default=True, type=float)
-@click.option("--rank", default=32, show_default=True, type=int)
-@click.option("--epochs", default=1, show_default=True, type=int)
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Pairs per step.")
-@click.option("--lr", "learning_rate", default=1e-5, show_default=True, type=float)
+@click.option("--beta", default=0.1, show_default=True, type=POSITIVE_FLOAT)
+@click.option("--rank", default=32, show_default=True, type=RANK)
+@click.option("--epochs", default=1, show_default=True, type=POSITIVE_INT)
+@click.option(
+    "--batch-size", default=8, show_default=True, type=POSITIVE_INT, help="Pairs per step."
+)
+@click.option("--lr", "learning_rate", default=1e-5, show_default=True, type=POSITIVE_FLOAT)
 @click.option("--eval-data", default=None, type=click.Path(path_type=Path))
-@click.option("--eval-split", default=0.0, show_default=True, type=float)
-@click.option("--save-every", default=0, show_default=True, type=int)
-@click.option("--log-dir", required=True, type=click.Path(path_type=Path))
+@click.option("--eval-split", default=0.0, show_default=True, type=FRACTION)
+@click.option("--save-every", default=0, show_default=True, type=NON_NEGATIVE_INT)
+@click.option("--log-dir", required=True, type=OUTPUT_FOLDER)
 @click.option("--resume", is_flag=True)
 def dpo(
     data: Path,
@@ -192,14 +203,14 @@ def dpo(
     "--prompts", required=True, type=click.Path(path_type=Path), help="RL prompts for stage 3."
 )
 @backend_options
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
-@click.option("--rank", default=16, show_default=True, type=int)
-@click.option("--rl-steps", default=20, show_default=True, type=int)
-@click.option("--sft-lr", default=1e-4, show_default=True, type=float)
-@click.option("--reward-lr", default=1e-5, show_default=True, type=float)
-@click.option("--policy-lr", default=1e-6, show_default=True, type=float)
-@click.option("--group-size", default=4, show_default=True, type=int)
-@click.option("--max-tokens", default=32, show_default=True, type=int)
+@click.option("--out", "out_dir", required=True, type=OUTPUT_FOLDER)
+@click.option("--rank", default=16, show_default=True, type=RANK)
+@click.option("--rl-steps", default=20, show_default=True, type=POSITIVE_INT)
+@click.option("--sft-lr", default=1e-4, show_default=True, type=POSITIVE_FLOAT)
+@click.option("--reward-lr", default=1e-5, show_default=True, type=POSITIVE_FLOAT)
+@click.option("--policy-lr", default=1e-6, show_default=True, type=POSITIVE_FLOAT)
+@click.option("--group-size", default=4, show_default=True, type=POSITIVE_INT)
+@click.option("--max-tokens", default=32, show_default=True, type=NEW_TOKENS)
 def rlhf(
     sft_data: Path,
     preference_data: Path,

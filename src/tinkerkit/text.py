@@ -16,6 +16,9 @@ from typing import Any
 from tinker import types
 
 from tinkerkit.data.chat import chat_prompt_tokens
+from tinkerkit.data.loaders import surrogate_field
+from tinkerkit.data.messages import validate_messages
+from tinkerkit.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -38,21 +41,36 @@ def sample_text(
     seed: int | None = None,
     num_samples: int = 1,
     chat: bool = True,
+    tokenizer: Any = None,
 ) -> list[Completion]:
     """Sample completions of a string or a chat; returns ``Completion``s with ``.text``.
 
     A string is sent as a user message through the chat template (``chat=True``) or as
     raw text (``chat=False``); a list of messages always uses the chat template.
+    ``tokenizer`` (default: ``sampling_client.get_tokenizer()``) is for clients that
+    cannot fetch one themselves, e.g. the SDK's client against ``tinkerkit serve`` with
+    the Hugging Face hub offline. Malformed messages raise ``DataError`` naming the field.
 
     Example:
         >>> tk.sample_text(sampler, "Capital of France?", temperature=0.0)[0].text
         'Paris.'
     """
-    tokenizer = sampling_client.get_tokenizer()
+    if isinstance(prompt, str):
+        if surrogate_field(prompt) is not None:
+            raise DataError(
+                "prompt",
+                None,
+                None,
+                "contains a lone surrogate, which is not text: fix its encoding",
+            )
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        messages = validate_messages(prompt, "prompt")
+    if tokenizer is None:
+        tokenizer = sampling_client.get_tokenizer()
     if isinstance(prompt, str) and not chat:
         tokens = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     else:
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         tokens = chat_prompt_tokens(messages, tokenizer)
     params = types.SamplingParams(
         max_tokens=max_tokens,

@@ -1,8 +1,10 @@
 """Load training records from JSONL, JSON, CSV (or a local Hugging Face dataset).
 
 Every problem becomes a ``DataError`` naming the file, the line and the field: bad
-JSON, missing or mistyped fields, unknown roles, empty conversations, no assistant
-turn, bytes that are not UTF-8. ``errors`` chooses what happens then:
+JSON, JSON nested too deeply to read, missing or mistyped fields, unknown roles, empty
+conversations, no assistant turn, bytes that are not UTF-8, text with lone surrogates
+(``"\\ud800"``, which no tokenizer can encode), a path that is a folder or cannot be
+read. ``errors`` chooses what happens then:
 
 - ``"raise"`` (default): stop at the first bad record;
 - ``"collect"``: read everything, then raise one ``DataError`` listing every bad line;
@@ -21,6 +23,7 @@ import csv
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -36,15 +39,30 @@ Errors = Literal["raise", "collect", "skip"]
 R = TypeVar("R", bound=BaseModel)
 _Problem = tuple[int | None, str | None, str]
 
+_TOO_DEEP = "is nested too deeply to read (JSON over ~900 levels deep); flatten it"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
-def _field_name(loc: tuple[Any, ...]) -> str:
+
+def field_name(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as the field a user reads: ``messages[1].role``.
+
+    Example:
+        >>> field_name(("messages", 1, "role"))
+        'messages[1].role'
+    """
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
-def _explain(error: dict[str, Any]) -> str:
+def explain_error(error: dict[str, Any]) -> str:
+    """What a pydantic error means, in words about the data (no pydantic jargon).
+
+    Example:
+        >>> explain_error({"type": "missing", "loc": ("content",)})
+        'is missing'
+    """
     kind = error.get("type", "")
     if kind == "missing":
         return "is missing"
@@ -72,10 +90,7 @@ def _raw_records(path: Path) -> Iterator[tuple[int | None, Any, str | None]]:
                     continue
                 if not text.strip():
                     continue
-                try:
-                    yield number, json.loads(text), None
-                except json.JSONDecodeError as exc:
-                    yield number, None, f"is not valid JSON ({exc.msg}, column {exc.colno})"
+                yield number, *_parse_line(text)
         return
     assert data is not None
     try:
@@ -90,6 +105,50 @@ def _raw_records(path: Path) -> Iterator[tuple[int | None, Any, str | None]]:
         yield from _csv_rows(text)
 
 
+def _parse_line(text: str) -> tuple[Any, str | None]:
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"is not valid JSON ({exc.msg}, column {exc.colno})"
+    except RecursionError:
+        return None, _TOO_DEEP
+
+
+def surrogate_field(obj: Any, where: str = "") -> str | None:
+    """The field of ``obj`` (``""`` for ``obj`` itself) holding a string with a lone
+    surrogate, or None. Such strings come from ``"\\ud800"`` escapes without their
+    pair; no tokenizer (and no UTF-8 file) can take them.
+
+    Example:
+        >>> surrogate_field({"messages": [{"content": "a\\ud800"}]})
+        'messages[0].content'
+    """
+    # A stack, not recursion: JSON just under the parser's depth limit must not overflow.
+    stack: list[tuple[str, Any]] = [(where, obj)]
+    while stack:
+        name, value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return name
+        elif isinstance(value, dict):
+            stack.extend((f"{name}.{k}" if name else str(k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{name}[{i}]", v) for i, v in enumerate(value))
+    return None
+
+
+def _surrogate_problem(obj: Any, line: int | None) -> _Problem | None:
+    field = surrogate_field(obj)
+    if field is None:
+        return None
+    return (
+        line,
+        field or None,
+        "contains a lone surrogate (a \\ud800-\\udfff escape without its pair), which is "
+        "not text: fix the encoding of the string",
+    )
+
+
 def _json_array(text: str) -> Iterator[tuple[int | None, Any, str | None]]:
     """Elements of a top-level JSON array, each with the line it starts on."""
     decoder = json.JSONDecoder()
@@ -99,6 +158,9 @@ def _json_array(text: str) -> Iterator[tuple[int | None, Any, str | None]]:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             yield exc.lineno, None, f"is not valid JSON ({exc.msg})"
+            return
+        except RecursionError:
+            yield 1, None, _TOO_DEEP
             return
         yield 1, obj, None if isinstance(obj, dict) else "must be a JSON array of records"
         return
@@ -114,22 +176,42 @@ def _json_array(text: str) -> Iterator[tuple[int | None, Any, str | None]]:
         except json.JSONDecodeError as exc:
             yield exc.lineno, None, f"is not valid JSON ({exc.msg})"
             return
+        except RecursionError:
+            yield line, None, _TOO_DEEP
+            return
         yield line, obj, None
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int | None, Any, str | None]]:
-    reader = csv.DictReader(io.StringIO(text))
-    for row in reader:
+    # The whole file is in memory already: a cell as long as the file costs nothing more,
+    # so csv's 128 KiB cell limit (a long chat in one cell) is lifted while reading it.
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
+        yield from _csv_records(csv.DictReader(io.StringIO(text)))
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _csv_records(reader: csv.DictReader[str]) -> Iterator[tuple[int | None, Any, str | None]]:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, None, f"is not valid CSV ({exc})"
+            return
         # An empty cell is a missing value, not an empty string.
         record: dict[str, Any] = {k: v for k, v in row.items() if v not in ("", None)}
         for key in ("messages", "chosen", "rejected"):
             value = record.get(key)
             if isinstance(value, str) and value.lstrip().startswith("["):
-                try:
-                    record[key] = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    yield reader.line_num, None, f"column '{key}' is not valid JSON ({exc.msg})"
+                parsed, problem = _parse_line(value)
+                if problem is not None:
+                    yield reader.line_num, None, f"column '{key}' {problem}"
                     break
+                record[key] = parsed
         else:
             yield reader.line_num, record, None
 
@@ -137,13 +219,16 @@ def _csv_rows(text: str) -> Iterator[tuple[int | None, Any, str | None]]:
 def _validate(schema: type[R], obj: Any, line: int | None) -> tuple[R | None, list[_Problem]]:
     if not isinstance(obj, dict):
         return None, [(line, None, f"must be a JSON object, got {type(obj).__name__}")]
+    surrogate = _surrogate_problem(obj, line)
+    if surrogate is not None:
+        return None, [surrogate]
     try:
         return schema.model_validate(obj), []
     except ValidationError as exc:
         problems: list[_Problem] = []
         for error in exc.errors():
-            field = _field_name(tuple(error["loc"])) or None
-            problems.append((line, field, _explain(dict(error))))
+            field = field_name(tuple(error["loc"])) or None
+            problems.append((line, field, explain_error(dict(error))))
         return None, problems[:1]
 
 
@@ -171,13 +256,19 @@ def iter_records(path: str | Path, schema: type[R], *, errors: Errors = "raise")
     if errors not in ("raise", "collect", "skip"):
         raise ValueError(f"errors must be 'raise', 'collect' or 'skip', got {errors!r}")
     file = Path(path)
-    if not file.is_file():
-        raise DataError(str(file), None, None, "no such file")
-    if file.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv", ""):
-        raise DataError(str(file), None, None, "unsupported format: use .jsonl, .json or .csv")
+    check_data_file(file)
     problems: list[_Problem] = []
     count = 0
-    for line, obj, problem in _raw_records(file):
+    records = _raw_records(file)
+    while True:
+        try:
+            line, obj, problem = next(records)
+        except StopIteration:
+            break
+        except OSError as exc:
+            raise DataError(
+                str(file), None, None, f"cannot be read ({exc.strerror or exc})"
+            ) from None
         found: list[_Problem]
         record = None
         if problem is not None:
@@ -200,6 +291,36 @@ def iter_records(path: str | Path, schema: type[R], *, errors: Errors = "raise")
         logger.warning("%s: skipped %d bad records (kept %d)", file, len(problems), count)
     if count == 0 and not problems:
         raise DataError(str(file), None, None, "contains no records")
+
+
+DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", "")
+
+
+def check_data_file(path: str | Path, suffixes: tuple[str, ...] | None = DATA_SUFFIXES) -> Path:
+    """``path`` as a ``Path`` if it is a file we can read (with one of ``suffixes``,
+    unless None); ``DataError`` saying what it is instead (missing, a folder, not a
+    regular file, unreadable, another format).
+
+    Example:
+        >>> check_data_file("runs/")
+        DataError: runs: is a folder, not a data file: give a .jsonl, .json or .csv file
+    """
+    file = Path(path)
+    kinds = "a .jsonl, .json or .csv file" if suffixes == DATA_SUFFIXES else "a file"
+    if file.is_dir():
+        raise DataError(str(file), None, None, f"is a folder, not a data file: give {kinds}")
+    if not file.exists():
+        raise DataError(str(file), None, None, "no such file")
+    if not file.is_file():
+        raise DataError(str(file), None, None, f"is not a regular file: give {kinds}")
+    if suffixes is not None and file.suffix.lower() not in suffixes:
+        raise DataError(str(file), None, None, "unsupported format: use .jsonl, .json or .csv")
+    try:
+        with file.open("rb"):
+            pass
+    except OSError as exc:
+        raise DataError(str(file), None, None, f"cannot be read ({exc.strerror or exc})") from None
+    return file
 
 
 def load_records(path: str | Path, schema: type[R], *, errors: Errors = "raise") -> list[R]:

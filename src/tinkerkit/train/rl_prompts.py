@@ -32,7 +32,7 @@ def load(source: PromptSource) -> list[RLPrompt]:
     """
     if isinstance(source, str | Path):
         path = Path(source)
-        if not path.is_file():
+        if not path.exists():
             raise DataError(str(path), None, None, "no such file; give a JSONL file of prompts")
         prompts = load_rl_prompts(path)
     else:

@@ -14,7 +14,12 @@ from tinker import types
 from tinkerkit.data.builders import completion_datum
 from tinkerkit.data.chat import TrainOn, chat_datums
 from tinkerkit.data.inspect import check_datums
-from tinkerkit.data.loaders import iter_records, load_chat_jsonl, validate_record
+from tinkerkit.data.loaders import (
+    check_data_file,
+    iter_records,
+    load_chat_jsonl,
+    validate_record,
+)
 from tinkerkit.data.schemas import Conversation, PromptCompletion
 from tinkerkit.errors import DataError
 from tinkerkit.train.batching import holdout
@@ -29,7 +34,7 @@ def _first_keys(path: Path) -> set[str]:
                 if raw.strip():
                     try:
                         obj = json.loads(raw)
-                    except (json.JSONDecodeError, UnicodeDecodeError):
+                    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                         return set()
                     return set(obj) if isinstance(obj, dict) else set()
     return set()
@@ -38,9 +43,7 @@ def _first_keys(path: Path) -> set[str]:
 def load(data: str | Path | Sequence[Any]) -> list[Record]:
     """Records from a file (chats, or prompt/completion pairs) or an in-memory list."""
     if isinstance(data, str | Path):
-        path = Path(data)
-        if not path.is_file():
-            raise DataError(str(path), None, None, "no such file")
+        path = check_data_file(data)
         if {"prompt", "completion"} <= _first_keys(path):
             return list(iter_records(path, PromptCompletion))
         return list(load_chat_jsonl(path))

@@ -1,0 +1,133 @@
+"""Option value types for the ``tinkerkit`` commands: numbers checked when parsed.
+
+A bad value fails before anything is built or written, as one line naming the option,
+the value and what to pass instead (``--lr nan`` would otherwise train to NaN and exit 0,
+``--rank 100000000`` would run out of memory building the adapter)::
+
+    @click.option("--lr", type=Number(float, above=0.0), default=1e-4)
+
+Imports nothing heavy: ``tinkerkit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+MAX_LORA_RANK = 1024
+"""The largest ``--rank`` the commands accept (the adapter's memory grows with it)."""
+
+MAX_NUM_SAMPLES = 1024
+"""The largest ``sample --num-samples`` (every sample is held in memory)."""
+
+MAX_NEW_TOKENS = 1 << 17
+"""The largest ``--max-tokens`` a sampling command accepts."""
+
+
+class Number(click.ParamType):
+    """An ``int`` or a finite ``float`` within bounds; the error says which values work.
+
+    ``above`` is an exclusive lower bound, ``at_least``/``at_most`` inclusive ones.
+
+    Example:
+        >>> Number(float, above=0.0).convert("nan", None, None)
+        click.exceptions.BadParameter: nan is not a number above 0; ...
+    """
+
+    def __init__(
+        self,
+        kind: type[int] | type[float],
+        *,
+        above: float | None = None,
+        at_least: float | None = None,
+        at_most: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.above = above
+        self.at_least = at_least
+        self.at_most = at_most
+        self.name = "integer" if kind is int else "number"
+
+    def _wanted(self) -> str:
+        parts = []
+        if self.above is not None:
+            parts.append(f"above {_show(self.above)}")
+        if self.at_least is not None:
+            parts.append(f"at least {_show(self.at_least)}")
+        if self.at_most is not None:
+            parts.append(f"at most {_show(self.at_most)}")
+        what = "a whole number" if self.kind is int else "a finite number"
+        return f"{what} {' and '.join(parts)}" if parts else what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = self.kind(value)
+        except (TypeError, ValueError, OverflowError):
+            self.fail(f"{value!r} is not {self._wanted()}", param, ctx)
+        if isinstance(number, float) and not math.isfinite(number):
+            self.fail(f"{value} is not {self._wanted()}", param, ctx)
+        if (
+            (self.above is not None and not number > self.above)
+            or (self.at_least is not None and not number >= self.at_least)
+            or (self.at_most is not None and not number <= self.at_most)
+        ):
+            self.fail(f"{value} is out of range: pass {self._wanted()}", param, ctx)
+        return number
+
+    def __repr__(self) -> str:
+        return f"Number({self.kind.__name__}, {self._wanted()})"
+
+
+class OutputPath(click.ParamType):
+    """A path a command will write: a folder (``folder=True``) or a file. Refused before
+    anything runs when it is the other kind, or when a part of it is a file.
+
+    Example:
+        >>> OutputPath(folder=True).convert("notes.md", None, None)   # an existing file
+        click.exceptions.BadParameter: 'notes.md' is a file, not a folder: ...
+    """
+
+    def __init__(self, *, folder: bool) -> None:
+        self.folder = folder
+        self.name = "folder" if folder else "file"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(value)
+        if self.folder and path.exists() and not path.is_dir():
+            self.fail(f"{str(path)!r} is a file, not a folder: give a folder path", param, ctx)
+        if not self.folder and path.is_dir():
+            self.fail(
+                f"{str(path)!r} is a folder: give a file path, e.g. {str(path / 'out.jsonl')!r}",
+                param,
+                ctx,
+            )
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    self.fail(
+                        f"{str(path)!r} is inside {str(parent)!r}, which is a file, not a "
+                        "folder: give another path",
+                        param,
+                        ctx,
+                    )
+                break
+        return path
+
+
+def _show(bound: float) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)
+
+
+POSITIVE_INT = Number(int, at_least=1)
+NON_NEGATIVE_INT = Number(int, at_least=0)
+POSITIVE_FLOAT = Number(float, above=0.0)
+NON_NEGATIVE_FLOAT = Number(float, at_least=0.0)
+FRACTION = Number(float, at_least=0.0, at_most=0.99)
+RANK = Number(int, at_least=1, at_most=MAX_LORA_RANK)
+NUM_SAMPLES = Number(int, at_least=1, at_most=MAX_NUM_SAMPLES)
+NEW_TOKENS = Number(int, at_least=1, at_most=MAX_NEW_TOKENS)
+OUTPUT_FOLDER = OutputPath(folder=True)
+OUTPUT_FILE = OutputPath(folder=False)
