@@ -1,29 +1,96 @@
-"""Run blocking loops from anywhere, including inside a running event loop (Jupyter)."""
+"""Run blocking loops from anywhere, including inside a running event loop (Jupyter).
+
+Inside an event loop the loop runs on a worker thread, which an interrupt of the
+caller (Ctrl-C, a notebook's "interrupt kernel", a cancelled ``await``) does not reach.
+So the caller's interrupt sets a stop flag, the loop checks it between steps
+(``raise_if_stopped``) and ends there with ``KeyboardInterrupt``, and the caller waits
+for that before re-raising: nothing keeps training behind the user's back, and the run
+is left as a direct Ctrl-C leaves it (committed checkpoints, whole lines; resumable).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
 
+_state = threading.local()
+_POLL_SECONDS = 0.1
+"""How often a waiting caller looks for an interrupt: ``_thread.interrupt_main`` (and
+some kernels) only set a flag, which a wait with no timeout would not see."""
+
+
+def raise_if_stopped() -> None:
+    """Raise ``KeyboardInterrupt`` in a loop whose caller was interrupted; else nothing.
+
+    Example:
+        >>> raise_if_stopped()  # not on a stopped loop's thread: returns
+    """
+    stop: threading.Event | None = getattr(_state, "stop", None)
+    if stop is not None and stop.is_set():
+        raise KeyboardInterrupt("the caller was interrupted; the loop stopped between steps")
+
+
+def _with_stop(stop: threading.Event, fn: Callable[[], T]) -> Callable[[], T]:
+    def target() -> T:
+        _state.stop = stop
+        try:
+            return fn()
+        finally:
+            _state.stop = None
+
+    return target
+
 
 def run_blocking(fn: Callable[[], T]) -> T:
     """Call ``fn``; inside a running event loop, call it on a worker thread and wait.
 
     A notebook cell runs inside an event loop, where ``asyncio.run`` fails and the tinker
-    SDK refuses blocking ``.result()`` calls; a plain thread has neither problem.
+    SDK refuses blocking ``.result()`` calls; a plain thread has neither problem. An
+    interrupt while waiting stops ``fn`` at its next ``raise_if_stopped`` and is re-raised.
+
+    Example:
+        >>> run_blocking(lambda: 2 + 2)
+        4
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return fn()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinkerkit-loop") as pool:
-        return pool.submit(fn).result()
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinkerkit-loop")
+    future = pool.submit(_with_stop(stop, fn))
+    try:
+        while True:
+            try:
+                return future.result(timeout=_POLL_SECONDS)
+            except concurrent.futures.TimeoutError:
+                continue
+    except KeyboardInterrupt:
+        stop.set()
+        concurrent.futures.wait([future])  # a second interrupt leaves at once
+        raise
+    finally:
+        pool.shutdown(wait=False)
 
 
 async def run_in_thread(fn: Callable[[], T]) -> T:
-    """The async entry point of a blocking loop."""
-    return await asyncio.to_thread(fn)
+    """The async entry point of a blocking loop; cancelling it stops the loop between steps.
+
+    Example:
+        >>> asyncio.run(run_in_thread(lambda: 2 + 2))
+        4
+    """
+    stop = threading.Event()
+    future = asyncio.get_running_loop().run_in_executor(None, _with_stop(stop, fn))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([future])
+        raise

@@ -124,9 +124,14 @@ def test_metrics_rows_and_transcripts(tmp_path):
     }  # fmt: skip
     assert wanted <= set(steps[0])
     assert steps[0]["tokens_sampled"] > 0 and steps[0]["entropy"] > 0
-    transcripts = [r for r in _rows(tmp_path / "run") if "completion" in r]
+    # One kind of row per file: every metrics row is a step; transcripts have their own.
+    assert len(_rows(tmp_path / "run")) == 6 and not any("completion" in r for r in steps)
+    transcripts = [
+        json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in transcripts] == [3, 3, 6, 6]
-    assert {"prompt", "completion", "reward"} <= set(transcripts[0])
+    assert set(transcripts[0]) == {"step", "prompt", "completion", "reward"}
+    assert result.samples == transcripts and len(result.metrics) == 6
 
 
 def test_failing_and_hanging_rewards_do_not_stop_the_run(tmp_path, caplog):

@@ -3,8 +3,11 @@
 ``LOG_DIR/checkpoints.jsonl`` gets one line per *complete* checkpoint — written only
 after both the state (weights + optimizer) and the sampler weights are saved — with
 ``name``, ``step``, ``state_path``, ``sampler_path`` and the data cursor. A run killed
-at any moment (even mid-write) resumes from the last complete line; a torn last line
-is ignored.
+at any moment (even mid-write) resumes from the last complete line: a torn *last* line
+(no newline, not JSON — what a kill -9 during the append leaves) is skipped with a
+warning and cut off before the next append. Any other damaged line — torn in the middle,
+not an object, a field missing or of the wrong type — is a ``RunLogError`` naming the
+file and line: the loop cannot know which checkpoint the run really reached.
 
 ``LOG_DIR/run.json`` records what the run trains (model, rank, data fingerprint,
 seed, batch size, epochs); resuming with any of them changed is refused, naming the
@@ -16,12 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tinkerkit.errors import ConfigMismatchError, TinkerkitError
+from tinkerkit.errors import ConfigMismatchError, RunLogError, TinkerkitError, TinkerkitWarning
 
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 MANIFEST_FILE = "run.json"
@@ -46,10 +50,21 @@ def append_line(path: Path, obj: Mapping[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file and a rename: never half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -65,28 +80,120 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+_FIELD_TYPES: dict[str, type] = {
+    "name": str,
+    "step": int,
+    "state_path": str,
+    "sampler_path": str,
+    "epoch": int,
+    "batch": int,
+    "seed": int,
+}
+_DAMAGED = (
+    "remove this line and the ones after it to resume from the checkpoint before it, "
+    "or start the run again with --overwrite (overwrite=True)"
+)
+
+
+def _entry(path: Path, number: int, raw: str) -> CheckpointEntry:
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise RunLogError(str(path), number, None, f"not a JSON line; {_DAMAGED}") from None
+    if not isinstance(obj, dict):
+        raise RunLogError(str(path), number, None, f"not a JSON object; {_DAMAGED}")
+    for key, kind in _FIELD_TYPES.items():
+        if key not in obj:
+            raise RunLogError(str(path), number, key, f"missing; {_DAMAGED}")
+        value = obj[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise RunLogError(
+                str(path), number, key, f"{value!r} is not a {kind.__name__}; {_DAMAGED}"
+            )
+    return CheckpointEntry(**{key: obj[key] for key in _FIELD_TYPES})
+
+
 class CheckpointLog:
+    """``LOG_DIR/checkpoints.jsonl``: one line per complete checkpoint, oldest first."""
+
     def __init__(self, log_dir: Path) -> None:
         self.path = log_dir / CHECKPOINTS_FILE
 
     def append(self, entry: CheckpointEntry) -> None:
         append_line(self.path, asdict(entry))
 
+    def _text(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise RunLogError(str(self.path), None, None, f"not UTF-8 text; {_DAMAGED}") from None
+
+    def _torn_tail(self, text: str) -> str | None:
+        """The unfinished last line a kill -9 mid-append leaves, if there is one."""
+        last = text.rsplit("\n", 1)[-1]
+        if not last.strip():
+            return None
+        try:
+            json.loads(last)
+        except (json.JSONDecodeError, RecursionError):
+            return last
+        return None
+
     def entries(self) -> list[CheckpointEntry]:
-        fields = set(CheckpointEntry.__dataclass_fields__)
+        """Every complete checkpoint; ``RunLogError`` (file and line) for a damaged line."""
+        if not self.path.is_file():
+            return []
+        text = self._text()
+        lines = text.split("\n")
+        if self._torn_tail(text) is not None:
+            warnings.warn(
+                f"{self.path}:{len(lines)}: an unfinished last line (the run was killed "
+                "while writing it) is ignored",
+                TinkerkitWarning,
+                stacklevel=2,
+            )
+            lines = lines[:-1]
         return [
-            CheckpointEntry(**{k: v for k, v in d.items() if k in fields})
-            for d in read_lines(self.path)
+            _entry(self.path, number, raw)
+            for number, raw in enumerate(lines, start=1)
+            if raw.strip()
         ]
 
     def last(self) -> CheckpointEntry | None:
         entries = self.entries()
         return entries[-1] if entries else None
 
+    def drop_torn_tail(self) -> None:
+        """Cut off an unfinished last line, so the next append starts a line of its own."""
+        if not self.path.is_file():
+            return
+        text = self._text()
+        tail = self._torn_tail(text)
+        if tail is not None:
+            write_text_atomic(self.path, text[: len(text) - len(tail)])
+        elif text and not text.endswith("\n"):  # complete, but killed before its newline
+            write_text_atomic(self.path, text + "\n")
+
+    def rewrite(self, entries: list[CheckpointEntry]) -> None:
+        """Replace the log with ``entries`` (atomic: readers see the old or the new log)."""
+        write_text_atomic(
+            self.path, "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries)
+        )
+
 
 def load_manifest(log_dir: Path) -> dict[str, Any] | None:
+    """``LOG_DIR/run.json``, or None; ``RunLogError`` if it is not a run record."""
     path = log_dir / MANIFEST_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    advice = "restore it, or start the run again with --overwrite (overwrite=True)"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise RunLogError(str(path), None, None, f"not valid JSON; {advice}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("identity"), dict):
+        raise RunLogError(str(path), None, "identity", f"missing; {advice}")
+    return manifest
 
 
 def check_resume(saved: Mapping[str, Any], requested: Mapping[str, Any], log_dir: Path) -> None:
@@ -97,8 +204,15 @@ def check_resume(saved: Mapping[str, Any], requested: Mapping[str, Any], log_dir
 
 
 class NothingToResumeError(TinkerkitError):
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, started: bool = False) -> None:
+        if started:
+            advice = (
+                "it was stopped before its first checkpoint: start it again with --overwrite "
+                "(overwrite=True), or choose a new --log-dir"
+            )
+        else:
+            advice = "run without --resume to start fresh"
         super().__init__(
             f"--resume was given but {log_dir / CHECKPOINTS_FILE} has no complete checkpoint; "
-            "run without --resume to start fresh"
+            f"{advice}"
         )

@@ -1,30 +1,35 @@
 """Metrics of a training loop: ``LOG_DIR/metrics.jsonl``, a progress bar, callbacks.
 
-One JSON object per step. On resume the lines after the resumed checkpoint are
-dropped, so the file reads as one uninterrupted run.
+One kind of row per file, so a table reader (``pandas.read_json(lines=True)``) gets
+columns, not a mix: ``metrics.jsonl`` holds numbers by step (one row per training step,
+plus evaluation rows with ``eval_*`` figures); ``samples.jsonl`` holds text (sample
+previews and RL transcripts: ``step``, ``prompt``, ``completion``...). On resume the
+lines after the resumed checkpoint are dropped from both, so they read as one
+uninterrupted run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tinkerkit.train.checkpoints import append_line, read_lines
+from tinkerkit.train.checkpoints import append_line, read_lines, write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
 Callback = Callable[[Mapping[str, Any]], None]
 
 
 def truncate_metrics(log_dir: Path, last_step: int) -> None:
-    """Keep only the metric lines of steps <= ``last_step`` (atomic rewrite)."""
-    path = log_dir / METRICS_FILE
-    kept = [row for row in read_lines(path) if row.get("step", 0) <= last_step]
-    tmp = path.with_name(f".{METRICS_FILE}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-    os.replace(tmp, path)
+    """Keep only the metric and sample lines of steps <= ``last_step`` (atomic rewrites)."""
+    for name in (METRICS_FILE, SAMPLES_FILE):
+        path = log_dir / name
+        if not path.is_file():
+            continue
+        kept = [row for row in read_lines(path) if row.get("step", 0) <= last_step]
+        write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
 class MetricsLogger:
@@ -42,8 +47,10 @@ class MetricsLogger:
         config: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = log_dir / METRICS_FILE
+        self.samples_path = log_dir / SAMPLES_FILE
         self.callbacks = list(callbacks)
         self.rows: list[dict[str, Any]] = []
+        self.samples: list[dict[str, Any]] = []
         self._bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -70,10 +77,18 @@ class MetricsLogger:
             callback(data)
 
     def log_event(self, row: Mapping[str, Any]) -> None:
-        """A non-step row (eval, samples): written and passed to callbacks, no bar tick."""
+        """An evaluation row (``eval_*`` numbers): written and passed to callbacks, no tick."""
         data = dict(row)
         append_line(self.path, data)
         self.rows.append(data)
+        for callback in self.callbacks:
+            callback(data)
+
+    def log_sample(self, row: Mapping[str, Any]) -> None:
+        """A text row (a preview, a transcript) to ``samples.jsonl``; passed to callbacks."""
+        data = dict(row)
+        append_line(self.samples_path, data)
+        self.samples.append(data)
         for callback in self.callbacks:
             callback(data)
 

@@ -10,7 +10,9 @@ Features and their knobs (``DPOConfig``):
 - ``beta``, ``epochs``, ``batch_size`` (pairs per step), ``learning_rate``, ``rank``;
 - held-out pairs (``eval_data`` or ``eval_split``): margin and accuracy at the start,
   every ``eval_every`` steps, and at the end;
-- checkpoints every ``save_every`` steps and ``final``; ``resume=True`` continues exactly;
+- checkpoints every ``save_every`` steps and ``final``, the newest ``keep_last`` kept;
+  ``resume=True`` continues exactly (a finished run returns its recorded result); a
+  ``log_dir`` holding a run is refused unless ``resume`` or ``overwrite``;
 - ``LOG_DIR/metrics.jsonl``: loss, accuracy, margin, chosen/rejected reward per step.
 
     result = tk.preference.train_dpo(tk.preference.DPOConfig(data="pairs.jsonl",
@@ -26,13 +28,14 @@ from typing import Any, Literal
 
 from tinker import types
 
-from tinkerkit._sync import run_blocking, run_in_thread
+from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
 from tinkerkit.data.builders import preference_datums, reward_datum
 from tinkerkit.data.loaders import load_preference_pairs, validate_record
 from tinkerkit.data.schemas import PreferencePair
 from tinkerkit.errors import DataError
 from tinkerkit.train import losses, sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, holdout, iterate
+from tinkerkit.train.fingerprint import records_fingerprint
 from tinkerkit.train.pipeline import Pipeline
 from tinkerkit.train.session import (
     Checkpointer,
@@ -41,6 +44,7 @@ from tinkerkit.train.session import (
     next_cursor,
     open_session,
     public_config,
+    start_run,
 )
 
 Objective = Literal["dpo", "bradley_terry"]
@@ -127,12 +131,44 @@ async def train_dpo_async(config: DPOConfig, service: Any = None) -> DPOResult:
     return await run_in_thread(lambda: _train(config, service))
 
 
+def _identity(config: DPOConfig, source: str) -> dict[str, Any]:
+    """What defines the run (the tokenized ``tokens`` is added once the tokenizer is known)."""
+    return {
+        "model": config.model,
+        "rank": config.rank,
+        "data": source,
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "beta": config.beta,
+        "reference": config.reference,
+        "objective": config.objective,
+    }
+
+
+def _check_config(config: DPOConfig) -> None:
+    for name in ("epochs", "batch_size", "rank", "pipeline_depth"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"DPOConfig.{name} must be a positive integer, got {value!r}")
+    for name in ("beta", "learning_rate"):
+        value = getattr(config, name)
+        if not (isinstance(value, int | float) and 0 < value < float("inf")):
+            raise ValueError(f"DPOConfig.{name} must be a finite number > 0, got {value!r}")
+    if not 0.0 <= config.eval_split < 1.0:
+        raise ValueError(f"DPOConfig.eval_split must be in [0, 1), got {config.eval_split!r}")
+
+
 def _train(config: DPOConfig, service: Any) -> DPOResult:
-    if config.beta <= 0 or config.batch_size < 1 or config.epochs < 1:
-        raise ValueError("DPOConfig needs beta > 0, batch_size >= 1 and epochs >= 1")
+    _check_config(config)
     pairs = _pairs(config.data)
     eval_pairs = _pairs(config.eval_data) if config.eval_data is not None else []
-    session = open_session(service, config)
+    identity = _identity(config, records_fingerprint(pairs))
+    run = start_run(config, identity)
+    if run.finished:
+        return run.recorded(DPOResult)
+    session = open_session(service, config, run)
+    service = session.service
     training = session.training
     tokenizer = training.get_tokenizer()
     train_items = _flatten(pairs, tokenizer, config.objective)
@@ -144,18 +180,7 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
         eval_items = _flatten(eval_pairs, tokenizer, config.objective)
     flat = [d for item in train_items for d in item]
     sft_data.check(flat, tokenizer, "data")
-    identity = {
-        "model": config.model,
-        "rank": config.rank,
-        "data": sft_data.fingerprint(flat),
-        "seed": config.seed,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "beta": config.beta,
-        "reference": config.reference,
-        "objective": config.objective,
-    }
-    session.begin(identity, public_config(config))
+    session.begin({**identity, "tokens": sft_data.fingerprint(flat)}, public_config(config))
 
     eval_flat = [d for item in eval_items for d in item]
     train_refs: list[list[Any]]
@@ -214,6 +239,7 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
         for cursor, batch in iterate(
             indexed, config.batch_size, config.epochs, config.seed, session.start
         ):
+            raise_if_stopped()
             step += 1
             data = [d for i in batch for d in train_items[i]]
             refs = [r for i in batch for r in train_refs[i]]
@@ -242,7 +268,9 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
         pipeline.drain()
     finally:
         metrics.close()
-    return DPOResult(final["state"], final["sampler"], session.log_dir, step, metrics.rows)
+    return DPOResult(
+        final["state"], final["sampler"], session.log_dir, step, metrics.rows, metrics.samples
+    )
 
 
 def _chunked(refs: list[Any]) -> list[list[Any]]:

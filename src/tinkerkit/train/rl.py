@@ -21,10 +21,13 @@ Features and their knobs (all in ``Config``):
   model, measured KL logged as ``kl``); ``recompute_logprobs`` (log sampler/trainer drift);
 - schedule: ``steps`` or ``epochs`` over the prompts, ``batch_size``, ``learning_rate``,
   LoRA ``rank``; ``refresh_every`` (1 = on-policy; K reuses a sampler K steps);
-- checkpoints: every ``save_every`` steps and ``final`` (``LOG_DIR/checkpoints.jsonl``);
-  ``resume=True`` continues a killed run to the same result;
-- logging: ``LOG_DIR/metrics.jsonl`` (one row per step, plus ``log_samples`` transcripts
-  every ``log_samples_every`` steps), a progress bar, ``callbacks``, ``wandb_project``.
+- checkpoints: every ``save_every`` steps and ``final`` (``LOG_DIR/checkpoints.jsonl``), the
+  newest ``keep_last`` kept; ``resume=True`` continues a killed or interrupted run to the
+  same result (a finished one returns its recorded result); a ``log_dir`` holding a run
+  is refused unless ``resume`` or ``overwrite``;
+- logging: ``LOG_DIR/metrics.jsonl`` (one row per step), ``LOG_DIR/samples.jsonl``
+  (``log_samples`` transcripts every ``log_samples_every`` steps), a progress bar,
+  ``callbacks``, ``wandb_project``.
 
     result = tk.rl.train(tk.rl.Config(prompts="prompts.jsonl", reward=my_reward,
                                       log_dir="runs/rl"), service=tk.connect("mock"))
@@ -37,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tinkerkit._sync import run_blocking, run_in_thread
+from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
 from tinkerkit.data.schemas import RLPrompt
 from tinkerkit.train import rl_prompts
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
@@ -47,7 +50,7 @@ from tinkerkit.train.rl_config import Config, Result, check_config, public_confi
 from tinkerkit.train.rl_rewards import RewardCall, score_all
 from tinkerkit.train.rl_sampling import Sample, sample_groups
 from tinkerkit.train.rl_update import Trainer
-from tinkerkit.train.session import next_cursor, open_session
+from tinkerkit.train.session import next_cursor, open_session, start_run
 
 __all__ = ["Config", "Result", "train", "train_async"]
 
@@ -75,13 +78,20 @@ def _train(config: Config, service: Any) -> Result:
     check_config(config)
     log_dir = Path(config.log_dir)
     # Read and validate the prompts before anything is created: bad input leaves no files.
+    # Read and validate the prompts and the log folder before anything is created: a
+    # refused run leaves no files, here or under TINKERKIT_HOME.
     prompts = rl_prompts.load(config.prompts)
+    identity = run_identity(config, rl_prompts.fingerprint(prompts))
+    run = start_run(config, identity)
+    if run.finished:
+        return run.recorded(Result)
 
-    session = open_session(service, config, init_state=config.init_state)
+    session = open_session(service, config, run, init_state=config.init_state)
+    service = session.service
     training = session.training
     tokenizer = training.get_tokenizer()
     prompt_tokens = rl_prompts.render(prompts, tokenizer)
-    session.begin(run_identity(config, rl_prompts.fingerprint(prompts)), public_config(config))
+    session.begin(identity, public_config(config))
     start, start_step = session.start, session.start_step
 
     per_epoch = batches_per_epoch(len(prompts), config.batch_size)
@@ -98,6 +108,7 @@ def _train(config: Config, service: Any) -> Result:
         sampler = None
         indices = list(range(len(prompts)))
         for cursor, batch in iterate(indices, config.batch_size, epochs, config.seed, start):
+            raise_if_stopped()
             step += 1
             # On-policy by default: sample from the weights the last optim_step produced.
             if sampler is None or (step - 1) % config.refresh_every == 0:
@@ -139,7 +150,9 @@ def _train(config: Config, service: Any) -> Result:
         trainer.pipeline.drain()
     finally:
         metrics.close()
-    return Result(final["state"], final["sampler"], log_dir, step, metrics.rows)
+    return Result(
+        final["state"], final["sampler"], log_dir, step, metrics.rows, metrics.samples
+    )
 
 
 def _score(
@@ -175,7 +188,7 @@ def _log_transcripts(
     # One sample from each of the first groups: shows the spread across prompts.
     for sample in [group[0] for group in groups if group][:limit]:
         p = prompts[sample.prompt_index]
-        metrics.log_event(
+        metrics.log_sample(
             {
                 "step": step,
                 "prompt": rl_prompts.for_reward(p),

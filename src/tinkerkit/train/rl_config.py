@@ -64,8 +64,10 @@ def check_config(config: Config) -> None:
             raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
     if config.steps is not None and (not isinstance(config.steps, int) or config.steps < 1):
         raise ValueError(f"Config.steps must be a positive integer or None, got {config.steps!r}")
-    if not config.learning_rate > 0:
-        raise ValueError(f"Config.learning_rate must be > 0, got {config.learning_rate!r}")
+    if not 0 < config.learning_rate < float("inf"):
+        raise ValueError(
+            f"Config.learning_rate must be a finite number > 0, got {config.learning_rate!r}"
+        )
     if config.loss not in LOSSES:
         raise ValueError(f"Config.loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     if config.on_reward_error not in ("zero", "skip"):

@@ -1,11 +1,15 @@
 """The bookkeeping every training loop shares, so each loop file reads like the guide.
 
+- ``start_run``: before any client exists, check the shared options and the log folder
+  (``rundir.inspect_run``: refuse an existing run without ``resume``/``overwrite``, read
+  a resumed run's records, spot a finished one);
 - ``open_session``: a fresh LoRA training client, or — with ``resume`` — one restored
   (weights and Adam state) from the last complete checkpoint in ``LOG_DIR``;
-- ``Session.begin``: refuse a resume whose identity changed, write ``run.json``, drop
-  metric lines past the checkpoint, and say where the data cursor starts;
-- ``Checkpointer``: queue state + sampler saves behind the pipeline and append the
-  ``checkpoints.jsonl`` line once both have landed.
+- ``Session.begin``: refuse a resume whose identity changed, replace an overwritten
+  run's files, write ``run.json``, drop metric lines past the checkpoint, and say where
+  the data cursor starts;
+- ``Checkpointer``: queue state + sampler saves behind the pipeline, append the
+  ``checkpoints.jsonl`` line once both have landed, then apply ``keep_last``.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from tinkerkit.train.batching import Cursor
 from tinkerkit.train.checkpoints import (
     CheckpointEntry,
     CheckpointLog,
-    NothingToResumeError,
     check_resume,
-    load_manifest,
     write_json_atomic,
 )
 from tinkerkit.train.metrics import Callback, MetricsLogger, truncate_metrics
 from tinkerkit.train.pipeline import Pipeline
+from tinkerkit.train.retention import prune
+from tinkerkit.train.rundir import RunDir, inspect_run
 
 
 @dataclass(kw_only=True)
@@ -37,7 +41,13 @@ class RunOptions:
     seed: int = 0
     log_dir: str | Path = "runs/run"
     resume: bool = False
+    overwrite: bool = False
+    """Start again in a ``log_dir`` that holds a run: its files are replaced once the new
+    run's inputs are validated (its checkpoints in the store are left alone)."""
     save_every: int = 0
+    keep_last: int = 0
+    """Keep only the newest K checkpoints besides ``final`` (0: keep all); older ones are
+    deleted from the store once a newer one is committed."""
     ttl_seconds: int | None = None
     progress: bool = True
     callbacks: Sequence[Callback] = field(default_factory=tuple)
@@ -53,15 +63,51 @@ class RunResult:
     log_dir: Path
     steps: int
     metrics: list[dict[str, Any]]
+    """``metrics.jsonl``'s rows: one per step, plus evaluation rows."""
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """``samples.jsonl``'s rows: sample previews and RL transcripts."""
+    already_finished: bool = False
+    """``resume`` found the run finished: this is its recorded result, nothing was trained."""
+
+
+def start_run(options: RunOptions, identity: Mapping[str, Any]) -> RunDir:
+    """Check the shared options and the log folder; call before any client is created.
+
+    ``identity``: what defines the run as far as it is known without a tokenizer.
+
+    Example:
+        >>> run = start_run(config, {"model": config.model, "seed": config.seed})
+        >>> run.finished
+        False
+    """
+    for name in ("save_every", "keep_last"):
+        value = getattr(options, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"Config.{name} must be an integer >= 0, got {value!r}")
+    return inspect_run(
+        options.log_dir, resume=options.resume, overwrite=options.overwrite, identity=identity
+    )
 
 
 @dataclass
 class Session:
     training: Any
-    log_dir: Path
-    resume_from: CheckpointEntry | None
-    manifest: dict[str, Any] | None
+    run: RunDir
+    service: Any = None
+    keep_last: int = 0
     resume_count: int = 0
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def resume_from(self) -> CheckpointEntry | None:
+        return self.run.resume_from
+
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        return self.run.manifest
 
     @property
     def start(self) -> Cursor:
@@ -77,12 +123,14 @@ class Session:
         if self.manifest is not None:
             check_resume(self.manifest["identity"], identity, self.log_dir)
             self.resume_count = int(self.manifest.get("resume_count", 0)) + 1
+        self.run.clear()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(
             self.log_dir / "run.json",
             {"identity": dict(identity), "resume_count": self.resume_count, "config": dict(config)},
         )
         if self.resume_from is not None:
+            CheckpointLog(self.log_dir).drop_torn_tail()
             truncate_metrics(self.log_dir, self.start_step)
 
     def metrics(self, options: RunOptions, total_steps: int) -> MetricsLogger:
@@ -97,30 +145,38 @@ class Session:
             config=public_config(options),
         )
 
+    def prune_checkpoints(self) -> None:
+        """Apply ``keep_last`` to the checkpoint log (after a new line was committed)."""
+        if self.keep_last:
+            rest = self.service.create_rest_client()
+            prune(
+                CheckpointLog(self.log_dir),
+                self.keep_last,
+                lambda path: rest.delete_checkpoint_from_tinker_path(path).result(),
+            )
 
-def open_session(service: Any, options: RunOptions, init_state: str | None = None) -> Session:
+
+def open_session(
+    service: Any, options: RunOptions, run: RunDir, init_state: str | None = None
+) -> Session:
     """A training client for this run: fresh (starting from ``init_state``, a
-    ``tinker://.../weights/`` checkpoint, when given), or restored from ``log_dir``'s last
-    checkpoint when ``options.resume``. ``service`` None means ``tk.connect()``."""
+    ``tinker://.../weights/`` checkpoint, when given), or restored from the run's last
+    checkpoint when ``run`` resumes. ``service`` None means ``tk.connect()``."""
     if service is None:
         import tinkerkit as tk
 
         service = tk.connect()
-    folder = Path(options.log_dir)
-    if not options.resume:
-        if init_state:
-            training = service.create_training_client_from_state(init_state).result()
-        else:
-            training = service.create_lora_training_client(
-                base_model=options.model, rank=options.rank, seed=options.seed
-            ).result()
-        return Session(training, folder, None, None)
-    last = CheckpointLog(folder).last()
-    manifest = load_manifest(folder)
-    if last is None or manifest is None:
-        raise NothingToResumeError(folder)
-    training = service.create_training_client_from_state_with_optimizer(last.state_path).result()
-    return Session(training, folder, last, manifest)
+    if run.resume_from is not None:
+        training = service.create_training_client_from_state_with_optimizer(
+            run.resume_from.state_path
+        ).result()
+    elif init_state:
+        training = service.create_training_client_from_state(init_state).result()
+    else:
+        training = service.create_lora_training_client(
+            base_model=options.model, rank=options.rank, seed=options.seed
+        ).result()
+    return Session(training, run, service, options.keep_last)
 
 
 class Checkpointer:
@@ -129,6 +185,7 @@ class Checkpointer:
     def __init__(
         self, session: Session, pipeline: Pipeline, seed: int, ttl_seconds: int | None
     ) -> None:
+        self.session = session
         self.training = session.training
         self.pipeline = pipeline
         self.log = CheckpointLog(session.log_dir)
@@ -158,6 +215,7 @@ class Checkpointer:
                     self.seed,
                 )
             )
+            self.session.prune_checkpoints()
 
         self.pipeline.submit({"state": state, "sampler": sampler}, done)
         return paths

@@ -9,8 +9,11 @@ Features and their knobs (all in ``Config``):
 - evaluation: ``eval_data`` or ``eval_split``, every ``eval_every`` steps and at the end;
 - previews: greedy answers to ``sample_prompts`` every ``sample_every`` steps;
 - checkpoints: every ``save_every`` steps, at each epoch end (``save_each_epoch``), and ``final``
-  (``LOG_DIR/checkpoints.jsonl``); ``resume=True`` continues a killed run exactly;
-- logging: ``LOG_DIR/metrics.jsonl``, a progress bar, ``callbacks``, ``wandb_project``.
+  (``LOG_DIR/checkpoints.jsonl``), the newest ``keep_last`` kept; ``resume=True`` continues
+  a killed or interrupted run exactly (a finished one returns its recorded result);
+  a ``log_dir`` holding a run is refused unless ``resume`` or ``overwrite``;
+- logging: ``LOG_DIR/metrics.jsonl`` (steps, evals), ``LOG_DIR/samples.jsonl`` (previews),
+  a progress bar, ``callbacks``, ``wandb_project``.
 
     result = tk.sft.train(tk.sft.Config(data="chats.jsonl", log_dir="runs/a"),
                           service=tk.connect("mock"))
@@ -26,10 +29,11 @@ from typing import Any
 
 from tinker import types
 
-from tinkerkit._sync import run_blocking, run_in_thread
+from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
 from tinkerkit.data.chat import TrainOn
 from tinkerkit.train import sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
+from tinkerkit.train.fingerprint import records_fingerprint
 from tinkerkit.train.metrics import MetricsLogger
 from tinkerkit.train.pipeline import Pipeline
 from tinkerkit.train.schedules import Schedule, learning_rate
@@ -41,6 +45,7 @@ from tinkerkit.train.session import (
     next_cursor,
     open_session,
     public_config,
+    start_run,
 )
 
 
@@ -82,8 +87,10 @@ def _check_config(config: Config) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
-    if not config.learning_rate > 0:
-        raise ValueError(f"Config.learning_rate must be > 0, got {config.learning_rate!r}")
+    if not 0 < config.learning_rate < float("inf"):
+        raise ValueError(
+            f"Config.learning_rate must be a finite number > 0, got {config.learning_rate!r}"
+        )
     if not 0.0 <= config.eval_split < 1.0:
         raise ValueError(f"Config.eval_split must be in [0, 1), got {config.eval_split!r}")
     for name in ("eval_every", "sample_every", "save_every", "warmup_steps"):
@@ -91,12 +98,13 @@ def _check_config(config: Config) -> None:
             raise ValueError(f"Config.{name} must be >= 0, got {getattr(config, name)!r}")
 
 
-def _run_identity(config: Config, fingerprint: str) -> dict[str, Any]:
-    """What defines the run: resuming with any of these changed is refused."""
+def _run_identity(config: Config, source: str) -> dict[str, Any]:
+    """What defines the run: resuming with any of these changed is refused. ``data``
+    fingerprints the records as given; the tokenized ``tokens`` is added once known."""
     return {
         "model": config.model,
         "rank": config.rank,
-        "data": fingerprint,
+        "data": source,
         "seed": config.seed,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
@@ -124,11 +132,16 @@ async def train_async(config: Config, service: Any = None) -> Result:
 def _train(config: Config, service: Any) -> Result:
     _check_config(config)
     log_dir = Path(config.log_dir)
-    # Read and validate the data before anything is created: bad data leaves no files.
+    # Read and validate the data and the log folder before anything is created: a
+    # refused run leaves no files, here or under TINKERKIT_HOME.
     records = sft_data.load(config.data)
     eval_records = sft_data.load(config.eval_data) if config.eval_data is not None else None
+    identity = _run_identity(config, records_fingerprint(records))
+    run = start_run(config, identity)
+    if run.finished:
+        return run.recorded(Result)
 
-    session = open_session(service, config)
+    session = open_session(service, config, run)
     training = session.training
     tokenizer = training.get_tokenizer()
     datums = sft_data.to_datums(records, tokenizer, config.train_on, config.max_length)
@@ -138,7 +151,7 @@ def _train(config: Config, service: Any) -> Result:
             eval_records, tokenizer, config.train_on, config.max_length
         )
     sft_data.check(datums, tokenizer, "data")
-    session.begin(_run_identity(config, sft_data.fingerprint(datums)), public_config(config))
+    session.begin({**identity, "tokens": sft_data.fingerprint(datums)}, public_config(config))
     start, start_step = session.start, session.start_step
 
     loop = _Loop(config, session, tokenizer, eval_datums)
@@ -148,6 +161,7 @@ def _train(config: Config, service: Any) -> Result:
     try:
         step = start_step
         for cursor, batch in iterate(datums, config.batch_size, config.epochs, config.seed, start):
+            raise_if_stopped()
             step += 1
             lr = learning_rate(
                 config.learning_rate, step - 1, total, config.lr_schedule, config.warmup_steps
@@ -172,7 +186,9 @@ def _train(config: Config, service: Any) -> Result:
         loop.pipeline.drain()
     finally:
         metrics.close()
-    return Result(final["state"], final["sampler"], log_dir, step, metrics.rows)
+    return Result(
+        final["state"], final["sampler"], log_dir, step, metrics.rows, samples=metrics.samples
+    )
 
 
 class _Loop:
@@ -254,6 +270,7 @@ class _Loop:
                 }
                 for prompt in self.config.sample_prompts
             ]
-            metrics.log_event({"step": step, "samples": previews})
+            for preview in previews:
+                metrics.log_sample({"step": step, **preview})
 
         self.pipeline.submit({"sampler": future}, done)

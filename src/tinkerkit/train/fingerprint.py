@@ -1,0 +1,46 @@
+"""A hash of a loop's input records as given, before anything is tokenized.
+
+Known before a client exists, so a resume whose data changed is refused before any
+training client (or its record under ``TINKERKIT_HOME``) is created. The tokenized
+fingerprint (``sft_data.fingerprint``) is still checked once the tokenizer is known.
+
+    records_fingerprint(sft_data.load("chats.jsonl"))  # '3f2a9c01d4e5b6a7'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+from tinker import types
+
+
+def _record_bytes(record: Any) -> bytes:
+    if isinstance(record, BaseModel):
+        return record.model_dump_json().encode()
+    if isinstance(record, types.Datum):
+        parts = [np.asarray(record.model_input.to_ints(), dtype=np.int64).tobytes()]
+        for key in sorted(record.loss_fn_inputs):
+            parts.append(key.encode())
+            parts.append(np.ascontiguousarray(record.loss_fn_inputs[key].to_numpy()).tobytes())
+        return b"".join(parts)
+    return json.dumps(record, sort_keys=True, default=str).encode()
+
+
+def records_fingerprint(records: Iterable[Any]) -> str:
+    """16 hex digits naming exactly these records, in this order.
+
+    Example:
+        >>> records_fingerprint([{"prompt": "a"}]) == records_fingerprint([{"prompt": "a"}])
+        True
+    """
+    digest = hashlib.sha256()
+    for record in records:
+        data = _record_bytes(record)
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()[:16]
