@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shlex
 import sys
@@ -72,10 +73,13 @@ def run_command(
 
         tinkerkit run -- python -m tinker_cookbook.recipes.sl_basic
     """
-    from tinkerkit.server.run import RunCommandError, parse_models, private_server, run_child
+    # Without the serve extra: one line saying pip install 'tinkerkit[serve]'.
+    server_run = _run(lambda: importlib.import_module("tinkerkit.server.run"))
+    RunCommandError = server_run.RunCommandError
+    private_server, run_child = server_run.private_server, server_run.run_child
 
     try:
-        mapping = parse_models(models)
+        mapping = server_run.parse_models(models)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 

@@ -62,24 +62,25 @@ def serve(
     """
 
     def run() -> None:
+        # Without the extra, this import says: pip install 'tinkerkit[serve]'.
         from tinkerkit.models.mapping import parse_pairs
-        from tinkerkit.server.runner import _free_port, build, check_host, run_forever
+        from tinkerkit.server.runner import bind_socket, build, check_host, run_forever
 
         try:
             check_host(host, allow_remote)
             app, key = build(backend, api_key, latency, parse_pairs(models, "--model"))
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
-        chosen = port or _free_port(host)
+        # Bound before anything is printed: a taken port is one line, and the URL
+        # printed is one that answers.
+        sock = bind_socket(host, port)
+        url = f"http://{host}:{sock.getsockname()[1]}"
         logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
-        click.echo(f"tinkerkit serve: {backend} backend on http://{host}:{chosen}")
+        click.echo(f"tinkerkit serve: {backend} backend on {url}")
         if api_key is None:
             # Printed once, here; never logged by the server afterwards.
             click.echo(f"API key (use as TINKER_API_KEY): {key}")
-        click.echo(
-            f'  tinker.ServiceClient(base_url="http://{host}:{chosen}", api_key=...)  '
-            "— Ctrl-C to stop"
-        )
-        run_forever(backend, host, chosen, key, app, log_level="warning")
+        click.echo(f'  tinker.ServiceClient(base_url="{url}", api_key=...)  — Ctrl-C to stop')
+        run_forever(app, sock, log_level="warning")
 
     _run(run)

@@ -65,8 +65,14 @@ def connect(
                 "latency=, faults= and models= are for the offline backends (they simulate "
                 "a network, or stand local models in for the service's)"
             )
-        if not (kwargs.get("api_key") or os.environ.get(ENV_API_KEY)):
+        api_key = kwargs.get("api_key") or os.environ.get(ENV_API_KEY)
+        if not api_key:
             raise MissingAPIKeyError()
+        base_url = kwargs.get("base_url") or os.environ.get("TINKER_BASE_URL")
+        if base_url:  # a server of one's own (tinkerkit serve): there, answering, our key?
+            from tinkerkit.server_probe import probe_base_url
+
+            probe_base_url(str(base_url), api_key)
         import tinker
 
         given: dict[str, Any] = {

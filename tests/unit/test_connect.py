@@ -37,6 +37,8 @@ def test_api_key_selects_tinker_and_returns_the_official_client(monkeypatch):
             constructed.update(kwargs)
 
     monkeypatch.setattr(tinker, "ServiceClient", FakeServiceClient)
+    # No server at that URL: skip the reachability probe (tests/serve/test_limits.py).
+    monkeypatch.setattr("tinkerkit.server_probe.probe_base_url", lambda *args: None)
     client = tk.connect(base_url="http://127.0.0.1:1")
     assert isinstance(client, FakeServiceClient)
     assert constructed == {"base_url": "http://127.0.0.1:1"}

@@ -14,13 +14,16 @@ the limit.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from tinker import types
+if TYPE_CHECKING:  # importing the limits stays light: the CLI checks options against them
+    from tinker import types
 
-from tinkerkit.errors import RequestLimitError
+    from tinkerkit.errors import RequestLimitError
 
-MAX_LORA_RANK = 512
-"""Largest LoRA ``rank`` (the cookbook's largest is 128)."""
+MAX_LORA_RANK = 1024
+"""Largest LoRA ``rank`` (the cookbook's largest is 128; ``LoRA Without Regret`` went
+to 512)."""
 
 MAX_NUM_SAMPLES = 1024
 """Most samples one ``sample`` request draws."""
@@ -41,6 +44,12 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024
 """Largest request body ``tinkerkit serve`` reads (after decompression), bytes."""
 
 
+def _refusal(field: str, value: object, limit: str, hint: str = "") -> RequestLimitError:
+    from tinkerkit.errors import RequestLimitError
+
+    return RequestLimitError(field, value, limit, hint)
+
+
 def _whole(value: object) -> int | None:
     """``value`` as an int when it is a whole number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -57,7 +66,7 @@ def check_lora_rank(rank: object) -> int:
     """
     value = _whole(rank)
     if value is None or not 1 <= value <= MAX_LORA_RANK:
-        raise RequestLimitError(
+        raise _refusal(
             "rank",
             rank,
             f"LoRA rank must be a whole number from 1 to {MAX_LORA_RANK} (MAX_LORA_RANK)",
@@ -76,7 +85,7 @@ def check_sampling(num_samples: object, params: types.SamplingParams) -> None:
     """
     count = _whole(num_samples)
     if count is None or not 1 <= count <= MAX_NUM_SAMPLES:
-        raise RequestLimitError(
+        raise _refusal(
             "num_samples",
             num_samples,
             f"it must be a whole number from 1 to {MAX_NUM_SAMPLES} per request (MAX_NUM_SAMPLES)",
@@ -84,7 +93,7 @@ def check_sampling(num_samples: object, params: types.SamplingParams) -> None:
         )
     max_tokens = params.max_tokens
     if max_tokens is not None and (_whole(max_tokens) is None or max_tokens < 1):
-        raise RequestLimitError(
+        raise _refusal(
             "max_tokens",
             max_tokens,
             "it must be a whole number of at least 1 (or None: until a stop token or the "
@@ -95,7 +104,7 @@ def check_sampling(num_samples: object, params: types.SamplingParams) -> None:
     if not (isinstance(temperature, int | float) and math.isfinite(temperature)) or (
         temperature < 0
     ):
-        raise RequestLimitError(
+        raise _refusal(
             "temperature",
             temperature,
             "it must be a finite number of at least 0 (0 is greedy, 1 the model's own "
@@ -103,9 +112,7 @@ def check_sampling(num_samples: object, params: types.SamplingParams) -> None:
         )
     top_p = params.top_p
     if not (isinstance(top_p, int | float) and 0 <= top_p <= 1):
-        raise RequestLimitError(
-            "top_p", top_p, "it must be a number from 0 to 1 (1 keeps every token)"
-        )
+        raise _refusal("top_p", top_p, "it must be a number from 0 to 1 (1 keeps every token)")
 
 
 def check_sampled_tokens(
@@ -122,7 +129,7 @@ def check_sampled_tokens(
         budget = min(budget, params.max_tokens)
     if num_samples * budget > MAX_SAMPLED_TOKENS_PER_REQUEST:
         given = "None (the rest of the context)" if params.max_tokens is None else budget
-        raise RequestLimitError(
+        raise _refusal(
             "num_samples × max_tokens",
             f"{num_samples} × {given} = {num_samples * budget}",
             f"one request generates at most {MAX_SAMPLED_TOKENS_PER_REQUEST:,} tokens "
@@ -139,7 +146,7 @@ def check_datum_count(count: int) -> None:
         >>> check_datum_count(128)
     """
     if count > MAX_DATUMS_PER_REQUEST:
-        raise RequestLimitError(
+        raise _refusal(
             "len(data)",
             count,
             f"one request takes at most {MAX_DATUMS_PER_REQUEST:,} datums (MAX_DATUMS_PER_REQUEST)",
@@ -148,14 +155,15 @@ def check_datum_count(count: int) -> None:
         )
 
 
-def check_body_size(size: int, limit: int = MAX_REQUEST_BYTES, what: str = "request body") -> None:
-    """Refuse a request body over ``limit`` bytes (``tinkerkit serve``: ``MAX_REQUEST_BYTES``).
+def check_body_size(size: int, what: str = "request body") -> None:
+    """Refuse a request body over ``MAX_REQUEST_BYTES`` (``tinkerkit serve``).
 
     Example:
         >>> check_body_size(1024)
     """
+    limit = MAX_REQUEST_BYTES
     if size > limit:
-        raise RequestLimitError(
+        raise _refusal(
             what,
             f"{size:,} bytes",
             f"tinkerkit serve reads at most {limit:,} bytes (MAX_REQUEST_BYTES)",

@@ -7,6 +7,16 @@ Code written against ``tinker.ServiceClient`` runs unchanged, offline::
         service = tinker.ServiceClient(base_url=server.base_url, api_key=server.api_key)
 """
 
+try:
+    import starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError as exc:  # the extra is not installed: say which, and how to get it
+    raise ImportError(
+        f"tinkerkit serve needs the 'serve' extra ({exc.name or 'starlette'} is not "
+        "installed): pip install 'tinkerkit[serve]'",
+        name=exc.name,
+    ) from None
+
 from tinkerkit.server.app import create_app
 from tinkerkit.server.runner import Server, serve
 

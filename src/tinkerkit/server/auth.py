@@ -54,7 +54,11 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         body = json.dumps(
-            {"detail": "Invalid or missing API key: pass the key tinkerkit serve printed."}
+            {
+                "detail": "Invalid or missing API key for this tinkerkit server: set "
+                "TINKER_API_KEY (or api_key=...) to the key `tinkerkit serve` printed "
+                "(or its --api-key / TINKERKIT_SERVE_API_KEY)."
+            }
         ).encode()
         await send(
             {

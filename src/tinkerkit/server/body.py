@@ -13,7 +13,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tinkerkit.backends.limits import MAX_REQUEST_BYTES, check_body_size
+from tinkerkit.backends.limits import check_body_size
 from tinkerkit.errors import RequestLimitError
 
 _STEP = 1024 * 1024
@@ -39,18 +39,17 @@ async def _refuse(send: Send, exc: RequestLimitError) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: request bodies of at most ``limit`` bytes."""
+    """ASGI middleware: request bodies of at most ``MAX_REQUEST_BYTES``."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_REQUEST_BYTES) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         try:
-            check_body_size(_declared_length(scope), self.limit)
+            check_body_size(_declared_length(scope))
         except RequestLimitError as exc:
             await _refuse(send, exc)
             return
@@ -62,14 +61,14 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 # Raised in the route reading the body; the app answers it with a 400.
-                check_body_size(received, self.limit)
+                check_body_size(received)
             return message
 
         await self.app(scope, counted, send)
 
 
-def decompress_zstd(body: bytes, limit: int = MAX_REQUEST_BYTES) -> bytes:
-    """``body`` zstd-decompressed; ``RequestLimitError`` once past ``limit`` bytes.
+def decompress_zstd(body: bytes) -> bytes:
+    """``body`` zstd-decompressed; ``RequestLimitError`` once past ``MAX_REQUEST_BYTES``.
 
     Example:
         >>> import zstandard
@@ -82,5 +81,5 @@ def decompress_zstd(body: bytes, limit: int = MAX_REQUEST_BYTES) -> bytes:
     out = bytearray()
     while chunk := reader.read(_STEP):
         out += chunk
-        check_body_size(len(out), limit, "decompressed request body")
+        check_body_size(len(out), "decompressed request body")
     return bytes(out)

@@ -120,7 +120,7 @@ async def _decode_forward_backward(request: Request) -> ForwardBackwardCall:
             return await asyncio.to_thread(_parse, body, zstd)
         return _parse(body, zstd)
     except RequestLimitError:
-        raise  # its own 400, naming the limit
+        raise  # decompressed past the limit: its own 400, naming it
     except Exception as exc:
         raise HTTPError(400, f"invalid forward_backward body: {exc}") from exc
 
@@ -131,6 +131,10 @@ def _parse(body: bytes, zstd: bool) -> ForwardBackwardCall:
 
 async def forward_backward(request: Request) -> Response:
     call = await _decode_forward_backward(request)
+    if call.refused is not None:
+        slot = _slot(state_of(request), call.model_id)
+        async with slot.sequencer.turn(call.seq_id):
+            raise call.refused
     method = "forward" if call.forward_only else "forward_backward"
     return await _submit(
         request,

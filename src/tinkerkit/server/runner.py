@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from tinkerkit.errors import PortInUseError
 from tinkerkit.server.app import create_app
 from tinkerkit.server.auth import check_api_key, generate_api_key
 
@@ -63,10 +64,34 @@ def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
     )
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: a free port), bound before anything is
+    printed or started; ``PortInUseError`` naming the address if it cannot be had.
+
+    Example:
+        >>> sock = bind_socket("127.0.0.1", 0)
+        >>> sock.getsockname()[1] > 0
+        True
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn binds: a restart does not wait out TIME_WAIT; a live listener on
+        # the port still refuses the bind.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise PortInUseError(host, port, exc.strerror or str(exc)) from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _port(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
 
 
 def build(
@@ -108,27 +133,38 @@ def serve(
     """
     check_host(host, allow_remote)
     app, key = build(backend, api_key, models=models)
-    # Picking the port first (rather than reading it back from uvicorn) keeps base_url
-    # known before the thread starts; the tiny race with another process is acceptable.
-    chosen = port or _free_port(host)
+    # Bound here, so base_url is known before the thread starts and no other process
+    # can take the port in between.
+    sock = bind_socket(host, port)
+    chosen = _port(sock)
     server = uvicorn.Server(_config(app, host, chosen, log_level))
     # uvicorn installs no signal handlers off the main thread, so Ctrl-C stays the caller's.
-    thread = threading.Thread(target=server.run, name="tinkerkit-serve", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="tinkerkit-serve", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"tinkerkit serve could not start on {host}:{chosen}")
-        time.sleep(0.01)
     try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"tinkerkit serve could not start on {host}:{chosen}")
+            time.sleep(0.01)
         yield Server(f"http://{host}:{chosen}", key, backend, app)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
 
 
-def run_forever(
-    backend: str, host: str, port: int, api_key: str, app: Any, log_level: str = "info"
-) -> None:
-    """Serve in the foreground until interrupted (the CLI); the key is never logged."""
-    uvicorn.Server(_config(app, host, port, log_level)).run()
+def run_forever(app: Any, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve ``app`` on the bound ``sock`` in the foreground until interrupted (the CLI);
+    the key is never logged.
+
+    Example:
+        >>> run_forever(app, bind_socket("127.0.0.1", 8000))  # doctest: +SKIP
+    """
+    host, port = sock.getsockname()[:2]
+    try:
+        uvicorn.Server(_config(app, host, port, log_level)).run(sockets=[sock])
+    finally:
+        sock.close()

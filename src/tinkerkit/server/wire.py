@@ -19,7 +19,7 @@ from tinker.proto import tinker_public_pb2 as pb
 from tinker.types.topk_logprobs import TopkLogprobs
 
 from tinkerkit.backends.limits import MAX_TOKENS_PER_REQUEST, check_datum_count
-from tinkerkit.errors import BatchTooLargeError
+from tinkerkit.errors import BatchTooLargeError, RequestLimitError
 
 _PROTO_TO_NUMPY: dict[int, np.dtype[Any]] = {
     pb.DTYPE_FLOAT32: np.dtype(np.float32),
@@ -44,6 +44,9 @@ class ForwardBackwardCall:
     loss_fn_config: dict[str, float | str] | None
     forward_only: bool
     data: list[types.Datum]
+    refused: RequestLimitError | None = None
+    """Set (``data`` empty) when the request is over a limit: it is answered with this
+    400, after taking its turn (``seq_id``) so the model's next request need not wait."""
 
 
 def _tensor(msg: pb.Tensor) -> types.TensorData:
@@ -147,7 +150,10 @@ def parse_forward_backward(body: bytes) -> ForwardBackwardCall:
     """
     msg = pb.ForwardBackwardRequest()
     msg.ParseFromString(body)
-    _check_size(msg)
+    try:
+        _check_size(msg)
+    except RequestLimitError as exc:
+        return ForwardBackwardCall(msg.model_id, msg.seq_id, msg.loss_fn, None, False, [], exc)
     data = [_datum(d) for d in msg.data]
     return ForwardBackwardCall(
         model_id=msg.model_id,
