@@ -149,8 +149,12 @@ def distill_prompt(
     rank: int = 32,
     seed: int = 0,
     log_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> DistillReport:
     """Distil ``system_prompt`` into a LoRA on ``model``; returns paths and a before/after report.
+
+    A ``log_dir`` that already holds a run is refused (before any sampling) unless
+    ``overwrite=True``; without ``log_dir`` a new temporary folder is used.
 
     Example:
         >>> report = distill_prompt(tk.connect("mock"), "Always answer in French.",
@@ -159,7 +163,11 @@ def distill_prompt(
         True
     """
     import tinkerkit as tk
+    from tinkerkit.train.rundir import inspect_run
 
+    # A log_dir that already holds a run is refused before the teacher samples anything.
+    folder = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tinkerkit-distill-"))
+    inspect_run(folder, resume=False, overwrite=overwrite, identity={})
     teacher = teacher or service.create_sampling_client(base_model=model).result()
     tokenizer = teacher.get_tokenizer()
     params = types.SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
@@ -168,7 +176,6 @@ def distill_prompt(
     )
     base_student = service.create_sampling_client(base_model=model).result()
     before = compare(base_student, teacher, tokenizer, system_prompt, eval_inputs, max_tokens)
-    folder = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tinkerkit-distill-"))
     result = tk.sft.train(
         tk.sft.Config(
             data=student_datums(tokenizer, samples),
@@ -179,6 +186,7 @@ def distill_prompt(
             rank=rank,
             seed=seed,
             log_dir=folder,
+            overwrite=overwrite,
             progress=False,
             save_each_epoch=False,
         ),

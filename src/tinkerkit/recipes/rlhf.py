@@ -12,8 +12,11 @@ prompt logprobs". Here:
 3. **RL** (``tk.rl``) from the SFT weights, rewarded by ``RewardModel``, whose scoring
    requests for a whole batch are in flight together.
 
+Every stage's settings and inputs (chats, preference pairs, prompts) are validated
+before stage 1 trains, so a bad prompt file fails in a second, not after two trainings.
 Each stage writes its own log folder under ``out_dir`` (``sft/``, ``reward/``, ``rl/``).
-Re-running the pipeline skips finished stages and resumes an interrupted one.
+Re-running the pipeline returns finished stages' recorded results, resumes an
+interrupted one from its last checkpoint, and starts again one stopped before its first.
 
     result = tk.recipes.rlhf(RLHFConfig(sft_data=chats, preference_data=pairs,
                                         prompts=prompts, out_dir="runs/rlhf"), service)
@@ -22,7 +25,7 @@ Re-running the pipeline skips finished stages and resumes an interrupted one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,15 +114,71 @@ class RLHFResult:
     rl_rewards: list[float]
 
 
-def _stage_resume(log_dir: Path) -> bool:
-    """Resume a stage that has checkpoints but no ``final`` one yet."""
-    last = CheckpointLog(log_dir).last()
-    return last is not None and last.name != "final"
+def _stage_start(log_dir: Path) -> dict[str, bool]:
+    """How a stage starts: resume it from a checkpoint (a finished stage then returns its
+    recorded result), or overwrite one stopped before its first checkpoint."""
+    if CheckpointLog(log_dir).last() is not None:
+        return {"resume": True}
+    return {"overwrite": True}
 
 
-def _finished(log_dir: Path) -> tuple[str, str] | None:
-    last = CheckpointLog(log_dir).last()
-    return (last.state_path, last.sampler_path) if last and last.name == "final" else None
+def _no_reward(prompt: Any, completion: str, **fields: Any) -> float:
+    """Stands in for the reward model while the RL settings are checked."""
+    return 0.0
+
+
+def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
+    """The three stages' configs, checked, with every input loaded once to validate it."""
+    import tinkerkit as tk
+    from tinkerkit.train import rl_config, rl_prompts, sft_data
+
+    out = Path(config.out_dir)
+    common: dict[str, Any] = {
+        "model": config.model,
+        "rank": config.rank,
+        "seed": config.seed,
+        "progress": config.progress,
+    }
+    sft = tk.sft.Config(
+        data=config.sft_data,
+        epochs=config.sft_epochs,
+        batch_size=config.sft_batch_size,
+        learning_rate=config.sft_learning_rate,
+        log_dir=out / "sft",
+        save_each_epoch=False,
+        **common,
+    )
+    reward = tk.preference.DPOConfig(
+        data=config.preference_data,
+        objective="bradley_terry",
+        epochs=config.reward_epochs,
+        batch_size=config.reward_batch_size,
+        learning_rate=config.reward_learning_rate,
+        eval_split=config.reward_eval_split,
+        log_dir=out / "reward",
+        **common,
+    )
+    rl = tk.rl.Config(
+        prompts=config.prompts,
+        reward=_no_reward,
+        steps=config.rl_steps,
+        batch_size=config.rl_batch_size,
+        group_size=config.group_size,
+        learning_rate=config.rl_learning_rate,
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
+        log_dir=out / "rl",
+        **common,
+    )
+    tk.sft.check_config(sft)
+    tk.preference.check_config(reward)
+    rl_config.check_config(rl)
+    sft_data.load(config.sft_data)
+    tk.preference.load_pairs(config.preference_data)
+    rl_prompts.load(config.prompts)
+    for stage in (sft, reward, rl):
+        _stage_start(Path(stage.log_dir))  # a damaged checkpoint log fails now, too
+    return sft, reward, rl
 
 
 def rlhf(config: RLHFConfig, service: Any = None) -> RLHFResult:
@@ -132,85 +191,31 @@ def rlhf(config: RLHFConfig, service: Any = None) -> RLHFResult:
     """
     import tinkerkit as tk
 
+    sft_config, reward_config, rl_config = _stage_configs(config)
     service = service or tk.connect()
-    out = Path(config.out_dir)
-    common: dict[str, Any] = {
-        "model": config.model,
-        "rank": config.rank,
-        "seed": config.seed,
-        "progress": config.progress,
-    }
 
-    sft_dir = out / "sft"
-    sft_paths = _finished(sft_dir)
-    if sft_paths is None:
-        sft = tk.sft.train(
-            tk.sft.Config(
-                data=config.sft_data,
-                epochs=config.sft_epochs,
-                batch_size=config.sft_batch_size,
-                learning_rate=config.sft_learning_rate,
-                log_dir=sft_dir,
-                resume=_stage_resume(sft_dir),
-                save_each_epoch=False,
-                **common,
-            ),
-            service=service,
-        )
-        sft_paths = (sft.state_path, sft.sampler_path)
-
-    reward_dir = out / "reward"
-    reward_config = tk.preference.DPOConfig(
-        data=config.preference_data,
-        epochs=config.reward_epochs,
-        batch_size=config.reward_batch_size,
-        learning_rate=config.reward_learning_rate,
-        eval_split=config.reward_eval_split,
-        log_dir=reward_dir,
-        resume=_stage_resume(reward_dir),
-        **common,
+    sft = tk.sft.train(
+        replace(sft_config, **_stage_start(Path(sft_config.log_dir))), service=service
     )
-    reward_paths = _finished(reward_dir)
-    if reward_paths is None:
-        reward = tk.preference.train_reward_model(reward_config, service=service)
-        reward_paths = (reward.state_path, reward.sampler_path)
-    from tinkerkit.train.checkpoints import read_lines
-
-    reward_evals = [
-        row for row in read_lines(reward_dir / "metrics.jsonl") if "eval_accuracy" in row
-    ]
-
-    rm = RewardModel(service.create_sampling_client(model_path=reward_paths[1]).result())
-    rl_dir = out / "rl"
-    rl_paths = _finished(rl_dir)
-    if rl_paths is None:
-        rl = tk.rl.train(
-            tk.rl.Config(
-                prompts=config.prompts,
-                reward=rm,
-                steps=config.rl_steps,
-                batch_size=config.rl_batch_size,
-                group_size=config.group_size,
-                learning_rate=config.rl_learning_rate,
-                max_tokens=config.max_tokens,
-                temperature=config.temperature,
-                init_state=sft_paths[0],
-                log_dir=rl_dir,
-                resume=_stage_resume(rl_dir),
-                **common,
-            ),
-            service=service,
-        )
-        rl_paths = (rl.state_path, rl.sampler_path)
-    rewards = [
-        row["reward_mean"] for row in read_lines(rl_dir / "metrics.jsonl") if "reward_mean" in row
-    ]
+    reward = tk.preference.train_reward_model(
+        replace(reward_config, **_stage_start(Path(reward_config.log_dir))), service=service
+    )
+    rm = RewardModel(service.create_sampling_client(model_path=reward.sampler_path).result())
+    rl = tk.rl.train(
+        replace(
+            rl_config,
+            reward=rm,
+            init_state=sft.state_path,
+            **_stage_start(Path(rl_config.log_dir)),
+        ),
+        service=service,
+    )
     return RLHFResult(
-        sft_state_path=sft_paths[0],
-        sft_sampler_path=sft_paths[1],
-        reward_model_path=reward_paths[1],
-        policy_sampler_path=rl_paths[1],
-        policy_state_path=rl_paths[0],
-        reward_evals=reward_evals,
-        rl_rewards=rewards,
+        sft_state_path=sft.state_path,
+        sft_sampler_path=sft.sampler_path,
+        reward_model_path=reward.sampler_path,
+        policy_sampler_path=rl.sampler_path,
+        policy_state_path=rl.state_path,
+        reward_evals=reward.evals(),
+        rl_rewards=rl.rewards,
     )

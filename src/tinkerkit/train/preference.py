@@ -72,7 +72,13 @@ class DPOResult(RunResult):
         return [m for m in self.metrics if "eval_accuracy" in m]
 
 
-def _pairs(data: str | Path | Sequence[Any]) -> list[PreferencePair]:
+def load_pairs(data: str | Path | Sequence[Any]) -> list[PreferencePair]:
+    """Validated preference pairs from a file or a list; ``DataError`` names the bad one.
+
+    Example:
+        >>> load_pairs([{"prompt": "2+2?", "chosen": "4", "rejected": "5"}])[0].chosen
+        '4'
+    """
     if isinstance(data, str | Path):
         return load_preference_pairs(data)
     pairs = [
@@ -146,7 +152,8 @@ def _identity(config: DPOConfig, source: str) -> dict[str, Any]:
     }
 
 
-def _check_config(config: DPOConfig) -> None:
+def check_config(config: DPOConfig) -> None:
+    """Refuse settings that cannot train, naming the field; called before anything is read."""
     for name in ("epochs", "batch_size", "rank", "pipeline_depth"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -160,9 +167,9 @@ def _check_config(config: DPOConfig) -> None:
 
 
 def _train(config: DPOConfig, service: Any) -> DPOResult:
-    _check_config(config)
-    pairs = _pairs(config.data)
-    eval_pairs = _pairs(config.eval_data) if config.eval_data is not None else []
+    check_config(config)
+    pairs = load_pairs(config.data)
+    eval_pairs = load_pairs(config.eval_data) if config.eval_data is not None else []
     identity = _identity(config, records_fingerprint(pairs))
     run = start_run(config, identity)
     if run.finished:

@@ -82,7 +82,8 @@ class Result(RunResult):
         return losses[-1] if losses else None
 
 
-def _check_config(config: Config) -> None:
+def check_config(config: Config) -> None:
+    """Refuse settings that cannot train, naming the field; called before anything is read."""
     for name in ("epochs", "batch_size", "rank", "pipeline_depth"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
@@ -130,7 +131,7 @@ async def train_async(config: Config, service: Any = None) -> Result:
 
 
 def _train(config: Config, service: Any) -> Result:
-    _check_config(config)
+    check_config(config)
     log_dir = Path(config.log_dir)
     # Read and validate the data and the log folder before anything is created: a
     # refused run leaves no files, here or under TINKERKIT_HOME.
