@@ -85,6 +85,18 @@ def __getattr__(name: str) -> Any:
 @click.option(
     "--resume", is_flag=True, help="Continue the run in --log-dir from its last checkpoint."
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start again in a --log-dir that holds a run (its log files are replaced).",
+)
+@click.option(
+    "--keep-last",
+    default=0,
+    show_default=True,
+    type=NON_NEGATIVE_INT,
+    help="Keep only the newest K checkpoints besides final (0: keep all).",
+)
 def rl(
     prompts: Path,
     reward_spec: str,
@@ -107,6 +119,8 @@ def rl(
     log_dir: Path,
     save_every: int,
     resume: bool,
+    overwrite: bool,
+    keep_last: int,
 ) -> None:
     """Reinforcement learning with a reward function; on-policy, concurrent, resumable."""
     from tinkerkit.cli_reward import RLSettingError, load_reward
@@ -135,6 +149,8 @@ def rl(
                 seed=seed,
                 log_dir=log_dir,
                 resume=resume,
+                overwrite=overwrite,
+                keep_last=keep_last,
             )
             result = rl_loop.train(config, service=_connect(backend, latency))
         except TinkerkitError:

@@ -50,6 +50,18 @@ from tinkerkit.cli_options import (
 @click.option(
     "--resume", is_flag=True, help="Continue the run in --log-dir from its last checkpoint."
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start again in a --log-dir that holds a run (its log files are replaced).",
+)
+@click.option(
+    "--keep-last",
+    default=0,
+    show_default=True,
+    type=NON_NEGATIVE_INT,
+    help="Keep only the newest K checkpoints besides final (0: keep all).",
+)
 def sft(
     data: Path,
     backend: str | None,
@@ -69,6 +81,8 @@ def sft(
     eval_data: Path | None,
     eval_every: int,
     resume: bool,
+    overwrite: bool,
+    keep_last: int,
 ) -> None:
     """Supervised fine-tuning on chats; pipelined, checkpointed, resumable."""
     from tinkerkit.train import sft as sft_loop
@@ -90,11 +104,16 @@ def sft(
         seed=seed,
         log_dir=log_dir,
         resume=resume,
+        overwrite=overwrite,
+        keep_last=keep_last,
     )
 
     def run() -> None:
         result = sft_loop.train(config, service=_connect(backend, latency))
-        click.echo(f"done: {result.steps} steps, final loss {result.final_loss:.4f}")
+        if result.already_finished:
+            click.echo(f"already finished: {result.log_dir} (nothing trained or saved)")
+        loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+        click.echo(f"done: {result.steps} steps, final loss {loss}")
         click.echo(f"state:   {result.state_path}")
         click.echo(f"sampler: {result.sampler_path}")
         click.echo(f"logs:    {result.log_dir}/metrics.jsonl, {result.log_dir}/checkpoints.jsonl")
@@ -134,6 +153,18 @@ def sft(
 @click.option("--save-every", default=0, show_default=True, type=NON_NEGATIVE_INT)
 @click.option("--log-dir", required=True, type=OUTPUT_FOLDER)
 @click.option("--resume", is_flag=True)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start again in a --log-dir that holds a run (its log files are replaced).",
+)
+@click.option(
+    "--keep-last",
+    default=0,
+    show_default=True,
+    type=NON_NEGATIVE_INT,
+    help="Keep only the newest K checkpoints besides final (0: keep all).",
+)
 def dpo(
     data: Path,
     backend: str | None,
@@ -152,6 +183,8 @@ def dpo(
     save_every: int,
     log_dir: Path,
     resume: bool,
+    overwrite: bool,
+    keep_last: int,
 ) -> None:
     """Preference learning on pairs: DPO, or a Bradley-Terry reward model."""
     from tinkerkit.train import preference
@@ -172,6 +205,8 @@ def dpo(
         seed=seed,
         log_dir=log_dir,
         resume=resume,
+        overwrite=overwrite,
+        keep_last=keep_last,
     )
 
     def run() -> None:
