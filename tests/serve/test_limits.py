@@ -229,10 +229,19 @@ def test_zstd_bomb_is_refused_once_decompressed_past_the_limit(server, monkeypat
     _healthy(server)
 
 
-def test_deeply_nested_json_is_a_bad_request(server):
-    answer = _post(server, "asample", content=b"[" * 200_000)
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [
+        ("asample", "SampleRequest body"),
+        ("cancel_future", "JSON body"),
+        ("weights_info", "JSON body"),
+    ],
+)
+def test_deeply_nested_json_is_a_bad_request(server, path, what):
+    # A 500 (RecursionError) would be retried by the SDK for minutes.
+    answer = _post(server, path, content=b"[" * 200_000)
     assert answer.status_code == 400
-    assert answer.json()["detail"] == "invalid SampleRequest body: JSON nested too deeply"
+    assert answer.json()["detail"] == f"invalid {what}: JSON nested too deeply"
     _healthy(server)
 
 

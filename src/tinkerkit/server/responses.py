@@ -41,19 +41,29 @@ async def parse(request: Request, model: type[M]) -> M:
     Example:
         >>> req = await parse(request, types.OptimStepRequest)
     """
-    body = await request.body()
+    payload = await read_json(request, f"{model.__name__} body")
     try:
-        if len(body) > PARSE_IN_THREAD_BYTES:
-            return await asyncio.to_thread(_validate, model, body)
-        return _validate(model, body)
-    except RecursionError as exc:
-        raise HTTPError(400, f"invalid {model.__name__} body: JSON nested too deeply") from exc
-    except (ValueError, pydantic.ValidationError) as exc:
+        return model.model_validate(payload)
+    except pydantic.ValidationError as exc:
         raise HTTPError(400, f"invalid {model.__name__} body: {exc}") from exc
 
 
-def _validate(model: type[M], body: bytes) -> M:
-    return model.model_validate(json.loads(body or b"{}"))
+async def read_json(request: Request, what: str = "JSON body") -> Any:
+    """The request's JSON body (``{}`` when empty), decoded off the event loop when it
+    is big; malformed or too deeply nested JSON is a 400, not a crash.
+
+    Example:
+        >>> body = await read_json(request)
+    """
+    body = await request.body()
+    try:
+        if len(body) > PARSE_IN_THREAD_BYTES:
+            return await asyncio.to_thread(json.loads, body)
+        return json.loads(body or b"{}")
+    except RecursionError as exc:
+        raise HTTPError(400, f"invalid {what}: JSON nested too deeply") from exc
+    except ValueError as exc:
+        raise HTTPError(400, f"invalid {what}: {exc}") from exc
 
 
 def ok(payload: pydantic.BaseModel | dict[str, Any] | None) -> Response:

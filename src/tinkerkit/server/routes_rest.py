@@ -13,7 +13,6 @@ download, as with the service's signed URLs.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,7 +25,15 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from tinker import types
 from tinker.lib.experimental import ExperimentalWarning
 
-from tinkerkit.server.responses import HTTPError, ok, parse, result_of, state_of, status_for
+from tinkerkit.server.responses import (
+    HTTPError,
+    ok,
+    parse,
+    read_json,
+    result_of,
+    state_of,
+    status_for,
+)
 
 URL_LIFETIME_S = 3600
 
@@ -52,10 +59,7 @@ def _int(request: Request, name: str, default: int) -> int:
 
 
 async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError as exc:
-        raise HTTPError(400, f"invalid JSON body: {exc}") from exc
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise HTTPError(400, "the request body must be a JSON object")
     return body

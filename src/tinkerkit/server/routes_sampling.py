@@ -16,6 +16,7 @@ from tinkerkit.server.responses import (
     HTTPError,
     ok,
     parse,
+    read_json,
     result_of,
     state_of,
     untyped_future,
@@ -183,6 +184,8 @@ async def retrieve_future(request: Request) -> Response:
 
 
 async def cancel_future(request: Request) -> Response:
-    body = await request.json()
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise HTTPError(400, "cancel_future takes a JSON object with a request_id")
     state_of(request).futures.cancel(str(body.get("request_id", "")))
     return ok(None)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from tinker import types
 
 from tinkerkit.backends.sessions import SessionStore
-from tinkerkit.server.responses import error, ok, parse, state_of
+from tinkerkit.server.responses import HTTPError, error, ok, parse, read_json, state_of
 from tinkerkit.server.state import ServerState, chain
 
 logger = logging.getLogger("tinkerkit.server")
@@ -120,10 +120,10 @@ async def finish_session(request: Request) -> Response:
     if session is not None:
         session.finished = True
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = await read_json(request)
         status = body["reason"]["type"]
         detail = body.get("detail")
-    except (ValueError, KeyError, TypeError):
+    except (HTTPError, KeyError, TypeError, AttributeError):
         status, detail = "success", None
     if status in ("success", "errored", "interrupted"):
         _sessions(state).finish(session_id, status, detail)
