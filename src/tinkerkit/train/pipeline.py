@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tinkerkit._sync import raise_if_stopped
+
 
 @dataclass
 class Pending:
@@ -41,6 +43,9 @@ class Pipeline:
             self._resolve_oldest()
 
     def _resolve_oldest(self) -> None:
+        # An interrupted caller (a notebook) stops the loop here too: between entries, so
+        # every line written so far is whole and every checkpoint listed has landed.
+        raise_if_stopped()
         entry = self._queue.popleft()
         results = {name: future.result() for name, future in entry.futures.items()}
         entry.on_done(results)
