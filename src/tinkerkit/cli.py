@@ -19,6 +19,7 @@ from tinkerkit.cli_options import (
     OUTPUT_FOLDER,
     POSITIVE_FLOAT,
     POSITIVE_INT,
+    TEXT,
 )
 from tinkerkit.cli_rl import rl
 from tinkerkit.cli_run import run_command
@@ -74,7 +75,9 @@ def demo(
     default=None,
     help="A tinker:// sampler (or state) path; default: the base model.",
 )
-@click.option("--prompt", default=None, help="A user message (sent through the chat template).")
+@click.option(
+    "--prompt", default=None, type=TEXT, help="A user message (sent through the chat template)."
+)
 @click.option(
     "--messages",
     "messages_file",
@@ -106,22 +109,11 @@ def sample(
         raise click.UsageError("give exactly one of --prompt or --messages")
 
     def run() -> None:
-        from tinkerkit.data.loaders import surrogate_field
         from tinkerkit.data.messages import load_messages
         from tinkerkit.text import sample_text
 
         # The prompt is checked before anything connects or loads a model.
-        content: Any
-        if messages_file is not None:
-            content = load_messages(messages_file)
-        else:
-            assert prompt is not None
-            if surrogate_field(prompt) is not None:
-                raise click.BadParameter(
-                    "contains bytes that are not UTF-8 text (lone surrogates): pass UTF-8 text",
-                    param_hint="'--prompt'",
-                )
-            content = prompt
+        content: Any = load_messages(messages_file) if messages_file is not None else prompt
         service = _connect(backend, latency)
         if checkpoint:
             sampler = service.create_sampling_client(model_path=checkpoint).result()
@@ -181,7 +173,9 @@ def plot(log_dir: Path, out: Path | None) -> None:
 @click.option("--checkpoint", default=None, help="A tinker:// sampler path to generate with.")
 @click.option("--pairs", "pairs_per_document", default=10, show_default=True, type=POSITIVE_INT)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--system-prompt", default=None, help="A system message to put in every chat.")
+@click.option(
+    "--system-prompt", default=None, type=TEXT, help="A system message to put in every chat."
+)
 def notes(
     notes_path: Path,
     out: Path,

@@ -117,6 +117,30 @@ class OutputPath(click.ParamType):
         return path
 
 
+class Text(click.ParamType):
+    """A string option that must be text: a shell passing bytes that are not UTF-8
+    gives Python lone surrogates, which no tokenizer or file can take.
+
+    Example:
+        >>> Text().convert("caf\\udce9", None, None)
+        click.exceptions.BadParameter: contains bytes that are not UTF-8 text ...
+    """
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail(
+                "contains bytes that are not UTF-8 text (lone surrogates): pass UTF-8 text",
+                param,
+                ctx,
+            )
+        return text
+
+
 def _show(bound: float) -> str:
     return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
@@ -131,3 +155,4 @@ NUM_SAMPLES = Number(int, at_least=1, at_most=MAX_NUM_SAMPLES)
 NEW_TOKENS = Number(int, at_least=1, at_most=MAX_NEW_TOKENS)
 OUTPUT_FOLDER = OutputPath(folder=True)
 OUTPUT_FILE = OutputPath(folder=False)
+TEXT = Text()

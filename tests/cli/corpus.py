@@ -37,6 +37,7 @@ def write_corpus(folder: Path) -> Path:
     (folder / "surrogate_pairs.jsonl").write_text(
         '{"prompt": "q", "chosen": "\\udfff", "rejected": "no"}\n'
     )
+    (folder / "binary.md").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     (folder / "binary.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     os.mkfifo(folder / "fifo.jsonl")
     (folder / "a_file").write_text("not a folder\n")

@@ -44,12 +44,13 @@ _announced: set[tuple[str, str]] = set()
 
 
 def announce_stand_in(backend: str, spec: ModelSpec) -> None:
-    """Log, once per process, that a tiny network stands in for a service model."""
+    """Warn, once per process, that a tiny network stands in for a service model (a
+    WARNING, so it shows without logging set up: samples are noise until trained)."""
     requested = spec.stands_in_for or spec.name
     key = (backend, requested)
     if key not in _announced:
         _announced.add(key)
-        logger.info(
+        logger.warning(
             "%s backend: %s is not available offline; a tiny random network with its "
             "vocabulary (%s tokens) and its tokenizer stands in for it (same API and token "
             "ids; samples are noise until trained).",
