@@ -68,6 +68,13 @@ ROWS: list[tuple[str, list[str], int, list[str]]] = [
     ("rl-prompts-deep", _with(RL, "--prompts", "{d}/deep.jsonl"), 1, ["deep.jsonl:1", "deeply"]),
     ("rl-prompts-binary", _with(RL, "--prompts", "{d}/binary.jsonl"), 1, ["binary.jsonl:1"]),
     ("rlhf-sft-data-deep", _with(RLHF, "--sft-data", "{d}/deep.jsonl"), 1, ["deep.jsonl:1"]),
+    (
+        "rlhf-preference-data-deep",
+        _with(RLHF, "--preference-data", "{d}/deep.jsonl"),
+        1,
+        ["deep.jsonl:1"],
+    ),
+    ("rlhf-prompts-folder", _with(RLHF, "--prompts", "{d}"), 1, ["is a folder"]),
     # --- option values ----------------------------------------------------------------
     ("sft-epochs-0", _with(SFT, "--epochs", "0"), 2, ["'--epochs'", "0 is out of range"]),
     ("sft-rank-0", _with(SFT, "--rank", "0"), 2, ["'--rank'", "at least 1"]),
@@ -123,6 +130,13 @@ ROWS: list[tuple[str, list[str], int, list[str]]] = [
     # --- sample -----------------------------------------------------------------------
     ("sample-prompt-and-messages", [*SAMPLE_PROMPT, "--messages", "{d}/msgs/role.json"], 2, []),
     ("sample-no-prompt", SAMPLE, 2, ["exactly one of --prompt or --messages"]),
+    ("sample-bad-checkpoint", [*SAMPLE_PROMPT, "--checkpoint", "tinker://x"], 1, ["tinker://x"]),
+    (
+        "sample-missing-checkpoint",
+        [*SAMPLE_PROMPT, "--checkpoint", "tinker://run-1/sampler_weights/final"],
+        1,
+        ["does not exist"],
+    ),
     ("sample-num-samples-1e8", [*SAMPLE_PROMPT, "--num-samples", "100000000"], 2, ["at most"]),
     ("sample-max-tokens-negative", [*SAMPLE_PROMPT, "--max-tokens", "-5"], 2, ["'--max-tokens'"]),
     ("sample-temperature-nan", [*SAMPLE_PROMPT, "--temperature", "nan"], 2, ["'--temperature'"]),
