@@ -101,6 +101,9 @@ class TinkerkitGroup(click.Group):
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `tinkerkit`: the help
+                exc.show()
+                sys.exit(exc.exit_code)
             fail(_usage_message(exc), exc.exit_code)
         except click.Abort:
             fail("aborted", 1)

@@ -194,3 +194,11 @@ def test_click_exit_codes_survive_the_group() -> None:
 
     assert CliRunner().invoke(group, ["stop"]).exit_code == 3
     assert CliRunner().invoke(group, ["--help"]).exit_code == 0
+
+
+@pytest.mark.parametrize("args", [[], ["models"]])
+def test_a_bare_group_shows_its_help(args: list[str]) -> None:
+    result = CliRunner().invoke(main, args, prog_name="tinkerkit")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Usage: {' '.join(['tinkerkit', *args])} [OPTIONS] COMMAND")
+    assert "error:" not in result.output
