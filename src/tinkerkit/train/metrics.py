@@ -49,8 +49,10 @@ class MetricsLogger:
         self.path = log_dir / METRICS_FILE
         self.samples_path = log_dir / SAMPLES_FILE
         self.callbacks = list(callbacks)
-        self.rows: list[dict[str, Any]] = []
-        self.samples: list[dict[str, Any]] = []
+        # A resumed run's rows so far (already cut back to its checkpoint): results hold
+        # the whole run, as an uninterrupted one's do.
+        self.rows: list[dict[str, Any]] = read_lines(self.path)
+        self.samples: list[dict[str, Any]] = read_lines(self.samples_path)
         self._bar = None
         if progress:
             from tqdm.auto import tqdm

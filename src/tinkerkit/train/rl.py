@@ -150,9 +150,7 @@ def _train(config: Config, service: Any) -> Result:
         trainer.pipeline.drain()
     finally:
         metrics.close()
-    return Result(
-        final["state"], final["sampler"], log_dir, step, metrics.rows, metrics.samples
-    )
+    return Result(final["state"], final["sampler"], log_dir, step, metrics.rows, metrics.samples)
 
 
 def _score(

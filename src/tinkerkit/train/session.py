@@ -148,7 +148,9 @@ class Session:
     def prune_checkpoints(self) -> None:
         """Apply ``keep_last`` to the checkpoint log (after a new line was committed)."""
         if self.keep_last:
-            rest = self.service.create_rest_client()
+            from tinkerkit.connect import rest_client
+
+            rest = rest_client(self.service)
             prune(
                 CheckpointLog(self.log_dir),
                 self.keep_last,
