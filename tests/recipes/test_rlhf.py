@@ -1,12 +1,17 @@
-"""The three-stage RLHF pipeline end to end on mock: each stage moves its metric."""
+"""The three-stage RLHF pipeline end to end on mock: each stage moves its metric; every
+stage's input is validated before anything trains."""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 import tinkerkit as tk
+from tinkerkit.errors import DataError
 from tinkerkit.recipes import RewardModel, RLHFConfig, rlhf
 
 GOOD, BAD = "Sure, happy to help!", "No."
@@ -78,3 +83,26 @@ def test_rlhf_skips_finished_stages(tmp_path):
     assert again.sft_state_path == first.sft_state_path
     assert again.reward_model_path == first.reward_model_path
     assert again.policy_sampler_path == first.policy_sampler_path
+
+
+def _home_runs():
+    root = Path(os.environ["TINKERKIT_HOME"]) / "runs"
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+
+def test_every_stage_input_is_validated_before_stage_1_trains(tmp_path):
+    bad_prompts = tmp_path / "prompts.jsonl"
+    bad_prompts.write_text(json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"answer": 1}) + "\n")
+    bad_pairs = tmp_path / "pairs.jsonl"
+    bad_pairs.write_text(json.dumps({"prompt": "p", "chosen": "a"}) + "\n")
+    service = tk.connect("mock")
+    cases = [
+        (dict(prompts=bad_prompts), DataError, r"prompts\.jsonl:2"),
+        (dict(preference_data=bad_pairs), DataError, r"pairs\.jsonl:1: field 'rejected'"),
+        (dict(rl_steps=0), ValueError, "Config.steps must be a positive integer"),
+        (dict(reward_eval_split=1.5), ValueError, r"DPOConfig.eval_split must be in \[0, 1\)"),
+    ]
+    for change, error, message in cases:
+        with pytest.raises(error, match=message):
+            rlhf(_config(tmp_path / "rlhf", **change), service=service)
+        assert not (tmp_path / "rlhf").exists() and _home_runs() == []
