@@ -6,6 +6,8 @@ training = service.create_lora_training_client(base_model="tinkerkit/tiny").resu
 """
 
 import importlib
+import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,6 +53,20 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(ModuleType):
+    """Importing the submodule ``tinkerkit.connect`` must not replace ``tk.connect``, the
+    function of the same name (Python sets a package attribute for every submodule it
+    imports: ``tk.rest_client(...)`` then ``tk.connect(...)`` called a module)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, ModuleType) and name in _LAZY and _LAZY[name][1] is not None:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def serve(backend: str = "mock", **kwargs: Any) -> Any:
