@@ -111,6 +111,12 @@ class TinkerkitGroup(click.Group):
             fail(describe_os_error(exc))
         sys.exit(code if isinstance(code, int) else 0)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # A command's return value is not an exit code (click's own rule): only a
+        # ``ctx.exit(n)`` reaches ``main`` as an int.
+        super().invoke(ctx)
+        return None
+
 
 def _usage_message(exc: click.ClickException) -> str:
     message = exc.format_message()

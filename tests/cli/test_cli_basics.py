@@ -192,7 +192,12 @@ def test_click_exit_codes_survive_the_group() -> None:
     def stop() -> None:
         raise click.exceptions.Exit(3)
 
+    @group.command()
+    def answer() -> int:
+        return 42  # a return value is not an exit code
+
     assert CliRunner().invoke(group, ["stop"]).exit_code == 3
+    assert CliRunner().invoke(group, ["answer"]).exit_code == 0
     assert CliRunner().invoke(group, ["--help"]).exit_code == 0
 
 
