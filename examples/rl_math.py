@@ -43,7 +43,7 @@ def main() -> None:
         print(" ".join(f"{r:.2f}" for r in rewards))
         first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
         print(f"mean reward: first 5 steps {first:.3f} -> last 5 steps {last:.3f}")
-        for row in result.metrics:
+        for row in result.samples:  # the transcripts (LOG_DIR/samples.jsonl)
             if "completion" in row:
                 print(
                     f"step {row['step']:>2}  {row['prompt']}  -> {row['completion']!r}  "
