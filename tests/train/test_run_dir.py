@@ -167,3 +167,13 @@ def test_a_log_dir_that_is_a_file_is_refused(tmp_path):
     with pytest.raises(tk.errors.TinkerkitError, match="is a file, not a folder"):
         run("sft", tmp_path / "run", tk.connect("mock"))
     assert home_runs() == []
+
+
+def test_a_resume_with_changed_data_is_refused_before_any_client(tmp_path):
+    config, service = _interrupted(tmp_path)
+    runs = home_runs()
+    with pytest.raises(ConfigMismatchError, match=r"^data differs from the saved run"):
+        rerun(config, service, resume=True, data=config.data[:-1])
+    with pytest.raises(ConfigMismatchError, match=r"^batch_size differs"):
+        rerun(config, service, resume=True, batch_size=2)
+    assert home_runs() == runs
