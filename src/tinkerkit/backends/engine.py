@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from tinker import types
@@ -80,11 +80,24 @@ class ForwardPass(Protocol):
 class Decoder(Protocol):
     """Incremental decoding of ``n`` parallel continuations of one prompt."""
 
-    logits: np.ndarray
-    """float (n, vocab): next-token logits after everything fed so far."""
+    @property
+    def logits(self) -> np.ndarray:
+        """float (n, vocab): next-token logits after everything fed so far."""
+        ...
 
     def step(self, tokens: np.ndarray) -> None:
         """Feed one token per continuation (int (n,)) and update ``logits``."""
+        ...
+
+
+@runtime_checkable
+class DirectDraw(Protocol):
+    """A ``Decoder`` that can draw the next tokens without the full (n, vocab) logits
+    (the mock's factorised head draws a cluster, then a slot: O(sqrt(vocab)) a token)."""
+
+    def draw(self, temperature: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens int (n,), their logprobs at temperature 1 float64 (n,)): one draw per
+        continuation from the next-token distribution at ``temperature`` > 0, unfiltered."""
         ...
 
 

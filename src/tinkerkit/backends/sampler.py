@@ -26,7 +26,7 @@ import numpy as np
 from tinker import types
 from tinker.types.topk_logprobs import TopkLogprobs
 
-from tinkerkit.backends.engine import Decoder
+from tinkerkit.backends.engine import Decoder, DirectDraw
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -120,17 +120,22 @@ def sample(
     top_ids: list[list[np.ndarray]] = [[] for _ in range(num_samples)]
     top_lps: list[list[np.ndarray]] = [[] for _ in range(num_samples)]
     reasons: list[types.StopReason | None] = [None] * num_samples
+    direct = _direct(decoder, params, topk)
     for step in range(budget):
-        lp = log_softmax(decoder.logits)
-        drawn = _draw(lp, params, rng)
-        if topk:
-            step_ids, step_lps = top_k_rows(lp, topk)
+        if direct is not None:
+            drawn, drawn_lp = direct.draw(params.temperature, rng)
+        else:
+            lp = log_softmax(decoder.logits)
+            drawn = _draw(lp, params, rng)
+            drawn_lp = lp[np.arange(num_samples), drawn]
+            if topk:
+                step_ids, step_lps = top_k_rows(lp, topk)
         for i in range(num_samples):
             if reasons[i] is not None:
                 continue
             token = int(drawn[i])
             tokens[i].append(token)
-            logprobs[i].append(float(lp[i, token]))
+            logprobs[i].append(float(drawn_lp[i]))
             if topk:
                 top_ids[i].append(step_ids[i])
                 top_lps[i].append(step_lps[i])
@@ -151,6 +156,15 @@ def sample(
         )
         for i in range(num_samples)
     ]
+
+
+def _direct(decoder: Decoder, params: types.SamplingParams, topk: int) -> DirectDraw | None:
+    """The decoder, where it can draw without the full logits: a plain draw at a positive
+    temperature (no top-k/top-p filter, no top-k logprobs to report)."""
+    plain = params.temperature > 0 and params.top_k <= 0 and params.top_p >= 1.0
+    if plain and not topk and isinstance(decoder, DirectDraw):
+        return decoder
+    return None
 
 
 def _stack_topk(ids: list[np.ndarray], lps: list[np.ndarray], k: int) -> TopkLogprobs:

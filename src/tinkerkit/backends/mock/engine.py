@@ -114,11 +114,20 @@ class MockEngine:
                 self.params[_key(target, "B")] = np.zeros((n_out, lora.rank), model.DTYPE)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.optim = self._new_optimizer()
+        self._folded: dict[str, np.ndarray] | None = None
 
     def _new_optimizer(self) -> Adam | Dimuon:
         if self.optimizer_config.type == optimizers.DIMUON:
             return Dimuon(self.lora.rank if self.lora is not None else optimizers.RANK_REFERENCE)
         return Adam()
+
+    def _effective(self) -> dict[str, np.ndarray]:
+        """The base with the LoRA deltas folded in, cached until the weights change
+        (``optim_step``, ``set_weights``): a sampler folds them once, not per request."""
+        cached = self._folded
+        if cached is None:
+            cached = self._folded = model.effective(self.base, self._lora())
+        return cached
 
     def _lora(self) -> model.Lora | None:
         if self.lora is None:
@@ -127,22 +136,24 @@ class MockEngine:
         return model.Lora(self.lora.scaling, tensors)
 
     def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> _MockForward:
-        return _MockForward(self, model.effective(self.base, self._lora()), batch)
+        # training folds afresh: the cache is for sampling, which outlives many requests
+        self._folded = None
+        return _MockForward(self, self._effective(), batch)
 
     def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
         ids = np.asarray(tokens, dtype=np.int64)
-        yield from model.next_token_logprobs(model.effective(self.base, self._lora()), ids)
+        yield from model.next_token_logprobs(self._effective(), ids)
 
     def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
         checked = optimizers.check_step_params(self.optimizer_config, params)
+        self._folded = None
         metrics = self.optim.step(self.params, self.grads, checked)
         for g in self.grads.values():
             g.fill(0.0)
         return metrics
 
     def decoder(self, prompt: Sequence[int], n: int) -> model.MockDecoder:
-        weights = model.effective(self.base, self._lora())
-        return model.MockDecoder(weights, np.asarray(prompt, dtype=np.int64), n)
+        return model.decoder(self._effective(), np.asarray(prompt, dtype=np.int64), n)
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.params.items()}
@@ -157,6 +168,7 @@ class MockEngine:
                     f"{key}: shape {value.shape} does not match {self.params[key].shape}"
                 )
             self.params[key] = value.astype(model.DTYPE, copy=True)
+        self._folded = None
 
     def get_optimizer_state(self) -> dict[str, np.ndarray]:
         return self.optim.state()
@@ -170,6 +182,7 @@ class MockEngine:
     def snapshot(self) -> MockEngine:
         clone = copy.copy(self)
         clone.params = self.get_weights()
+        clone._folded = None
         clone.grads = {}
         clone.optim = clone._new_optimizer()
         return clone

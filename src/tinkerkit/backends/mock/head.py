@@ -167,23 +167,91 @@ def _factorised_log_probs(
     log_c = z[:, :n_clusters] + w["b_cls"]
     log_c -= _log_normaliser(log_c)
     slots = z[:, n_clusters:]
-    log_c -= _slot_normalisers(slots, w["b_tok"])  # now log p(c) - log Z_c
+    log_c -= _slot_normalisers(slots, slot_bias(w["b_tok"], 1.0))  # now log p(c) - log Z_c
     out = np.add(slots.astype(dtype)[:, None, :], w["b_tok"], dtype=dtype)  # (n, C, J)
     out += log_c.astype(dtype)[:, :, None]
     return out.reshape(len(h), -1)[:, :vocab]
 
 
-def _slot_normalisers(slots: np.ndarray, b_tok: np.ndarray) -> np.ndarray:
-    """log Z_c = log sum_j exp(slots[n, j] + b_tok[c, j]) for every row and cluster, (n, C)
-    float64: one matmul of exponentials, not an exp over all n x C x J cells."""
-    bias = b_tok.astype(np.float64)
-    top_b = bias.max(axis=1)
+def draw(
+    w: dict[str, np.ndarray],
+    h: np.ndarray,
+    temperature: float,
+    rng: np.random.Generator,
+    scaled_bias: Callable[[float], SlotBias] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One token per row of h (n, HIDDEN) from the factorised head at ``temperature`` > 0,
+    and its logprob at temperature 1: (tokens (n,), logprobs float64 (n,)).
+
+    A cluster, then a slot in it: at temperature 1, p(c) then p(j | c), O(C + J) a row.
+    At temperature T the target is p(v)^(1/T) / Z, whose cluster marginal is
+    q(c) ∝ (p(c) / Z_c)^(1/T) * Z_c(T) with Z_c(T) = sum_j exp((s_j + b_cj) / T): one
+    (n, J) @ (J, C) matmul, never an (n, V) array. The draw is exact, not approximate.
+    ``scaled_bias`` caches ``slot_bias(b_tok, 1 / T)`` across the steps of one decode.
+
+    Example:
+        >>> tokens, logprobs = draw(w, h, 1.0, np.random.default_rng(0))
+    """
+    bias_of = scaled_bias or (lambda scale: slot_bias(w["b_tok"], scale))
+    n_clusters, width = w["b_tok"].shape
+    z = (h @ w["W_head"]).astype(np.float64)
+    log_c = _log_softmax(z[:, :n_clusters] + w["b_cls"])  # log p(c)
+    slots = z[:, n_clusters:]
+    at = np.arange(len(h))
+    if temperature == 1.0:
+        c = _draw_rows(log_c, rng)
+        log_j = _log_softmax(slots + w["b_tok"][c])  # log p(j | c)
+        j = _draw_rows(log_j, rng)
+        return c * width + j, log_c[at, c] + log_j[at, j]
+    inverse = 1.0 / temperature
+    log_z = _slot_normalisers(slots, bias_of(1.0))  # log Z_c, (n, C)
+    log_q = (log_c - log_z) * inverse + _slot_normalisers(slots * inverse, bias_of(inverse))
+    c = _draw_rows(_log_softmax(log_q), rng)
+    zj = slots + w["b_tok"][c]
+    j = _draw_rows(_log_softmax(zj * inverse), rng)
+    return c * width + j, log_c[at, c] + zj[at, j] - log_z[at, c]
+
+
+@dataclass(frozen=True)
+class SlotBias:
+    """The slot biases scaled by ``scale`` (C, J), and what ``_slot_normalisers`` builds
+    from them: exp(scaled - top) transposed (J, C) with its per-cluster shift ``top`` (C,)."""
+
+    scaled: np.ndarray
+    exp_t: np.ndarray
+    top: np.ndarray
+
+
+def slot_bias(b_tok: np.ndarray, scale: float) -> SlotBias:
+    """The O(V) exponentials ``_slot_normalisers`` needs, for ``b_tok`` times ``scale``."""
+    scaled = b_tok.astype(np.float64) * scale
+    top = scaled.max(axis=1)
+    return SlotBias(scaled, np.exp(scaled - top[:, None]).T.copy(), top)
+
+
+def _draw_rows(log_p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One index per row of normalised log-probabilities (n, K), by inverse CDF."""
+    cumulative = np.cumsum(np.exp(log_p), axis=-1)
+    u = rng.random((len(log_p), 1)) * cumulative[:, -1:]
+    return np.minimum((cumulative < u).sum(axis=-1), log_p.shape[1] - 1)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis, in a new array (-inf entries stay -inf)."""
+    out = x - x.max(axis=-1, keepdims=True)
+    out -= np.log(np.exp(out).sum(axis=-1, keepdims=True))
+    return out
+
+
+def _slot_normalisers(slots: np.ndarray, bias: SlotBias) -> np.ndarray:
+    """log Z_c = log sum_j exp(slots[n, j] + bias.scaled[c, j]) for every row and cluster,
+    (n, C) float64: one matmul of exponentials, not an exp over all n x C x J cells."""
     top_s = slots.max(axis=1, keepdims=True)
     with np.errstate(divide="ignore"):
-        out = np.log(np.exp(slots - top_s) @ np.exp(bias - top_b[:, None]).T) + top_s + top_b
+        out = np.log(np.exp(slots - top_s) @ bias.exp_t) + top_s + bias.top
     bad = ~np.isfinite(out).all(axis=1)
     if bad.any():  # logits spread wider than float64's exp range: cell by cell
-        cells = slots[bad][:, None, :] + bias
+        cells = slots[bad][:, None, :] + bias.scaled
         top = cells.max(axis=-1)
         out[bad] = top + _log_normaliser(cells)[..., 0]
     return out

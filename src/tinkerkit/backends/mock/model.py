@@ -187,7 +187,10 @@ def backward(
 
 
 class MockDecoder:
-    """Incremental decoding with O(1) state per continuation (running context sums)."""
+    """Incremental decoding with O(1) state per continuation (running context sums).
+
+    ``logits`` (the full (n, V) distribution) is built only when asked for.
+    """
 
     def __init__(self, w: dict[str, np.ndarray], prompt: np.ndarray, n: int) -> None:
         self.w = w
@@ -203,15 +206,21 @@ class MockDecoder:
             self.norms[name] = float(powers.sum())
         self.current = np.full(n, prompt[-1], dtype=np.int64)
         self.previous = np.full(n, prompt[-2] if length > 1 else vocab, dtype=np.int64)
-        self.logits = self._logits()
+        self._update()
 
-    def _logits(self) -> np.ndarray:
+    def _update(self) -> None:
         w = self.w
         u = w["E"][self.current] + w["P"][self.previous]
         for name in DECAYS:
             u = u + (self.sums[name] / self.norms[name]).astype(DTYPE) @ w[f"W_{name}"]
-        h = np.tanh(u @ w["W_up"] + w["b_up"])
-        return head.next_token_logits(w, h)
+        self.h = np.tanh(u @ w["W_up"] + w["b_up"])
+        self._logits: np.ndarray | None = None
+
+    @property
+    def logits(self) -> np.ndarray:
+        if self._logits is None:
+            self._logits = head.next_token_logits(self.w, self.h)
+        return self._logits
 
     def step(self, tokens: np.ndarray) -> None:
         c = self.w["C"][tokens]
@@ -220,4 +229,27 @@ class MockDecoder:
             self.norms[name] = gamma * self.norms[name] + 1.0
         self.previous = self.current
         self.current = np.asarray(tokens, dtype=np.int64)
-        self.logits = self._logits()
+        self._update()
+
+
+class FactorisedDecoder(MockDecoder):
+    """A ``MockDecoder`` over the factorised head, which also draws tokens directly
+    (``DirectDraw``): O(sqrt(V)) a token at temperature 1, never the (n, V) logits."""
+
+    def __init__(self, w: dict[str, np.ndarray], prompt: np.ndarray, n: int) -> None:
+        super().__init__(w, prompt, n)
+        self._slot_bias: dict[float, head.SlotBias] = {}
+
+    def draw(self, temperature: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return head.draw(self.w, self.h, temperature, rng, self._bias)
+
+    def _bias(self, scale: float) -> head.SlotBias:
+        if scale not in self._slot_bias:
+            self._slot_bias[scale] = head.slot_bias(self.w["b_tok"], scale)
+        return self._slot_bias[scale]
+
+
+def decoder(w: dict[str, np.ndarray], prompt: np.ndarray, n: int) -> MockDecoder:
+    """The decoder for ``w``'s head: ``FactorisedDecoder`` for real vocabularies."""
+    cls = FactorisedDecoder if head.is_factorised(w) else MockDecoder
+    return cls(w, prompt, n)
