@@ -10,16 +10,25 @@ from typing import Any
 
 import click
 
-from tinkerkit.cli_common import _run
+from tinkerkit.cli_common import _connect, _run
+from tinkerkit.cli_options import OUTPUT_FOLDER, POSITIVE_FLOAT, POSITIVE_INT
+
+_BACKEND_HELP = (
+    "For tinker:// sources: tinker, mock or local (default: the backend the path names, "
+    "tinker://mock-... or tinker://local-...; else TINKERKIT_BACKEND / TINKER_API_KEY)."
+)
 
 
 def _service(source: str, backend: str | None) -> Any:
-    """A service client only when the source needs one (``tinker://``)."""
+    """A service client only when the source needs one (``tinker://``); without
+    ``--backend``, the offline backend the path's run id names (``tinker://local-...``)."""
     if not source.startswith("tinker://"):
         return None
-    import tinkerkit as tk
+    if backend is None:
+        from tinkerkit.backends.registry import backend_of_path
 
-    return tk.connect(backend)
+        backend = backend_of_path(source)
+    return _connect(backend, 0.0)
 
 
 @click.command("download")
@@ -28,20 +37,42 @@ def _service(source: str, backend: str | None) -> Any:
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(path_type=Path),
+    type=OUTPUT_FOLDER,
     help="New or empty folder for the files.",
 )
+@click.option("--backend", default=None, help=_BACKEND_HELP)
 @click.option(
-    "--backend",
-    default=None,
-    help="For tinker:// sources: tinker, mock or local (default: TINKERKIT_BACKEND / TINKER_API_KEY).",
+    "--sha256", default=None, help="Expected sha256 of a single-file download or local tar."
 )
-@click.option("--sha256", default=None, help="Expected sha256 of a single-file download.")
+@click.option(
+    "--max-bytes",
+    type=POSITIVE_INT,
+    default=32 << 30,
+    show_default=True,
+    help="Refuse a download larger than this many bytes (all files together).",
+)
+@click.option(
+    "--deadline",
+    type=POSITIVE_FLOAT,
+    default=7200.0,
+    show_default=True,
+    help="Give up if the whole download takes longer than this many seconds.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def download_command(
-    source: str, out_dir: Path, backend: str | None, sha256: str | None, no_progress: bool
+    source: str,
+    out_dir: Path,
+    backend: str | None,
+    sha256: str | None,
+    max_bytes: int,
+    deadline: float,
+    no_progress: bool,
 ) -> None:
-    """Download a checkpoint (tinker:// path, URL or tar) into --out, extracting safely."""
+    """Download a checkpoint (tinker:// path, URL or tar) into --out, extracting safely.
+
+    An interrupted or killed download resumes when run again with the same source and
+    --out (each partial file is validated with the server's ETag or Last-Modified).
+    """
 
     def run() -> None:
         from tinkerkit.export import download
@@ -52,6 +83,8 @@ def download_command(
             service=_service(source, backend),
             progress=not no_progress,
             sha256=sha256,
+            max_bytes=max_bytes,
+            deadline_s=deadline,
         )
         click.echo(f"wrote {path}")
         for item in sorted(path.rglob("*")):
@@ -76,8 +109,8 @@ def download_command(
     default=None,
     help="Local HF model folder or tinkerkit/tiny (default: the adapter's own).",
 )
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
-@click.option("--backend", default=None, help="For tinker:// sources: tinker, mock or local.")
+@click.option("--out", "out_dir", required=True, type=OUTPUT_FOLDER, help="New or empty folder.")
+@click.option("--backend", default=None, help=_BACKEND_HELP)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def export_command(
     source: str,

@@ -190,13 +190,33 @@ def test_given_sha256_and_etag_md5(work: Path) -> None:
         tke.download(URL, work / "a", sha256=hashlib.sha256(DATA).hexdigest(), progress=False)
         with pytest.raises(tke.ChecksumError, match="sha256"):
             tke.download(URL, work / "b", sha256="0" * 64, progress=False)
+    s3 = {"ETag": '"' + "0" * 32 + '"', "x-amz-request-id": "R1"}
     with respx.mock() as router:
-        router.get(URL).mock(
-            return_value=httpx.Response(200, content=DATA, headers={"ETag": '"' + "0" * 32 + '"'})
-        )
+        router.get(URL).mock(return_value=httpx.Response(200, content=DATA, headers=s3))
         with pytest.raises(tke.ChecksumError, match="md5"):
             tke.download(URL, work / "c", progress=False)
     assert leftovers(work) == ["a"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"ETag": '"' + "0" * 32 + '"'},  # Starlette (tinkerkit serve): md5 of mtime-size
+        {
+            "ETag": '"' + "0" * 32 + '"',
+            "x-amz-request-id": "R",
+            "x-amz-server-side-encryption": "aws:kms",
+        },
+        {"ETag": 'W/"' + "0" * 32 + '"', "x-amz-request-id": "R"},
+    ],
+)
+def test_etags_that_are_not_content_md5s_are_not_checked(
+    work: Path, headers: dict[str, str]
+) -> None:
+    with respx.mock() as router:
+        router.get(URL).mock(return_value=httpx.Response(200, content=DATA, headers=headers))
+        out = tke.download(URL, work / "c", progress=False)
+    assert (out / "adapter_model.safetensors").read_bytes() == DATA
 
 
 def test_404_is_not_retried(work: Path) -> None:

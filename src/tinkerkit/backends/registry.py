@@ -30,6 +30,23 @@ def offline_backends() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def backend_of_path(path: str) -> str | None:
+    """The offline backend a ``tinker://`` path's run belongs to, or None.
+
+    Offline run ids are ``<backend>-<hex>`` (``CheckpointStore.create_run``), so the path
+    itself names its backend; a service path (or anything else) gives None.
+
+    Example:
+        >>> backend_of_path("tinker://local-23ff83637c634da0/sampler_weights/final")
+        'local'
+    """
+    if not isinstance(path, str) or not path.startswith("tinker://"):
+        return None
+    run = path[len("tinker://") :].split("/", 1)[0]
+    name, dash, rest = run.partition("-")
+    return name if dash and rest and name in _FACTORIES else None
+
+
 def register(name: str, target: str) -> None:
     """Register an offline backend: ``target`` is ``"module:callable"``."""
     _FACTORIES[name] = target

@@ -45,7 +45,7 @@ def sampling_client_from_path(
     _, kind, _ = parse_tinker_path(model_path)
     if kind == "weights":
         raise WrongCheckpointKindError(model_path, "create_sampling_client", "sampler_weights")
-    loaded = context.store.load(model_path)
+    loaded = context.store.load(model_path, backend=context.backend)
     spec = context.factory.resolve(loaded.record.base_model)
     engine = context.factory.create(spec, LoraConfig(**loaded.record.lora))
     engine.set_weights(loaded.weights)
@@ -262,7 +262,9 @@ class ServiceClient(tinker.ServiceClient):
             _, kind, _ = parse_tinker_path(path)
             if kind != "weights":
                 raise WrongCheckpointKindError(path, "create_training_client_from_state", "weights")
-            loaded = context.store.load(path, with_optimizer=with_optimizer)
+            loaded = context.store.load(
+                path, with_optimizer=with_optimizer, backend=context.backend
+            )
             model = base_model or loaded.record.base_model
             spec = context.factory.resolve(model)
             lora = LoraConfig(**loaded.record.lora)

@@ -48,6 +48,7 @@ from tinkerkit.errors import (
     CheckpointNotFoundError,
     InvalidTinkerPathError,
     RequestError,
+    RestRequestError,
 )
 from tinkerkit.paths import tinkerkit_home
 
@@ -385,9 +386,22 @@ class CheckpointStore:
         self.record(path)
         return self._run_dir(run) / kind / name
 
-    def load(self, path: str, *, with_optimizer: bool = False) -> LoadedCheckpoint:
-        """Read a checkpoint's weights (and optimizer state, if asked and present)."""
+    def load(
+        self, path: str, *, with_optimizer: bool = False, backend: str | None = None
+    ) -> LoadedCheckpoint:
+        """Read a checkpoint's weights (and optimizer state, if asked and present).
+
+        ``backend`` is the loading backend's name: a checkpoint another backend made
+        (its weights belong to another model) is refused, naming the one to use.
+        """
         record = self.record(path)
+        made_by = self.get_run(record.run_id).backend
+        if backend is not None and made_by != backend:
+            raise RestRequestError(
+                f"{path} was made by the {made_by} backend; the {backend} backend cannot "
+                f"load it (its weights are another model's). Use --backend {made_by} "
+                f"(tk.connect({made_by!r}))."
+            )
         folder = self.directory(path)
         if record.kind == "sampler_weights":
             weights = read_archive_weights(folder / ARCHIVE_FILE)

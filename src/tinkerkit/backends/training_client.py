@@ -339,7 +339,9 @@ class TrainingClient(tinker.TrainingClient):
         _, kind, _ = parse_tinker_path(path)
         if kind != "weights":
             raise WrongCheckpointKindError(path, "load_state", "weights")
-        loaded = self._context.store.load(path, with_optimizer=with_optimizer)
+        loaded = self._context.store.load(
+            path, with_optimizer=with_optimizer, backend=self._context.backend
+        )
         check_compatible(loaded.record.base_model, loaded.record.lora, self._run, path)
         self._engine.set_weights(loaded.weights)
         if loaded.optimizer is not None:

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 
+from tinkerkit.export.budget import Budget
 from tinkerkit.export.errors import DownloadError
 from tinkerkit.export.fetch import Cancelled, Progress, RetryPolicy, fetch
 
@@ -49,10 +50,12 @@ def fetch_many(
     progress: bool = True,
     max_workers: int = 4,
     sleep: Callable[[float], None] = time.sleep,
+    budget: Budget | None = None,
 ) -> dict[str, Path]:
     """Fetch several files into ``folder`` concurrently (threads); skip ones already there.
 
     The first failure cancels the rest and is raised once every worker has stopped.
+    ``budget`` (default ``Budget()``) caps the bytes of all files together and the time.
 
     Example:
         >>> fetch_many([FileSpec("a.json", "file:///tmp/a.json")], Path("staging"))
@@ -68,6 +71,7 @@ def fetch_many(
                 f"the file name {spec.name!r} would leave the output folder",
                 "The checkpoint listing is corrupt or malicious; nothing was downloaded.",
             ) from None
+    budget = budget or Budget()
     bar = Progress(progress, label=f"{len(files)} file(s)")
     cancel = threading.Event()
     http = client or httpx.Client(timeout=(retry or RetryPolicy()).timeout, follow_redirects=True)
@@ -88,6 +92,7 @@ def fetch_many(
                 progress=bar,
                 cancel=cancel,
                 sleep=sleep,
+                budget=budget,
             )
         except BaseException:
             cancel.set()
@@ -96,6 +101,12 @@ def fetch_many(
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(files)))) as pool:
             futures = [pool.submit(one, spec) for spec in files]
+            try:
+                for future in futures:
+                    future.exception()  # wait here, where Ctrl-C can stop the workers
+            except BaseException:
+                cancel.set()
+                raise
         errors = [e for e in (f.exception() for f in futures) if e is not None]
         if errors:
             # Report the failure that caused the cancellation, not a cancelled sibling.

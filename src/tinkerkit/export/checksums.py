@@ -1,8 +1,15 @@
 """Checks on a downloaded file: its size, and an md5 or sha256 when one is known.
 
-Servers state an object's md5 in ``x-goog-hash`` (GCS), ``Content-MD5`` or a single-part
-``ETag`` (GCS, S3). Only digests of the *whole* object are trusted: ``Content-MD5`` of a
-``206`` response covers just the range, so it is read from ``200`` responses only.
+Only headers that really are a digest of the content are trusted:
+
+- ``x-goog-hash: md5=...`` (Google Cloud Storage; absent for composite objects);
+- ``Content-MD5`` of a ``200`` response (of a ``206`` it covers just the range);
+- an ``ETag`` of 32 hex digits only from Amazon S3 (``x-amz-request-id`` present), whose
+  single-part ETags are the md5, and not for SSE-KMS or SSE-C objects, whose are not.
+
+Any other ETag is an opaque version tag (Starlette, which ``tinkerkit serve`` runs on,
+makes it from the file's mtime and size; GCS's JSON API and nginx have their own
+schemes), so it is used to validate a resume (``If-Range``), never as a checksum.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ def md5_from_headers(response: httpx.Response) -> str | None:
     """The whole object's md5 (hex) stated by ``response``, or None.
 
     Example:
-        >>> md5_from_headers(httpx.Response(200, headers={"ETag": '"9e107d9d372bb6826bd81d3542a419d6"'}))
+        >>> s3 = {"ETag": '"9e107d9d372bb6826bd81d3542a419d6"', "x-amz-request-id": "1"}
+        >>> md5_from_headers(httpx.Response(200, headers=s3))
         '9e107d9d372bb6826bd81d3542a419d6'
     """
     for item in response.headers.get("x-goog-hash", "").split(","):
@@ -33,12 +41,15 @@ def md5_from_headers(response: httpx.Response) -> str | None:
             return _b64_to_hex(value)
     if response.status_code == 200 and response.headers.get("content-md5"):
         return _b64_to_hex(response.headers["content-md5"])
-    # GCS/S3 single-part ETags are the md5 in hex; multipart ones contain a '-'.
-    etag = response.headers.get("etag", "")
-    if not etag.startswith("W/"):
-        etag = etag.strip('"')
-        if re.fullmatch(r"[0-9a-fA-F]{32}", etag):
-            return etag.lower()
+    headers = response.headers
+    encrypted = headers.get("x-amz-server-side-encryption", "").startswith("aws:kms") or (
+        "x-amz-server-side-encryption-customer-algorithm" in headers
+    )
+    if "x-amz-request-id" in headers and not encrypted:
+        # S3 single-part ETags are the md5 in hex; multipart ones contain a '-'.
+        etag = headers.get("etag", "")
+        if not etag.startswith("W/") and re.fullmatch(r"[0-9a-fA-F]{32}", etag.strip('"')):
+            return etag.strip('"').lower()
     return None
 
 

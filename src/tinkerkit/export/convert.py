@@ -62,8 +62,11 @@ class Adapter:
         return alpha / self.rank
 
 
-def load_adapter(source: str | Path | Adapter) -> Adapter:
+def load_adapter(source: str | Path | Adapter, *, name: str | None = None) -> Adapter:
     """Read an adapter folder (``adapter_model.safetensors`` + ``adapter_config.json``) or tar.
+
+    ``name`` is how errors call the adapter (default: its path; ``export_checkpoint``
+    passes the ``tinker://`` path or URL it was downloaded from).
 
     Example:
         >>> load_adapter("weights/").rank
@@ -74,38 +77,39 @@ def load_adapter(source: str | Path | Adapter) -> Adapter:
     path = Path(source)
     if path.is_file():
         with tempfile.TemporaryDirectory() as tmp:
-            return load_adapter(safe_extract(path, Path(tmp) / "adapter"))
+            return load_adapter(safe_extract(path, Path(tmp) / "adapter"), name=name or str(path))
+    label = name or str(path)
     weights_file, config_file = path / ADAPTER_FILE, path / ADAPTER_CONFIG
     if (path / f"{ADAPTER_FILE}.age").is_file():
         raise AdapterFormatError(
-            f"{path} holds age-encrypted files (saved with age_encryption_recipients); decrypt "
+            f"{label} holds age-encrypted files (saved with age_encryption_recipients); decrypt "
             "them first: age -d -i IDENTITY -o adapter_model.safetensors adapter_model.safetensors.age"
         )
     if not weights_file.is_file():
         pickled = " (adapter_model.bin is pickled; tinkerkit never loads pickles)"
         raise AdapterFormatError(
-            f"{path} has no {ADAPTER_FILE}{pickled if (path / 'adapter_model.bin').exists() else ''}. "
+            f"{label} has no {ADAPTER_FILE}{pickled if (path / 'adapter_model.bin').exists() else ''}. "
             "Point at the folder `tinkerkit download` wrote."
         )
     if not config_file.is_file():
-        raise AdapterFormatError(f"{path} has no {ADAPTER_CONFIG}; it is not a LoRA adapter.")
-    config = read_adapter_config(config_file)
-    check_safetensors(weights_file)
+        raise AdapterFormatError(f"{label} has no {ADAPTER_CONFIG}; it is not a LoRA adapter.")
+    config = read_adapter_config(config_file, label=f"{label}/{ADAPTER_CONFIG}")
+    check_safetensors(weights_file, label=f"{label}/{ADAPTER_FILE}")
     try:
         weights = load_file(str(weights_file))
     except SafetensorError as exc:
-        raise SafetensorsFormatError(str(weights_file), "data", str(exc)) from None
+        raise SafetensorsFormatError(f"{label}/{ADAPTER_FILE}", "data", str(exc)) from None
     names = list(weights)
     if is_mock_adapter(names):
         raise AdapterFormatError(
-            f"{path} was trained by the mock backend, and mock adapters do not export: they are "
+            f"{label} was trained by the mock backend, and mock adapters do not export: they are "
             "numpy stand-ins with no Hugging Face weights behind them. Train with --backend "
             "local (a real small Llama) or on Tinker to get an adapter you can export."
         )
-    for name, tensor in weights.items():
+    for key, tensor in weights.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise AdapterFormatError(
-                f"{weights_file}: tensor {name!r} holds NaN or infinite values; merging it "
+                f"{label}/{ADAPTER_FILE}: tensor {key!r} holds NaN or infinite values; merging it "
                 "would give a broken model. Export an earlier checkpoint."
             )
     return Adapter(weights, config)

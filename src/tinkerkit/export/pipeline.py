@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from tinkerkit.export.errors import OutputExistsError, UnsupportedSourceError
+from tinkerkit.export.errors import UnsupportedSourceError
+from tinkerkit.export.outputs import check_out_dir
 from tinkerkit.export.sources import download
 
 Format = Literal["peft", "merged"]
@@ -32,14 +33,13 @@ def export_checkpoint(
         ...                   base_model="tinkerkit/tiny", service=tk.connect("local"))
         PosixPath('out')
     """
-    from tinkerkit.export.convert import to_peft
+    from tinkerkit.export.convert import load_adapter, to_peft
     from tinkerkit.export.merging import merge
 
     out = Path(out_dir)
     if format not in ("peft", "merged"):
         raise UnsupportedSourceError(f"Unknown export format {format!r}: use 'peft' or 'merged'.")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputExistsError(str(out))
+    check_out_dir(out)
     text = str(source)
     scratch: Path | None = None
     try:
@@ -54,11 +54,9 @@ def export_checkpoint(
                     f"{text} does not exist: pass a tinker:// path, a URL, or a local adapter "
                     "folder or tar."
                 )
+        loaded = load_adapter(adapter, name=text)
         if format == "peft":
-            return to_peft(adapter, out, base_model=base_model)
-        from tinkerkit.export.convert import load_adapter
-
-        loaded = load_adapter(adapter)
+            return to_peft(loaded, out, base_model=base_model)
         base = base_model or loaded.config.get("base_model_name_or_path")
         if not base:
             raise UnsupportedSourceError("the adapter names no base model; pass --base-model.")

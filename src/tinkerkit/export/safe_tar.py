@@ -20,7 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tinkerkit.export.errors import OutputExistsError, UnsafeArchiveError
+from tinkerkit.export.errors import UnsafeArchiveError
+from tinkerkit.export.outputs import check_out_dir, publish
 
 GiB = 1 << 30
 
@@ -98,20 +99,27 @@ def check_members(archive: str, members: list[tarfile.TarInfo], limits: Limits) 
     return total
 
 
-def safe_extract(archive: Path | str, out_dir: Path | str, *, limits: Limits | None = None) -> Path:
+def safe_extract(
+    archive: Path | str,
+    out_dir: Path | str,
+    *,
+    limits: Limits | None = None,
+    name: str | None = None,
+) -> Path:
     """Extract ``archive`` (tar, optionally gzip/bz2/xz) into ``out_dir``; returns ``out_dir``.
 
     ``out_dir`` must not exist or be empty. Raises ``UnsafeArchiveError`` (nothing
-    written) for any member that is not a plain file or folder inside ``out_dir``.
+    written) for any member that is not a plain file or folder inside ``out_dir``, and
+    for an archive with no members at all (a file of zeros reads as an empty tar).
+    ``name`` is how errors call the archive (default: its path).
 
     Example:
         >>> safe_extract("weights.tar", "extracted_weights")
         PosixPath('extracted_weights')
     """
     archive, out_dir, limits = Path(archive), Path(out_dir), limits or Limits()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise OutputExistsError(str(out_dir))
-    label = str(archive)
+    check_out_dir(out_dir)
+    label = name or str(archive)
     try:
         tar = tarfile.open(archive, mode="r:*")  # noqa: SIM115 (closed by the `with` below)
     except (tarfile.TarError, OSError) as exc:
@@ -125,6 +133,13 @@ def safe_extract(archive: Path | str, out_dir: Path | str, *, limits: Limits | N
             raise UnsafeArchiveError(
                 label, "<archive>", f"is truncated or corrupt ({exc})"
             ) from None
+        if not members:
+            raise UnsafeArchiveError(
+                label,
+                "<archive>",
+                "holds no files: it is empty, or not a tar at all (a file that starts with "
+                "zeros reads as an empty tar)",
+            )
         total = check_members(label, members, limits)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(out_dir.parent).free
@@ -136,9 +151,7 @@ def safe_extract(archive: Path | str, out_dir: Path | str, *, limits: Limits | N
         try:
             for member in members:
                 _write_member(tar, member, tmp, label)
-            if out_dir.exists():
-                out_dir.rmdir()
-            os.rename(tmp, out_dir)
+            publish(tmp, out_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

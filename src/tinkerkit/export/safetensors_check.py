@@ -36,16 +36,19 @@ ITEM_BYTES = {
 }
 
 
-def check_safetensors(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+def check_safetensors(
+    path: Path, *, label: str | None = None
+) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Validate ``path``'s header; return tensor name → ``(dtype, shape)``.
 
-    Raises ``SafetensorsFormatError`` naming the file and the header field at fault.
+    Raises ``SafetensorsFormatError`` naming the file (as ``label``, default its path)
+    and the header field at fault.
 
     Example:
         >>> check_safetensors(Path("adapter_model.safetensors"))["base_model.model.lm_head.lora_A.weight"]
         ('F32', (8, 64))
     """
-    label = str(path)
+    label = label or str(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)

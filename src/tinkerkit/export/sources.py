@@ -12,18 +12,21 @@ http(s) or ``file://`` URL, or a local tar. Routes for ``tinker://`` paths:
 
 Everything is staged in a hidden folder next to ``out_dir`` and published with one
 rename at the end. On failure the staging folder (with any ``.part`` files) is
-deleted: ``out_dir`` is then exactly as before (absent, or empty). Resume works
-across the retries of one call, not across calls.
+deleted: ``out_dir`` is then exactly as before (absent, or empty). A run that was
+killed (or interrupted) leaves its staging folder, and the next run of the same
+download into the same folder resumes its ``.part`` files, validated (``fetch``).
 """
 
 from __future__ import annotations
 
-import os
+import fcntl
+import hashlib
+import re
 import shutil
 import tarfile
-import tempfile
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,8 +35,16 @@ import httpx
 
 from tinkerkit.backends.store import parse_tinker_path
 from tinkerkit.export.batch import FileSpec, fetch_many
-from tinkerkit.export.errors import OutputExistsError, UnsupportedSourceError, UrlExpiredError
+from tinkerkit.export.budget import DEFAULT_DEADLINE_S, DEFAULT_MAX_BYTES, Budget
+from tinkerkit.export.checksums import verify_file
+from tinkerkit.export.errors import (
+    DownloadError,
+    UnsupportedSourceError,
+    UrlExpiredError,
+    redact,
+)
 from tinkerkit.export.fetch import RetryPolicy
+from tinkerkit.export.outputs import check_out_dir, publish
 from tinkerkit.export.safe_tar import Limits, safe_extract
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -58,11 +69,15 @@ def download(
     max_workers: int = 4,
     client: httpx.Client | None = None,
     limits: Limits | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> Path:
     """Download a checkpoint into ``out_dir`` (which must be new or empty); returns it.
 
     ``service`` is a ``tk.connect(...)`` client (default: ``tk.connect()``), needed only
-    for ``tinker://`` sources. ``sha256`` is one digest (single file) or a name → digest map.
+    for ``tinker://`` sources. ``sha256`` is one digest (single file or local tar) or a
+    name → digest map. ``max_bytes`` caps the bytes of all files together, ``deadline_s``
+    the whole download's time (retries included).
 
     Example:
         >>> service = tk.connect("local")
@@ -70,12 +85,20 @@ def download(
         PosixPath('weights')
     """
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputExistsError(str(out))
+    check_out_dir(out)
+    for digest in [sha256] if isinstance(sha256, str) else (sha256 or {}).values():
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+            raise UnsupportedSourceError(
+                f"sha256 {digest[:80]!r} is not a sha256 digest (64 hex digits); copy it "
+                "again from where it was published."
+            )
     text = str(source)
     local = Path(text)
     if "://" not in text:
         if local.is_file():
+            expected = sha256 if isinstance(sha256, str) else (sha256 or {}).get(local.name)
+            if expected:
+                verify_file(text, local, size=None, md5=None, sha256=expected)
             return safe_extract(local, out, limits=limits)
         raise UnsupportedSourceError(
             f"{text} is neither a tinker:// path, an http(s)/file:// URL, nor an existing tar "
@@ -91,12 +114,11 @@ def download(
         plan.files = [replace(plan.files[0], sha256=sha256)]
     elif isinstance(sha256, Mapping):
         plan.files = [replace(f, sha256=sha256.get(f.name, f.sha256)) for f in plan.files]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.download-", dir=out.parent))
-    try:
+    budget = Budget(max_bytes, deadline_s)
+    with staging_folder(out, text) as staging:
         files = staging / "files"
         kw: dict[str, Any] = dict(
-            client=client, retry=retry, progress=progress, max_workers=max_workers
+            client=client, retry=retry, progress=progress, max_workers=max_workers, budget=budget
         )
         try:
             fetch_many(plan.files, files, **kw)
@@ -108,13 +130,47 @@ def download(
         if plan.archive is None and plan.sniff and is_archive(files / plan.files[0].name):
             plan.archive = plan.files[0].name
         if plan.archive is not None:
-            return safe_extract(files / plan.archive, out, limits=limits)
-        if out.exists():
-            out.rmdir()
-        os.rename(files, out)
+            return safe_extract(files / plan.archive, out, limits=limits, name=redact(text))
+        publish(files, out)
         return out
+
+
+@contextmanager
+def staging_folder(out: Path, source: str) -> Iterator[Path]:
+    """The hidden folder beside ``out`` where ``source`` is downloaded before publishing.
+
+    Its name is fixed by ``out`` and ``source`` (without a URL's query), so a run that
+    was killed leaves its ``.part`` files where the next run looks for them and resumes
+    them; finished files of a killed run are fetched again (they are not validated).
+    A lock keeps two downloads from sharing it. It is deleted when the download ends,
+    except on an interrupt (Ctrl-C), which keeps it for the next run to resume.
+    """
+    key = hashlib.sha256(redact(source).encode()).hexdigest()[:12]
+    folder = out.parent / f".{out.name}.download-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = open(folder / ".lock", "a")  # noqa: SIM115 (closed below, after the folder goes)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise DownloadError(
+            source,
+            f"another download into {out} is running",
+            "Wait for it to finish, or download into another folder (--out).",
+        ) from None
+    keep = False
+    try:
+        for path in (folder / "files").rglob("*"):
+            if path.is_file() and not path.name.endswith((".part", ".part.json")):
+                path.unlink()
+        yield folder
+    except KeyboardInterrupt:
+        keep = True
+        raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        lock.close()
 
 
 def _plan(source: str, service: Any) -> _Plan:
