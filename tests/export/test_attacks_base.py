@@ -288,3 +288,27 @@ def test_cli_reports_an_attack_as_one_line(work: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ") and "weight_map" in lines[0]
     assert "Traceback" not in result.output
     assert not (work / "evil.safetensors").exists() and not (work / "m").exists()
+
+
+def test_full_disk_during_a_merge_is_one_error_and_nothing_is_left(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import importlib
+
+    shards = importlib.import_module("tinkerkit.export.shards")
+
+    def full(*args: object, **kw: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards, "write_safetensors", full)
+    monkeypatch.setattr("tinkerkit.export.merging.write_safetensors", full)
+    base, adapter = make_base(work / "base"), make_adapter(work / "a")
+    args = ["export", str(adapter), "--format", "merged", "--base-model", str(base)]
+    result = CliRunner().invoke(group, [*args, "--out", str(work / "m"), "--no-progress"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: Writing {work / 'm'} failed: the disk is full (No space left on device); "
+        "nothing was kept. Free some space or write somewhere else (--out).\n"
+    )
+    assert sorted(p.name for p in work.iterdir()) == ["a", "base"]

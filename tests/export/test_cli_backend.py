@@ -75,3 +75,14 @@ def test_another_backends_checkpoint_is_refused_naming_its_backend(mock_sampler_
         "(its weights are another model's). Use --backend mock (tk.connect('mock'))."
     )
     assert store.load(mock_sampler_path, backend="mock").weights  # its own backend loads it
+
+
+def test_a_tampered_store_checkpoint_is_one_line(mock_sampler_path: str, tmp_path: Path) -> None:
+    store = tk.connect("mock")._context.store
+    archive = store.directory(mock_sampler_path) / "archive.tar"
+    archive.write_bytes(archive.read_bytes()[:700])  # torn in the adapter's header
+    with pytest.raises(RestRequestError, match=f"^Checkpoint archive {archive} is corrupt"):
+        store.load(mock_sampler_path)
+    archive.write_bytes(b"\0" * 1024)
+    with pytest.raises(RestRequestError, match=r"is corrupt .*KeyError"):
+        store.load(mock_sampler_path)

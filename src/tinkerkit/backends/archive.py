@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from tinkerkit.errors import CheckpointNotFoundError
+from tinkerkit.errors import CheckpointNotFoundError, RestRequestError
 
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -73,10 +74,34 @@ def adapter_archive(weights: dict[str, np.ndarray], config: dict[str, Any]) -> b
 
 
 def read_archive_weights(archive: Path) -> dict[str, np.ndarray]:
-    with tarfile.open(archive, mode="r") as tar:
-        member = tar.getmember(ADAPTER_FILE)
-        if not member.isfile():
-            raise CheckpointNotFoundError(str(archive))
-        handle = tar.extractfile(member)
-        assert handle is not None
-        return from_tinker_names(dict(st_load(handle.read())))
+    """The LoRA tensors of a sampler archive (PEFT names); a corrupt or forged archive
+    is one ``RestRequestError`` naming it, not a tar or safetensors traceback."""
+    try:
+        with tarfile.open(archive, mode="r") as tar:
+            member = tar.getmember(ADAPTER_FILE)
+            if not member.isfile():
+                raise CheckpointNotFoundError(str(archive))
+            handle = tar.extractfile(member)
+            assert handle is not None
+            return from_tinker_names(load_weights(handle.read(), f"{archive}:{ADAPTER_FILE}"))
+    except (tarfile.TarError, KeyError, EOFError) as exc:
+        raise RestRequestError(
+            f"Checkpoint archive {archive} is corrupt ({type(exc).__name__}: {exc}); it was "
+            "changed after it was saved. Save the checkpoint again."
+        ) from None
+
+
+def load_weights(data: bytes, label: str) -> dict[str, np.ndarray]:
+    """``safetensors`` bytes as numpy arrays; bad bytes are a ``RestRequestError`` naming ``label``.
+
+    Example:
+        >>> load_weights(st_save({"a": np.zeros(2, np.float32)}), "x")["a"].shape
+        (2,)
+    """
+    try:
+        return dict(st_load(data))
+    except (SafetensorError, ValueError) as exc:
+        raise RestRequestError(
+            f"{label} is not a valid safetensors file ({exc}); it was changed after it was "
+            "saved. Save the checkpoint again."
+        ) from None

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 from tinker import types
 
@@ -38,6 +37,7 @@ from tinkerkit.backends.archive import (
     ADAPTER_CONFIG,
     ADAPTER_FILE,
     adapter_archive,
+    load_weights,
     read_archive_weights,
 )
 from tinkerkit.backends.engine import LoraConfig
@@ -406,7 +406,7 @@ class CheckpointStore:
         if record.kind == "sampler_weights":
             weights = read_archive_weights(folder / ARCHIVE_FILE)
         else:
-            weights = dict(st_load((folder / ADAPTER_FILE).read_bytes()))
+            weights = load_weights((folder / ADAPTER_FILE).read_bytes(), str(folder / ADAPTER_FILE))
         optimizer = None
         if with_optimizer:
             opt_file = folder / OPTIMIZER_FILE
@@ -414,7 +414,7 @@ class CheckpointStore:
                 raise CheckpointNotFoundError(
                     f"{path} (optimizer state; it was saved without one)", str(folder)
                 )
-            optimizer = dict(st_load(opt_file.read_bytes()))
+            optimizer = load_weights(opt_file.read_bytes(), str(opt_file))
         return LoadedCheckpoint(record, weights, optimizer)
 
     def list_checkpoints(

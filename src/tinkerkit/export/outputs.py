@@ -7,6 +7,7 @@ else behind. ``out`` must not be a symlink: its files would land wherever it poi
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tinkerkit.export.errors import OutputExistsError
+from tinkerkit.export.errors import ExportError, OutputExistsError
 
 
 def check_out_dir(out: Path) -> None:
@@ -43,6 +44,14 @@ def staged_output(out: Path, step: str) -> Iterator[Path]:
     try:
         yield tmp
         publish(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ExportError(
+            f"Writing {out} failed: the disk is full ({exc.strerror}); nothing was kept. "
+            "Free some space or write somewhere else (--out)."
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
