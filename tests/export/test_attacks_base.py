@@ -42,14 +42,6 @@ def make_adapter(path: Path, **config: object) -> Path:
     return path
 
 
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    """A folder of its own (tmp_path also holds the isolated TINKERKIT_HOME)."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    return folder
-
-
 def tree(root: Path) -> dict[str, bytes | str]:
     """Every path under ``root`` with its bytes (links as their target): a before/after snapshot."""
     out: dict[str, bytes | str] = {}

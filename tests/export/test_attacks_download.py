@@ -28,6 +28,7 @@ import respx
 from click.testing import CliRunner
 
 import tinkerkit.export as tke
+from tests.export.helpers import leftovers
 from tinkerkit.cli_export import group
 from tinkerkit.export.budget import Budget
 
@@ -35,18 +36,6 @@ fetch_module = importlib.import_module("tinkerkit.export.fetch")  # not tke.fetc
 URL = "https://storage.test/bucket/adapter_model.safetensors?sig=secret"
 DATA = bytes(range(256)) * 64  # 16 KiB
 FAST = tke.RetryPolicy(attempts=3, backoff=0.0)
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    """A folder of its own (tmp_path also holds the isolated TINKERKIT_HOME)."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    return folder
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
 
 
 def one_line_error(result: Any) -> str:

@@ -14,6 +14,7 @@ import pytest
 import respx
 
 import tinkerkit.export as tke
+from tests.export.helpers import leftovers
 from tinkerkit.export.batch import FileSpec, fetch_many
 
 URL = "https://storage.test/bucket/adapter_model.safetensors?X-Goog-Signature=secret"
@@ -43,18 +44,6 @@ def ranged(data: bytes, request: httpx.Request, **headers: str) -> httpx.Respons
             headers={"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}", **headers},
         )
     return httpx.Response(200, content=data, headers=headers)
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    """A folder of its own (tmp_path also holds the isolated TINKERKIT_HOME)."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    return folder
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
 
 
 @pytest.mark.parametrize("how", ["error", "short"])
