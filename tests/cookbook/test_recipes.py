@@ -1,0 +1,140 @@
+"""The real tinker-cookbook 0.6.1, unmodified, offline, through ``tinkerkit run``.
+
+One ``tinkerkit run --backend mock`` runs every recipe below with the command line a user
+would type, shrunk to a few tiny steps (tests/cookbook/driver.py); the recipes find the
+server through ``TINKER_BASE_URL`` and their default models' real tokenizers (Qwen3.5's,
+248,320 ids) by hub id through the run's private overlay. Each test asserts what its
+recipe wrote: metrics, checkpoints, files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tinker_cookbook")
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+
+from tests.cookbook.session import Results  # noqa: E402
+
+QWEN35_VOCAB = 248_320
+# guess_number evaluates 412 ten-turn episodes (4,120 sample() calls) at step 0 and at
+# the end: about 1 minute on a quiet 2-core machine; before the mock head drew tokens
+# directly (O(sqrt V)) it took 127 ms of server CPU per call, over 17 minutes.
+GUESS_NUMBER_BOUND_S = 240
+
+
+def _ran(cookbook: Results, recipe: str) -> dict[str, object]:
+    row = cookbook.recipes.get(recipe)
+    assert row is not None, (
+        f"{recipe} did not run (exit {cookbook.exit_code}):\n{cookbook.log_tail}"
+    )
+    assert row["error"] is None, row["error"]
+    return row
+
+
+def test_the_run_exits_with_the_recipes_code(cookbook):
+    assert cookbook.exit_code == 0, cookbook.log_tail
+    assert set(cookbook.recipes) == {
+        "sl_basic",
+        "download",
+        "math_rl",
+        "dpo",
+        "prompt_distillation",
+        "shorter",
+        "guess_number",
+    }
+
+
+def test_sl_basic_on_the_cookbooks_conversations_loss_falls(cookbook):
+    _ran(cookbook, "sl_basic")
+    config = json.loads((cookbook.out / "sl_basic" / "config.json").read_text())
+    assert config["model_name"] == "Qwen/Qwen3.5-9B-Base"  # the recipe's default model
+    rows = cookbook.metrics("sl_basic")
+    nll = [float(r["train_mean_nll"]) for r in rows]
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    # an untrained stand-in is near-uniform over the real vocabulary; lr 1e-2 learns fast
+    assert abs(nll[0] - math.log(QWEN35_VOCAB)) < 2.0
+    assert nll[-1] < nll[0] - 1.0, nll
+    final = [json.loads(line) for line in (cookbook.out / "sl_basic" / "checkpoints.jsonl").open()]
+    assert final[-1]["name"] == "final"
+    assert final[-1]["state_path"].startswith("tinker://mock-")
+
+
+def test_weights_download_of_the_training_checkpoint(cookbook):
+    _ran(cookbook, "download")
+    folder = cookbook.out / "download"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    adapter = json.loads((folder / "adapter_config.json").read_text())
+    assert adapter["r"] == 32  # the recipe's default lora_rank
+    assert adapter["base_model_name_or_path"] == "Qwen/Qwen3.5-9B-Base"
+    tensors = safetensors_numpy.load_file(str(folder / "adapter_model.safetensors"))
+    b_tensors = [v for k, v in tensors.items() if "lora_B" in k]
+    assert b_tensors and all(32 in t.shape for t in tensors.values())
+    # LoRA B starts at zero: three SFT steps moved it
+    assert max(float(np.abs(t).max()) for t in b_tensors) > 0
+
+
+def test_math_rl_arithmetic_with_its_default_loss(cookbook):
+    _ran(cookbook, "math_rl")
+    config = json.loads((cookbook.out / "math_rl" / "config.json").read_text())
+    assert config["loss_fn"] == "stable_reinforce"  # the recipe's default
+    steps = [r for r in cookbook.metrics("math_rl") if "env/all/reward/total" in r]
+    assert len(steps) == 2
+    for row in steps:
+        assert row["env/all/total_episodes"] == 16  # 4 groups of 4
+        # random tokens never end in a parsable answer: the format penalty, computed
+        assert row["env/all/format"] == 0.0 and row["env/all/correct"] == 0.0
+        assert row["env/all/reward/total"] == pytest.approx(-0.1)
+        assert row["tokens/trained"] > 0
+        # the sampler's logprobs are the trainer's (what stable_reinforce relies on)
+        assert abs(row["optim/kl_sample_train_v1"]) < 1e-5
+
+
+def test_dpo_on_a_local_comparisons_file(cookbook):
+    _ran(cookbook, "dpo")
+    rows = cookbook.metrics("dpo")
+    losses = [float(r["dpo_loss"]) for r in rows]
+    assert len(losses) == 2
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-4)  # policy == reference at step 0
+    assert losses[1] < losses[0] - 0.2
+    assert rows[1]["accuracy"] > rows[0]["accuracy"]
+
+
+def test_prompt_distillation_student_learns_the_labels(cookbook):
+    _ran(cookbook, "prompt_distillation")
+    config = json.loads((cookbook.out / "prompt_distillation" / "config.json").read_text())
+    assert config["model_name"] == "Qwen/Qwen3.6-35B-A3B"  # the recipe's default model
+    nll = [float(r["train_mean_nll"]) for r in cookbook.metrics("prompt_distillation")]
+    assert len(nll) == 2 and nll[1] < nll[0] - 1.0, nll
+
+
+def test_preference_shorter_computes_rewards_and_trains(cookbook):
+    _ran(cookbook, "shorter")
+    steps = [r for r in cookbook.metrics("shorter") if "env/all/reward/total" in r]
+    assert len(steps) == 2
+    for row in steps:
+        assert row["env/all/total_episodes"] == 4
+        # truncated completions (max_tokens=8) are invalid format: win-loss 0, penalty -1
+        assert row["env/all/format"] == 0.0 and row["env/all/win_minus_loss"] == 0.0
+        assert row["env/all/reward/total"] == -1.0
+        assert row["grad_norm"] > 0  # pairwise rewards differ within a group: a real update
+        assert row["kl_pre_post_v1"] > 0
+
+
+def test_guess_number_evaluates_every_step_within_its_bound(cookbook):
+    row = _ran(cookbook, "guess_number")
+    rows = cookbook.metrics("guess_number")
+    evals = [r for r in rows if "test/env/all/total_episodes" in r]
+    assert [r["step"] for r in evals] == [0, 1]  # eval_every=1: before and after the step
+    for r in evals:
+        assert r["test/env/all/total_episodes"] == 412
+        assert r["test/env/all/turns_per_episode"] == 10.0
+        assert r["test/env/all/reward/total"] == pytest.approx(-10.0)
+    assert float(row["seconds"]) < GUESS_NUMBER_BOUND_S, row
