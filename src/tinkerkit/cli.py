@@ -114,7 +114,12 @@ def sample(
 
         # The prompt is checked before anything connects or loads a model.
         content: Any = load_messages(messages_file) if messages_file is not None else prompt
-        service = _connect(backend, latency)
+        chosen = backend
+        if chosen is None and checkpoint:  # tinker://local-... names its backend
+            from tinkerkit.backends.registry import backend_of_path
+
+            chosen = backend_of_path(checkpoint)
+        service = _connect(chosen, latency)
         if checkpoint:
             sampler = service.create_sampling_client(model_path=checkpoint).result()
         else:

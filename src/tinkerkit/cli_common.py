@@ -77,10 +77,24 @@ def run_command(fn: Callable[[], Any]) -> Any:
         return fn()
     except TinkerkitError as exc:
         fail(str(exc))
+    except Exception as exc:
+        if not _is_sdk_auth_error(exc):
+            raise
+        fail(
+            "the Tinker service refused the API key (401): set TINKER_API_KEY to a valid "
+            "key, or pass --backend mock|local to run offline"
+        )
     except ImportError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(describe_os_error(exc))
+
+
+def _is_sdk_auth_error(exc: BaseException) -> bool:
+    """A ``tinker.AuthenticationError`` (looked up only if tinker is loaded: --help stays
+    light)."""
+    tinker = sys.modules.get("tinker")
+    return tinker is not None and isinstance(exc, tinker.AuthenticationError)
 
 
 class TinkerkitGroup(click.Group):

@@ -17,11 +17,8 @@ from typing import Any
 
 import click
 
-MAX_LORA_RANK = 1024
-"""The largest ``--rank`` the commands accept (the adapter's memory grows with it)."""
-
-MAX_NUM_SAMPLES = 1024
-"""The largest ``sample --num-samples`` (every sample is held in memory)."""
+# The largest ``--rank`` and ``sample --num-samples``: the backends' request limits.
+from tinkerkit.backends.limits import MAX_LORA_RANK, MAX_NUM_SAMPLES
 
 MAX_NEW_TOKENS = 1 << 17
 """The largest ``--max-tokens`` a sampling command accepts."""

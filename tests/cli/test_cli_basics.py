@@ -207,3 +207,43 @@ def test_a_bare_group_shows_its_help(args: list[str]) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Usage: {' '.join(['tinkerkit', *args])} [OPTIONS] COMMAND")
     assert "error:" not in result.output
+
+
+def test_a_refused_api_key_from_the_service_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A 401 surfacing mid-command as the SDK's AuthenticationError (no base URL given, so
+    connect does not probe) is one line saying which key, not a traceback."""
+    import httpx
+    import tinker
+
+    import tinkerkit.data.notes as notes
+
+    def refused(*args: object, **kwargs: object) -> None:
+        request = httpx.Request("POST", "https://tinker.example/api/v1/create_model")
+        response = httpx.Response(401, request=request)
+        raise tinker.AuthenticationError("Invalid API key", response=response, body=None)
+
+    monkeypatch.setattr(notes, "notes_to_chats", refused)
+    note = tmp_path / "n.md"
+    note.write_text("# T\n\n## Q?\n\nA.\n")
+    result = CliRunner().invoke(main, ["notes", str(note), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: the Tinker service refused the API key (401): set TINKER_API_KEY to a valid "
+        "key, or pass --backend mock|local to run offline"
+    ]
+
+
+def test_sample_takes_the_backend_from_an_offline_checkpoint_path() -> None:
+    """``tinkerkit sample --checkpoint tinker://mock-...`` needs no --backend."""
+    import tinkerkit as tk
+
+    service = tk.connect("mock")
+    training = service.create_lora_training_client(base_model="tinkerkit/tiny", rank=4).result()
+    path = training.save_weights_for_sampler("s").result().path
+    assert path.startswith("tinker://mock-")
+    args = ["sample", "--checkpoint", path, "--prompt", "hi", "--max-tokens", "3"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip()
