@@ -12,6 +12,7 @@ Imports nothing heavy: ``tinkerkit --help`` stays fast.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,25 @@ NEW_TOKENS = Number(int, at_least=1, at_most=MAX_NEW_TOKENS)
 OUTPUT_FOLDER = OutputPath(folder=True)
 OUTPUT_FILE = OutputPath(folder=False)
 TEXT = Text()
+
+
+def run_folder_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--overwrite`` and ``--keep-last K``, the options of every loop's log folder.
+
+    Example:
+        >>> @click.command()
+        ... @run_folder_options
+        ... def sft(overwrite: bool, keep_last: int) -> None: ...
+    """
+    command = click.option(
+        "--keep-last",
+        default=0,
+        show_default=True,
+        type=NON_NEGATIVE_INT,
+        help="Keep only the newest K checkpoints besides final (0: keep all).",
+    )(command)
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help="Start again in a --log-dir that holds a run (its log files are replaced).",
+    )(command)

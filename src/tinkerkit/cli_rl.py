@@ -22,6 +22,7 @@ from tinkerkit.cli_options import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
     RANK,
+    run_folder_options,
 )
 
 
@@ -85,18 +86,7 @@ def __getattr__(name: str) -> Any:
 @click.option(
     "--resume", is_flag=True, help="Continue the run in --log-dir from its last checkpoint."
 )
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Start again in a --log-dir that holds a run (its log files are replaced).",
-)
-@click.option(
-    "--keep-last",
-    default=0,
-    show_default=True,
-    type=NON_NEGATIVE_INT,
-    help="Keep only the newest K checkpoints besides final (0: keep all).",
-)
+@run_folder_options
 def rl(
     prompts: Path,
     reward_spec: str,

@@ -16,6 +16,7 @@ from tinkerkit.cli_options import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
     RANK,
+    run_folder_options,
 )
 
 
@@ -50,18 +51,7 @@ from tinkerkit.cli_options import (
 @click.option(
     "--resume", is_flag=True, help="Continue the run in --log-dir from its last checkpoint."
 )
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Start again in a --log-dir that holds a run (its log files are replaced).",
-)
-@click.option(
-    "--keep-last",
-    default=0,
-    show_default=True,
-    type=NON_NEGATIVE_INT,
-    help="Keep only the newest K checkpoints besides final (0: keep all).",
-)
+@run_folder_options
 def sft(
     data: Path,
     backend: str | None,
@@ -153,18 +143,7 @@ def sft(
 @click.option("--save-every", default=0, show_default=True, type=NON_NEGATIVE_INT)
 @click.option("--log-dir", required=True, type=OUTPUT_FOLDER)
 @click.option("--resume", is_flag=True)
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Start again in a --log-dir that holds a run (its log files are replaced).",
-)
-@click.option(
-    "--keep-last",
-    default=0,
-    show_default=True,
-    type=NON_NEGATIVE_INT,
-    help="Keep only the newest K checkpoints besides final (0: keep all).",
-)
+@run_folder_options
 def dpo(
     data: Path,
     backend: str | None,
