@@ -77,6 +77,10 @@ def run_command(fn: Callable[[], Any]) -> Any:
         return fn()
     except TinkerkitError as exc:
         fail(str(exc))
+    except ImportError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(describe_os_error(exc))
     except Exception as exc:
         if not _is_sdk_auth_error(exc):
             raise
@@ -84,10 +88,6 @@ def run_command(fn: Callable[[], Any]) -> Any:
             "the Tinker service refused the API key (401): set TINKER_API_KEY to a valid "
             "key, or pass --backend mock|local to run offline"
         )
-    except ImportError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(describe_os_error(exc))
 
 
 def _is_sdk_auth_error(exc: BaseException) -> bool:
