@@ -225,10 +225,7 @@ ROWS: list[tuple[str, list[str], int, list[str]]] = [
 ]
 
 # Rows failing for reasons in another helper's area, to flip when that lands.
-XFAIL: dict[str, str] = {
-    "sft-max-length-too-short": "helper D2: an error found after the training client exists "
-    "leaves runs/<id>/run.json and a session record in TINKERKIT_HOME",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _args(args: list[str], inputs: Path, out: Path) -> list[str]:

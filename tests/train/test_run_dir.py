@@ -177,3 +177,19 @@ def test_a_resume_with_changed_data_is_refused_before_any_client(tmp_path):
     with pytest.raises(ConfigMismatchError, match=r"^batch_size differs"):
         rerun(config, service, resume=True, batch_size=2)
     assert home_runs() == runs
+
+
+def test_data_the_tokenizer_refuses_leaves_no_run_under_the_home(tmp_path):
+    """Offline, datums are built with the model's tokenizer before any client exists: a
+    too-short max_length is refused with nothing recorded (no run.json, no session)."""
+    import os
+
+    home = Path(os.environ["TINKERKIT_HOME"])
+    before = sorted(p.relative_to(home) for p in home.rglob("*")) if home.exists() else []
+    from tinkerkit.errors import TinkerkitError
+
+    with pytest.raises(TinkerkitError, match="over max_length=3"):
+        tk.sft.train(sft_config(tmp_path / "a", max_length=3), service=tk.connect("mock"))
+    after = sorted(p.relative_to(home) for p in home.rglob("*")) if home.exists() else []
+    assert after == before
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())

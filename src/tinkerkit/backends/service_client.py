@@ -59,6 +59,22 @@ def sampling_client_from_path(
     )
 
 
+def base_model_tokenizer(service: object, base_model: str) -> Any | None:
+    """The tokenizer that an offline ``service``'s training clients on ``base_model``
+    will have, found without creating anything (no run, no session record); None for any
+    other client (the SDK's, a served one), whose tokenizer only the service knows.
+    Unknown names raise ``UnknownModelError``, as creating the client would.
+
+    Example:
+        >>> base_model_tokenizer(tk.connect("mock"), "tinkerkit/tiny").encode("hi")
+        [104, 105]
+    """
+    if not isinstance(service, ServiceClient):
+        return None
+    factory = service._context.factory
+    return factory.tokenizer(factory.resolve(base_model))
+
+
 def capabilities(context: OfflineContext) -> types.GetServerCapabilitiesResponse:
     """Every model the backend knows, trainable and sampleable, with its context length."""
     factory = context.factory

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from tinker import types
 
 from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
+from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.data.builders import preference_datums, reward_datum
 from tinkerkit.data.loaders import load_preference_pairs, validate_record
 from tinkerkit.data.schemas import PreferencePair
@@ -41,6 +42,7 @@ from tinkerkit.train.session import (
     Checkpointer,
     RunOptions,
     RunResult,
+    connected,
     next_cursor,
     open_session,
     public_config,
@@ -166,18 +168,10 @@ def check_config(config: DPOConfig) -> None:
         raise ValueError(f"DPOConfig.eval_split must be in [0, 1), got {config.eval_split!r}")
 
 
-def _train(config: DPOConfig, service: Any) -> DPOResult:
-    check_config(config)
-    pairs = load_pairs(config.data)
-    eval_pairs = load_pairs(config.eval_data) if config.eval_data is not None else []
-    identity = _identity(config, records_fingerprint(pairs))
-    run = start_run(config, identity)
-    if run.finished:
-        return run.recorded(DPOResult)
-    session = open_session(service, config, run)
-    service = session.service
-    training = session.training
-    tokenizer = training.get_tokenizer()
+def _items(
+    config: DPOConfig, pairs: list[Any], eval_pairs: list[Any], tokenizer: Any
+) -> tuple[list[Any], list[Any], list[types.Datum]]:
+    """(training items, eval items, the training datums flat), checked."""
     train_items = _flatten(pairs, tokenizer, config.objective)
     if config.eval_split and not eval_pairs:
         kept, held = holdout(len(train_items), config.eval_split, config.seed)
@@ -187,6 +181,28 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
         eval_items = _flatten(eval_pairs, tokenizer, config.objective)
     flat = [d for item in train_items for d in item]
     sft_data.check(flat, tokenizer, "data")
+    return train_items, eval_items, flat
+
+
+def _train(config: DPOConfig, service: Any) -> DPOResult:
+    check_config(config)
+    pairs = load_pairs(config.data)
+    eval_pairs = load_pairs(config.eval_data) if config.eval_data is not None else []
+    identity = _identity(config, records_fingerprint(pairs))
+    run = start_run(config, identity)
+    if run.finished:
+        return run.recorded(DPOResult)
+    service = connected(service)
+    # Offline the tokenizer is known before any client: bad pairs leave no run record.
+    tokenizer = base_model_tokenizer(service, config.model)
+    if tokenizer is not None:
+        train_items, eval_items, flat = _items(config, pairs, eval_pairs, tokenizer)
+    session = open_session(service, config, run)
+    service = session.service
+    training = session.training
+    if tokenizer is None:
+        tokenizer = training.get_tokenizer()
+        train_items, eval_items, flat = _items(config, pairs, eval_pairs, tokenizer)
     session.begin({**identity, "tokens": sft_data.fingerprint(flat)}, public_config(config))
 
     eval_flat = [d for item in eval_items for d in item]

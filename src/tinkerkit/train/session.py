@@ -158,16 +158,22 @@ class Session:
             )
 
 
+def connected(service: Any) -> Any:
+    """``service``, or ``tk.connect()`` (the environment's backend) when it is None."""
+    if service is None:
+        import tinkerkit as tk
+
+        service = tk.connect()
+    return service
+
+
 def open_session(
     service: Any, options: RunOptions, run: RunDir, init_state: str | None = None
 ) -> Session:
     """A training client for this run: fresh (starting from ``init_state``, a
     ``tinker://.../weights/`` checkpoint, when given), or restored from the run's last
     checkpoint when ``run`` resumes. ``service`` None means ``tk.connect()``."""
-    if service is None:
-        import tinkerkit as tk
-
-        service = tk.connect()
+    service = connected(service)
     if run.resume_from is not None:
         training = service.create_training_client_from_state_with_optimizer(
             run.resume_from.state_path

@@ -30,6 +30,7 @@ from typing import Any
 from tinker import types
 
 from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
+from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.data.chat import TrainOn
 from tinkerkit.train import sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
@@ -42,6 +43,7 @@ from tinkerkit.train.session import (
     RunOptions,
     RunResult,
     Session,
+    connected,
     next_cursor,
     open_session,
     public_config,
@@ -130,6 +132,23 @@ async def train_async(config: Config, service: Any = None) -> Result:
     return await run_in_thread(lambda: _train(config, service))
 
 
+def _datums(
+    config: Config,
+    records: Sequence[sft_data.Record],
+    eval_records: Sequence[sft_data.Record] | None,
+    tokenizer: Any,
+) -> tuple[list[types.Datum], list[types.Datum]]:
+    """(training datums, eval datums): built with the model's tokenizer, then checked."""
+    datums = sft_data.to_datums(records, tokenizer, config.train_on, config.max_length)
+    datums, eval_datums = sft_data.split(datums, config.eval_split, config.seed)
+    if eval_records is not None:
+        eval_datums = sft_data.to_datums(
+            eval_records, tokenizer, config.train_on, config.max_length
+        )
+    sft_data.check(datums, tokenizer, "data")
+    return datums, eval_datums
+
+
 def _train(config: Config, service: Any) -> Result:
     check_config(config)
     log_dir = Path(config.log_dir)
@@ -142,16 +161,16 @@ def _train(config: Config, service: Any) -> Result:
     if run.finished:
         return run.recorded(Result)
 
+    service = connected(service)
+    # Offline, the model's tokenizer is known before any client: the datums are built and
+    # checked first, so data the tokenizer refuses leaves no run record either.
+    tokenizer = base_model_tokenizer(service, config.model)
+    if tokenizer is not None:
+        datums, eval_datums = _datums(config, records, eval_records, tokenizer)
     session = open_session(service, config, run)
-    training = session.training
-    tokenizer = training.get_tokenizer()
-    datums = sft_data.to_datums(records, tokenizer, config.train_on, config.max_length)
-    datums, eval_datums = sft_data.split(datums, config.eval_split, config.seed)
-    if eval_records is not None:
-        eval_datums = sft_data.to_datums(
-            eval_records, tokenizer, config.train_on, config.max_length
-        )
-    sft_data.check(datums, tokenizer, "data")
+    if tokenizer is None:
+        tokenizer = session.training.get_tokenizer()
+        datums, eval_datums = _datums(config, records, eval_records, tokenizer)
     session.begin({**identity, "tokens": sft_data.fingerprint(datums)}, public_config(config))
     start, start_step = session.start, session.start_step
 
