@@ -190,9 +190,9 @@ def _plan(source: str, service: Any) -> _Plan:
 def _tinker_plan(path: str, service: Any) -> _Plan:
     _run, kind, _name = parse_tinker_path(path)
     if service is None:
-        import tinkerkit as tk
+        from tinkerkit.connect import connect
 
-        service = tk.connect()
+        service = connect()
     from tinkerkit.connect import rest_client
 
     rest = rest_client(service)

@@ -162,7 +162,7 @@ def distill_prompt(
         >>> report.eval_after.mean_logprob > report.eval_before.mean_logprob
         True
     """
-    import tinkerkit as tk
+    from tinkerkit.train import sft as tk_sft
     from tinkerkit.train.rundir import inspect_run
 
     # A log_dir that already holds a run is refused before the teacher samples anything.
@@ -176,8 +176,8 @@ def distill_prompt(
     )
     base_student = service.create_sampling_client(base_model=model).result()
     before = compare(base_student, teacher, tokenizer, system_prompt, eval_inputs, max_tokens)
-    result = tk.sft.train(
-        tk.sft.Config(
+    result = tk_sft.train(
+        tk_sft.Config(
             data=student_datums(tokenizer, samples),
             model=model,
             epochs=epochs,

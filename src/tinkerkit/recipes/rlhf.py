@@ -129,8 +129,10 @@ def _no_reward(prompt: Any, completion: str, **fields: Any) -> float:
 
 def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
     """The three stages' configs, checked, with every input loaded once to validate it."""
-    import tinkerkit as tk
+    from tinkerkit.train import preference as tk_preference
+    from tinkerkit.train import rl as tk_rl
     from tinkerkit.train import rl_config, rl_prompts, sft_data
+    from tinkerkit.train import sft as tk_sft
 
     out = Path(config.out_dir)
     common: dict[str, Any] = {
@@ -139,7 +141,7 @@ def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
         "seed": config.seed,
         "progress": config.progress,
     }
-    sft = tk.sft.Config(
+    sft = tk_sft.Config(
         data=config.sft_data,
         epochs=config.sft_epochs,
         batch_size=config.sft_batch_size,
@@ -148,7 +150,7 @@ def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
         save_each_epoch=False,
         **common,
     )
-    reward = tk.preference.DPOConfig(
+    reward = tk_preference.DPOConfig(
         data=config.preference_data,
         objective="bradley_terry",
         epochs=config.reward_epochs,
@@ -158,7 +160,7 @@ def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
         log_dir=out / "reward",
         **common,
     )
-    rl = tk.rl.Config(
+    rl = tk_rl.Config(
         prompts=config.prompts,
         reward=_no_reward,
         steps=config.rl_steps,
@@ -170,11 +172,11 @@ def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
         log_dir=out / "rl",
         **common,
     )
-    tk.sft.check_config(sft)
-    tk.preference.check_config(reward)
+    tk_sft.check_config(sft)
+    tk_preference.check_config(reward)
     rl_config.check_config(rl)
     sft_data.load(config.sft_data)
-    tk.preference.load_pairs(config.preference_data)
+    tk_preference.load_pairs(config.preference_data)
     rl_prompts.load(config.prompts)
     for stage in (sft, reward, rl):
         _stage_start(Path(stage.log_dir))  # a damaged checkpoint log fails now, too
@@ -189,19 +191,22 @@ def rlhf(config: RLHFConfig, service: Any = None) -> RLHFResult:
         ...                     prompts="prompts.jsonl"), tk.connect("mock"))
         >>> r.rl_rewards[-1] > r.rl_rewards[0]
     """
-    import tinkerkit as tk
+    from tinkerkit.connect import connect
+    from tinkerkit.train import preference as tk_preference
+    from tinkerkit.train import rl as tk_rl
+    from tinkerkit.train import sft as tk_sft
 
     sft_config, reward_config, rl_config = _stage_configs(config)
-    service = service or tk.connect()
+    service = service or connect()
 
-    sft = tk.sft.train(
+    sft = tk_sft.train(
         replace(sft_config, **_stage_start(Path(sft_config.log_dir))), service=service
     )
-    reward = tk.preference.train_reward_model(
+    reward = tk_preference.train_reward_model(
         replace(reward_config, **_stage_start(Path(reward_config.log_dir))), service=service
     )
     rm = RewardModel(service.create_sampling_client(model_path=reward.sampler_path).result())
-    rl = tk.rl.train(
+    rl = tk_rl.train(
         replace(
             rl_config,
             reward=rm,

@@ -213,9 +213,10 @@ def sampling_generator(
     Example:
         >>> gen = sampling_generator("mock", max_tokens=64, seed=0)
     """
-    import tinkerkit as tk  # lazily: building backends is not needed to extract notes
+    # lazily: building backends is not needed to extract notes
+    from tinkerkit.connect import connect
 
-    service = tk.connect(backend)
+    service = connect(backend)
     if model_path:
         client = service.create_sampling_client(model_path=model_path).result()
     else:
