@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 from tinker import types
 
-from tinkerkit.backends import losses
 from tinkerkit.backends.engine import Engine
 from tinkerkit.backends.stability import SequenceRecords, provenance_inputs
 from tinkerkit.backends.validation import check_batch
 from tinkerkit.errors import RequestError
+from tinkerkit.rules import losses
 
 
 def tensor(array: np.ndarray) -> types.TensorData:

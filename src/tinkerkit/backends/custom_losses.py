@@ -19,11 +19,11 @@ import numpy as np
 from tinker import types
 from tinker.lib.public_interfaces.custom_loss import LossHandle, check_loss_inputs, run_loss_handle
 
-from tinkerkit.backends import losses
 from tinkerkit.backends.builtin import tensor
 from tinkerkit.backends.engine import Engine
 from tinkerkit.backends.validation import check_batch
 from tinkerkit.errors import RequestError
+from tinkerkit.rules import losses
 
 CustomLossFn = Callable[[list[types.Datum], list[Any]], tuple[Any, dict[str, float]]]
 

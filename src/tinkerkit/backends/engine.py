@@ -19,6 +19,7 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.models.registry import ModelSpec
+from tinkerkit.rules.datums import EngineInput  # defined with the datum rules; re-exported
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,6 @@ def peft_adapter_config(
         "task_type": "CAUSAL_LM",
         "inference_mode": True,
     }
-
-
-@dataclass(frozen=True)
-class EngineInput:
-    """One datum as an engine sees it: input tokens and the targets they predict."""
-
-    tokens: np.ndarray  # int64 (T,)
-    targets: np.ndarray  # int64 (T,), or (T, K): K targets scored at each position
 
 
 class ForwardPass(Protocol):

@@ -28,9 +28,9 @@ from tinkerkit.backends.engine import Engine, EngineInput, LoraConfig
 from tinkerkit.backends.futures import SampleFuture
 from tinkerkit.backends.limits import check_sampled_tokens, check_sampling
 from tinkerkit.backends.sdk_surface import mirrors
-from tinkerkit.backends.validation import check_tokens, model_input_tokens, text_token_count
 from tinkerkit.errors import InvalidPromptError, PromptTypeError, RequestLimitError
 from tinkerkit.paths import tinkerkit_home
+from tinkerkit.rules.datums import check_tokens, model_input_tokens, text_token_count
 
 
 def _prompt_tokens(prompt: Any, engine: Engine) -> list[int]:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from tinker import types
 
-from tinkerkit.backends.losses import RECORDED_LOGPROBS, SAMPLED
 from tinkerkit.errors import InvalidDatumError
+from tinkerkit.rules.losses import RECORDED_LOGPROBS, SAMPLED
 
 RECORD_LIFETIME_S = 24 * 3600.0
 

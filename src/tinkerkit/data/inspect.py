@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from tinker import types
 
-from tinkerkit.backends.losses import check_config, check_inputs, get_loss
-from tinkerkit.backends.validation import check_datum, dense_array
 from tinkerkit.errors import DatumCheckError, InvalidDatumError
 from tinkerkit.models.registry import ModelSpec
+from tinkerkit.rules.datums import check_datum, dense_array
+from tinkerkit.rules.losses import check_config, check_inputs, get_loss
 
 _UNLIMITED = 1 << 62
 
