@@ -12,11 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tinkerkit.errors import RewardLoadError as RewardLoadError
 from tinkerkit.errors import TinkerkitError
-
-
-class RewardLoadError(TinkerkitError):
-    """``--reward`` does not name a callable reward function."""
 
 
 class RLSettingError(TinkerkitError):

@@ -13,22 +13,27 @@ service's exception catches ours on every backend::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import httpx
-from tinker import APIStatusError, BadRequestError, NotFoundError, RequestFailedError
+from tinker import APIStatusError, BadRequestError, NotFoundError, RequestFailedError, types
 from tinker.types import RequestErrorCategory
+from tinker.types.optimizer import OptimParamsBase
 
 __all__ = [
     "APIKeyRefusedError",
     "AgeEncryptionError",
     "BackendNotConfiguredError",
+    "BackendUnavailableError",
     "BatchTooLargeError",
+    "ChatFormatError",
     "CheckpointError",
     "CheckpointExistsError",
     "CheckpointExpiredError",
     "CheckpointGoneError",
     "CheckpointNotFoundError",
     "ClientFailedError",
+    "ConfigError",
     "ConfigMismatchError",
     "ContextLengthError",
     "DataError",
@@ -37,12 +42,17 @@ __all__ = [
     "InvalidDatumError",
     "InvalidPromptError",
     "InvalidTinkerPathError",
+    "LossCheckError",
     "MissingAPIKeyError",
+    "NothingToResumeError",
+    "OptimizerParamsError",
+    "OptimizerStateMismatchError",
     "PortInUseError",
     "PromptTypeError",
     "RequestError",
     "RequestLimitError",
     "RestRequestError",
+    "RewardLoadError",
     "RunExistsError",
     "RunLogError",
     "SamplerNotFoundError",
@@ -55,6 +65,7 @@ __all__ = [
     "UnknownBackendError",
     "UnknownLossError",
     "UnknownModelError",
+    "UnknownOptimizerError",
     "UnretrievedFailureWarning",
     "UnsupportedFeatureError",
     "UntrainedStepWarning",
@@ -92,6 +103,11 @@ class RequestError(TinkerkitError, RequestFailedError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ConfigError(TinkerkitError, ValueError):
+    """A training loop's config that cannot run (``check_config``): names the field, its
+    value, and what to set instead. A ``ValueError``, so ``except ValueError`` catches it."""
 
 
 # --- connecting -------------------------------------------------------------------------
@@ -159,6 +175,16 @@ class PortInUseError(TinkerkitError, OSError):
         )
 
 
+class BackendUnavailableError(TinkerkitError, ImportError):
+    """An offline backend whose extra is not installed (``local`` needs torch and peft)."""
+
+    def __init__(self, name: str, cause: ImportError) -> None:
+        super().__init__(
+            f"The {name!r} backend needs packages that are not installed ({cause}). "
+            f"Install them with: pip install 'tinkerkit[{name}]'"
+        )
+
+
 # --- data ------------------------------------------------------------------------------
 
 
@@ -198,6 +224,10 @@ class DatumCheckError(TinkerkitError, ValueError):
         lines = "\n".join(f"  {message}" for _, message in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         super().__init__(f"{len(problems)} of {total} datums are invalid:\n{lines}{more}")
+
+
+class ChatFormatError(TinkerkitError, ValueError):
+    """A conversation that cannot become a training datum as asked."""
 
 
 def _where(path: str, line: int | None, field: str | None) -> str:
@@ -304,6 +334,10 @@ class ClientFailedError(TinkerkitError, RuntimeError):
             "service.create_training_client_from_state_with_optimizer(last_checkpoint)."
         )
         self.__cause__ = cause
+
+
+class LossCheckError(TinkerkitError):
+    """A custom loss whose gradient is missing, not finite, or disagrees with its values."""
 
 
 class InjectedFaultError(RequestError):
@@ -532,3 +566,88 @@ class RunExistsError(TinkerkitError):
 class RunLogError(DataError):
     """A run's own record (``checkpoints.jsonl``, ``run.json``) is damaged: names the file
     and line, and says how to go on."""
+
+
+class NothingToResumeError(TinkerkitError):
+    """``--resume`` (``resume=True``) with no complete checkpoint in the log folder."""
+
+    def __init__(self, log_dir: Path, started: bool = False) -> None:
+        if started:
+            advice = (
+                "it was stopped before its first checkpoint: start it again with --overwrite "
+                "(overwrite=True), or choose a new --log-dir"
+            )
+        else:
+            advice = "run without --resume to start fresh"
+        # "checkpoints.jsonl" is train.checkpoints.CHECKPOINTS_FILE; errors import nothing
+        # above them, so the name is spelled here.
+        super().__init__(
+            f"--resume was given but {Path(log_dir) / 'checkpoints.jsonl'} has no complete "
+            f"checkpoint; {advice}"
+        )
+
+
+class RewardLoadError(TinkerkitError):
+    """``--reward`` does not name a callable reward function."""
+
+
+# --- optimizers (offline backends) -------------------------------------------------------
+
+# name -> (label, config class, what optim_step takes); the names are
+# backends.optimizers.ADAMW / DIMUON.
+_OPTIMIZERS: dict[str, tuple[str, str, str]] = {
+    "adamw": ("AdamW", types.AdamOptimizerConfig.__name__, "types.AdamParams(learning_rate=...)"),
+    "dimuon": (
+        "Dimuon",
+        types.DimuonOptimizerConfig.__name__,
+        "types.DimuonParams(learning_rate=...)",
+    ),
+}
+
+
+class UnknownOptimizerError(RequestError):
+    """A training client was asked for an optimizer the offline service does not have."""
+
+    def __init__(self, config: object, problem: str = "") -> None:
+        self.config = config
+        detail = f" ({problem})" if problem else ""
+        super().__init__(
+            f"Unsupported optimizer {config!r}{detail}. Supported optimizers: "
+            f"{', '.join(_OPTIMIZERS)}: pass optimizer=types.AdamOptimizerConfig() (the default) "
+            "or optimizer=types.DimuonOptimizerConfig()."
+        )
+
+
+class OptimizerParamsError(RequestError):
+    """``optim_step`` got the hyperparameters of another optimizer family."""
+
+    def __init__(self, name: str, params: object) -> None:
+        self.optimizer = name
+        got = type(params).__name__
+        if isinstance(params, OptimParamsBase) and not isinstance(params, types.DimuonParams):
+            got += f"(type={params.type!r})"
+        label, config, takes = _OPTIMIZERS[name]
+        other_label, other_config, _ = _OPTIMIZERS["dimuon" if name == "adamw" else "adamw"]
+        super().__init__(
+            f"This training client was created with the {label} optimizer "
+            f"(optimizer={config}()), so optim_step takes {takes}, "
+            f"not {got}. The optimizer is fixed at creation: to train with {other_label}, "
+            f"create a new training client with optimizer=types.{other_config}()."
+        )
+
+
+class OptimizerStateMismatchError(ConfigMismatchError):
+    """Optimizer state of one family loaded into an engine of another."""
+
+    def __init__(self, saved: str, requested: str) -> None:
+        self.field, self.saved, self.requested = "optimizer", saved, requested
+        label = _OPTIMIZERS[saved][0] if saved in _OPTIMIZERS else repr(saved)
+        requested_label = _OPTIMIZERS[requested][0]
+        saved_config = _OPTIMIZERS.get(saved, _OPTIMIZERS["adamw"])[1]
+        Exception.__init__(
+            self,
+            f"This optimizer state belongs to {label}, but this training client trains "
+            f"with {requested_label} (the optimizer is fixed at creation). Load it into a "
+            f"client created with optimizer=types.{saved_config}(), "
+            f"or load only the weights (load_state) to continue with {requested_label}.",
+        )

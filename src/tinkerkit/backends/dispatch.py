@@ -139,6 +139,3 @@ class Dispatcher:
 
         self._executor.submit(run)
         return future
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True)

@@ -33,7 +33,10 @@ import pydantic
 from tinker import types
 from tinker.types.optimizer import OptimizerConfigBase, OptimParamsBase
 
-from tinkerkit.errors import ConfigMismatchError, RequestError
+from tinkerkit.errors import OptimizerParamsError as OptimizerParamsError
+from tinkerkit.errors import OptimizerStateMismatchError as OptimizerStateMismatchError
+from tinkerkit.errors import RequestError
+from tinkerkit.errors import UnknownOptimizerError as UnknownOptimizerError
 
 __all__ = [
     "ADAMW",
@@ -57,14 +60,9 @@ ADAMW = "adamw"
 DIMUON = "dimuon"
 SUPPORTED = (ADAMW, DIMUON)
 
-_LABEL = {ADAMW: "AdamW", DIMUON: "Dimuon"}
 _CONFIG: dict[str, type[OptimizerConfigBase]] = {
     ADAMW: types.AdamOptimizerConfig,
     DIMUON: types.DimuonOptimizerConfig,
-}
-_PARAMS = {
-    ADAMW: "types.AdamParams(learning_rate=...)",
-    DIMUON: "types.DimuonParams(learning_rate=...)",
 }
 
 StepParams = types.AdamParams | types.DimuonParams
@@ -119,54 +117,6 @@ def dimuon_settings(params: types.DimuonParams) -> tuple[float, float]:
     damping = float(getattr(params, "damping", DEFAULT_DAMPING))
     exponent = float(getattr(params, "rank_lr_correction_exponent", DEFAULT_RANK_LR_EXPONENT))
     return damping, exponent
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-class UnknownOptimizerError(RequestError):
-    """A training client was asked for an optimizer the offline service does not have."""
-
-    def __init__(self, config: object, problem: str = "") -> None:
-        self.config = config
-        detail = f" ({problem})" if problem else ""
-        super().__init__(
-            f"Unsupported optimizer {config!r}{detail}. Supported optimizers: "
-            f"{', '.join(SUPPORTED)}: pass optimizer=types.AdamOptimizerConfig() (the default) "
-            "or optimizer=types.DimuonOptimizerConfig()."
-        )
-
-
-class OptimizerParamsError(RequestError):
-    """``optim_step`` got the hyperparameters of another optimizer family."""
-
-    def __init__(self, name: str, params: object) -> None:
-        self.optimizer = name
-        got = type(params).__name__
-        if isinstance(params, OptimParamsBase) and not isinstance(params, types.DimuonParams):
-            got += f"(type={params.type!r})"
-        other = DIMUON if name == ADAMW else ADAMW
-        super().__init__(
-            f"This training client was created with the {_LABEL[name]} optimizer "
-            f"(optimizer={_CONFIG[name].__name__}()), so optim_step takes {_PARAMS[name]}, "
-            f"not {got}. The optimizer is fixed at creation: to train with {_LABEL[other]}, "
-            f"create a new training client with optimizer=types.{_CONFIG[other].__name__}()."
-        )
-
-
-class OptimizerStateMismatchError(ConfigMismatchError):
-    """Optimizer state of one family loaded into an engine of another."""
-
-    def __init__(self, saved: str, requested: str) -> None:
-        self.field, self.saved, self.requested = "optimizer", saved, requested
-        label = _LABEL.get(saved, repr(saved))
-        Exception.__init__(
-            self,
-            f"This optimizer state belongs to {label}, but this training client trains "
-            f"with {_LABEL[requested]} (the optimizer is fixed at creation). Load it into a "
-            f"client created with optimizer=types.{_CONFIG.get(saved, _CONFIG[ADAMW]).__name__}(), "
-            f"or load only the weights (load_state) to continue with {_LABEL[requested]}.",
-        )
 
 
 # --- creation and steps ------------------------------------------------------------------

@@ -7,16 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tinkerkit.backends.engine import EngineFactory
-from tinkerkit.errors import TinkerkitError
-
-
-class BackendUnavailableError(TinkerkitError, ImportError):
-    def __init__(self, name: str, cause: ImportError) -> None:
-        super().__init__(
-            f"The {name!r} backend needs packages that are not installed ({cause}). "
-            f"Install them with: pip install 'tinkerkit[{name}]'"
-        )
-
+from tinkerkit.errors import BackendUnavailableError as BackendUnavailableError
 
 # name -> "module:callable" returning an EngineFactory; imported on first use, so
 # `mock` never pays for torch.
@@ -45,11 +36,6 @@ def backend_of_path(path: str) -> str | None:
     run = path[len("tinker://") :].split("/", 1)[0]
     name, dash, rest = run.partition("-")
     return name if dash and rest and name in _FACTORIES else None
-
-
-def register(name: str, target: str) -> None:
-    """Register an offline backend: ``target`` is ``"module:callable"``."""
-    _FACTORIES[name] = target
 
 
 def engine_factory(name: str, **options: Any) -> EngineFactory:

@@ -73,9 +73,6 @@ class RunRecord:
     user_metadata: dict[str, str] | None = None
     session_id: str | None = None
 
-    def lora_config(self) -> LoraConfig:
-        return LoraConfig(**self.lora)
-
 
 @dataclass
 class CheckpointRecord:

@@ -25,14 +25,10 @@ from tinker import types
 
 from tinkerkit.data.datum import shifted_datum
 from tinkerkit.data.schemas import Conversation
-from tinkerkit.errors import TinkerkitError
+from tinkerkit.errors import ChatFormatError as ChatFormatError
 
 TrainOn = Literal["last", "all_assistant"]
 Messages = Sequence[Mapping[str, str]] | Conversation
-
-
-class ChatFormatError(TinkerkitError, ValueError):
-    """A conversation that cannot become a training datum as asked."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tinkerkit.errors import ConfigMismatchError, RunLogError, TinkerkitError, TinkerkitWarning
+from tinkerkit.errors import ConfigMismatchError, RunLogError, TinkerkitWarning
+from tinkerkit.errors import NothingToResumeError as NothingToResumeError
 
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 MANIFEST_FILE = "run.json"
@@ -39,7 +40,6 @@ class CheckpointEntry:
     sampler_path: str
     epoch: int
     batch: int
-    seed: int
 
 
 def append_line(path: Path, obj: Mapping[str, Any]) -> None:
@@ -87,8 +87,9 @@ _FIELD_TYPES: dict[str, type] = {
     "sampler_path": str,
     "epoch": int,
     "batch": int,
-    "seed": int,
 }
+# Lines written by earlier versions also carry "seed" (the run's seed, also in the run's
+# identity manifest): read and ignored.
 _DAMAGED = (
     "remove this line and the ones after it to resume from the checkpoint before it, "
     "or start the run again with --overwrite (overwrite=True)"
@@ -201,18 +202,3 @@ def check_resume(saved: Mapping[str, Any], requested: Mapping[str, Any], log_dir
     for key, value in requested.items():
         if key in saved and saved[key] != value:
             raise ConfigMismatchError(key, saved[key], value, str(log_dir / MANIFEST_FILE))
-
-
-class NothingToResumeError(TinkerkitError):
-    def __init__(self, log_dir: Path, started: bool = False) -> None:
-        if started:
-            advice = (
-                "it was stopped before its first checkpoint: start it again with --overwrite "
-                "(overwrite=True), or choose a new --log-dir"
-            )
-        else:
-            advice = "run without --resume to start fresh"
-        super().__init__(
-            f"--resume was given but {log_dir / CHECKPOINTS_FILE} has no complete checkpoint; "
-            f"{advice}"
-        )

@@ -22,15 +22,11 @@ from typing import Any
 import numpy as np
 from tinker import types
 
-from tinkerkit.errors import TinkerkitError
+from tinkerkit.errors import LossCheckError as LossCheckError
 
 LossFn = Callable[[list[types.Datum], list[Any]], tuple[Any, dict[str, float]]]
 
 _REGISTRY: dict[str, Callable[..., LossFn]] = {}
-
-
-class LossCheckError(TinkerkitError):
-    """A custom loss whose gradient is missing, not finite, or disagrees with its values."""
 
 
 def _torch() -> Any:

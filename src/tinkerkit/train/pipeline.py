@@ -9,8 +9,8 @@ result travels back.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tinkerkit._sync import raise_if_stopped
@@ -22,7 +22,6 @@ class Pending:
 
     futures: dict[str, Any]
     on_done: Callable[[dict[str, Any]], None]
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -34,11 +33,9 @@ class Pipeline:
         self.depth = depth
         self._queue: deque[Pending] = deque()
 
-    def submit(
-        self, futures: dict[str, Any], on_done: Callable[[dict[str, Any]], None], **meta: Any
-    ) -> None:
+    def submit(self, futures: dict[str, Any], on_done: Callable[[dict[str, Any]], None]) -> None:
         """Queue an entry; resolve the oldest ones while more than ``depth`` are in flight."""
-        self._queue.append(Pending(futures, on_done, meta))
+        self._queue.append(Pending(futures, on_done))
         while len(self._queue) > self.depth:
             self._resolve_oldest()
 
@@ -54,9 +51,3 @@ class Pipeline:
         """Resolve everything still in flight."""
         while self._queue:
             self._resolve_oldest()
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    def __iter__(self) -> Iterator[Pending]:
-        return iter(self._queue)

@@ -33,7 +33,7 @@ from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.data.builders import preference_datums, reward_datum
 from tinkerkit.data.loaders import load_preference_pairs, validate_record
 from tinkerkit.data.schemas import PreferencePair
-from tinkerkit.errors import DataError
+from tinkerkit.errors import ConfigError, DataError
 from tinkerkit.train import losses, sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, holdout, iterate
 from tinkerkit.train.fingerprint import records_fingerprint
@@ -159,13 +159,13 @@ def check_config(config: DPOConfig) -> None:
     for name in ("epochs", "batch_size", "rank", "pipeline_depth"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"DPOConfig.{name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"DPOConfig.{name} must be a positive integer, got {value!r}")
     for name in ("beta", "learning_rate"):
         value = getattr(config, name)
         if not (isinstance(value, int | float) and 0 < value < float("inf")):
-            raise ValueError(f"DPOConfig.{name} must be a finite number > 0, got {value!r}")
+            raise ConfigError(f"DPOConfig.{name} must be a finite number > 0, got {value!r}")
     if not 0.0 <= config.eval_split < 1.0:
-        raise ValueError(f"DPOConfig.eval_split must be in [0, 1), got {config.eval_split!r}")
+        raise ConfigError(f"DPOConfig.eval_split must be in [0, 1), got {config.eval_split!r}")
 
 
 def _items(
@@ -227,7 +227,7 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
         return losses.bradley_terry()
 
     pipeline = Pipeline(config.pipeline_depth)
-    checkpoints = Checkpointer(session, pipeline, config.seed, config.ttl_seconds)
+    checkpoints = Checkpointer(session, pipeline, config.ttl_seconds)
     per_epoch = batches_per_epoch(len(train_items), config.batch_size)
     total = per_epoch * config.epochs
     metrics = session.metrics(config, total)

@@ -123,9 +123,3 @@ def logprob_input(datum: types.Datum) -> types.Datum:
         model_input=datum.model_input,
         loss_fn_inputs={"target_tokens": datum.loss_fn_inputs["target_tokens"]},
     )
-
-
-def completion_slice(datum: types.Datum, n_completion: int) -> slice:
-    """Where the completion's tokens sit in the datum's per-token arrays (the last ones)."""
-    total = datum.model_input.length
-    return slice(total - n_completion, total)

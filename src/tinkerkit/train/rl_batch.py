@@ -53,7 +53,7 @@ def apply_rewards(
     if len(flat) != len(outcomes):
         raise ValueError(f"{len(flat)} samples but {len(outcomes)} reward outcomes")
     for sample, outcome in zip(flat, outcomes, strict=True):
-        sample.reward, sample.error = outcome.value, outcome.error
+        sample.reward = outcome.value
         if outcome.error is not None:
             action = "scored 0" if on_error == "zero" else "skipped"
             logger.warning(

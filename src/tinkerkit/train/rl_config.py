@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinkerkit.errors import ConfigError
 from tinkerkit.train.rl_advantages import LOSSES, Loss
 from tinkerkit.train.rl_batch import OnRewardError
 from tinkerkit.train.rl_prompts import PromptSource
@@ -61,27 +62,27 @@ def check_config(config: Config) -> None:
     for name in ("group_size", "batch_size", "epochs", "rank", "max_tokens", "refresh_every"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"Config.{name} must be a positive integer, got {value!r}")
     if config.steps is not None and (not isinstance(config.steps, int) or config.steps < 1):
-        raise ValueError(f"Config.steps must be a positive integer or None, got {config.steps!r}")
+        raise ConfigError(f"Config.steps must be a positive integer or None, got {config.steps!r}")
     if not 0 < config.learning_rate < float("inf"):
-        raise ValueError(
+        raise ConfigError(
             f"Config.learning_rate must be a finite number > 0, got {config.learning_rate!r}"
         )
     if config.loss not in LOSSES:
-        raise ValueError(f"Config.loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
+        raise ConfigError(f"Config.loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     if config.on_reward_error not in ("zero", "skip"):
-        raise ValueError(
+        raise ConfigError(
             f"Config.on_reward_error must be 'zero' or 'skip', got {config.on_reward_error!r}"
         )
     if not callable(config.reward):
-        raise ValueError(f"Config.reward must be callable, got {config.reward!r}")
+        raise ConfigError(f"Config.reward must be callable, got {config.reward!r}")
     if config.kl_coef < 0 or config.reward_timeout <= 0:
-        raise ValueError("Config.kl_coef must be >= 0 and Config.reward_timeout > 0")
+        raise ConfigError("Config.kl_coef must be >= 0 and Config.reward_timeout > 0")
     if config.refresh_every > 1 and config.save_every % config.refresh_every:
         # A resumed run starts with a fresh sampler; that matches the uninterrupted run
         # only if checkpoints fall on refresh steps.
-        raise ValueError(
+        raise ConfigError(
             f"Config.save_every ({config.save_every}) must be a multiple of refresh_every "
             f"({config.refresh_every}) so a resumed run samples from the same weights"
         )

@@ -30,7 +30,6 @@ class Sample:
     logprobs: list[float]
     text: str
     reward: float | None = None
-    error: str | None = None
 
 
 def sampling_seed(seed: int, step: int, prompt_index: int) -> int:

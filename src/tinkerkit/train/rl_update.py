@@ -31,7 +31,7 @@ class Trainer:
         self.base_sampler = base_sampler
         # Checkpoint lines are written once their saves land, during the next step.
         self.pipeline = Pipeline(depth=2)
-        self.checkpoints = Checkpointer(session, self.pipeline, config.seed, config.ttl_seconds)
+        self.checkpoints = Checkpointer(session, self.pipeline, config.ttl_seconds)
 
     def train_step(
         self,

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tinkerkit.errors import RunExistsError, TinkerkitError
+from tinkerkit.errors import NothingToResumeError, RunExistsError, TinkerkitError
 from tinkerkit.train.checkpoints import (
     CHECKPOINTS_FILE,
     MANIFEST_FILE,
     CheckpointEntry,
     CheckpointLog,
-    NothingToResumeError,
     check_resume,
     load_manifest,
     read_lines,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from tinkerkit.errors import ConfigError
 from tinkerkit.train.batching import Cursor
 from tinkerkit.train.checkpoints import (
     CheckpointEntry,
@@ -83,7 +84,7 @@ def start_run(options: RunOptions, identity: Mapping[str, Any]) -> RunDir:
     for name in ("save_every", "keep_last"):
         value = getattr(options, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"Config.{name} must be an integer >= 0, got {value!r}")
+            raise ConfigError(f"Config.{name} must be an integer >= 0, got {value!r}")
     return inspect_run(
         options.log_dir, resume=options.resume, overwrite=options.overwrite, identity=identity
     )
@@ -190,16 +191,13 @@ def open_session(
 class Checkpointer:
     """Saves (state + sampler weights) in request order; logs each once it has landed."""
 
-    def __init__(
-        self, session: Session, pipeline: Pipeline, seed: int, ttl_seconds: int | None
-    ) -> None:
+    def __init__(self, session: Session, pipeline: Pipeline, ttl_seconds: int | None) -> None:
         self.session = session
         self.training = session.training
         self.pipeline = pipeline
         self.log = CheckpointLog(session.log_dir)
         # Each resume saves under its own suffix: re-saving a name never fails a resume.
         self.suffix = f"-r{session.resume_count}" if session.resume_count else ""
-        self.seed = seed
         self.ttl_seconds = ttl_seconds
 
     def submit(self, name: str, step: int, following: Cursor) -> dict[str, str]:
@@ -220,7 +218,6 @@ class Checkpointer:
                     paths["sampler"],
                     following.epoch,
                     following.batch,
-                    self.seed,
                 )
             )
             self.session.prune_checkpoints()

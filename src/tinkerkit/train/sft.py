@@ -32,6 +32,7 @@ from tinker import types
 from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
 from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.data.chat import TrainOn
+from tinkerkit.errors import ConfigError
 from tinkerkit.train import sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
 from tinkerkit.train.fingerprint import records_fingerprint
@@ -89,16 +90,16 @@ def check_config(config: Config) -> None:
     for name in ("epochs", "batch_size", "rank", "pipeline_depth"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"Config.{name} must be a positive integer, got {value!r}")
     if not 0 < config.learning_rate < float("inf"):
-        raise ValueError(
+        raise ConfigError(
             f"Config.learning_rate must be a finite number > 0, got {config.learning_rate!r}"
         )
     if not 0.0 <= config.eval_split < 1.0:
-        raise ValueError(f"Config.eval_split must be in [0, 1), got {config.eval_split!r}")
+        raise ConfigError(f"Config.eval_split must be in [0, 1), got {config.eval_split!r}")
     for name in ("eval_every", "sample_every", "save_every", "warmup_steps"):
         if getattr(config, name) < 0:
-            raise ValueError(f"Config.{name} must be >= 0, got {getattr(config, name)!r}")
+            raise ConfigError(f"Config.{name} must be >= 0, got {getattr(config, name)!r}")
 
 
 def _run_identity(config: Config, source: str) -> dict[str, Any]:
@@ -222,7 +223,7 @@ class _Loop:
         self.tokenizer = tokenizer
         self.eval_datums = eval_datums
         self.pipeline = Pipeline(config.pipeline_depth)
-        self.checkpoints = Checkpointer(session, self.pipeline, config.seed, config.ttl_seconds)
+        self.checkpoints = Checkpointer(session, self.pipeline, config.ttl_seconds)
         self._last_done = time.monotonic()
 
     def _adam(self, lr: float) -> types.AdamParams:
