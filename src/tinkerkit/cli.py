@@ -257,7 +257,7 @@ def models_export_base(name: str, out: Path) -> None:
             raise click.BadParameter(
                 f"{str(out)!r} is not empty: give a new or empty folder", param_hint="'--out'"
             )
-        from tinkerkit.backends.local.models import export_base
+        from tinkerkit.models.tiny_hf import export_base
 
         try:
             click.echo(f"wrote {export_base(name, out)}")

@@ -2,7 +2,7 @@
 
 ``tinkerkit/tiny`` and the stand-ins of the service's model names (the ``local``
 backend's small Llama sized to each model's vocabulary, with its tokenizer) are written
-once, by ``tinkerkit.backends.local.models.export_base``, into a cache folder under
+once, by ``tinkerkit.models.tiny_hf.export_base``, into a cache folder under
 ``TINKERKIT_HOME`` whose name carries a hash of the model's config, so a change of the
 built-in model never reuses a stale copy.
 """
@@ -72,7 +72,7 @@ def resolve_base(base: str | Path) -> Path:
 
 
 def _builtin_dir(name: str) -> Path:
-    from tinkerkit.backends.local import models
+    from tinkerkit.models import tiny_hf as models
     from tinkerkit.models.stand_ins import ModelNames
 
     names = ModelNames()

@@ -1,70 +1,59 @@
-"""Base models of the ``local`` backend: the built-in tiny Llama, stand-ins for the
-service's models, mapped and local HF folders, the HF cache.
+"""Base models of the ``local`` backend: loaded once per process on ``device()`` and
+shared, frozen, by every engine built on them.
 
-``tinkerkit/tiny`` is a small Llama (2 layers, hidden 64) over the byte tokenizer,
-built in code from a fixed seed, so every process gets the very same base weights
-without a download. A service model name (the catalogue) gets the same small Llama
-sized to that model's vocabulary, with its real tokenizer's bos/eos/pad ids — one base
-per (tokenizer family, vocabulary). A name the user maps to a local HF model folder
-(``models=``, ``TINKERKIT_MODELS``, ``--model NAME=PATH``) trains that real model under
-the name. A local directory holding an HF model, or a hub id already in the local HF
-cache (never downloaded), is loaded with ``transformers`` as it is.
-
-Base models are cached per process and shared, frozen, by every engine built on them.
+What the built-in bases are (the tiny Llama, the service models' stand-ins) and where a
+name's weights come from (mapped and local HF folders, the HF cache) is
+:mod:`tinkerkit.models.tiny_hf`; those names stay importable from here.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
-import zlib
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedModel,
-)
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from tinkerkit.models import tokenizer as byte_tok
-from tinkerkit.models.registry import TINY, ModelSpec, unknown_model_error
+from tinkerkit.models.registry import ModelSpec
 from tinkerkit.models.stand_ins import ModelNames
+from tinkerkit.models.tiny_hf import (
+    STAND_IN_POSITIONS,
+    TINY_ARCH,
+    TINY_SEED,
+    Source,
+    _named,
+    _to,
+    build_stand_in,
+    build_tiny,
+    export_base,
+    find_source,
+    stand_in_base_config,
+    stand_in_config,
+    tiny_config,
+    tokenizer,
+)
 
-TINY_ARCH = "llama"
-# The seed of the built-in base: a pure function of its name, fixed across processes.
-TINY_SEED = zlib.crc32(TINY.encode())
-
-
-# Stand-ins' position limit: the largest context of the catalogue's bare names. The
-# rotary embedding is computed on the fly, so it costs nothing; it only keeps one base
-# per (family, vocabulary) whatever name built it first.
-STAND_IN_POSITIONS = 262144
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a model name's weights come from: built in (tiny, or a stand-in of
-    ``family`` with ``vocab`` rows) or ``path``."""
-
-    name: str
-    path: str | None  # None: built in; else a folder or cached hub id
-    family: str | None = None  # a stand-in's tokenizer family
-    vocab: int | None = None
-
-    @property
-    def builtin(self) -> bool:
-        return self.path is None
-
-    @property
-    def stand_in(self) -> bool:
-        return self.path is None and self.family is not None
+__all__ = [
+    "STAND_IN_POSITIONS",
+    "TINY_ARCH",
+    "TINY_SEED",
+    "Source",
+    "base_model",
+    "build_stand_in",
+    "build_tiny",
+    "device",
+    "export_base",
+    "find_source",
+    "known_models",
+    "spec_for",
+    "stand_in_base_config",
+    "stand_in_config",
+    "stop_tokens",
+    "tiny_config",
+    "tokenizer",
+    "tokenizer_id",
+]
 
 
 def device() -> torch.device:
@@ -72,126 +61,9 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _to(model: torch.nn.Module, where: torch.device | torch.dtype) -> torch.nn.Module:
-    # transformers wraps `PreTrainedModel.to` in a way type checkers misread.
-    return torch.nn.Module.to(model, where)
-
-
-def stand_in_config(
-    vocab: int, bos: int | None, eos: int | None, pad: int | None, positions: int
-) -> LlamaConfig:
-    """The small Llama of the built-in models, sized to ``vocab`` with these token ids."""
-    return LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=positions,
-        tie_word_embeddings=False,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=pad,
-    )
-
-
-def tiny_config() -> LlamaConfig:
-    """The configuration of ``tinkerkit/tiny``.
-
-    Example:
-        >>> tiny_config().hidden_size
-        64
-    """
-    tok = byte_tok.byte_tokenizer()
-    return stand_in_config(
-        byte_tok.VOCAB_SIZE, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, 2048
-    )
-
-
-def _build(config: LlamaConfig, seed: int) -> LlamaForCausalLM:
-    # fork_rng: seeding must not disturb the caller's global random state.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    return cast(LlamaForCausalLM, _to(model, torch.float32).eval())
-
-
-def build_tiny() -> LlamaForCausalLM:
-    """A fresh copy of the built-in base (float32, CPU), identical in every process.
-
-    Example:
-        >>> build_tiny().config.vocab_size
-        261
-    """
-    return _build(tiny_config(), TINY_SEED)
-
-
-def stand_in_base_config(source: Source, names: ModelNames) -> LlamaConfig:
-    """The config of ``source``'s stand-in: its vocabulary, its tokenizer's special ids."""
-    assert source.vocab is not None
-    tok = names.tokenizer(source.name)
-    return stand_in_config(
-        source.vocab, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, STAND_IN_POSITIONS
-    )
-
-
-def build_stand_in(source: Source, names: ModelNames) -> LlamaForCausalLM:
-    """A fresh stand-in base for ``source``: a pure function of (family, vocabulary)."""
-    seed = zlib.crc32(f"{TINY}/stand-in/{source.family}:{source.vocab}".encode())
-    return _build(stand_in_base_config(source, names), seed)
-
-
 def known_models(names: ModelNames | None = None) -> list[str]:
     """The model names the ``local`` backend always knows (besides folders and the HF cache)."""
     return (names or ModelNames()).known()
-
-
-def _is_model_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file()
-
-
-def _cached_config(name: str) -> Any | None:
-    """The config of hub id ``name`` if it is already in the local HF cache, else None."""
-    if name.count("/") != 1 or name.startswith((".", "/")):
-        return None
-    try:
-        return AutoConfig.from_pretrained(name, local_files_only=True)
-    except (OSError, ValueError):
-        return None
-
-
-def find_source(name: str, names: ModelNames | None = None) -> tuple[Source, Any]:
-    """Resolve ``name`` to a source and its config (None for a stand-in, whose spec comes
-    from the catalogue); ``UnknownModelError`` if it is none.
-
-    Example:
-        >>> find_source("tinkerkit/tiny")[0].builtin
-        True
-    """
-    names = names or ModelNames()
-    mapped = names.mapped(name)
-    if mapped is not None and mapped.kind == "model":
-        return Source(name, str(mapped.path)), AutoConfig.from_pretrained(str(mapped.path))
-    if name == TINY and mapped is None:
-        return Source(name, None), tiny_config()
-    if mapped is not None or names.entry(name) is not None:
-        return Source(name, None, names.family(name), names.vocab_size(name)), None
-    path = Path(name).expanduser()
-    if _is_model_dir(path):
-        return Source(name, str(path.resolve())), AutoConfig.from_pretrained(str(path))
-    config = _cached_config(name)
-    if config is not None:
-        return Source(name, name), config
-    # Say where we looked, so a typo in a path is told apart from a missing download.
-    raise unknown_model_error(
-        name,
-        names.known(),
-        extra=(
-            f" The local backend also looked for a folder {str(path)!r} with a config.json, "
-            f"and for {name!r} in the local Hugging Face cache (it never downloads)."
-        ),
-    )
 
 
 def spec_for(source: Source, config: Any, names: ModelNames | None = None) -> ModelSpec:
@@ -225,7 +97,6 @@ def spec_for(source: Source, config: Any, names: ModelNames | None = None) -> Mo
 
 _lock = threading.Lock()
 _bases: dict[tuple[Any, ...], PreTrainedModel] = {}
-_tokenizers: dict[str | None, Any] = {}
 
 
 def _base_key(source: Source, dev: torch.device) -> tuple[Any, ...]:
@@ -258,27 +129,6 @@ def base_model(source: Source, names: ModelNames | None = None) -> PreTrainedMod
         return model
 
 
-def _named(source: Source, names: ModelNames) -> bool:
-    """Whether the model names (catalogue, mapping) say which tokenizer ``source`` has."""
-    return source.stand_in or names.mapped(source.name) is not None
-
-
-def tokenizer(source: Source, names: ModelNames | None = None) -> Any:
-    """The tokenizer of ``source``: the byte tokenizer for tiny, the model's real one for
-    a stand-in or a mapped folder, the folder's own otherwise."""
-    names = names or ModelNames()
-    if _named(source, names):
-        return names.tokenizer(source.name)
-    if source.path is None:
-        return byte_tok.byte_tokenizer()
-    with _lock:
-        tok = _tokenizers.get(source.path)
-        if tok is None:
-            tok = AutoTokenizer.from_pretrained(source.path, local_files_only=True)
-            _tokenizers[source.path] = tok
-        return tok
-
-
 def tokenizer_id(source: Source, names: ModelNames | None = None) -> str:
     """What ``get_info`` names as the tokenizer of ``source``."""
     names = names or ModelNames()
@@ -304,37 +154,3 @@ def stop_tokens(source: Source, names: ModelNames | None = None) -> list[int]:
         if token is not None and int(token) not in ids:
             ids.append(int(token))
     return ids
-
-
-def export_base(name: str, out_dir: Path, names: ModelNames | None = None) -> Path:
-    """Write the built-in base ``name`` (tiny, or a service model's stand-in) as a normal
-    HF model folder; returns ``out_dir``.
-
-    The folder (config.json, model.safetensors, tokenizer files) is written next to
-    ``out_dir`` and renamed into place, so readers never see half of it.
-    ``out_dir`` must not exist, or be empty.
-
-    Example:
-        >>> export_base("tinkerkit/tiny", Path("/tmp/tiny-base"))
-        PosixPath('/tmp/tiny-base')
-    """
-    names = names or ModelNames()
-    source, _ = find_source(name, names)
-    if not source.builtin:
-        raise ValueError(f"{name!r} is not a built-in model; it already has its own files.")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir} already exists and is not empty; pick another folder.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model = build_stand_in(source, names) if source.stand_in else build_tiny()
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer(source, names).save_pretrained(tmp)
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
