@@ -41,6 +41,23 @@ def _parsed(tinker_path: str) -> str:
     return tinker_path
 
 
+def capabilities(context: OfflineContext) -> types.GetServerCapabilitiesResponse:
+    """Every model the backend knows, trainable and sampleable, with its context length."""
+    factory = context.factory
+    models = []
+    for name in factory.known_models():
+        spec = factory.resolve(name)
+        models.append(
+            types.SupportedModel(
+                model_name=name,
+                max_context_length=spec.max_context_length,
+                trainable=True,
+                sampleable=True,
+            )
+        )
+    return types.GetServerCapabilitiesResponse(supported_models=models)
+
+
 @mirrors(tinker.RestClient)
 class RestClient(tinker.RestClient):
     """Runs, checkpoints and sessions of an offline backend, as ``tinker.RestClient``.
@@ -102,8 +119,6 @@ class RestClient(tinker.RestClient):
 
     def get_server_capabilities(self) -> APIFuture[types.GetServerCapabilitiesResponse]:
         """Models this backend serves, with their context lengths (as the service's REST API)."""
-        from tinkerkit.backends.service_client import capabilities
-
         return self._submit("get_server_capabilities", lambda: capabilities(self._context))
 
     # --- training runs -------------------------------------------------------------------

@@ -28,7 +28,13 @@ from tinkerkit.backends.engine import Engine, EngineInput, LoraConfig
 from tinkerkit.backends.futures import SampleFuture
 from tinkerkit.backends.limits import check_sampled_tokens, check_sampling
 from tinkerkit.backends.sdk_surface import mirrors
-from tinkerkit.errors import InvalidPromptError, PromptTypeError, RequestLimitError
+from tinkerkit.backends.store import parse_tinker_path
+from tinkerkit.errors import (
+    InvalidPromptError,
+    PromptTypeError,
+    RequestLimitError,
+    WrongCheckpointKindError,
+)
 from tinkerkit.paths import tinkerkit_home
 from tinkerkit.rules.datums import check_tokens, model_input_tokens, text_token_count
 
@@ -483,6 +489,27 @@ def _persist_snapshot(engine: Engine, lora: dict[str, Any]) -> Path:
     return folder
 
 
+def sampling_client_from_path(
+    context: OfflineContext, model_path: str, record_stability_info: bool = False
+) -> SamplingClient:
+    """A sampling client on a ``sampler_weights`` checkpoint (what the service samples from)."""
+    _, kind, _ = parse_tinker_path(model_path)
+    if kind == "weights":
+        raise WrongCheckpointKindError(model_path, "create_sampling_client", "sampler_weights")
+    loaded = context.store.load(model_path, backend=context.backend)
+    spec = context.factory.resolve(loaded.record.base_model)
+    engine = context.factory.create(spec, LoraConfig(**loaded.record.lora))
+    engine.set_weights(loaded.weights)
+    return SamplingClient(
+        context,
+        engine,
+        model_path,
+        base_model=loaded.record.base_model,
+        record_stability_info=record_stability_info,
+        lora=loaded.record.lora,
+    )
+
+
 def _from_handle(handle: SamplerHandle) -> SamplingClient:
     from safetensors.numpy import load_file
 
@@ -490,8 +517,6 @@ def _from_handle(handle: SamplerHandle) -> SamplingClient:
 
     context = OfflineContext(factory=engine_factory(handle.backend), latency=handle.latency)
     if handle.model_path is not None:
-        from tinkerkit.backends.service_client import sampling_client_from_path
-
         return sampling_client_from_path(context, handle.model_path, handle.record_stability_info)
     factory = context.factory
     spec = factory.resolve(handle.base_model)

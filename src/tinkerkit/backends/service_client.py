@@ -28,35 +28,17 @@ from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.engine import LoraConfig
 from tinkerkit.backends.futures import done_future, plain
 from tinkerkit.backends.limits import check_lora_rank
-from tinkerkit.backends.rest_client import RestClient
-from tinkerkit.backends.sampling_client import SamplingClient
+
+# capabilities and sampling_client_from_path live with the clients that need them (no
+# import cycle back to this module); importing them from here still works.
+from tinkerkit.backends.rest_client import RestClient, capabilities
+from tinkerkit.backends.sampling_client import SamplingClient, sampling_client_from_path
 from tinkerkit.backends.sdk_surface import mirrors
 from tinkerkit.backends.store import parse_tinker_path
 from tinkerkit.backends.training_client import TrainingClient
 from tinkerkit.errors import WrongCheckpointKindError
 
 CloseStatus = Literal["success", "errored", "interrupted"]
-
-
-def sampling_client_from_path(
-    context: OfflineContext, model_path: str, record_stability_info: bool = False
-) -> SamplingClient:
-    """A sampling client on a ``sampler_weights`` checkpoint (what the service samples from)."""
-    _, kind, _ = parse_tinker_path(model_path)
-    if kind == "weights":
-        raise WrongCheckpointKindError(model_path, "create_sampling_client", "sampler_weights")
-    loaded = context.store.load(model_path, backend=context.backend)
-    spec = context.factory.resolve(loaded.record.base_model)
-    engine = context.factory.create(spec, LoraConfig(**loaded.record.lora))
-    engine.set_weights(loaded.weights)
-    return SamplingClient(
-        context,
-        engine,
-        model_path,
-        base_model=loaded.record.base_model,
-        record_stability_info=record_stability_info,
-        lora=loaded.record.lora,
-    )
 
 
 def base_model_tokenizer(service: object, base_model: str) -> Any | None:
@@ -73,23 +55,6 @@ def base_model_tokenizer(service: object, base_model: str) -> Any | None:
         return None
     factory = service._context.factory
     return factory.tokenizer(factory.resolve(base_model))
-
-
-def capabilities(context: OfflineContext) -> types.GetServerCapabilitiesResponse:
-    """Every model the backend knows, trainable and sampleable, with its context length."""
-    factory = context.factory
-    models = []
-    for name in factory.known_models():
-        spec = factory.resolve(name)
-        models.append(
-            types.SupportedModel(
-                model_name=name,
-                max_context_length=spec.max_context_length,
-                trainable=True,
-                sampleable=True,
-            )
-        )
-    return types.GetServerCapabilitiesResponse(supported_models=models)
 
 
 @mirrors(tinker.ServiceClient)

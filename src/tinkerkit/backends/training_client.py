@@ -35,7 +35,11 @@ from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.custom_losses import CustomLossFn, check_custom_call, run_custom
 from tinkerkit.backends.engine import Engine
 from tinkerkit.backends.futures import Origin, done_future, plain
-from tinkerkit.backends.sampling_client import InflightWeights, SamplingClient
+from tinkerkit.backends.sampling_client import (
+    InflightWeights,
+    SamplingClient,
+    sampling_client_from_path,
+)
 from tinkerkit.backends.sdk_surface import mirrors
 from tinkerkit.backends.store import RunRecord, check_ttl, parse_tinker_path
 from tinkerkit.errors import (
@@ -425,9 +429,7 @@ class TrainingClient(tinker.TrainingClient):
             if age_encryption_recipients is not None:
                 seal = age.sealer(age_encryption_recipients)
             return types.SaveWeightsExternalResponse(
-                path=self._save(
-                    "external_weights", name, False, ttl_seconds=ttl_seconds, seal=seal
-                )
+                path=self._save("external_weights", name, False, ttl_seconds=ttl_seconds, seal=seal)
             )
 
         return self._submit("save_weights_external", run)
@@ -520,7 +522,6 @@ class TrainingClient(tinker.TrainingClient):
         record_stability_info: bool = False,
     ) -> BackcompatSamplingClientFuture:
         """A sampling client on a ``sampler_weights`` checkpoint."""
-        from tinkerkit.backends.service_client import sampling_client_from_path
 
         context = self._context
 
