@@ -225,10 +225,10 @@ def models() -> None:
 @click.option("--backend", default="mock", show_default=True)
 def models_list(backend: str) -> None:
     """List model names (offline, the service's names are stood in by tinkerkit/tiny)."""
-    import tinkerkit as tk
+    from tinkerkit.connect import rest_client
 
     def run() -> None:
-        caps = tk.rest_client(backend).get_server_capabilities().result()
+        caps = rest_client(backend).get_server_capabilities().result()
         for model in caps.supported_models:
             click.echo(f"{model.model_name}\t(context {model.max_context_length})")
 

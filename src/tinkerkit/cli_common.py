@@ -164,13 +164,13 @@ def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def connect_backend(backend: str | None, latency: float) -> Any:
     """``tk.connect`` for a command: its errors give command-line advice (the option
     to pass), not Python advice."""
-    import tinkerkit as tk
+    from tinkerkit.connect import connect
     from tinkerkit.errors import BackendNotConfiguredError, MissingAPIKeyError
 
     try:
         if latency and (backend or "") != "tinker":
-            return tk.connect(backend, latency=latency)
-        return tk.connect(backend)
+            return connect(backend, latency=latency)
+        return connect(backend)
     except BackendNotConfiguredError:
         raise click.UsageError(
             "no backend selected: pass --backend mock (or local, or tinker), or set "

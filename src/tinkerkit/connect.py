@@ -6,28 +6,25 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tinkerkit.backends.registry import engine_factory, offline_backends
-from tinkerkit.errors import BackendNotConfiguredError, MissingAPIKeyError, UnknownBackendError
+# resolve_backend and the variables it reads live with the backends (the offline
+# RestClient resolves names too, and backends import nothing above them).
+from tinkerkit.backends.registry import (
+    ENV_API_KEY,
+    ENV_BACKEND,
+    engine_factory,
+    offline_backends,
+    resolve_backend,
+)
+from tinkerkit.errors import MissingAPIKeyError
 
-ENV_BACKEND = "TINKERKIT_BACKEND"
-ENV_API_KEY = "TINKER_API_KEY"
-
-
-def resolve_backend(backend: str | None) -> str:
-    """Explicit argument, else ``$TINKERKIT_BACKEND``, else ``tinker`` if a key is set.
-
-    Never falls back silently: with none of those, ``BackendNotConfiguredError``.
-    """
-    name = backend or os.environ.get(ENV_BACKEND) or None
-    if name is None:
-        if os.environ.get(ENV_API_KEY):
-            return "tinker"
-        raise BackendNotConfiguredError()
-    name = name.strip().lower()
-    known = ["tinker", *offline_backends()]
-    if name not in known:
-        raise UnknownBackendError(name, known)
-    return name
+__all__ = [
+    "ENV_API_KEY",
+    "ENV_BACKEND",
+    "connect",
+    "offline_backends",
+    "resolve_backend",
+    "rest_client",
+]
 
 
 def connect(

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tinkerkit as tk
+from tinkerkit.connect import connect
 from tinkerkit.data.notes import QAPair, extract_qa, notes_to_chats
 from tinkerkit.text import sample_text
+from tinkerkit.train import sft
 
 NOTES_DIR = Path(__file__).parent / "demo_notes"
 UNSEEN_QUESTION = "Who built the lighthouse?"
@@ -70,7 +71,7 @@ def run_demo(
     start = time.monotonic()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    service = tk.connect(backend, latency=latency) if latency else tk.connect(backend)
+    service = connect(backend, latency=latency) if latency else connect(backend)
     echo(f"tinkerkit demo · backend={backend} · model=tinkerkit/tiny · output in {out}/\n")
 
     chats_path = out / "train.jsonl"
@@ -84,7 +85,7 @@ def run_demo(
 
     echo(f"2. fine-tuning on {len(pairs)} chats ({steps} full-batch steps, LoRA rank 32):")
     run_dir = out / "run"
-    config = tk.sft.Config(
+    config = sft.Config(
         data=chats_path,
         epochs=steps,
         batch_size=len(pairs),
@@ -151,13 +152,13 @@ def run_demo(
     )
 
 
-def _fresh_run(config: tk.sft.Config, service: Any) -> tk.sft.Result:
+def _fresh_run(config: sft.Config, service: Any) -> sft.Result:
     """Each demo run starts over: an old run's files in the same folder are moved aside."""
     log_dir = Path(config.log_dir)
     if log_dir.exists():
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_dir.rename(log_dir.with_name(f"{log_dir.name}-{stamp}"))
-    return tk.sft.train(config, service=service)
+    return sft.train(config, service=service)
 
 
 def _plot(run_dir: Path, echo: Callable[[str], None]) -> Path | None:

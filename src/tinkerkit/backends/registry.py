@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
 from tinkerkit.backends.engine import EngineFactory
+from tinkerkit.errors import BackendNotConfiguredError, UnknownBackendError
 from tinkerkit.errors import BackendUnavailableError as BackendUnavailableError
 
 # name -> "module:callable" returning an EngineFactory; imported on first use, so
@@ -19,6 +21,27 @@ _FACTORIES: dict[str, str] = {
 
 def offline_backends() -> list[str]:
     return sorted(_FACTORIES)
+
+
+ENV_BACKEND = "TINKERKIT_BACKEND"
+ENV_API_KEY = "TINKER_API_KEY"
+
+
+def resolve_backend(backend: str | None) -> str:
+    """Explicit argument, else ``$TINKERKIT_BACKEND``, else ``tinker`` if a key is set.
+
+    Never falls back silently: with none of those, ``BackendNotConfiguredError``.
+    """
+    name = backend or os.environ.get(ENV_BACKEND) or None
+    if name is None:
+        if os.environ.get(ENV_API_KEY):
+            return "tinker"
+        raise BackendNotConfiguredError()
+    name = name.strip().lower()
+    known = ["tinker", *offline_backends()]
+    if name not in known:
+        raise UnknownBackendError(name, known)
+    return name
 
 
 def backend_of_path(path: str) -> str | None:

@@ -82,8 +82,7 @@ class RestClient(tinker.RestClient):
                 )
             self._context = context
         else:
-            from tinkerkit.backends.registry import engine_factory
-            from tinkerkit.connect import resolve_backend
+            from tinkerkit.backends.registry import engine_factory, resolve_backend
 
             name = resolve_backend(backend or context)
             if name == "tinker":

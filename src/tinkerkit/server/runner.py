@@ -102,12 +102,12 @@ def build(
 ) -> tuple[Any, str]:
     """The app for ``backend`` and the API key it checks (generated if not given);
     ``models`` maps model names to local HF folders (``tk.connect(models=...)``)."""
-    import tinkerkit as tk
+    from tinkerkit.connect import connect
 
     key = check_api_key(api_key) if api_key else generate_api_key()
     if backend == "tinker":
         raise ValueError("serve fronts an offline backend: use 'mock' or 'local'")
-    return create_app(tk.connect(backend, latency=latency, models=models), key), key
+    return create_app(connect(backend, latency=latency, models=models), key), key
 
 
 @contextlib.contextmanager

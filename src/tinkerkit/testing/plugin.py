@@ -24,9 +24,9 @@ def tk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def tk_service(tk_home: Path) -> Any:
     """An offline ``ServiceClient`` on the ``mock`` backend."""
-    import tinkerkit as tk
+    from tinkerkit.connect import connect
 
-    return tk.connect("mock")
+    return connect("mock")
 
 
 @pytest.fixture
