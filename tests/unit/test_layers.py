@@ -194,3 +194,22 @@ def test_backends_have_no_import_cycle():
     }
     cycles = _cycles(graph)
     assert not cycles, cycles
+
+
+def test_export_imports_no_recipes_or_faces():
+    bad = _violations(("tinkerkit.export",), ("tinkerkit.recipes", "tinkerkit.demo", *FACES))
+    assert not bad, bad
+
+
+def test_the_library_imports_no_face():
+    library = (
+        "tinkerkit.backends",
+        "tinkerkit.data",
+        "tinkerkit.export",
+        "tinkerkit.models",
+        "tinkerkit.recipes",
+        "tinkerkit.rules",
+        "tinkerkit.train",
+    )
+    bad = _violations(library, ("tinkerkit.demo", "tinkerkit.testing", *FACES))
+    assert not bad, bad
