@@ -8,13 +8,12 @@ session is the caller's own and ``access_scope`` changes nothing.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from tinker import types
 
+from tinkerkit.atomic import write_text_atomic
 from tinkerkit.backends.sessions import SessionRecord, local_user_urn
 from tinkerkit.backends.store import CheckpointStore, RunRecord
 from tinkerkit.errors import (
@@ -216,9 +215,6 @@ def export_trace(store: CheckpointStore, backend: str, session_id: str) -> str:
     """Write the session's trace next to its record; its ``file://`` URL."""
     trace = session_trace(store, backend, session_id)
     folder = store.sessions.folder / "traces"
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{session_id}.json"
-    tmp = folder / f".{session_id}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(trace))
-    os.replace(tmp, target)
+    write_text_atomic(target, json.dumps(trace))
     return target.resolve().as_uri()

@@ -30,6 +30,8 @@ from typing import Any
 
 from tinker import types
 
+from tinkerkit.atomic import write_json_atomic
+
 # One lock for every SessionStore of the process: several stores (one per context) can
 # write the same session file, e.g. the server's and a RestClient's.
 _LOCK = threading.RLock()
@@ -205,11 +207,7 @@ class SessionStore:
         self.update(session_id, add)
 
     def _write(self, record: SessionRecord) -> None:
-        folder = self.folder
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{record.session_id}.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
-        os.replace(tmp, self.path(record.session_id))
+        write_json_atomic(self.path(record.session_id), asdict(record))
 
     # --- reading -----------------------------------------------------------------------
 

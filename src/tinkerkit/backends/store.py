@@ -33,6 +33,7 @@ import numpy as np
 from safetensors.numpy import save as st_save
 from tinker import types
 
+from tinkerkit.atomic import write_json_atomic
 from tinkerkit.backends.archive import (
     ADAPTER_CONFIG,
     ADAPTER_FILE,
@@ -192,9 +193,7 @@ class CheckpointStore:
         )
         run_dir = self._run_dir(record.run_id)
         run_dir.mkdir(parents=True, exist_ok=False)
-        tmp = run_dir / f".run.json.{uuid.uuid4().hex}"
-        _write_json(tmp, asdict(record))
-        os.replace(tmp, run_dir / "run.json")
+        write_json_atomic(run_dir / "run.json", asdict(record))
         if session_id is not None:
             self.sessions.ensure(session_id, backend)
         return record
@@ -203,10 +202,7 @@ class CheckpointStore:
         """Move a run into another session (``tinkerkit serve``: into the SDK's session)."""
         record = self.get_run(run_id)
         record.session_id = session_id
-        run_dir = self._run_dir(run_id)
-        tmp = run_dir / f".run.json.{uuid.uuid4().hex}"
-        _write_json(tmp, asdict(record))
-        os.replace(tmp, run_dir / "run.json")
+        write_json_atomic(self._run_dir(run_id) / "run.json", asdict(record))
         return record
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -325,10 +321,7 @@ class CheckpointStore:
             if not hasattr(record, name) or name in ("path", "run_id", "kind", "name"):
                 raise AttributeError(f"checkpoint records have no settable field {name!r}")
             setattr(record, name, value)
-        folder = self.directory(path)
-        tmp = folder / f".{META_FILE}.{uuid.uuid4().hex}"
-        _write_json(tmp, asdict(record))
-        os.replace(tmp, folder / META_FILE)
+        write_json_atomic(self.directory(path) / META_FILE, asdict(record))
         return record
 
     def copy(

@@ -11,12 +11,12 @@ validator is never resumed across runs (there is no way to tell it is still curr
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 
+from tinkerkit.atomic import write_text_atomic
 from tinkerkit.export.errors import redact
 
 
@@ -67,9 +67,7 @@ def sidecar(part: Path) -> Path:
 
 def save(part: Path, info: PartInfo) -> None:
     """Write ``part``'s sidecar (to a temp file, renamed: never half a sidecar)."""
-    tmp = part.with_name(part.name + ".json.tmp")
-    tmp.write_text(json.dumps(asdict(info)))
-    os.replace(tmp, sidecar(part))
+    write_text_atomic(sidecar(part), json.dumps(asdict(info)))
 
 
 def load(part: Path, url: str) -> PartInfo | None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from tinkerkit.atomic import atomic_path
 from tinkerkit.errors import DataError
 from tinkerkit.train.metrics import METRICS_FILE
 
@@ -113,13 +113,9 @@ def plot_metrics(log_dir: str | Path, out: str | Path | None = None) -> Path:
         ax_loss.set_xlabel("step")
     fig.tight_layout()
     target = Path(out) if out else folder / "loss.png"
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written PNG
-        raise
+        with atomic_path(target) as tmp:  # a full disk leaves no half-written PNG
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
     return target

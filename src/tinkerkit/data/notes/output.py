@@ -1,45 +1,18 @@
-"""Atomic file writes, and Q&A pairs → chat JSONL (the format SFT loaders read)."""
+"""Q&A pairs → chat JSONL (the format SFT loaders read)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
 
+from tinkerkit.atomic import atomic_text_writer
 from tinkerkit.data.notes.qa import QAPair
 
 __all__ = ["atomic_writer", "write_chat_jsonl"]
 
-
-@contextlib.contextmanager
-def atomic_writer(path: str | Path) -> Iterator[TextIO]:
-    """Open a temporary file next to ``path``; on success it replaces ``path`` in one step.
-
-    If the ``with`` block raises, the temporary file is removed and ``path`` is left as it
-    was, so readers never see a half-written file (``os.replace`` is atomic on POSIX and
-    Windows when both names are on the same file system, hence the same folder).
-
-    Example:
-        >>> with atomic_writer("out.txt") as f:
-        ...     f.write("all or nothing\\n")
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+# One implementation for the whole package; the old name stays importable from here.
+atomic_writer = atomic_text_writer
 
 
 def write_chat_jsonl(
