@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import uuid
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ import tinker
 from tinker import types
 from tinker.lib.public_interfaces.api_future import APIFuture
 
+from tinkerkit.atomic import staged_folder
 from tinkerkit.backends import prompt_scoring, sampler
 from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.engine import Engine, EngineInput, LoraConfig
@@ -481,11 +481,10 @@ def _persist_snapshot(engine: Engine, lora: dict[str, Any]) -> Path:
 
     root = tinkerkit_home() / "samplers"
     folder = root / uuid.uuid4().hex
-    tmp = root / f".tmp-{folder.name}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(engine.get_weights(), str(tmp / "adapter_model.safetensors"))
-    (tmp / "sampler.json").write_text(json.dumps({"lora": lora, "base_model": engine.spec.name}))
-    os.rename(tmp, folder)
+    with staged_folder(folder, prefix=".tmp-") as tmp:
+        save_file(engine.get_weights(), str(tmp / "adapter_model.safetensors"))
+        meta = {"lora": lora, "base_model": engine.spec.name}
+        (tmp / "sampler.json").write_text(json.dumps(meta))
     return folder
 
 

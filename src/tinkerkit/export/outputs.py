@@ -8,13 +8,11 @@ else behind. ``out`` must not be a symlink: its files would land wherever it poi
 from __future__ import annotations
 
 import errno
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tinkerkit.atomic import publish_folder, staged_folder
 from tinkerkit.export.errors import ExportError, OutputExistsError
 
 
@@ -39,27 +37,20 @@ def staged_output(out: Path, step: str) -> Iterator[Path]:
         ...     (tmp / "config.json").write_text("{}")
     """
     check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{step}-", dir=out.parent))
     try:
-        yield tmp
-        publish(tmp, out)
+        with staged_folder(out, prefix=f".{out.name}.{step}-") as tmp:
+            yield tmp
+            check_out_dir(out)  # someone may have written there meanwhile
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise ExportError(
             f"Writing {out} failed: the disk is full ({exc.strerror}); nothing was kept. "
             "Free some space or write somewhere else (--out)."
         ) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def publish(folder: Path, out: Path) -> None:
     """Rename ``folder`` to ``out`` (which is absent or an empty folder)."""
     check_out_dir(out)
-    if out.exists():
-        out.rmdir()
-    os.rename(folder, out)
+    publish_folder(folder, out)

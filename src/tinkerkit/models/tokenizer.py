@@ -128,25 +128,19 @@ def tokenizer_directory(tokenizer: PreTrainedTokenizerBase, name: str) -> Path:
     Example:
         >>> AutoTokenizer.from_pretrained(tokenizer_directory(byte_tokenizer(), "byte"))
     """
-    import os
     import re
-    import shutil
-    import tempfile
 
+    from tinkerkit.atomic import staged_folder
     from tinkerkit.paths import tinkerkit_home
 
     root = tinkerkit_home() / "tokenizers"
     target = root / re.sub(r"[^A-Za-z0-9._-]+", "--", name)
     if (target / "tokenizer_config.json").is_file():
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=root))
     try:
-        tokenizer.save_pretrained(str(tmp))
-        os.rename(tmp, target)
-    except OSError:
+        with staged_folder(target, prefix=".tokenizer-") as tmp:
+            tokenizer.save_pretrained(str(tmp))
+    except OSError:  # another process published it first: theirs is as good
         if not (target / "tokenizer_config.json").is_file():
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target

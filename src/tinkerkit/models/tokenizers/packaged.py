@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import shutil
 import struct
-import tempfile
 import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tinkerkit.atomic import staged_folder
 from tinkerkit.models.tokenizers.families import TokenizerFamily
 from tinkerkit.paths import tinkerkit_home
 
@@ -211,16 +209,12 @@ def _disk_path(family: TokenizerFamily, origin: str) -> Path:
 
 
 def _write(folder: Path, text: str) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
     try:
-        (tmp / "tokenizer.json").write_text(text, encoding="utf-8")
-        os.rename(tmp, folder)
-    except OSError:
+        with staged_folder(folder, prefix=".build-") as tmp:
+            (tmp / "tokenizer.json").write_text(text, encoding="utf-8")
+    except OSError:  # another process published it first: theirs is as good
         if not (folder / "tokenizer.json").is_file():
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def tokenizer_file(family: TokenizerFamily) -> tuple[Path, str] | None:
