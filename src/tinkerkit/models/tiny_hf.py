@@ -16,8 +16,6 @@ writes them out as HF folders (``export_base``) without going through a backend.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import zlib
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from transformers import (
     LlamaForCausalLM,
 )
 
+from tinkerkit.atomic import staged_folder
 from tinkerkit.models import tokenizer as byte_tok
 from tinkerkit.models.registry import TINY, unknown_model_error
 from tinkerkit.models.stand_ins import ModelNames
@@ -227,16 +226,8 @@ def export_base(name: str, out_dir: Path, names: ModelNames | None = None) -> Pa
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir} already exists and is not empty; pick another folder.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as tmp:
         model = build_stand_in(source, names) if source.stand_in else build_tiny()
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer(source, names).save_pretrained(tmp)
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

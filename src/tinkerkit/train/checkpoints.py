@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tinkerkit.atomic import write_json_atomic as write_json_atomic
+from tinkerkit.atomic import write_text_atomic as write_text_atomic
 from tinkerkit.errors import ConfigMismatchError, RunLogError, TinkerkitWarning
 from tinkerkit.errors import NothingToResumeError as NothingToResumeError
 
@@ -48,23 +50,6 @@ def append_line(path: Path, obj: Mapping[str, Any]) -> None:
         handle.write(json.dumps(obj, sort_keys=True) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``path`` through a temporary file and a rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
