@@ -33,7 +33,8 @@ from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.data.builders import preference_datums, reward_datum
 from tinkerkit.data.loaders import load_preference_pairs, validate_record
 from tinkerkit.data.schemas import PreferencePair
-from tinkerkit.errors import ConfigError, DataError
+from tinkerkit.data.sources import coerce_records
+from tinkerkit.errors import ConfigError
 from tinkerkit.train import losses, sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, holdout, iterate
 from tinkerkit.train.fingerprint import records_fingerprint
@@ -81,15 +82,15 @@ def load_pairs(data: str | Path | Sequence[Any]) -> list[PreferencePair]:
         >>> load_pairs([{"prompt": "2+2?", "chosen": "4", "rejected": "5"}])[0].chosen
         '4'
     """
-    if isinstance(data, str | Path):
-        return load_preference_pairs(data)
-    pairs = [
-        p if isinstance(p, PreferencePair) else validate_record(PreferencePair, p, f"data[{i}]")
-        for i, p in enumerate(data)
-    ]
-    if not pairs:
-        raise DataError("data", None, None, "has no preference pairs")
-    return pairs
+    return coerce_records(
+        data, from_file=load_preference_pairs, from_item=_pair, empty="has no preference pairs"
+    )
+
+
+def _pair(item: Any, where: str) -> PreferencePair:
+    if isinstance(item, PreferencePair):
+        return item
+    return validate_record(PreferencePair, item, where)
 
 
 def _flatten(

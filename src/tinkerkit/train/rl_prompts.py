@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from tinkerkit.data.chat import chat_prompt_tokens
 from tinkerkit.data.loaders import load_rl_prompts
 from tinkerkit.data.schemas import RLPrompt
+from tinkerkit.data.sources import coerce_records
 from tinkerkit.errors import DataError
 
 PromptSource = str | Path | Sequence[str | dict[str, Any] | RLPrompt]
@@ -30,30 +31,28 @@ def load(source: PromptSource) -> list[RLPrompt]:
         >>> load(["What is 2+2?", {"prompt": "3+4?", "answer": "7"}])[1].fields
         {'answer': '7'}
     """
-    if isinstance(source, str | Path):
-        path = Path(source)
-        if not path.exists():
-            raise DataError(str(path), None, None, "no such file; give a JSONL file of prompts")
-        prompts = load_rl_prompts(path)
-    else:
-        prompts = [_one(item, index) for index, item in enumerate(source)]
+    return coerce_records(
+        source, from_file=_from_file, from_item=_one, empty="has no prompts", label="prompts"
+    )
+
+
+def _from_file(source: str | Path) -> list[RLPrompt]:
+    path = Path(source)
+    if not path.exists():
+        raise DataError(str(path), None, None, "no such file; give a JSONL file of prompts")
+    prompts = load_rl_prompts(path)
     if not prompts:
-        raise DataError(
-            str(source) if isinstance(source, str | Path) else "prompts",
-            None,
-            None,
-            "has no prompts",
-        )
+        raise DataError(str(source), None, None, "has no prompts")
     return prompts
 
 
-def _one(item: Any, index: int) -> RLPrompt:
+def _one(item: Any, where: str) -> RLPrompt:
     if isinstance(item, RLPrompt):
         return item
     obj = {"prompt": item} if isinstance(item, str) else item
     if not isinstance(obj, dict):
         raise DataError(
-            f"prompts[{index}]",
+            where,
             None,
             None,
             f"unsupported type {type(item).__name__}; use a string, a dict or an RLPrompt",
@@ -63,7 +62,7 @@ def _one(item: Any, index: int) -> RLPrompt:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or None
-        raise DataError(f"prompts[{index}]", None, field, str(first["msg"])) from None
+        raise DataError(where, None, field, str(first["msg"])) from None
 
 
 def messages(prompt: RLPrompt) -> list[dict[str, str]]:

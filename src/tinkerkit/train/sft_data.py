@@ -21,6 +21,7 @@ from tinkerkit.data.loaders import (
     validate_record,
 )
 from tinkerkit.data.schemas import Conversation, PromptCompletion
+from tinkerkit.data.sources import coerce_records
 from tinkerkit.errors import DataError
 from tinkerkit.train.batching import holdout
 
@@ -42,28 +43,26 @@ def _first_keys(path: Path) -> set[str]:
 
 def load(data: str | Path | Sequence[Any]) -> list[Record]:
     """Records from a file (chats, or prompt/completion pairs) or an in-memory list."""
-    if isinstance(data, str | Path):
-        path = check_data_file(data)
-        if {"prompt", "completion"} <= _first_keys(path):
-            return list(iter_records(path, PromptCompletion))
-        return list(load_chat_jsonl(path))
-    out: list[Record] = []
-    for index, item in enumerate(data):
-        if isinstance(item, types.Datum | Conversation | PromptCompletion):
-            out.append(item)
-        elif isinstance(item, dict) and "messages" in item:
-            out.append(validate_record(Conversation, item, f"data[{index}]"))
-        elif isinstance(item, dict) and "prompt" in item:
-            out.append(validate_record(PromptCompletion, item, f"data[{index}]"))
-        elif isinstance(item, list):
-            out.append(validate_record(Conversation, {"messages": item}, f"data[{index}]"))
-        else:
-            raise DataError(
-                f"data[{index}]", None, None, f"unsupported record type {type(item).__name__}"
-            )
-    if not out:
-        raise DataError("data", None, None, "is empty")
-    return out
+    return coerce_records(data, from_file=_from_file, from_item=_record, empty="is empty")
+
+
+def _from_file(data: str | Path) -> list[Record]:
+    path = check_data_file(data)
+    if {"prompt", "completion"} <= _first_keys(path):
+        return list(iter_records(path, PromptCompletion))
+    return list(load_chat_jsonl(path))
+
+
+def _record(item: Any, where: str) -> Record:
+    if isinstance(item, types.Datum | Conversation | PromptCompletion):
+        return item
+    if isinstance(item, dict) and "messages" in item:
+        return validate_record(Conversation, item, where)
+    if isinstance(item, dict) and "prompt" in item:
+        return validate_record(PromptCompletion, item, where)
+    if isinstance(item, list):
+        return validate_record(Conversation, {"messages": item}, where)
+    raise DataError(where, None, None, f"unsupported record type {type(item).__name__}")
 
 
 def to_datums(
