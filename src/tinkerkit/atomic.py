@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -132,12 +132,18 @@ def publish_folder(folder: str | Path, final: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_folder(final: str | Path, *, prefix: str | None = None) -> Iterator[Path]:
+def staged_folder(
+    final: str | Path,
+    *,
+    prefix: str | None = None,
+    publish: Callable[[Path, Path], None] = publish_folder,
+) -> Iterator[Path]:
     """A fresh hidden folder beside ``final``; fill it in the block and it becomes ``final``.
 
     ``final`` must be absent or empty when the block ends (see ``publish_folder``). On
     any exception, the rename's included, the staged folder is removed and ``final``
-    is untouched. ``prefix`` names the staged folder (default ``.<final name>.``).
+    is untouched. ``prefix`` names the staged folder (default ``.<final name>.``);
+    ``publish(staged, final)`` moves it into place (say, to replace an old one first).
 
     Example:
         >>> with staged_folder("tokenizer") as tmp:
@@ -149,7 +155,7 @@ def staged_folder(final: str | Path, *, prefix: str | None = None) -> Iterator[P
     tmp.mkdir()
     try:
         yield tmp
-        publish_folder(tmp, final)
+        publish(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -33,7 +33,7 @@ import numpy as np
 from safetensors.numpy import save as st_save
 from tinker import types
 
-from tinkerkit.atomic import write_json_atomic
+from tinkerkit.atomic import staged_folder, write_json_atomic
 from tinkerkit.backends.archive import (
     ADAPTER_CONFIG,
     ADAPTER_FILE,
@@ -250,16 +250,17 @@ class CheckpointStore:
         final = self._run_dir(run.run_id) / kind / name
         if final.exists() and not overwrite:
             raise CheckpointExistsError(path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{name}-{uuid.uuid4().hex}"
-        tmp.mkdir()
 
-        def write(file: str, data: bytes) -> None:
-            if seal is not None:
-                file, data = seal(file, data)
-            (tmp / file).write_bytes(data)
+        def publish(staged: Path, final: Path) -> None:
+            self._publish(staged, final, path, overwrite)
 
-        try:
+        with staged_folder(final, prefix=f".tmp-{name}-", publish=publish) as tmp:
+
+            def write(file: str, data: bytes) -> None:
+                if seal is not None:
+                    file, data = seal(file, data)
+                (tmp / file).write_bytes(data)
+
             if kind == "sampler_weights":
                 write(ARCHIVE_FILE, adapter_archive(weights, adapter_config))
             else:
@@ -286,10 +287,6 @@ class CheckpointStore:
                 | ({"age_encrypted": True} if seal is not None else {}),
             )
             _write_json(tmp / META_FILE, asdict(record))
-            self._publish(tmp, final, path, overwrite)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return record
 
     @staticmethod
@@ -337,10 +334,11 @@ class CheckpointStore:
         folder = self.directory(path)
         target = f"tinker://{run.run_id}/{source.kind}/{source.name}"
         final = self._run_dir(run.run_id) / source.kind / source.name
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{source.name}-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
+
+        def publish(staged: Path, final: Path) -> None:
+            self._publish(staged, final, target, overwrite=False)
+
+        with staged_folder(final, prefix=f".tmp-{source.name}-", publish=publish) as tmp:
             for file in folder.iterdir():
                 if file.is_file() and file.name != META_FILE:
                     try:
@@ -365,10 +363,6 @@ class CheckpointStore:
                 extra={**source.extra, "public": False, "copied_from": path},
             )
             _write_json(tmp / META_FILE, asdict(record))
-            self._publish(tmp, final, target, overwrite=False)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return record
 
     def directory(self, path: str) -> Path:
