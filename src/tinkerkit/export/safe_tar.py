@@ -16,10 +16,10 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from tinkerkit.atomic import staged_folder
 from tinkerkit.export.errors import UnsafeArchiveError
 from tinkerkit.export.outputs import check_out_dir, publish
 
@@ -147,14 +147,10 @@ def safe_extract(
             raise UnsafeArchiveError(
                 label, "<archive>", f"needs {total} bytes but only {free} are free"
             )
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.extract-", dir=out_dir.parent))
-        try:
+        staged = staged_folder(out_dir, prefix=f".{out_dir.name}.extract-", publish=publish)
+        with staged as tmp:
             for member in members:
                 _write_member(tar, member, tmp, label)
-            publish(tmp, out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return out_dir
 
 
