@@ -29,7 +29,6 @@ from typing import Any, Literal
 from tinker import types
 
 from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
-from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.data.builders import preference_datums, reward_datum
 from tinkerkit.data.loaders import load_preference_pairs, validate_record
 from tinkerkit.data.schemas import PreferencePair
@@ -43,9 +42,8 @@ from tinkerkit.train.session import (
     Checkpointer,
     RunOptions,
     RunResult,
-    connected,
     next_cursor,
-    open_session,
+    open_prepared_session,
     public_config,
     start_run,
 )
@@ -193,17 +191,11 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
     run = start_run(config, identity)
     if run.finished:
         return run.recorded(DPOResult)
-    service = connected(service)
-    # Offline the tokenizer is known before any client: bad pairs leave no run record.
-    tokenizer = base_model_tokenizer(service, config.model)
-    if tokenizer is not None:
-        train_items, eval_items, flat = _items(config, pairs, eval_pairs, tokenizer)
-    session = open_session(service, config, run)
+    session, _, (train_items, eval_items, flat) = open_prepared_session(
+        service, config, run, lambda tok: _items(config, pairs, eval_pairs, tok)
+    )
     service = session.service
     training = session.training
-    if tokenizer is None:
-        tokenizer = training.get_tokenizer()
-        train_items, eval_items, flat = _items(config, pairs, eval_pairs, tokenizer)
     session.begin({**identity, "tokens": sft_data.fingerprint(flat)}, public_config(config))
 
     eval_flat = [d for item in eval_items for d in item]

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
-from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.data.schemas import RLPrompt
 from tinkerkit.train import rl_prompts
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
@@ -51,7 +50,7 @@ from tinkerkit.train.rl_config import Config, Result, check_config, public_confi
 from tinkerkit.train.rl_rewards import RewardCall, score_all
 from tinkerkit.train.rl_sampling import Sample, sample_groups
 from tinkerkit.train.rl_update import Trainer
-from tinkerkit.train.session import connected, next_cursor, open_session, start_run
+from tinkerkit.train.session import next_cursor, open_prepared_session, start_run
 
 __all__ = ["Config", "Result", "train", "train_async"]
 
@@ -87,17 +86,11 @@ def _train(config: Config, service: Any) -> Result:
     if run.finished:
         return run.recorded(Result)
 
-    service = connected(service)
-    # Offline the tokenizer is known before any client: prompts it refuses leave no run.
-    tokenizer = None if config.init_state else base_model_tokenizer(service, config.model)
-    if tokenizer is not None:
-        prompt_tokens = rl_prompts.render(prompts, tokenizer)
-    session = open_session(service, config, run, init_state=config.init_state)
+    session, tokenizer, prompt_tokens = open_prepared_session(
+        service, config, run, lambda tok: rl_prompts.render(prompts, tok), config.init_state
+    )
     service = session.service
     training = session.training
-    if tokenizer is None:
-        tokenizer = training.get_tokenizer()
-        prompt_tokens = rl_prompts.render(prompts, tokenizer)
     session.begin(identity, public_config(config))
     start, start_step = session.start, session.start_step
 

@@ -14,11 +14,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.errors import ConfigError
 from tinkerkit.train.batching import Cursor
 from tinkerkit.train.checkpoints import (
@@ -166,6 +167,30 @@ def connected(service: Any) -> Any:
 
         service = connect()
     return service
+
+
+Prepared = TypeVar("Prepared")
+
+
+def open_prepared_session(
+    service: Any,
+    options: RunOptions,
+    run: RunDir,
+    prepare: Callable[[Any], Prepared],
+    init_state: str | None = None,
+) -> tuple[Session, Any, Prepared]:
+    """``open_session`` with the run's inputs prepared by ``prepare(tokenizer)`` (datums
+    built and checked): before the client exists where the backend is offline and knows
+    the base model's tokenizer, so input the tokenizer refuses leaves no run record; else
+    with the training client's tokenizer. Returns (session, tokenizer, prepared)."""
+    service = connected(service)
+    tokenizer = None if init_state else base_model_tokenizer(service, options.model)
+    if tokenizer is not None:
+        prepared = prepare(tokenizer)
+        return open_session(service, options, run, init_state), tokenizer, prepared
+    session = open_session(service, options, run, init_state)
+    tokenizer = session.training.get_tokenizer()
+    return session, tokenizer, prepare(tokenizer)
 
 
 def open_session(

@@ -30,7 +30,6 @@ from typing import Any
 from tinker import types
 
 from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
-from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.data.chat import TrainOn
 from tinkerkit.errors import ConfigError
 from tinkerkit.train import sft_data
@@ -44,9 +43,8 @@ from tinkerkit.train.session import (
     RunOptions,
     RunResult,
     Session,
-    connected,
     next_cursor,
-    open_session,
+    open_prepared_session,
     public_config,
     start_run,
 )
@@ -162,16 +160,9 @@ def _train(config: Config, service: Any) -> Result:
     if run.finished:
         return run.recorded(Result)
 
-    service = connected(service)
-    # Offline, the model's tokenizer is known before any client: the datums are built and
-    # checked first, so data the tokenizer refuses leaves no run record either.
-    tokenizer = base_model_tokenizer(service, config.model)
-    if tokenizer is not None:
-        datums, eval_datums = _datums(config, records, eval_records, tokenizer)
-    session = open_session(service, config, run)
-    if tokenizer is None:
-        tokenizer = session.training.get_tokenizer()
-        datums, eval_datums = _datums(config, records, eval_records, tokenizer)
+    session, tokenizer, (datums, eval_datums) = open_prepared_session(
+        service, config, run, lambda tok: _datums(config, records, eval_records, tok)
+    )
     session.begin({**identity, "tokens": sft_data.fingerprint(datums)}, public_config(config))
     start, start_step = session.start, session.start_step
 
