@@ -53,7 +53,9 @@ def test_sampling_over_a_limit_fails_its_future_and_the_sampler_still_samples(tr
         future.result()
     assert info.value.field == "num_samples" and info.value.value == 100_000_000
     assert "from 1 to 1024 per request (MAX_NUM_SAMPLES)" in str(info.value)
-    out = sampler.sample(PROMPT, 3, types.SamplingParams(max_tokens=2)).result()
+    # stop=[]: no EOS stop, so every sample is max_tokens long (an unseeded draw of EOS
+    # ended one after 1 token on local in about 1 run in 50)
+    out = sampler.sample(PROMPT, 3, types.SamplingParams(max_tokens=2, stop=[])).result()
     assert [len(s.tokens) for s in out.sequences] == [2, 2, 2]
 
 
