@@ -22,9 +22,9 @@ Features and their knobs (``DPOConfig``):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tinker import types
 
@@ -33,38 +33,24 @@ from tinkerkit.data.builders import preference_datums, reward_datum
 from tinkerkit.data.loaders import load_preference_pairs, validate_record
 from tinkerkit.data.schemas import PreferencePair
 from tinkerkit.data.sources import coerce_records
-from tinkerkit.errors import ConfigError
 from tinkerkit.train import losses, sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, holdout, iterate
 from tinkerkit.train.fingerprint import records_fingerprint
 from tinkerkit.train.pipeline import Pipeline
+from tinkerkit.train.preference_config import (
+    DPOConfig,
+    Objective,
+    check_config,
+    run_identity,
+)
 from tinkerkit.train.session import (
     Checkpointer,
-    RunOptions,
     RunResult,
     next_cursor,
     open_prepared_session,
     public_config,
     start_run,
 )
-
-Objective = Literal["dpo", "bradley_terry"]
-
-
-@dataclass
-class DPOConfig(RunOptions):
-    data: str | Path | Sequence[Any]
-    objective: Objective = "dpo"
-    reference: str | None = None
-    beta: float = 0.1
-    epochs: int = 1
-    batch_size: int = 8
-    learning_rate: float = 1e-5
-    eval_data: str | Path | Sequence[Any] | None = None
-    eval_split: float = 0.0
-    eval_every: int = 0
-    pipeline_depth: int = 8
-    log_dir: str | Path = field(default="runs/dpo", kw_only=True)
 
 
 @dataclass
@@ -138,35 +124,6 @@ async def train_dpo_async(config: DPOConfig, service: Any = None) -> DPOResult:
     return await run_in_thread(lambda: _train(config, service))
 
 
-def _identity(config: DPOConfig, source: str) -> dict[str, Any]:
-    """What defines the run (the tokenized ``tokens`` is added once the tokenizer is known)."""
-    return {
-        "model": config.model,
-        "rank": config.rank,
-        "data": source,
-        "seed": config.seed,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "beta": config.beta,
-        "reference": config.reference,
-        "objective": config.objective,
-    }
-
-
-def check_config(config: DPOConfig) -> None:
-    """Refuse settings that cannot train, naming the field; called before anything is read."""
-    for name in ("epochs", "batch_size", "rank", "pipeline_depth"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"DPOConfig.{name} must be a positive integer, got {value!r}")
-    for name in ("beta", "learning_rate"):
-        value = getattr(config, name)
-        if not (isinstance(value, int | float) and 0 < value < float("inf")):
-            raise ConfigError(f"DPOConfig.{name} must be a finite number > 0, got {value!r}")
-    if not 0.0 <= config.eval_split < 1.0:
-        raise ConfigError(f"DPOConfig.eval_split must be in [0, 1), got {config.eval_split!r}")
-
-
 def _items(
     config: DPOConfig, pairs: list[Any], eval_pairs: list[Any], tokenizer: Any
 ) -> tuple[list[Any], list[Any], list[types.Datum]]:
@@ -187,7 +144,7 @@ def _train(config: DPOConfig, service: Any) -> DPOResult:
     check_config(config)
     pairs = load_pairs(config.data)
     eval_pairs = load_pairs(config.eval_data) if config.eval_data is not None else []
-    identity = _identity(config, records_fingerprint(pairs))
+    identity = run_identity(config, records_fingerprint(pairs))
     run = start_run(config, identity)
     if run.finished:
         return run.recorded(DPOResult)

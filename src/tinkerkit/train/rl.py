@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,21 @@ from tinkerkit.train import rl_prompts
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
 from tinkerkit.train.metrics import MetricsLogger
 from tinkerkit.train.rl_batch import apply_rewards
-from tinkerkit.train.rl_config import Config, Result, check_config, public_config, run_identity
+from tinkerkit.train.rl_config import Config, check_config, public_config, run_identity
 from tinkerkit.train.rl_rewards import RewardCall, score_all
 from tinkerkit.train.rl_sampling import Sample, sample_groups
 from tinkerkit.train.rl_update import Trainer
-from tinkerkit.train.session import next_cursor, open_prepared_session, start_run
+from tinkerkit.train.session import RunResult, next_cursor, open_prepared_session, start_run
 
 __all__ = ["Config", "Result", "train", "train_async"]
+
+
+@dataclass
+class Result(RunResult):
+    @property
+    def rewards(self) -> list[float]:
+        """Mean reward of each step, in order."""
+        return [m["reward_mean"] for m in self.metrics if "reward_mean" in m]
 
 
 def train(config: Config, service: Any = None) -> Result:

@@ -1,4 +1,4 @@
-"""The RL loop's settings, its result, and what defines a run (checked on resume).
+"""The RL loop's settings, their checks, and what defines a run (checked on resume).
 
 config = Config(prompts="prompts.jsonl", reward=my_reward, steps=100)
 """
@@ -15,7 +15,7 @@ from tinkerkit.train.rl_advantages import LOSSES, Loss
 from tinkerkit.train.rl_batch import OnRewardError
 from tinkerkit.train.rl_prompts import PromptSource
 from tinkerkit.train.rl_rewards import RewardFn
-from tinkerkit.train.session import RunOptions, RunResult
+from tinkerkit.train.session import RunOptions
 from tinkerkit.train.session import public_config as session_public_config
 
 
@@ -48,14 +48,6 @@ class Config(RunOptions):
     log_samples_every: int = 10
     log_samples: int = 4
     log_dir: str | Path = field(default="runs/rl", kw_only=True)
-
-
-@dataclass
-class Result(RunResult):
-    @property
-    def rewards(self) -> list[float]:
-        """Mean reward of each step, in order."""
-        return [m["reward_mean"] for m in self.metrics if "reward_mean" in m]
 
 
 def check_config(config: Config) -> None:

@@ -23,24 +23,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tinker import types
 
 from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
-from tinkerkit.data.chat import TrainOn
-from tinkerkit.errors import ConfigError
 from tinkerkit.train import sft_data
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
 from tinkerkit.train.fingerprint import records_fingerprint
 from tinkerkit.train.metrics import MetricsLogger
 from tinkerkit.train.pipeline import Pipeline
-from tinkerkit.train.schedules import Schedule, learning_rate
+from tinkerkit.train.schedules import learning_rate
 from tinkerkit.train.session import (
     Checkpointer,
-    RunOptions,
     RunResult,
     Session,
     next_cursor,
@@ -48,31 +45,7 @@ from tinkerkit.train.session import (
     public_config,
     start_run,
 )
-
-
-@dataclass
-class Config(RunOptions):
-    """SFT settings; defaults from the guide's hyperparameter table."""
-
-    data: str | Path | Sequence[Any]
-    epochs: int = 3
-    batch_size: int = 8
-    learning_rate: float = 1e-4
-    lr_schedule: Schedule = "constant"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    grad_clip_norm: float = 0.0
-    train_on: TrainOn = "last"
-    max_length: int | None = None
-    eval_data: str | Path | Sequence[Any] | None = None
-    eval_split: float = 0.0
-    eval_every: int = 0
-    sample_prompts: Sequence[str] = ()
-    sample_every: int = 0
-    sample_max_tokens: int = 64
-    save_each_epoch: bool = True
-    pipeline_depth: int = 8
-    log_dir: str | Path = field(default="runs/sft", kw_only=True)
+from tinkerkit.train.sft_config import Config, check_config, run_identity
 
 
 @dataclass
@@ -81,37 +54,6 @@ class Result(RunResult):
     def final_loss(self) -> float | None:
         losses = [m["loss"] for m in self.metrics if "loss" in m]
         return losses[-1] if losses else None
-
-
-def check_config(config: Config) -> None:
-    """Refuse settings that cannot train, naming the field; called before anything is read."""
-    for name in ("epochs", "batch_size", "rank", "pipeline_depth"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"Config.{name} must be a positive integer, got {value!r}")
-    if not 0 < config.learning_rate < float("inf"):
-        raise ConfigError(
-            f"Config.learning_rate must be a finite number > 0, got {config.learning_rate!r}"
-        )
-    if not 0.0 <= config.eval_split < 1.0:
-        raise ConfigError(f"Config.eval_split must be in [0, 1), got {config.eval_split!r}")
-    for name in ("eval_every", "sample_every", "save_every", "warmup_steps"):
-        if getattr(config, name) < 0:
-            raise ConfigError(f"Config.{name} must be >= 0, got {getattr(config, name)!r}")
-
-
-def _run_identity(config: Config, source: str) -> dict[str, Any]:
-    """What defines the run: resuming with any of these changed is refused. ``data``
-    fingerprints the records as given; the tokenized ``tokens`` is added once known."""
-    return {
-        "model": config.model,
-        "rank": config.rank,
-        "data": source,
-        "seed": config.seed,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "train_on": config.train_on,
-    }
 
 
 def train(config: Config, service: Any = None) -> Result:
@@ -155,7 +97,7 @@ def _train(config: Config, service: Any) -> Result:
     # refused run leaves no files, here or under TINKERKIT_HOME.
     records = sft_data.load(config.data)
     eval_records = sft_data.load(config.eval_data) if config.eval_data is not None else None
-    identity = _run_identity(config, records_fingerprint(records))
+    identity = run_identity(config, records_fingerprint(records))
     run = start_run(config, identity)
     if run.finished:
         return run.recorded(Result)
