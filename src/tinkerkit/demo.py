@@ -121,7 +121,7 @@ def run_demo(
     )
 
     plot_path = _plot(run_dir, echo)
-    adapter_dir = _export_adapter(backend, result.sampler_path, out, service, echo)
+    adapter_dir = _export_adapter(backend, result.state_path, out, service, echo)
     echo("\n4. where everything went:")
     echo(f"   chats:            {chats_path}")
     echo(f"   metrics:          {run_dir / 'metrics.jsonl'}")
@@ -172,10 +172,13 @@ def _plot(run_dir: Path, echo: Callable[[str], None]) -> Path | None:
 
 
 def _export_adapter(
-    backend: str, sampler_path: str, out: Path, service: Any, echo: Callable[[str], None]
+    backend: str, state_path: str, out: Path, service: Any, echo: Callable[[str], None]
 ) -> Path | None:
     """The trained adapter as a PEFT folder (the local model is a real transformers model;
-    the mock's numpy model is not, so there is nothing to export it to)."""
+    the mock's numpy model is not, so there is nothing to export it to).
+
+    The Tinker way, which every backend shares: the training state is loaded and saved
+    as external weights, and those are downloaded (a sampler path cannot be)."""
     if backend != "local":
         echo(
             "\n   (PEFT export: run with --backend local; the mock model is not a transformers model)"
@@ -188,8 +191,10 @@ def _export_adapter(
     target = out / "adapter"
     if target.exists():
         shutil.rmtree(target)
+    training = service.create_training_client_from_state(state_path).result()
+    external = training.save_weights_external("demo-adapter").result().path
     return export_checkpoint(
-        sampler_path,
+        external,
         target,
         format="peft",
         base_model="tinkerkit/tiny",

@@ -23,6 +23,15 @@ def mock_sampler_path(monkeypatch: pytest.MonkeyPatch) -> str:
     return str(training.save_weights_for_sampler("x").result().path)
 
 
+@pytest.fixture
+def mock_external_path(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.delenv("TINKERKIT_BACKEND", raising=False)
+    monkeypatch.delenv("TINKER_API_KEY", raising=False)
+    service = tk.connect("mock")
+    training = service.create_lora_training_client(base_model="tinkerkit/tiny", rank=2).result()
+    return str(training.save_weights_external("x").result().path)
+
+
 @pytest.mark.parametrize(
     ("path", "backend"),
     [
@@ -38,11 +47,11 @@ def test_backend_of_path(path: str, backend: str | None) -> None:
 
 
 def test_download_needs_no_backend_for_an_offline_path(
-    mock_sampler_path: str, tmp_path: Path
+    mock_external_path: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "w"
     result = CliRunner().invoke(
-        group, ["download", mock_sampler_path, "--out", str(out), "--no-progress"]
+        group, ["download", mock_external_path, "--out", str(out), "--no-progress"]
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
@@ -51,15 +60,27 @@ def test_download_needs_no_backend_for_an_offline_path(
     ]
 
 
-def test_export_of_a_mock_checkpoint_says_mock_adapters_do_not_export(
+def test_a_sampler_path_is_refused_offline_as_on_tinker(
     mock_sampler_path: str, tmp_path: Path
 ) -> None:
     result = CliRunner().invoke(
-        group, ["export", mock_sampler_path, "--out", str(tmp_path / "e"), "--no-progress"]
+        group, ["download", mock_sampler_path, "--out", str(tmp_path / "w"), "--no-progress"]
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {mock_sampler_path} cannot be downloaded directly")
+    assert "save_weights_external('<name>')" in result.output
+    assert not (tmp_path / "w").exists()
+
+
+def test_export_of_a_mock_checkpoint_says_mock_adapters_do_not_export(
+    mock_external_path: str, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        group, ["export", mock_external_path, "--out", str(tmp_path / "e"), "--no-progress"]
     )
     assert result.exit_code == 1
     assert result.output == (
-        f"error: {mock_sampler_path} was trained by the mock backend, and mock adapters do not "
+        f"error: {mock_external_path} was trained by the mock backend, and mock adapters do not "
         "export: they are numpy stand-ins with no Hugging Face weights behind them. Train with "
         "--backend local (a real small Llama) or on Tinker to get an adapter you can export.\n"
     )

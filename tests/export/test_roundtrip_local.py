@@ -1,4 +1,9 @@
-"""Train on the ``local`` backend, export (peft / merged), and match the sampler's logprobs."""
+"""Train on the ``local`` backend, export (peft / merged), and match the sampler's logprobs.
+
+Downloads go through public ``RestClient`` calls only, as on Tinker: an
+``external_weights`` path downloads, a ``weights``/``sampler_weights`` path is the same
+``UnsupportedSourceError`` (export it with ``save_weights_external``) offline and online.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ def trained(tk_home: Path) -> dict[str, Any]:
         training.forward_backward(data, "cross_entropy")
         training.optim_step(tk.types.AdamParams(learning_rate=1e-2))
     sampler_path = training.save_weights_for_sampler("x").result().path
+    external = training.save_weights_external("x").result().path  # the same weights
     sampling = service.create_sampling_client(model_path=sampler_path).result()
     seqs = [tok.encode(t, add_special_tokens=True) for t in TEXTS]
     reference = [
@@ -46,6 +52,7 @@ def trained(tk_home: Path) -> dict[str, Any]:
         service=service,
         training=training,
         path=sampler_path,
+        external=external,
         sampling=sampling,
         seqs=seqs,
         reference=reference,
@@ -63,8 +70,9 @@ def max_diff(model: Any, trained: dict[str, Any]) -> float:
 def test_peft_and_merged_match_the_backend(trained: dict[str, Any], tmp_path: Path) -> None:
     base_dir = export_base("tinkerkit/tiny", tmp_path / "base")  # = `tinkerkit models export-base`
     kw = dict(service=trained["service"], base_model="tinkerkit/tiny", progress=False)
-    peft_dir = tke.export_checkpoint(trained["path"], tmp_path / "peft", format="peft", **kw)
-    merged_dir = tke.export_checkpoint(trained["path"], tmp_path / "merged", format="merged", **kw)
+    path = trained["external"]
+    peft_dir = tke.export_checkpoint(path, tmp_path / "peft", format="peft", **kw)
+    merged_dir = tke.export_checkpoint(path, tmp_path / "merged", format="merged", **kw)
 
     config = json.loads((peft_dir / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["task_type"] == "CAUSAL_LM"
@@ -91,7 +99,7 @@ def test_cli_export_end_to_end(trained: dict[str, Any], tmp_path: Path) -> None:
         group,
         [
             "export",
-            trained["path"],
+            trained["external"],
             "--format",
             "peft",
             "--base-model",
@@ -109,26 +117,17 @@ def test_cli_export_end_to_end(trained: dict[str, Any], tmp_path: Path) -> None:
     assert max_diff(model, trained) < 1e-4
     # A second export into the same folder is refused, not merged into it.
     again = CliRunner().invoke(
-        group, ["export", trained["path"], "--out", str(out), "--backend", "local"]
+        group, ["export", trained["external"], "--out", str(out), "--backend", "local"]
     )
     assert (
         again.exit_code == 1 and again.output.startswith("error:") and "not empty" in again.output
     )
 
 
-def test_state_and_external_checkpoints_download_offline(
-    trained: dict[str, Any], tmp_path: Path
-) -> None:
-    training, service = trained["training"], trained["service"]
-    state = training.save_state("s").result().path
-    external = training.save_weights_external("e").result().path
-    got_state = tke.download(state, tmp_path / "state", service=service, progress=False)
-    assert sorted(p.name for p in got_state.iterdir()) == [
-        "adapter_config.json",
-        "adapter_model.safetensors",
-        "optimizer.safetensors",
-    ]
-    got_ext = tke.download(external, tmp_path / "ext", service=service, progress=False)
+def test_external_checkpoint_downloads_offline(trained: dict[str, Any], tmp_path: Path) -> None:
+    got_ext = tke.download(
+        trained["external"], tmp_path / "ext", service=trained["service"], progress=False
+    )
     merged = tke.merge("tinkerkit/tiny", got_ext, tmp_path / "merged")
     model, tok = tke.load_for_inference(merged)
     assert max_diff(model, trained) < 1e-4
@@ -137,12 +136,66 @@ def test_state_and_external_checkpoints_download_offline(
     assert isinstance(reply, str)
 
 
+def test_offline_download_goes_through_the_public_rest_call(
+    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tinkerkit.backends.rest_client import RestClient
+    from tinkerkit.backends.store import CheckpointStore
+
+    asked: list[str] = []
+    public = RestClient.get_external_weights_urls
+
+    def spy(self: RestClient, tinker_path: str) -> Any:
+        asked.append(tinker_path)
+        return public(self, tinker_path)
+
+    monkeypatch.setattr(RestClient, "get_external_weights_urls", spy)
+    out = tke.download(
+        trained["external"], tmp_path / "ext", service=trained["service"], progress=False
+    )
+    assert asked == [trained["external"]]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+
+    def no_store(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("download read the offline store, which Tinker does not have")
+
+    # A sampler path never reaches the store either: it is refused before any call.
+    monkeypatch.setattr(CheckpointStore, "files", no_store)
+    with pytest.raises(tke.UnsupportedSourceError):
+        tke.download(trained["path"], tmp_path / "s", service=trained["service"])
+
+
+def test_state_and_sampler_paths_fail_offline_as_on_tinker(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    class Rest:  # the 0.38 RestClient of the service: no archive URL
+        pass
+
+    online = type("S", (), {"create_rest_client": lambda self: Rest()})()
+    state = trained["training"].save_state("s").result().path
+    for path, advice in [
+        (state, f"create_training_client_from_state({state!r})"),
+        (trained["path"], "save_weights_external('<name>')"),
+    ]:
+        messages = []
+        for service in (trained["service"], online):
+            with pytest.raises(tke.UnsupportedSourceError) as info:
+                tke.download(path, tmp_path / "out", service=service, progress=False)
+            messages.append(str(info.value))
+        assert messages[0] == messages[1]
+        assert advice in messages[0] and "external_weights" in messages[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_base_model_is_a_clear_error(trained: dict[str, Any], tmp_path: Path) -> None:
     result = CliRunner().invoke(
         group,
         [
             "export",
-            trained["path"],
+            trained["external"],
             "--format",
             "merged",
             "--base-model",
@@ -156,18 +209,6 @@ def test_unknown_base_model_is_a_clear_error(trained: dict[str, Any], tmp_path: 
     assert result.exit_code == 1
     assert "never downloads" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m").exists()
-
-
-def test_sampler_checkpoint_on_tinker_038_explains_the_export_route() -> None:
-    class Rest:  # the 0.38 RestClient: no archive URL, no local store
-        pass
-
-    class Service:
-        def create_rest_client(self) -> Rest:
-            return Rest()
-
-    with pytest.raises(tke.UnsupportedSourceError, match="save_weights_external"):
-        tke.download("tinker://run-1/sampler_weights/final", "unused", service=Service())
 
 
 def test_older_sdk_archive_url_is_used(trained: dict[str, Any], tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def export_checkpoint(
     ``base_model`` defaults to the adapter config's ``base_model_name_or_path``.
 
     Example:
-        >>> export_checkpoint("tinker://run/sampler_weights/x", "out/", format="merged",
+        >>> export_checkpoint("tinker://run/external_weights/x", "out/", format="merged",
         ...                   base_model="tinkerkit/tiny", service=tk.connect("local"))
         PosixPath('out')
     """

@@ -7,8 +7,9 @@ http(s) or ``file://`` URL, or a local tar. Routes for ``tinker://`` paths:
   signed URL per file; each is fetched (concurrently), re-signed once if they expire.
 - ``weights`` / ``sampler_weights``: an older SDK's
   ``get_checkpoint_archive_url_from_tinker_path`` (a tar, extracted safely) when the
-  client has it; on the offline backends the checkpoint's files in the local store;
-  otherwise a clear ``UnsupportedSourceError`` saying how to export the weights.
+  client has it; otherwise (tinker 0.38, online and offline alike: only public calls
+  are used, never an offline backend's store) a clear ``UnsupportedSourceError``
+  saying how to export the weights with ``save_weights_external``.
 
 Everything is staged in a hidden folder next to ``out_dir`` and published with one
 rename at the end. On failure the staging folder (with any ``.part`` files) is
@@ -81,7 +82,7 @@ def download(
 
     Example:
         >>> service = tk.connect("local")
-        >>> tk.export.download("tinker://run/sampler_weights/final", "weights/", service=service)
+        >>> tk.export.download("tinker://run/external_weights/final", "weights/", service=service)
         PosixPath('weights')
     """
     out = Path(out_dir)
@@ -188,6 +189,11 @@ def _plan(source: str, service: Any) -> _Plan:
 
 
 def _tinker_plan(path: str, service: Any) -> _Plan:
+    """The files of a ``tinker://`` path, through public ``RestClient`` calls only.
+
+    Every backend answers the same calls the same way (the offline ones never read their
+    store here), so a download tried offline succeeds or fails as it would on Tinker.
+    """
     _run, kind, _name = parse_tinker_path(path)
     if service is None:
         from tinkerkit.connect import connect
@@ -213,33 +219,29 @@ def _tinker_plan(path: str, service: Any) -> _Plan:
         response = rest.get_checkpoint_archive_url_from_tinker_path(path).result()
         spec = FileSpec("archive.tar", response.url, expires=getattr(response, "expires", None))
         return _Plan([spec], archive="archive.tar")
-    local = offline_files(service, rest, path)
-    if local is not None:
-        files = [FileSpec(name, p.resolve().as_uri()) for name, p in sorted(local.items())]
-        archive = next((f.name for f in files if f.name.endswith(ARCHIVE_SUFFIXES)), None)
-        return _Plan(files, archive=archive if len(files) == 1 else None)
-    raise UnsupportedSourceError(
+    raise UnsupportedSourceError(not_downloadable(path, kind))
+
+
+def not_downloadable(path: str, kind: str) -> str:
+    """What to do with a ``weights``/``sampler_weights`` path, which tinker 0.38 (the
+    service and every offline backend alike) cannot download: export it first."""
+    if kind == "weights":
+        how = (
+            f"service.create_training_client_from_state({path!r}).result()"
+            ".save_weights_external('<name>')"
+        )
+    else:
+        how = (
+            "training_client.save_weights_external('<name>') on the training client that "
+            "saved it (or on one loaded from its training state with "
+            "service.create_training_client_from_state(...))"
+        )
+    return (
         f"{path} cannot be downloaded directly with tinker 0.38: the archive-URL endpoint "
-        "(get_checkpoint_archive_url_from_tinker_path) is gone. Export the weights first: "
-        "training_client.save_weights_external('<name>') (for a saved state: "
-        f"service.create_training_client_from_state({path!r}).result()"
-        ".save_weights_external('<name>')), then download "
+        "(get_checkpoint_archive_url_from_tinker_path) is gone, on Tinker and offline "
+        f"alike. Export the weights first: {how}, then download "
         "tinker://<run>/external_weights/<name>."
     )
-
-
-def offline_files(service: Any, rest: Any, path: str) -> dict[str, Path] | None:
-    """The files of ``path`` in an offline backend's checkpoint store, or None online.
-
-    The offline clients keep their store at ``._context.store``; the official clients
-    have no such attribute, so this is None for them.
-    """
-    for client in (rest, service):
-        store = getattr(getattr(client, "_context", None), "store", None)
-        if store is not None and hasattr(store, "files"):
-            files: dict[str, Path] = store.files(path)
-            return files
-    return None
 
 
 def is_archive(path: Path) -> bool:
