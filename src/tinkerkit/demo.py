@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tinkerkit.connect import connect
 from tinkerkit.data.notes import QAPair, extract_qa, notes_to_chats
+from tinkerkit.protocols import SamplingClientLike, ServiceClientLike
 from tinkerkit.text import sample_text
 from tinkerkit.train import sft
 
@@ -44,7 +44,7 @@ class DemoResult:
     seconds: float
 
 
-def _answers(sampler: Any, questions: list[str]) -> list[str]:
+def _answers(sampler: SamplingClientLike, questions: list[str]) -> list[str]:
     return [sample_text(sampler, q, max_tokens=48, temperature=0.0)[0].text for q in questions]
 
 
@@ -152,7 +152,7 @@ def run_demo(
     )
 
 
-def _fresh_run(config: sft.Config, service: Any) -> sft.Result:
+def _fresh_run(config: sft.Config, service: ServiceClientLike) -> sft.Result:
     """Each demo run starts over: an old run's files in the same folder are moved aside."""
     log_dir = Path(config.log_dir)
     if log_dir.exists():
@@ -172,7 +172,11 @@ def _plot(run_dir: Path, echo: Callable[[str], None]) -> Path | None:
 
 
 def _export_adapter(
-    backend: str, state_path: str, out: Path, service: Any, echo: Callable[[str], None]
+    backend: str,
+    state_path: str,
+    out: Path,
+    service: ServiceClientLike,
+    echo: Callable[[str], None],
 ) -> Path | None:
     """The trained adapter as a PEFT folder (the local model is a real transformers model;
     the mock's numpy model is not, so there is nothing to export it to).

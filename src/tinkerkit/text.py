@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from tinker import types
 
@@ -19,6 +18,7 @@ from tinkerkit.data.chat import chat_prompt_tokens
 from tinkerkit.data.loaders import surrogate_field
 from tinkerkit.data.messages import validate_messages
 from tinkerkit.errors import DataError
+from tinkerkit.protocols import SamplingClientLike, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Completion:
 
 
 def sample_text(
-    sampling_client: Any,
+    sampling_client: SamplingClientLike,
     prompt: str | Sequence[Mapping[str, str]],
     *,
     max_tokens: int = 128,
@@ -41,7 +41,7 @@ def sample_text(
     seed: int | None = None,
     num_samples: int = 1,
     chat: bool = True,
-    tokenizer: Any = None,
+    tokenizer: Tokenizer | None = None,
 ) -> list[Completion]:
     """Sample completions of a string or a chat; returns ``Completion``s with ``.text``.
 

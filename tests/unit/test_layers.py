@@ -1,7 +1,9 @@
 """The layering rules, checked over every import in ``src/tinkerkit``.
 
 data → datums → loops → checkpoints → export; the backends (and the rules and models
-they share with ``data``) import nothing above them; nothing below the face
+they share with ``data``) import nothing above them; ``tinkerkit.protocols`` (the client
+and tokenizer Protocols every layer may annotate with) sits below them all and imports
+only the standard library and ``tinker.types``; nothing below the face
 (``tinkerkit/__init__.py``) imports the top-level package, whose names are lazy. Imports
 inside functions count: a lazy import is still a dependency.
 """
@@ -103,6 +105,25 @@ def test_the_scan_sees_the_package():
     )
     # Imports inside functions are seen too.
     assert any(t == "tinkerkit.connect" for t, _ in imports["tinkerkit.train.session"])
+
+
+# What ``tinkerkit.protocols`` may import: the lowest layer, under the backends too.
+PROTOCOL_IMPORTS = ("__future__", "typing", "collections.abc", "tinker.types")
+
+
+def test_protocols_import_only_stdlib_typing_and_tinker_types():
+    path = PACKAGE / "protocols.py"
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            # ``from tinker import types`` is tinker.types; any other name of tinker is not.
+            found += [f"{module}.{a.name}" if module == "tinker" else module for a in node.names]
+    bad = [name for name in found if name not in PROTOCOL_IMPORTS]
+    assert found and not bad, bad
+    assert not _imports()["tinkerkit.protocols"]
 
 
 def test_nothing_below_the_face_imports_the_top_level_package():
@@ -213,3 +234,46 @@ def test_the_library_imports_no_face():
     )
     bad = _violations(library, ("tinkerkit.demo", "tinkerkit.testing", *FACES))
     assert not bad, bad
+
+
+def test_protocols_name_only_members_every_client_has():
+    """The Protocols' members exist, with their parameters, on the official clients and
+    the offline ones (mypy checks the types; this catches a renamed or dropped method)."""
+    import inspect
+
+    import tinker
+    from transformers import PreTrainedTokenizerFast
+
+    from tinkerkit import protocols
+    from tinkerkit.backends.sampling_client import SamplingClient
+    from tinkerkit.backends.service_client import ServiceClient
+    from tinkerkit.backends.training_client import TrainingClient
+
+    pairs = {
+        protocols.SamplingClientLike: (tinker.SamplingClient, SamplingClient),
+        protocols.TrainingClientLike: (tinker.TrainingClient, TrainingClient),
+        protocols.ServiceClientLike: (tinker.ServiceClient, ServiceClient),
+        protocols.Tokenizer: (PreTrainedTokenizerFast,),
+    }
+    for protocol, classes in pairs.items():
+        members = [
+            n
+            for n, v in vars(protocol).items()
+            if ((not n.startswith("_") or n == "__call__") and callable(v))
+            or isinstance(v, property)
+        ]
+        assert members, protocol
+        for cls in classes:
+            for name in members:
+                wanted = getattr(protocol, name)
+                if isinstance(wanted, property):
+                    continue  # tokenizer ids: HF answers them through __getattr__
+                have = inspect.signature(getattr(cls, name)).parameters
+                takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in have.values())
+                for param in inspect.signature(wanted).parameters.values():
+                    if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                        continue
+                    if param.kind is param.POSITIONAL_ONLY:
+                        assert len(have) > 1, (cls, name)
+                        continue
+                    assert param.name in have or takes_kwargs, (cls.__name__, name, param.name)

@@ -16,16 +16,17 @@ from tinker import types
 from tinkerkit.data.chat import ChatFormatError, as_messages, render_chat
 from tinkerkit.data.datum import shifted_datum
 from tinkerkit.data.schemas import Message, PreferencePair
+from tinkerkit.protocols import Tokenizer
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
+def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def completion_datum(
     prompt: str,
     completion: str,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     *,
     add_eos: bool = False,
     max_length: int | None = None,
@@ -74,7 +75,7 @@ def _as_chat(pair_prompt: Any, answer: Any) -> list[dict[str, str]]:
 
 
 def preference_datums(
-    pair: PreferencePair, tokenizer: Any, *, chat: bool = True
+    pair: PreferencePair, tokenizer: Tokenizer, *, chat: bool = True
 ) -> tuple[types.Datum, types.Datum]:
     """(chosen, rejected) datums that share the prompt's tokens exactly.
 
@@ -117,7 +118,7 @@ REWARD_QUESTION = "Is the last answer helpful and correct? Reply Yes or No."
 def reward_datum(
     prompt: str | Sequence[Any],
     response: str,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     *,
     question: str = REWARD_QUESTION,
     score_text: str = "Yes",

@@ -26,6 +26,7 @@ from tinker import types
 from tinkerkit.data.datum import shifted_datum
 from tinkerkit.data.schemas import Conversation
 from tinkerkit.errors import ChatFormatError as ChatFormatError
+from tinkerkit.protocols import Tokenizer
 
 TrainOn = Literal["last", "all_assistant"]
 Messages = Sequence[Mapping[str, str]] | Conversation
@@ -44,7 +45,7 @@ def as_messages(messages: Messages) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
+def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
@@ -60,8 +61,10 @@ def _spans_from_mask(mask: Sequence[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def _render_with_markers(tokenizer: Any, messages: list[dict[str, str]]) -> RenderedChat | None:
-    template = tokenizer.chat_template or ""
+def _render_with_markers(
+    tokenizer: Tokenizer, messages: list[dict[str, str]]
+) -> RenderedChat | None:
+    template = getattr(tokenizer, "chat_template", None) or ""
     if "{% generation %}" not in template and "{%- generation %}" not in template:
         return None
     out = tokenizer.apply_chat_template(
@@ -71,13 +74,13 @@ def _render_with_markers(tokenizer: Any, messages: list[dict[str, str]]) -> Rend
     return RenderedChat(list(out["input_ids"]), spans) if spans else None
 
 
-def _trim_trailing_whitespace(tokenizer: Any, tokens: list[int], start: int, end: int) -> int:
+def _trim_trailing_whitespace(tokenizer: Tokenizer, tokens: list[int], start: int, end: int) -> int:
     while end > start and not tokenizer.decode(tokens[end - 1 : end]).strip():
         end -= 1
     return end
 
 
-def _render_by_prefixes(tokenizer: Any, messages: list[dict[str, str]]) -> RenderedChat:
+def _render_by_prefixes(tokenizer: Tokenizer, messages: list[dict[str, str]]) -> RenderedChat:
     render = tokenizer.apply_chat_template
     full_text = render(messages, tokenize=False)
     tokens = _encode(tokenizer, full_text)
@@ -104,7 +107,7 @@ def _render_by_prefixes(tokenizer: Any, messages: list[dict[str, str]]) -> Rende
     return RenderedChat(tokens, spans)
 
 
-def _render_plain(tokenizer: Any, messages: list[dict[str, str]]) -> RenderedChat:
+def _render_plain(tokenizer: Tokenizer, messages: list[dict[str, str]]) -> RenderedChat:
     tokens: list[int] = []
     spans = []
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -121,7 +124,7 @@ def _render_plain(tokenizer: Any, messages: list[dict[str, str]]) -> RenderedCha
     return RenderedChat(tokens, spans)
 
 
-def render_chat(messages: Messages, tokenizer: Any) -> RenderedChat:
+def render_chat(messages: Messages, tokenizer: Tokenizer) -> RenderedChat:
     """Token ids of a conversation and the exact spans its assistant turns wrote.
 
     Example:
@@ -136,7 +139,7 @@ def render_chat(messages: Messages, tokenizer: Any) -> RenderedChat:
     return _render_with_markers(tokenizer, msgs) or _render_by_prefixes(tokenizer, msgs)
 
 
-def chat_prompt_tokens(messages: Messages, tokenizer: Any) -> list[int]:
+def chat_prompt_tokens(messages: Messages, tokenizer: Tokenizer) -> list[int]:
     """Tokens that prompt the model for the next assistant turn (for sampling)."""
     msgs = as_messages(messages)
     if not getattr(tokenizer, "chat_template", None):
@@ -147,12 +150,12 @@ def chat_prompt_tokens(messages: Messages, tokenizer: Any) -> list[int]:
 
 
 def _batch_render_with_markers(
-    tokenizer: Any, conversations: list[list[dict[str, str]]]
+    tokenizer: Tokenizer, conversations: list[list[dict[str, str]]]
 ) -> list[RenderedChat] | None:
     """Render many chats at once: one jinja pass each, one batched (Rust) encode for all,
     and assistant spans from character offsets with ``searchsorted`` instead of a Python
     loop per token. ``None`` when the template has no generation markers."""
-    template = tokenizer.chat_template or ""
+    template = getattr(tokenizer, "chat_template", None) or ""
     if "generation %}" not in template:
         return None
     try:
@@ -163,7 +166,7 @@ def _batch_render_with_markers(
         conversations=conversations,
         chat_template=template,
         return_assistant_tokens_mask=True,
-        **tokenizer.special_tokens_map,
+        **getattr(tokenizer, "special_tokens_map", {}),
     )
     texts, char_spans = rendered  # (texts, generation char spans); its annotation says str
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -227,7 +230,7 @@ def _check_train_on(train_on: str) -> None:
 
 def chat_datums(
     conversations: Sequence[Messages],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     *,
     train_on: TrainOn = "last",
     max_length: int | None = None,
@@ -255,7 +258,7 @@ def chat_datums(
 
 def chat_datum(
     messages: Messages,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     *,
     train_on: TrainOn = "last",
     max_length: int | None = None,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from tinker import types
 
 from tinkerkit.errors import DatumCheckError, InvalidDatumError
 from tinkerkit.models.registry import ModelSpec
+from tinkerkit.protocols import Tokenizer
 from tinkerkit.rules.datums import check_datum, dense_array
 from tinkerkit.rules.losses import check_config, check_inputs, get_loss
 
@@ -59,7 +59,7 @@ _GREEN = "\x1b[42;30m"
 _RESET = "\x1b[0m"
 
 
-def show_datum(datum: types.Datum, tokenizer: Any, *, color: bool | None = None) -> str:
+def show_datum(datum: types.Datum, tokenizer: Tokenizer, *, color: bool | None = None) -> str:
     """The datum's text with the trained tokens marked (green, or ⟦…⟧ without a terminal).
 
     Example:

@@ -18,6 +18,7 @@ import torch
 
 from tinkerkit.export.bases import resolve_base
 from tinkerkit.export.convert import ADAPTER_CONFIG, ADAPTER_FILE, load_adapter, to_peft
+from tinkerkit.protocols import Tokenizer
 
 
 def load_for_inference(
@@ -69,7 +70,7 @@ def _is_peft_folder(path: Path) -> bool:
 
 def generate(
     model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompt_or_messages: str | Sequence[dict[str, str]],
     *,
     max_new_tokens: int = 64,

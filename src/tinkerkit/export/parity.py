@@ -19,6 +19,7 @@ from tinker import types
 from tinkerkit.export.convert import ADAPTER_CONFIG, load_adapter
 from tinkerkit.export.errors import ExportError
 from tinkerkit.export.inference import load_for_inference
+from tinkerkit.protocols import SamplingClientLike
 
 DEFAULT_TEXTS = (
     "The quick brown fox jumps over the lazy dog.",
@@ -62,7 +63,7 @@ def token_logprobs(model: Any, tokens: Sequence[int]) -> list[float]:
 
 def verify(
     exported: str | Path | Any,
-    sampling_client: Any,
+    sampling_client: SamplingClientLike,
     sequences: Sequence[str | Sequence[int]] | None = None,
     *,
     base: str | Path | None = None,
@@ -109,7 +110,9 @@ def _as_model(exported: Any, base: str | Path | None) -> Any:
     return load_for_inference(path)[0]
 
 
-def _token_lists(sequences: Sequence[str | Sequence[int]], sampling_client: Any) -> list[list[int]]:
+def _token_lists(
+    sequences: Sequence[str | Sequence[int]], sampling_client: SamplingClientLike
+) -> list[list[int]]:
     tokenizer = None
     out: list[list[int]] = []
     for seq in sequences:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from tinkerkit.export.errors import UnsupportedSourceError
 from tinkerkit.export.outputs import check_out_dir
 from tinkerkit.export.sources import download
+from tinkerkit.protocols import ServiceClientLike
 
 Format = Literal["peft", "merged"]
 
@@ -20,7 +21,7 @@ def export_checkpoint(
     *,
     format: Format = "peft",
     base_model: str | Path | None = None,
-    service: Any = None,
+    service: ServiceClientLike | None = None,
     progress: bool = True,
 ) -> Path:
     """Export a checkpoint (``tinker://`` path, URL, local adapter folder or tar) as a

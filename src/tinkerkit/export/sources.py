@@ -47,6 +47,7 @@ from tinkerkit.export.errors import (
 from tinkerkit.export.fetch import RetryPolicy
 from tinkerkit.export.outputs import check_out_dir, publish
 from tinkerkit.export.safe_tar import Limits, safe_extract
+from tinkerkit.protocols import ServiceClientLike
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
@@ -63,7 +64,7 @@ def download(
     source: str | Path,
     out_dir: str | Path,
     *,
-    service: Any = None,
+    service: ServiceClientLike | None = None,
     progress: bool = True,
     sha256: str | Mapping[str, str] | None = None,
     retry: RetryPolicy | None = None,
@@ -174,7 +175,7 @@ def staging_folder(out: Path, source: str) -> Iterator[Path]:
         lock.close()
 
 
-def _plan(source: str, service: Any) -> _Plan:
+def _plan(source: str, service: ServiceClientLike | None) -> _Plan:
     scheme = urllib.parse.urlparse(source).scheme
     if scheme == "tinker":
         return _tinker_plan(source, service)
@@ -188,7 +189,7 @@ def _plan(source: str, service: Any) -> _Plan:
     )
 
 
-def _tinker_plan(path: str, service: Any) -> _Plan:
+def _tinker_plan(path: str, service: ServiceClientLike | None) -> _Plan:
     """The files of a ``tinker://`` path, through public ``RestClient`` calls only.
 
     Every backend answers the same calls the same way (the offline ones never read their

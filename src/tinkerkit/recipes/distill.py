@@ -15,13 +15,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tinker import types
 
 from tinkerkit.data.chat import chat_prompt_tokens
 from tinkerkit.data.datum import shifted_datum
+from tinkerkit.protocols import SamplingClientLike, ServiceClientLike, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def _messages(system_prompt: str | None, user: str) -> list[dict[str, str]]:
 
 
 def teacher_samples(
-    teacher: Any,
-    tokenizer: Any,
+    teacher: SamplingClientLike,
+    tokenizer: Tokenizer,
     system_prompt: str,
     inputs: Sequence[str],
     params: types.SamplingParams,
@@ -78,7 +78,9 @@ def teacher_samples(
     ]
 
 
-def student_datums(tokenizer: Any, samples: Sequence[tuple[str, list[int]]]) -> list[types.Datum]:
+def student_datums(
+    tokenizer: Tokenizer, samples: Sequence[tuple[str, list[int]]]
+) -> list[types.Datum]:
     """Student datums: the prompt *without* the system message, then the teacher's tokens."""
     out = []
     for text, answer in samples:
@@ -88,9 +90,9 @@ def student_datums(tokenizer: Any, samples: Sequence[tuple[str, list[int]]]) -> 
 
 
 def compare(
-    student: Any,
-    teacher: Any,
-    tokenizer: Any,
+    student: SamplingClientLike,
+    teacher: SamplingClientLike,
+    tokenizer: Tokenizer,
     system_prompt: str,
     inputs: Sequence[str],
     max_tokens: int,
@@ -134,13 +136,13 @@ def compare(
 
 
 def distill_prompt(
-    service: Any,
+    service: ServiceClientLike,
     system_prompt: str,
     train_inputs: Sequence[str],
     eval_inputs: Sequence[str],
     *,
     model: str = "tinkerkit/tiny",
-    teacher: Any = None,
+    teacher: SamplingClientLike | None = None,
     samples_per_input: int = 2,
     max_tokens: int = 32,
     temperature: float = 0.3,

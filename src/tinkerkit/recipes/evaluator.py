@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tinkerkit.protocols import SamplingClientLike
 from tinkerkit.text import sample_text
 
 logger = logging.getLogger("tinkerkit")
@@ -94,7 +95,7 @@ def parse_score(reply: str, low: float = 0, high: float = 100) -> float | None:
 class Evaluator:
     """Scores text with a sampling client of a (fine-tuned) evaluator model."""
 
-    sampling_client: Any
+    sampling_client: SamplingClientLike
     low: float = 0
     high: float = 100
     instruction: str = DEFAULT_INSTRUCTION

@@ -26,6 +26,7 @@ from tinker import types
 
 from tinkerkit.data.builders import rl_datum
 from tinkerkit.data.chat import chat_prompt_tokens
+from tinkerkit.protocols import ServiceClientLike
 
 
 class GameEnv(Protocol):
@@ -128,7 +129,7 @@ class CompetitionResult:
 
 
 def train_competition(
-    service: Any,
+    service: ServiceClientLike,
     make_env: Callable[[], GameEnv],
     agents: Sequence[Trained | Fixed],
     *,

@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from tinker import types
 
 from tinkerkit.data.notes.errors import GenerationError, GeneratorUnavailableError
+from tinkerkit.protocols import SamplingClientLike, Tokenizer
 
 __all__ = [
     "AnthropicGenerator",
@@ -63,14 +64,14 @@ class SamplingClientGenerator:
 
     def __init__(
         self,
-        sampling_client: Any,
+        sampling_client: SamplingClientLike,
         max_tokens: int = 1024,
         temperature: float = 0.7,
         seed: int | None = None,
         *,
         system_prompt: str | None = None,
         stop: list[str] | list[int] | None = None,
-        tokenizer: Any = None,
+        tokenizer: Tokenizer | None = None,
         identity: str | None = None,
     ) -> None:
         self.sampling_client = sampling_client
