@@ -33,6 +33,7 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.data.builders import REWARD_QUESTION, reward_datum
+from tinkerkit.protocols import SamplingClientLike, ServiceClientLike
 from tinkerkit.train.checkpoints import CheckpointLog
 
 
@@ -47,7 +48,9 @@ class RewardModel:
         [-0.01, -4.2]
     """
 
-    def __init__(self, sampling_client: Any, question: str = REWARD_QUESTION) -> None:
+    def __init__(
+        self, sampling_client: SamplingClientLike, question: str = REWARD_QUESTION
+    ) -> None:
         self.sampling_client = sampling_client
         self.tokenizer = sampling_client.get_tokenizer()
         self.question = question
@@ -183,7 +186,7 @@ def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
     return sft, reward, rl
 
 
-def rlhf(config: RLHFConfig, service: Any = None) -> RLHFResult:
+def rlhf(config: RLHFConfig, service: ServiceClientLike | None = None) -> RLHFResult:
     """Run (or finish) the three stages; returns every stage's output paths and metrics.
 
     Example:
