@@ -6,6 +6,9 @@ against what its docstring promises, read from what it printed, so an example th
 still runs but no longer learns fails. Every example needs a check: a new one without
 is a failure, not a silent pass. (The examples are run once each, as before: parsing
 their output adds nothing measurable.)
+
+``dpo`` and ``rlhf`` need torch (DPO and the Bradley-Terry reward model are custom
+losses, run on torch through ``forward_backward_custom``): they skip without it.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "rlhf": _rlhf,
     "sft": _sft,
 }
+NEEDS_TORCH = {"dpo", "rlhf"}  # custom losses (DPO, Bradley-Terry) run on torch
 
 
 def test_every_example_has_a_check():
@@ -109,6 +113,8 @@ def test_every_example_has_a_check():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_shows_its_figure(path, monkeypatch, capsys):
+    if path.stem in NEEDS_TORCH:
+        pytest.importorskip("torch")
     monkeypatch.delenv("TINKERKIT_BACKEND", raising=False)
     monkeypatch.chdir(path.parent)
     runpy.run_path(str(path), run_name="__main__")

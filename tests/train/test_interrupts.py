@@ -1,6 +1,9 @@
 """An interrupt of a notebook caller (the loop runs on a worker thread there) stops every
 loop between steps, leaves whole lines and committed checkpoints, and the run resumes
-to exactly the uninterrupted result."""
+to exactly the uninterrupted result.
+
+The ``dpo`` case needs torch (DPO is a custom loss, run on torch through
+``forward_backward_custom``): it skips without it (``pytest.importorskip``)."""
 
 from __future__ import annotations
 
@@ -59,6 +62,8 @@ def _check_stopped_after_step_3(folder: Any) -> None:
 
 @pytest.mark.parametrize("loop", sorted(LOOPS))
 def test_interrupting_a_notebook_cell_stops_the_loop_and_resume_matches(loop, tmp_path):
+    if loop == "dpo":
+        pytest.importorskip("torch")
     make = LOOPS[loop][0]
     key = "reward_mean" if loop == "rl" else "loss"
     service = tk.connect("mock")

@@ -1,3 +1,8 @@
+"""Text helpers, hyperparameters and the small CLI commands.
+
+``test_dpo_cli`` needs torch (DPO is a custom loss, run through
+``forward_backward_custom`` on torch): it skips without it (``pytest.importorskip``)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -124,6 +129,7 @@ def test_notes_cli_output_trains_with_sft_cli(tmp_path):
 
 
 def test_dpo_cli(tmp_path):
+    pytest.importorskip("torch")
     import random
 
     rng = random.Random(0)
