@@ -19,7 +19,8 @@ from typing import Any, NoReturn
 
 import click
 
-from tinkerkit.cli_options import NON_NEGATIVE_FLOAT
+from tinkerkit.cli_options import NON_NEGATIVE_FLOAT, config_options
+from tinkerkit.train.run_options import RunOptions
 
 
 def one_line(text: str) -> str:
@@ -149,10 +150,7 @@ def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         type=NON_NEGATIVE_FLOAT,
         help="Simulated round trip per request (offline backends), seconds.",
     )(fn)
-    fn = click.option("--seed", default=0, show_default=True, type=int)(fn)
-    fn = click.option(
-        "--model", default="tinkerkit/tiny", show_default=True, help="Base model name."
-    )(fn)
+    fn = config_options(RunOptions, ["model", "seed"])(fn)  # defaults: RunOptions's
     fn = click.option(
         "--backend",
         default=None,

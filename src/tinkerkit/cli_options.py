@@ -11,8 +11,14 @@ Imports nothing heavy: ``tinkerkit --help`` stays fast.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import functools
+import itertools
 import math
-from collections.abc import Callable
+import re
+import sys
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,23 +162,167 @@ OUTPUT_FILE = OutputPath(folder=False)
 TEXT = Text()
 
 
+CHOICES = {
+    "lr_schedule": click.Choice(["constant", "linear", "cosine"]),
+    "train_on": click.Choice(["last", "all_assistant"]),
+    "objective": click.Choice(["dpo", "bradley_terry"]),
+    "loss": click.Choice(["importance_sampling", "ppo", "reinforce"]),
+}
+"""The choices of the configs' ``Literal`` fields (a test checks they match them)."""
+
+FIELD_TYPES: dict[str, click.ParamType] = {
+    "rank": RANK,
+    "seed": click.INT,
+    "epochs": POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "group_size": POSITIVE_INT,
+    "steps": POSITIVE_INT,
+    "refresh_every": POSITIVE_INT,
+    "max_length": POSITIVE_INT,
+    "learning_rate": POSITIVE_FLOAT,
+    "beta": POSITIVE_FLOAT,
+    "reward_timeout": POSITIVE_FLOAT,
+    "temperature": NON_NEGATIVE_FLOAT,
+    "kl_coef": NON_NEGATIVE_FLOAT,
+    "warmup_steps": NON_NEGATIVE_INT,
+    "save_every": NON_NEGATIVE_INT,
+    "keep_last": NON_NEGATIVE_INT,
+    "eval_every": NON_NEGATIVE_INT,
+    "eval_split": FRACTION,
+    "max_tokens": NEW_TOKENS,
+    "log_dir": OUTPUT_FOLDER,
+    "data": click.Path(path_type=Path),
+    "eval_data": click.Path(path_type=Path),
+    **CHOICES,
+}
+"""Each config field's command-line type: values checked when parsed."""
+
+FIELD_FLAGS: dict[str, tuple[str, ...]] = {
+    "learning_rate": ("--lr",),
+    "log_dir": ("--log-dir", "--log-path"),
+    "init_state": ("--init-state", "--load-checkpoint-path"),
+    "kl_coef": ("--kl-coef", "--kl-penalty-coef"),
+    "loss": ("--loss", "--loss-fn"),
+}
+"""Flags other than ``--field-name``: the short ``--lr``, and the cookbook's names as
+aliases (the first flag is the one error messages name)."""
+
+
+class ConfigOption(click.Option):
+    """An option made from a config field: errors name its first flag only, so an
+    alias (``--log-path`` for ``--log-dir``) leaves the one-line messages as they were."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        return f"'{self.opts[0]}'"
+
+
+def config_options(
+    config: type,
+    include: Sequence[str],
+    *,
+    types: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Sequence[str]] | None = None,
+    help: Mapping[str, str] | None = None,
+    required: Collection[str] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Click options for the dataclass ``config``'s fields ``include`` (in that order):
+    the default (and ``show_default``) is the field's default, the help its attribute
+    docstring, the type from ``FIELD_TYPES`` (a bool field is a flag); a field without
+    a default, or named in ``required``, is a required option. The parameter is the
+    field's name, so the command passes its options on as ``config(**fields)``.
+
+    Example:
+        >>> @click.command()
+        ... @config_options(sft_config.Config, ["epochs", "learning_rate"])
+        ... def sft(**fields): ...      # --epochs [default: 3], --lr [default: 0.0001]
+    """
+    by_name = {f.name: f for f in dataclasses.fields(config)}
+    docs = field_docs(config)
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(include):
+            default = config_default(by_name[name])
+            decls = [*(flags or {}).get(name, FIELD_FLAGS.get(name, (_flag(name),))), name]
+            option: dict[str, Any] = {"cls": ConfigOption, "help": (help or {}).get(name)}
+            if option["help"] is None:
+                option["help"] = docs.get(name)
+            if default is dataclasses.MISSING or name in required:
+                option["required"] = True
+            elif isinstance(default, bool):
+                option.update(is_flag=True, default=default)
+            else:
+                option.update(default=default, show_default=default is not None)
+            kind = (types or {}).get(name, FIELD_TYPES.get(name))
+            if kind is not None and not option.get("is_flag"):
+                option["type"] = kind
+            command = click.option(*decls, **option)(command)
+        return command
+
+    return decorate
+
+
+def config_default(f: dataclasses.Field[Any]) -> Any:
+    """A dataclass field's default (``MISSING`` when it has none)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@functools.cache
+def field_docs(config: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass's fields (its bases' too), read from the
+    source with ``ast``: a string right after ``name: type = ...``. ``rst`` backticks
+    are dropped and lines joined."""
+    docs: dict[str, str] = {}
+    for cls in reversed(config.__mro__):
+        module = sys.modules.get(cls.__module__)
+        path = getattr(module, "__file__", None)
+        if not dataclasses.is_dataclass(cls) or not path or not path.endswith(".py"):
+            continue
+        try:
+            tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError):
+            continue
+        body = next(
+            (n.body for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__),
+            [],
+        )
+        for stmt, after in itertools.pairwise(body):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                text = " ".join(after.value.value.replace("``", "").split())
+                docs[stmt.target.id] = re.sub(r"\s+", " ", text)
+    return docs
+
+
 def run_folder_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--overwrite`` and ``--keep-last K``, the options of every loop's log folder.
+    """``--overwrite`` and ``--keep-last K``, the options of every loop's log folder
+    (from ``RunOptions``).
 
     Example:
         >>> @click.command()
         ... @run_folder_options
         ... def sft(overwrite: bool, keep_last: int) -> None: ...
     """
-    command = click.option(
-        "--keep-last",
-        default=0,
-        show_default=True,
-        type=NON_NEGATIVE_INT,
-        help="Keep only the newest K checkpoints besides final (0: keep all).",
-    )(command)
-    return click.option(
-        "--overwrite",
-        is_flag=True,
-        help="Start again in a --log-dir that holds a run (its log files are replaced).",
+    from tinkerkit.train.run_options import RunOptions
+
+    return config_options(
+        RunOptions,
+        ["overwrite", "keep_last"],
+        help={
+            "overwrite": "Start again in a --log-dir that holds a run (its log files are "
+            "replaced).",
+            "keep_last": "Keep only the newest K checkpoints besides final (0: keep all).",
+        },
     )(command)

@@ -4,6 +4,9 @@
         --log-dir runs/rl --steps 30 --lr 2e-2
 
 ``--reward`` is ``package.module:function`` (importable) or ``path/to/file.py:function``.
+The other options are made from ``train.rl_config.Config`` (defaults and help written
+once, there); ``--load-checkpoint-path``, ``--kl-penalty-coef`` and ``--loss-fn`` are the
+cookbook's names for ``--init-state``, ``--kl-coef`` and ``--loss``.
 """
 
 from __future__ import annotations
@@ -14,16 +17,8 @@ from typing import Any
 import click
 
 from tinkerkit.cli_common import _connect, _run, backend_options
-from tinkerkit.cli_options import (
-    NEW_TOKENS,
-    NON_NEGATIVE_FLOAT,
-    NON_NEGATIVE_INT,
-    OUTPUT_FOLDER,
-    POSITIVE_FLOAT,
-    POSITIVE_INT,
-    RANK,
-    run_folder_options,
-)
+from tinkerkit.cli_options import config_options, run_folder_options
+from tinkerkit.train.rl_config import Config
 
 
 def __getattr__(name: str) -> Any:
@@ -50,68 +45,31 @@ def __getattr__(name: str) -> Any:
     required=True,
     help="module:function or path/to/file.py:function; reward(prompt, completion, **fields).",
 )
-@click.option("--rank", default=32, show_default=True, type=RANK)
-@click.option(
-    "--group-size", default=4, show_default=True, type=POSITIVE_INT, help="Samples per prompt."
-)
-@click.option(
-    "--batch-size", default=8, show_default=True, type=POSITIVE_INT, help="Prompts per step."
-)
-@click.option("--steps", default=None, type=POSITIVE_INT, help="Steps to run (default: --epochs).")
-@click.option("--epochs", default=1, show_default=True, type=POSITIVE_INT)
-@click.option("--lr", "learning_rate", default=1e-5, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--max-tokens", default=128, show_default=True, type=NEW_TOKENS)
-@click.option("--temperature", default=1.0, show_default=True, type=NON_NEGATIVE_FLOAT)
-@click.option(
-    "--loss",
-    default="importance_sampling",
-    show_default=True,
-    type=click.Choice(["importance_sampling", "ppo", "reinforce"]),
-)
-@click.option(
-    "--kl-coef", default=0.0, show_default=True, type=NON_NEGATIVE_FLOAT, help="KL penalty to base."
-)
-@click.option(
-    "--refresh-every",
-    default=1,
-    show_default=True,
-    type=POSITIVE_INT,
-    help="Steps per sampler refresh.",
-)
-@click.option(
-    "--reward-timeout", default=30.0, show_default=True, type=POSITIVE_FLOAT, help="Seconds."
-)
-@click.option("--log-dir", required=True, type=OUTPUT_FOLDER)
-@click.option("--save-every", default=0, show_default=True, type=NON_NEGATIVE_INT)
-@click.option(
-    "--resume", is_flag=True, help="Continue the run in --log-dir from its last checkpoint."
+@config_options(
+    Config,
+    [
+        "rank",
+        "init_state",
+        "group_size",
+        "batch_size",
+        "steps",
+        "epochs",
+        "learning_rate",
+        "max_tokens",
+        "temperature",
+        "loss",
+        "kl_coef",
+        "refresh_every",
+        "reward_timeout",
+        "log_dir",
+        "save_every",
+        "resume",
+    ],
+    required=["log_dir"],
+    help={"steps": "Steps to run (default: --epochs)."},
 )
 @run_folder_options
-def rl(
-    prompts: Path,
-    reward_spec: str,
-    backend: str | None,
-    model: str,
-    seed: int,
-    latency: float,
-    rank: int,
-    group_size: int,
-    batch_size: int,
-    steps: int | None,
-    epochs: int,
-    learning_rate: float,
-    max_tokens: int,
-    temperature: float,
-    loss: str,
-    kl_coef: float,
-    refresh_every: int,
-    reward_timeout: float,
-    log_dir: Path,
-    save_every: int,
-    resume: bool,
-    overwrite: bool,
-    keep_last: int,
-) -> None:
+def rl(prompts: Path, reward_spec: str, backend: str | None, latency: float, **fields: Any) -> None:
     """Reinforcement learning with a reward function; on-policy, concurrent, resumable."""
     from tinkerkit.cli_reward import RLSettingError, load_reward
     from tinkerkit.errors import TinkerkitError
@@ -119,29 +77,7 @@ def rl(
 
     def run() -> None:
         try:
-            config = rl_loop.Config(
-                prompts=prompts,
-                reward=load_reward(reward_spec),
-                model=model,
-                rank=rank,
-                group_size=group_size,
-                batch_size=batch_size,
-                steps=steps,
-                epochs=epochs,
-                learning_rate=learning_rate,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                loss=loss,  # type: ignore[arg-type]
-                kl_coef=kl_coef,
-                refresh_every=refresh_every,
-                reward_timeout=reward_timeout,
-                save_every=save_every,
-                seed=seed,
-                log_dir=log_dir,
-                resume=resume,
-                overwrite=overwrite,
-                keep_last=keep_last,
-            )
+            config = Config(prompts=prompts, reward=load_reward(reward_spec), **fields)
             result = rl_loop.train(config, service=_connect(backend, latency))
         except TinkerkitError:
             raise

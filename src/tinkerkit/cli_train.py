@@ -1,102 +1,59 @@
 """``tinkerkit sft``, ``tinkerkit dpo`` and ``tinkerkit rlhf``: the supervised and
-preference training commands."""
+preference training commands.
+
+The sft and dpo options are made from the loops' Configs (``cli_options.config_options``):
+their defaults and help are the Config's, written once."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from tinkerkit.cli_common import _connect, _run, backend_options
 from tinkerkit.cli_options import (
-    FRACTION,
     NEW_TOKENS,
-    NON_NEGATIVE_INT,
     OUTPUT_FOLDER,
     POSITIVE_FLOAT,
     POSITIVE_INT,
     RANK,
+    config_options,
     run_folder_options,
 )
+from tinkerkit.train.preference_config import DPOConfig
+from tinkerkit.train.sft_config import Config as SFTConfig
 
 
 @click.command()
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Chat JSONL/JSON/CSV.")
+@config_options(SFTConfig, ["data"], help={"data": "Chat JSONL/JSON/CSV."})
 @backend_options
-@click.option("--rank", default=32, show_default=True, type=RANK)
-@click.option("--epochs", default=3, show_default=True, type=POSITIVE_INT)
-@click.option("--batch-size", default=8, show_default=True, type=POSITIVE_INT)
-@click.option("--lr", "learning_rate", default=1e-4, show_default=True, type=POSITIVE_FLOAT)
-@click.option(
-    "--lr-schedule",
-    default="constant",
-    show_default=True,
-    type=click.Choice(["constant", "linear", "cosine"]),
-)
-@click.option("--warmup-steps", default=0, show_default=True, type=NON_NEGATIVE_INT)
-@click.option(
-    "--train-on", default="last", show_default=True, type=click.Choice(["last", "all_assistant"])
-)
-@click.option("--max-length", default=None, type=POSITIVE_INT)
-@click.option("--log-dir", required=True, type=OUTPUT_FOLDER)
-@click.option(
-    "--save-every",
-    default=0,
-    show_default=True,
-    type=NON_NEGATIVE_INT,
-    help="Checkpoint every K steps (plus each epoch end).",
-)
-@click.option("--eval-data", default=None, type=click.Path(path_type=Path))
-@click.option("--eval-every", default=0, show_default=True, type=NON_NEGATIVE_INT)
-@click.option(
-    "--resume", is_flag=True, help="Continue the run in --log-dir from its last checkpoint."
+@config_options(
+    SFTConfig,
+    [
+        "rank",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "lr_schedule",
+        "warmup_steps",
+        "train_on",
+        "max_length",
+        "log_dir",
+        "save_every",
+        "eval_data",
+        "eval_every",
+        "resume",
+    ],
+    required=["log_dir"],
+    help={"save_every": "Checkpoint every K steps (plus each epoch end)."},
 )
 @run_folder_options
-def sft(
-    data: Path,
-    backend: str | None,
-    model: str,
-    seed: int,
-    latency: float,
-    rank: int,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    lr_schedule: str,
-    warmup_steps: int,
-    train_on: str,
-    max_length: int | None,
-    log_dir: Path,
-    save_every: int,
-    eval_data: Path | None,
-    eval_every: int,
-    resume: bool,
-    overwrite: bool,
-    keep_last: int,
-) -> None:
+def sft(backend: str | None, latency: float, **fields: Any) -> None:
     """Supervised fine-tuning on chats; pipelined, checkpointed, resumable."""
     from tinkerkit.train import sft as sft_loop
 
-    config = sft_loop.Config(
-        data=data,
-        model=model,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        lr_schedule=lr_schedule,  # type: ignore[arg-type]
-        warmup_steps=warmup_steps,
-        rank=rank,
-        train_on=train_on,  # type: ignore[arg-type]
-        max_length=max_length,
-        eval_data=eval_data,
-        eval_every=eval_every,
-        save_every=save_every,
-        seed=seed,
-        log_dir=log_dir,
-        resume=resume,
-        overwrite=overwrite,
-        keep_last=keep_last,
-    )
+    config = SFTConfig(**fields)  # the defaults are the Config's (the options are made from it)
 
     def run() -> None:
         result = sft_loop.train(config, service=_connect(backend, latency))
@@ -112,84 +69,35 @@ def sft(
 
 
 @click.command()
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Preference pairs JSONL/JSON/CSV.",
-)
+@config_options(DPOConfig, ["data"], help={"data": "Preference pairs JSONL/JSON/CSV."})
 @backend_options
-@click.option(
-    "--objective",
-    default="dpo",
-    show_default=True,
-    type=click.Choice(["dpo", "bradley_terry"]),
-    help="dpo trains the policy; bradley_terry trains a reward model.",
+@config_options(
+    DPOConfig,
+    [
+        "objective",
+        "reference",
+        "beta",
+        "rank",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "eval_data",
+        "eval_split",
+        "save_every",
+        "log_dir",
+        "resume",
+    ],
+    required=["log_dir"],
 )
-@click.option(
-    "--reference",
-    default=None,
-    help="DPO reference: a tinker:// sampler path (default: the base model).",
-)
-@click.option("--beta", default=0.1, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--rank", default=32, show_default=True, type=RANK)
-@click.option("--epochs", default=1, show_default=True, type=POSITIVE_INT)
-@click.option(
-    "--batch-size", default=8, show_default=True, type=POSITIVE_INT, help="Pairs per step."
-)
-@click.option("--lr", "learning_rate", default=1e-5, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--eval-data", default=None, type=click.Path(path_type=Path))
-@click.option("--eval-split", default=0.0, show_default=True, type=FRACTION)
-@click.option("--save-every", default=0, show_default=True, type=NON_NEGATIVE_INT)
-@click.option("--log-dir", required=True, type=OUTPUT_FOLDER)
-@click.option("--resume", is_flag=True)
 @run_folder_options
-def dpo(
-    data: Path,
-    backend: str | None,
-    model: str,
-    seed: int,
-    latency: float,
-    objective: str,
-    reference: str | None,
-    beta: float,
-    rank: int,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    eval_data: Path | None,
-    eval_split: float,
-    save_every: int,
-    log_dir: Path,
-    resume: bool,
-    overwrite: bool,
-    keep_last: int,
-) -> None:
+def dpo(backend: str | None, latency: float, **fields: Any) -> None:
     """Preference learning on pairs: DPO, or a Bradley-Terry reward model."""
     from tinkerkit.train import preference
 
-    config = preference.DPOConfig(
-        data=data,
-        model=model,
-        objective=objective,  # type: ignore[arg-type]
-        reference=reference,
-        beta=beta,
-        rank=rank,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        eval_data=eval_data,
-        eval_split=eval_split,
-        save_every=save_every,
-        seed=seed,
-        log_dir=log_dir,
-        resume=resume,
-        overwrite=overwrite,
-        keep_last=keep_last,
-    )
+    config = DPOConfig(**fields)
 
     def run() -> None:
-        train = preference.train_dpo if objective == "dpo" else preference.train_reward_model
+        train = preference.train_dpo if config.objective == "dpo" else preference.train_reward_model
         result = train(config, _connect(backend, latency))
         evals = result.evals()
         if evals:

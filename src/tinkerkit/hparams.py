@@ -9,15 +9,33 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
+
+from tinkerkit.train import rl_config, sft_config
 
 logger = logging.getLogger("tinkerkit")
 
+
+def _defaults(config: type) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(config) if f.default is not MISSING}
+
+
+# The SFT and RL numbers are the loops' Config defaults (one source; the config modules
+# import nothing heavy).
+_SFT = _defaults(sft_config.Config)
+_RL = _defaults(rl_config.Config)
+
 LORA_RANKS = {"quick_test": 8, "standard": 32, "high_quality": 64, "maximum": 128}
-LEARNING_RATES = {"sft": 1e-4, "rl": 1e-5, "fine_adjustment": 5e-6}
+LEARNING_RATES = {"sft": _SFT["learning_rate"], "rl": _RL["learning_rate"], "fine_adjustment": 5e-6}
 HYPERPARAMS = {
-    "sft": {"rank": 32, "learning_rate": 1e-4, "batch_size": 8, "epochs": 3},
-    "rl": {"rank": 32, "learning_rate": 1e-5, "samples_per_prompt": 4, "iterations": 1000},
+    "sft": {k: _SFT[k] for k in ("rank", "learning_rate", "batch_size", "epochs")},
+    "rl": {
+        "rank": _RL["rank"],
+        "learning_rate": _RL["learning_rate"],
+        "samples_per_prompt": _RL["group_size"],
+        "iterations": 1000,  # the guide's; Config.steps defaults to the prompts' epochs
+    },
     "rlhf": {"sft_epochs": 1, "reward_lr": 1e-5, "policy_lr": 1e-6},
 }
 
@@ -62,7 +80,11 @@ def suggest_lora_lr(model: str, batch_size: int = REFERENCE_BATCH) -> LrSuggesti
     name = model.lower()
     hidden = next((h for pattern, h in _HIDDEN.items() if re.search(pattern, name)), None)
     if hidden is None:
-        logger.info("no LoRA learning-rate data for %s; using the guide's SFT default 1e-4", model)
+        logger.info(
+            "no LoRA learning-rate data for %s; using the guide's SFT default %g",
+            model,
+            LEARNING_RATES["sft"],
+        )
         return LrSuggestion(LEARNING_RATES["sft"], batch_size, "guide default (unknown model)")
     # 5e-4 at width 2048 and batch 128 (LoRA Without Regret's range), ~1/sqrt(width).
     lr = 5e-4 * math.sqrt(2048 / hidden) * math.sqrt(batch_size / REFERENCE_BATCH)

@@ -5,31 +5,41 @@ config = Config(prompts="prompts.jsonl", reward=my_reward, steps=100)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tinkerkit.errors import ConfigError
-from tinkerkit.train.rl_advantages import LOSSES, Loss
-from tinkerkit.train.rl_batch import OnRewardError
-from tinkerkit.train.rl_prompts import PromptSource
-from tinkerkit.train.rl_rewards import RewardFn
-from tinkerkit.train.session import RunOptions
-from tinkerkit.train.session import public_config as session_public_config
+from tinkerkit.train.run_options import RunOptions, resolve_alias
+
+if TYPE_CHECKING:  # light at run time: the CLI builds its options from this Config
+    from tinkerkit.train.rl_batch import Loss
+    from tinkerkit.train.rl_rewards import OnRewardError, RewardFn
+    from tinkerkit.train.rl_sampling import PromptSource
+
+LOSS_FN_CONFIG_KEYS = {"clip_low_threshold": "clip_low", "clip_high_threshold": "clip_high"}
+"""``loss_fn_config``'s keys (the cookbook's) and the fields they set."""
 
 
 @dataclass
 class Config(RunOptions):
-    """RL settings; defaults from the guide's hyperparameter table (lr 1e-5, 4 samples)."""
+    """RL settings; defaults from the guide's hyperparameter table (lr 1e-5, 4 samples).
+
+    The cookbook's names are accepted too: ``log_path`` (``log_dir``),
+    ``load_checkpoint_path`` (``init_state``), ``kl_penalty_coef`` (``kl_coef``),
+    ``loss_fn`` (``loss``) and ``loss_fn_config={"clip_low_threshold": ...,
+    "clip_high_threshold": ...}`` (``clip_low``/``clip_high``)."""
 
     prompts: PromptSource
     reward: RewardFn
     init_state: str | None = None
     """Start the policy from a ``tinker://.../weights/`` checkpoint (e.g. an SFT run's)."""
     group_size: int = 4
+    """Samples per prompt."""
     batch_size: int = 8
+    """Prompts per step."""
     steps: int | None = None
+    """Steps to run (default: ``epochs`` over the prompts)."""
     epochs: int = 1
     learning_rate: float = 1e-5
     max_tokens: int = 128
@@ -40,17 +50,52 @@ class Config(RunOptions):
     clip_high: float = 1.2
     scale_advantages: bool = False
     kl_coef: float = 0.0
+    """KL penalty to the base model."""
     refresh_every: int = 1
+    """Steps per sampler refresh."""
     recompute_logprobs: bool = False
     reward_timeout: float = 30.0
+    """Seconds a reward call may take."""
     reward_concurrency: int = 64
     on_reward_error: OnRewardError = "zero"
     log_samples_every: int = 10
     log_samples: int = 4
     log_dir: str | Path = field(default="runs/rl", kw_only=True)
+    load_checkpoint_path: InitVar[str | None] = field(default=None, kw_only=True)
+    kl_penalty_coef: InitVar[float | None] = field(default=None, kw_only=True)
+    loss_fn: InitVar[Loss | None] = field(default=None, kw_only=True)
+    loss_fn_config: InitVar[Mapping[str, float] | None] = field(default=None, kw_only=True)
+
+    def __post_init__(
+        self,
+        log_path: str | Path | None,
+        load_checkpoint_path: str | None,
+        kl_penalty_coef: float | None,
+        loss_fn: Loss | None,
+        loss_fn_config: Mapping[str, float] | None,
+    ) -> None:
+        super().__post_init__(log_path)
+        resolve_alias(self, "init_state", "load_checkpoint_path", load_checkpoint_path)
+        resolve_alias(self, "kl_coef", "kl_penalty_coef", kl_penalty_coef)
+        resolve_alias(self, "loss", "loss_fn", loss_fn)
+        if loss_fn_config is None:
+            return
+        unknown = sorted(set(loss_fn_config) - set(LOSS_FN_CONFIG_KEYS))
+        if unknown:
+            from tinkerkit.errors import ConfigError
+
+            raise ConfigError(
+                f"Config.loss_fn_config has unknown keys {unknown}: pass "
+                f"{' and/or '.join(LOSS_FN_CONFIG_KEYS)}"
+            )
+        for key, name in LOSS_FN_CONFIG_KEYS.items():
+            resolve_alias(self, name, f"loss_fn_config[{key!r}]", loss_fn_config.get(key))
 
 
 def check_config(config: Config) -> None:
+    from tinkerkit.errors import ConfigError  # here: tinkerkit.errors imports tinker
+    from tinkerkit.train.rl_batch import LOSSES
+
     for name in ("group_size", "batch_size", "epochs", "rank", "max_tokens", "refresh_every"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
@@ -97,6 +142,8 @@ def run_identity(config: Config, fingerprint: str) -> dict[str, Any]:
 
 def public_config(config: Config) -> dict[str, Any]:
     """The shared JSON-safe config, plus the reward's name and a prompt-list summary."""
+    from tinkerkit.train.session import public_config as session_public_config
+
     out = session_public_config(config)
     out["reward"] = getattr(config.reward, "__qualname__", type(config.reward).__qualname__)
     if not isinstance(config.prompts, str | Path):

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,32 +28,11 @@ from tinkerkit.train.checkpoints import (
     check_resume,
     write_json_atomic,
 )
-from tinkerkit.train.metrics import Callback, MetricsLogger, truncate_metrics
+from tinkerkit.train.metrics import MetricsLogger, truncate_metrics
 from tinkerkit.train.pipeline import Pipeline
 from tinkerkit.train.retention import prune
+from tinkerkit.train.run_options import RunOptions as RunOptions
 from tinkerkit.train.rundir import RunDir, inspect_run
-
-
-@dataclass(kw_only=True)
-class RunOptions:
-    """Settings every training loop shares (keyword-only in every loop's config)."""
-
-    model: str = "tinkerkit/tiny"
-    rank: int = 32
-    seed: int = 0
-    log_dir: str | Path = "runs/run"
-    resume: bool = False
-    overwrite: bool = False
-    """Start again in a ``log_dir`` that holds a run: its files are replaced once the new
-    run's inputs are validated (its checkpoints in the store are left alone)."""
-    save_every: int = 0
-    keep_last: int = 0
-    """Keep only the newest K checkpoints besides ``final`` (0: keep all); older ones are
-    deleted from the store once a newer one is committed."""
-    ttl_seconds: int | None = None
-    progress: bool = True
-    callbacks: Sequence[Callback] = field(default_factory=tuple)
-    wandb_project: str | None = None
 
 
 @dataclass

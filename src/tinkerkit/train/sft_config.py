@@ -8,31 +8,41 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tinkerkit.data.chat import TrainOn
-from tinkerkit.errors import ConfigError
-from tinkerkit.train.schedules import Schedule
-from tinkerkit.train.session import RunOptions
+from tinkerkit.train.run_options import RunOptions
+
+if TYPE_CHECKING:  # light at run time: the CLI builds its options from this Config
+    from tinkerkit.data.chat import TrainOn
+    from tinkerkit.train.schedules import Schedule
 
 
 @dataclass
 class Config(RunOptions):
-    """SFT settings; defaults from the guide's hyperparameter table."""
+    """SFT settings; defaults from the guide's hyperparameter table.
+
+    ``log_path=`` (the cookbook's name) is accepted for ``log_dir``."""
 
     data: str | Path | Sequence[Any]
+    """Chats: a JSONL/JSON/CSV file, or the records themselves."""
     epochs: int = 3
     batch_size: int = 8
+    """Examples per step."""
     learning_rate: float = 1e-4
     lr_schedule: Schedule = "constant"
     warmup_steps: int = 0
+    """Steps of linear warmup before the schedule."""
     weight_decay: float = 0.0
     grad_clip_norm: float = 0.0
     train_on: TrainOn = "last"
+    """Which assistant turns are trained on: the last one, or all of them."""
     max_length: int | None = None
+    """Longest example in tokens (longer ones are refused; default: no limit)."""
     eval_data: str | Path | Sequence[Any] | None = None
+    """Held-out chats for evaluation rows in metrics.jsonl."""
     eval_split: float = 0.0
     eval_every: int = 0
+    """Evaluate every K steps (0: only at the end) when there is eval data."""
     sample_prompts: Sequence[str] = ()
     sample_every: int = 0
     sample_max_tokens: int = 64
@@ -43,6 +53,8 @@ class Config(RunOptions):
 
 def check_config(config: Config) -> None:
     """Refuse settings that cannot train, naming the field; called before anything is read."""
+    from tinkerkit.errors import ConfigError  # here: tinkerkit.errors imports tinker
+
     for name in ("epochs", "batch_size", "rank", "pipeline_depth"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:

@@ -1,0 +1,124 @@
+"""The loop commands' options are made from the Configs: each option's default is the
+Config field's default, the choices are the fields' Literal values, and the cookbook
+flags (--log-path, --load-checkpoint-path, --kl-penalty-coef, --loss-fn) give the same
+Config as the old ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from tinkerkit import cli_rl, cli_train
+from tinkerkit.cli import main
+from tinkerkit.cli_options import CHOICES, ConfigOption
+from tinkerkit.train import rl_config
+from tinkerkit.train.preference_config import DPOConfig
+from tinkerkit.train.run_options import RunOptions
+from tinkerkit.train.sft_config import Config as SFTConfig
+
+COMMANDS = [(cli_train.sft, SFTConfig), (cli_train.dpo, DPOConfig), (cli_rl.rl, rl_config.Config)]
+
+
+def _defaults(config: type) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+@pytest.mark.parametrize(("command", "config"), COMMANDS, ids=lambda c: getattr(c, "name", ""))
+def test_option_defaults_are_the_config_defaults(command: click.Command, config: type) -> None:
+    defaults = _defaults(config)
+    names = {f.name for f in dataclasses.fields(config)}
+    made = [p for p in command.params if isinstance(p, ConfigOption)]
+    assert {p.name for p in made} >= {"model", "seed", "rank", "epochs", "log_dir", "keep_last"}
+    for param in made:
+        assert param.name in names, param.name
+        if param.required:
+            continue
+        assert param.default == defaults[param.name], param.name
+        assert type(param.default) is type(defaults[param.name]), param.name
+
+
+def test_backend_options_defaults_are_run_options() -> None:
+    defaults = _defaults(RunOptions)
+    params = {p.name: p for p in cli_train.sft.params}
+    assert params["model"].default == defaults["model"]
+    assert params["seed"].default == defaults["seed"]
+
+
+def test_help_comes_from_the_field_docstring() -> None:
+    params = {p.name: p for p in cli_rl.rl.params}
+    assert params["group_size"].help == "Samples per prompt."
+    assert "tinker://" in (params["init_state"].help or "")
+
+
+def test_choices_are_the_literal_values() -> None:
+    from tinkerkit.data.chat import TrainOn
+    from tinkerkit.train import rl_batch
+    from tinkerkit.train.preference_config import Objective
+    from tinkerkit.train.schedules import Schedule
+
+    assert list(CHOICES["lr_schedule"].choices) == list(typing.get_args(Schedule))
+    assert list(CHOICES["train_on"].choices) == list(typing.get_args(TrainOn))
+    assert list(CHOICES["objective"].choices) == list(typing.get_args(Objective))
+    assert list(CHOICES["loss"].choices) == list(rl_batch.LOSSES)
+
+
+class _Made(Exception):
+    pass
+
+
+def _config_from(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, args: list[str]) -> Any:
+    """The Config a command line builds (the command stops right after)."""
+    made: list[Any] = []
+    real = getattr(module, name)
+
+    def record(**kw: Any) -> Any:
+        made.append(real(**kw))
+        raise _Made
+
+    monkeypatch.setattr(module, name, record)
+    result = CliRunner().invoke(main, args)
+    assert isinstance(result.exception, _Made), result.output
+    monkeypatch.setattr(module, name, real)
+    return made[0]
+
+
+def test_log_path_flag_is_log_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for command, name in (("sft", "SFTConfig"), ("dpo", "DPOConfig")):
+        base = [command, "--data", str(tmp_path / "d.jsonl"), "--backend", "mock"]
+        old = _config_from(monkeypatch, cli_train, name, [*base, "--log-dir", str(tmp_path / "r")])
+        new = _config_from(monkeypatch, cli_train, name, [*base, "--log-path", str(tmp_path / "r")])
+        assert old == new and Path(new.log_dir) == tmp_path / "r"
+
+
+def test_rl_cookbook_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "reward.py").write_text("def score(prompt, completion, **kw):\n    return 0.0\n")
+    base = ["rl", "--prompts", str(tmp_path / "p.jsonl"), "--reward", f"{tmp_path}/reward.py:score"]
+    base += ["--backend", "mock"]
+    old = [*base, "--log-dir", "r", "--init-state", "tinker://a", "--kl-coef", "0.1"]
+    old += ["--loss", "ppo"]
+    new = [*base, "--log-path", "r", "--load-checkpoint-path", "tinker://a"]
+    new += ["--kl-penalty-coef", "0.1", "--loss-fn", "ppo"]
+    a = _config_from(monkeypatch, cli_rl, "Config", old)
+    b = _config_from(monkeypatch, cli_rl, "Config", new)
+    assert a.reward is not None and b.reward is not None
+    assert dataclasses.replace(a, reward=None) == dataclasses.replace(b, reward=None)
+    assert (b.init_state, b.kl_coef, b.loss) == ("tinker://a", 0.1, "ppo")
+
+
+def test_alias_flag_errors_name_the_first_flag(tmp_path: Path) -> None:
+    args = ["rl", "--prompts", "p", "--reward", "r:f", "--log-dir", "r", "--kl-penalty-coef"]
+    result = CliRunner().invoke(main, [*args, "nan"])
+    assert result.exit_code == 2
+    assert "'--kl-coef'" in result.output and "--kl-penalty-coef'" not in result.output
