@@ -126,48 +126,39 @@ def dpo(backend: str | None, latency: float, **fields: Any) -> None:
 )
 @backend_options
 @click.option("--out", "out_dir", required=True, type=OUTPUT_FOLDER)
-@click.option("--rank", default=16, show_default=True, type=RANK)
-@click.option("--rl-steps", default=20, show_default=True, type=POSITIVE_INT)
-@click.option("--sft-lr", default=1e-4, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--reward-lr", default=1e-5, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--policy-lr", default=1e-6, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--group-size", default=4, show_default=True, type=POSITIVE_INT)
-@click.option("--max-tokens", default=32, show_default=True, type=NEW_TOKENS)
+@click.option("--rank", type=RANK, help="LoRA rank (default: RLHFConfig's).")
+@click.option("--rl-steps", type=POSITIVE_INT, help="RL steps (default: RLHFConfig's).")
+@click.option("--sft-lr", "sft_learning_rate", type=POSITIVE_FLOAT, help="Default: RLHFConfig's.")
+@click.option(
+    "--reward-lr", "reward_learning_rate", type=POSITIVE_FLOAT, help="Default: RLHFConfig's."
+)
+@click.option("--policy-lr", "rl_learning_rate", type=POSITIVE_FLOAT, help="Default: RLHFConfig's.")
+@click.option("--group-size", type=POSITIVE_INT, help="Samples per prompt (default: RLHFConfig's).")
+@click.option("--max-tokens", type=NEW_TOKENS, help="Default: RLHFConfig's.")
+@click.pass_context
 def rlhf(
+    ctx: click.Context,
     sft_data: Path,
     preference_data: Path,
     prompts: Path,
     backend: str | None,
-    model: str,
-    seed: int,
     latency: float,
-    out_dir: Path,
-    rank: int,
-    rl_steps: int,
-    sft_lr: float,
-    reward_lr: float,
-    policy_lr: float,
-    group_size: int,
-    max_tokens: int,
+    **options: Any,
 ) -> None:
     """Three-stage RLHF: SFT → reward model → RL; re-running resumes where it stopped."""
     from tinkerkit.recipes.rlhf import RLHFConfig
     from tinkerkit.recipes.rlhf import rlhf as run_rlhf
 
+    # Only what was given: the defaults are RLHFConfig's (its module is too heavy to read
+    # them from while --help is built).
+    given = {
+        name: value
+        for name, value in options.items()
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        and value is not None
+    }
     config = RLHFConfig(
-        sft_data=sft_data,
-        preference_data=preference_data,
-        prompts=prompts,
-        model=model,
-        out_dir=out_dir,
-        rank=rank,
-        seed=seed,
-        rl_steps=rl_steps,
-        sft_learning_rate=sft_lr,
-        reward_learning_rate=reward_lr,
-        rl_learning_rate=policy_lr,
-        group_size=group_size,
-        max_tokens=max_tokens,
+        sft_data=sft_data, preference_data=preference_data, prompts=prompts, **given
     )
 
     def run() -> None:

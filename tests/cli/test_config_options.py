@@ -122,3 +122,24 @@ def test_alias_flag_errors_name_the_first_flag(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [*args, "nan"])
     assert result.exit_code == 2
     assert "'--kl-coef'" in result.output and "--kl-penalty-coef'" not in result.output
+
+
+def test_rlhf_passes_only_what_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    rlhf = importlib.import_module("tinkerkit.recipes.rlhf")  # the module, not the function
+
+    base = ["rlhf", "--sft-data", "s", "--preference-data", "p", "--prompts", "q"]
+    base += ["--out", str(tmp_path / "o"), "--backend", "mock"]
+    plain = _config_from(monkeypatch, rlhf, "RLHFConfig", base)
+    assert plain == rlhf.RLHFConfig(
+        sft_data=Path("s"), preference_data=Path("p"), prompts=Path("q"), out_dir=tmp_path / "o"
+    )
+    given = _config_from(
+        monkeypatch,
+        rlhf,
+        "RLHFConfig",
+        [*base, "--rank", "8", "--policy-lr", "2e-6", "--seed", "3"],
+    )
+    assert (given.rank, given.rl_learning_rate, given.seed) == (8, 2e-6, 3)
+    assert given.rl_steps == plain.rl_steps

@@ -48,6 +48,34 @@ def test_hparams_presets_and_lr_suggestion(caplog):
     assert unknown.learning_rate == 1e-4 and "acme/secret-model" in caplog.text
 
 
+def test_hparams_read_the_config_defaults():
+    """HYPERPARAMS' SFT and RL numbers are the loops' Config defaults, not a copy."""
+    from tinkerkit.train import rl_config, sft_config
+
+    sft = sft_config.Config(data=[])
+    rl = rl_config.Config(prompts=["a"], reward=lambda *a, **k: 0.0)
+    assert tk.hparams.HYPERPARAMS["sft"] == {
+        "rank": sft.rank,
+        "learning_rate": sft.learning_rate,
+        "batch_size": sft.batch_size,
+        "epochs": sft.epochs,
+    }
+    assert tk.hparams.HYPERPARAMS["sft"] == {
+        "rank": 32,
+        "learning_rate": 1e-4,
+        "batch_size": 8,
+        "epochs": 3,
+    }
+    assert tk.hparams.HYPERPARAMS["rl"] == {
+        "rank": rl.rank,
+        "learning_rate": rl.learning_rate,
+        "samples_per_prompt": rl.group_size,
+        "iterations": 1000,
+    }
+    assert tk.hparams.LEARNING_RATES["sft"] == sft.learning_rate
+    assert tk.hparams.LEARNING_RATES["rl"] == rl.learning_rate
+
+
 def test_sft_runs_inside_a_running_event_loop(tmp_path):
     """A notebook cell is a running event loop: the sync entry point must still work."""
     chats = [
