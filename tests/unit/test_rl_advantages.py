@@ -11,15 +11,17 @@ import pytest
 from tinker import types
 
 import tinkerkit as tk
-from tinkerkit.train.rl_advantages import (
+from tinkerkit.train.rl_batch import (
+    LOSSES,
+    build_batch,
     group_advantages,
     kl_penalty,
     logprob_input,
-    loss_call,
+    rl_loss,
     sample_datum,
+    signal_samples,
 )
-from tinkerkit.train.rl_batch import apply_rewards, build_batch, signal_samples
-from tinkerkit.train.rl_rewards import RewardCall, RewardOutcome, score_all
+from tinkerkit.train.rl_rewards import RewardCall, RewardOutcome, apply_rewards, score_all
 from tinkerkit.train.rl_sampling import Sample, sample_groups, sampling_seed
 
 
@@ -85,12 +87,15 @@ def test_importance_sampling_datum_inputs():
 def test_ppo_uses_the_same_inputs_and_passes_clip_thresholds():
     ppo = sample_datum([10, 11], [12, 13], [-0.1, -0.2], [0.5, -0.25], "ppo")
     assert _inputs(ppo, "advantages") == [0.0, 0.5, -0.25]
-    assert loss_call("ppo", 0.7, 1.3) == (
+    assert rl_loss("ppo").call(0.7, 1.3) == (
         "ppo",
         {"clip_low_threshold": 0.7, "clip_high_threshold": 1.3},
     )
-    assert loss_call("importance_sampling", 0.8, 1.2) == ("importance_sampling", None)
-    assert loss_call("reinforce", 0.8, 1.2) == ("cross_entropy", None)
+    assert rl_loss("importance_sampling").call(0.8, 1.2) == ("importance_sampling", None)
+    assert rl_loss("reinforce").call(0.8, 1.2) == ("cross_entropy", None)
+    assert sorted(LOSSES) == ["importance_sampling", "ppo", "reinforce"]
+    with pytest.raises(ValueError, match="loss must be one of importance_sampling, ppo"):
+        rl_loss("grpo")
 
 
 def test_reinforce_datum_weights_are_the_advantage():

@@ -134,7 +134,7 @@ def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
     """The three stages' configs, checked, with every input loaded once to validate it."""
     from tinkerkit.train import preference as tk_preference
     from tinkerkit.train import rl as tk_rl
-    from tinkerkit.train import rl_config, rl_prompts, sft_data
+    from tinkerkit.train import rl_config, rl_sampling, sft_data
     from tinkerkit.train import sft as tk_sft
 
     out = Path(config.out_dir)
@@ -180,7 +180,7 @@ def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
     rl_config.check_config(rl)
     sft_data.load(config.sft_data)
     tk_preference.load_pairs(config.preference_data)
-    rl_prompts.load(config.prompts)
+    rl_sampling.load(config.prompts)
     for stage in (sft, reward, rl):
         _stage_start(Path(stage.log_dir))  # a damaged checkpoint log fails now, too
     return sft, reward, rl

@@ -23,6 +23,7 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.errors import LossCheckError as LossCheckError
+from tinkerkit.train.scoring import datum_logprobs
 
 LossFn = Callable[[list[types.Datum], list[Any]], tuple[Any, dict[str, float]]]
 
@@ -156,14 +157,7 @@ def reference_logprobs(sampling_client: Any, data: Sequence[types.Datum]) -> lis
     Example:
         >>> ref = reference_logprobs(service.create_sampling_client(base_model=m).result(), data)
     """
-    futures = []
-    for datum in data:
-        tokens = datum.model_input.to_ints()
-        last = int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])
-        futures.append(
-            sampling_client.compute_logprobs(types.ModelInput.from_ints([*tokens, last]))
-        )
-    return [np.asarray(f.result()[1:], dtype=np.float64) for f in futures]
+    return datum_logprobs(sampling_client, data)
 
 
 def register(name: str) -> Callable[[Callable[..., LossFn]], Callable[..., LossFn]]:

@@ -21,80 +21,36 @@ Features and their knobs (``DPOConfig``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tinker import types
 
-from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
-from tinkerkit.data.builders import preference_datums, reward_datum
-from tinkerkit.data.loaders import load_preference_pairs, validate_record
-from tinkerkit.data.schemas import PreferencePair
-from tinkerkit.data.sources import coerce_records
+from tinkerkit._sync import run_blocking, run_in_thread
 from tinkerkit.train import losses, sft_data
-from tinkerkit.train.batching import Cursor, batches_per_epoch, holdout, iterate
+from tinkerkit.train.batching import batches_per_epoch
 from tinkerkit.train.fingerprint import records_fingerprint
-from tinkerkit.train.pipeline import Pipeline
-from tinkerkit.train.preference_config import (
-    DPOConfig,
-    Objective,
-    check_config,
-    run_identity,
-)
-from tinkerkit.train.session import (
-    Checkpointer,
-    RunResult,
-    next_cursor,
-    open_prepared_session,
-    public_config,
-    start_run,
-)
+from tinkerkit.train.preference_config import DPOConfig, Objective, check_config, run_identity
+from tinkerkit.train.preference_data import load_pairs, to_items
+from tinkerkit.train.run import Run, Step, SubmittedStep, every
+from tinkerkit.train.session import RunResult
+
+__all__ = [
+    "DPOConfig",
+    "DPOResult",
+    "Objective",
+    "check_config",
+    "load_pairs",
+    "train_dpo",
+    "train_dpo_async",
+    "train_reward_model",
+]
 
 
 @dataclass
 class DPOResult(RunResult):
     def evals(self) -> list[dict[str, Any]]:
         return [m for m in self.metrics if "eval_accuracy" in m]
-
-
-def load_pairs(data: str | Path | Sequence[Any]) -> list[PreferencePair]:
-    """Validated preference pairs from a file or a list; ``DataError`` names the bad one.
-
-    Example:
-        >>> load_pairs([{"prompt": "2+2?", "chosen": "4", "rejected": "5"}])[0].chosen
-        '4'
-    """
-    return coerce_records(
-        data, from_file=load_preference_pairs, from_item=_pair, empty="has no preference pairs"
-    )
-
-
-def _pair(item: Any, where: str) -> PreferencePair:
-    if isinstance(item, PreferencePair):
-        return item
-    return validate_record(PreferencePair, item, where)
-
-
-def _flatten(
-    pairs: Sequence[PreferencePair], tokenizer: Any, objective: Objective
-) -> list[list[types.Datum]]:
-    """One [chosen, rejected] list per pair: policy datums (DPO) or reward datums (BT)."""
-    if objective == "dpo":
-        return [list(preference_datums(pair, tokenizer)) for pair in pairs]
-    return [
-        [reward_datum(_prompt(pair), answer, tokenizer) for answer in (pair.chosen, pair.rejected)]  # type: ignore[arg-type]
-        for pair in pairs
-    ]
-
-
-def _prompt(pair: PreferencePair) -> Any:
-    if isinstance(pair.chosen, list):  # two whole chats: the prompt is all but the last turn
-        return [m.model_dump() for m in pair.chosen[:-1]]
-    return (
-        pair.prompt if isinstance(pair.prompt, str) else [m.model_dump() for m in pair.prompt or []]
-    )
 
 
 def train_dpo(config: DPOConfig, service: Any = None) -> DPOResult:
@@ -124,127 +80,103 @@ async def train_dpo_async(config: DPOConfig, service: Any = None) -> DPOResult:
     return await run_in_thread(lambda: _train(config, service))
 
 
-def _items(
-    config: DPOConfig, pairs: list[Any], eval_pairs: list[Any], tokenizer: Any
-) -> tuple[list[Any], list[Any], list[types.Datum]]:
-    """(training items, eval items, the training datums flat), checked."""
-    train_items = _flatten(pairs, tokenizer, config.objective)
-    if config.eval_split and not eval_pairs:
-        kept, held = holdout(len(train_items), config.eval_split, config.seed)
-        eval_items = [train_items[i] for i in held]
-        train_items = [train_items[i] for i in kept]
-    else:
-        eval_items = _flatten(eval_pairs, tokenizer, config.objective)
-    flat = [d for item in train_items for d in item]
-    sft_data.check(flat, tokenizer, "data")
-    return train_items, eval_items, flat
-
-
 def _train(config: DPOConfig, service: Any) -> DPOResult:
     check_config(config)
     pairs = load_pairs(config.data)
     eval_pairs = load_pairs(config.eval_data) if config.eval_data is not None else []
-    identity = run_identity(config, records_fingerprint(pairs))
-    run = start_run(config, identity)
+    run = Run.start(config, run_identity(config, records_fingerprint(pairs)))
     if run.finished:
         return run.recorded(DPOResult)
-    session, _, (train_items, eval_items, flat) = open_prepared_session(
-        service, config, run, lambda tok: _items(config, pairs, eval_pairs, tok)
+    items, eval_items, flat = run.open(
+        service,
+        lambda tok: to_items(
+            pairs, eval_pairs, tok, config.objective, config.eval_split, config.seed
+        ),
     )
-    service = session.service
-    training = session.training
-    session.begin({**identity, "tokens": sft_data.fingerprint(flat)}, public_config(config))
+    loop = _Preference(config, run, items, eval_items)
+    total = batches_per_epoch(len(items), config.batch_size) * config.epochs
+    with run.begin(total, depth=config.pipeline_depth, tokens=sft_data.fingerprint(flat)):
+        if run.step == 0:
+            loop.evaluate(0)
+        for step in run.steps(range(len(items)), config.batch_size, config.epochs):
+            run.submit(loop.submit(step), loop.finish)
+            if step.last:
+                break
+            if every(config.eval_every, step):
+                loop.evaluate(step.number)
+            if run.save_due(step):
+                run.save(step)
+        loop.evaluate(run.step)
+        return run.finish(DPOResult)
 
-    eval_flat = [d for item in eval_items for d in item]
-    train_refs: list[list[Any]]
-    eval_refs: list[Any]
-    if config.objective == "dpo":
-        reference = (
-            service.create_sampling_client(model_path=config.reference).result()
-            if config.reference
-            else service.create_sampling_client(base_model=config.model).result()
-        )
-        # Reference scores never change: compute them once, all requests in flight together.
-        train_refs = _chunked(losses.reference_logprobs(reference, flat))
-        eval_refs = losses.reference_logprobs(reference, eval_flat) if eval_flat else []
-    else:
-        train_refs = [[0.0, 0.0] for _ in train_items]
-        eval_refs = [0.0] * len(eval_flat)
 
-    def pair_loss(refs: list[Any]) -> losses.LossFn:
+class _Preference:
+    """How a preference step and an evaluation are submitted and finished."""
+
+    def __init__(
+        self,
+        config: DPOConfig,
+        run: Run,
+        items: list[list[types.Datum]],
+        eval_items: list[list[types.Datum]],
+    ) -> None:
+        self.config, self.run, self.items = config, run, items
+        self.eval_data = [d for item in eval_items for d in item]
+        self.refs: list[list[Any]] = [[0.0, 0.0] for _ in items]
+        self.eval_refs: list[Any] = [0.0] * len(self.eval_data)
         if config.objective == "dpo":
-            return losses.dpo(refs, config.beta)
+            where = {"model_path": config.reference} if config.reference else {}
+            reference = run.service.create_sampling_client(
+                **(where or {"base_model": config.model})
+            ).result()
+            # Reference scores never change: computed once, all requests in flight together.
+            flat = losses.reference_logprobs(reference, [d for item in items for d in item])
+            self.refs = [flat[i : i + 2] for i in range(0, len(flat), 2)]
+            if self.eval_data:
+                self.eval_refs = losses.reference_logprobs(reference, self.eval_data)
+
+    def loss(self, refs: list[Any]) -> losses.LossFn:
+        if self.config.objective == "dpo":
+            return losses.dpo(refs, self.config.beta)
         return losses.bradley_terry()
 
-    pipeline = Pipeline(config.pipeline_depth)
-    checkpoints = Checkpointer(session, pipeline, config.ttl_seconds)
-    per_epoch = batches_per_epoch(len(train_items), config.batch_size)
-    total = per_epoch * config.epochs
-    metrics = session.metrics(config, total)
-    indexed = list(range(len(train_items)))
+    def submit(self, step: Step[int]) -> SubmittedStep[int]:
+        data = [d for i in step.batch for d in self.items[i]]
+        refs = [r for i in step.batch for r in self.refs[i]]
+        training, lr = self.run.training, self.config.learning_rate
+        fb = training.forward_backward_custom(data, self.loss(refs))
+        return SubmittedStep(step, fb, training.optim_step(types.AdamParams(learning_rate=lr)), lr)
 
-    def evaluate(step: int) -> None:
-        if not eval_flat:
-            return
-        future = training.forward(eval_flat, "cross_entropy")
+    def finish(self, submitted: SubmittedStep[int]) -> dict[str, Any]:
+        metrics = dict(submitted.forward_backward.result().metrics)
+        submitted.optim_step.result()
+        metrics.pop("loss:sum", None)
+        loss = metrics.pop("dpo_loss" if "dpo_loss" in metrics else "bt_loss", None)
+        step = submitted.step
+        return {
+            "step": step.number,
+            "epoch": step.epoch + 1,
+            "loss": loss,
+            **metrics,
+            "lr": submitted.lr,
+        }
 
-        def done(results: Mapping[str, Any]) -> None:
-            import torch
+    def evaluate(self, step: int) -> None:
+        """Held-out accuracy, margin and loss after ``step`` (when pairs are held out)."""
+        if self.eval_data:
+            future = self.run.training.forward(self.eval_data, "cross_entropy")
+            self.run.submit_event((step, future), self._finish_eval)
 
-            lps = [torch.tensor(o["logprobs"].to_numpy()) for o in results["eval"].loss_fn_outputs]
-            loss, m = pair_loss(eval_refs)(eval_flat, lps)
-            margin = m.get("margin", m.get("reward_gap", 0.0))
-            metrics.log_event(
-                {
-                    "step": step,
-                    "eval_accuracy": m["accuracy"],
-                    "eval_margin": margin,
-                    "eval_loss": loss.item(),
-                }
-            )
+    def _finish_eval(self, submitted: tuple[int, Any]) -> dict[str, Any]:
+        import torch
 
-        pipeline.submit({"eval": future}, done)
-
-    try:
-        step = session.start_step
-        if step == 0:
-            evaluate(0)
-        for cursor, batch in iterate(
-            indexed, config.batch_size, config.epochs, config.seed, session.start
-        ):
-            raise_if_stopped()
-            step += 1
-            data = [d for i in batch for d in train_items[i]]
-            refs = [r for i in batch for r in train_refs[i]]
-            fb = training.forward_backward_custom(data, pair_loss(refs))
-            opt = training.optim_step(types.AdamParams(learning_rate=config.learning_rate))
-
-            def done(
-                results: Mapping[str, Any], step: int = step, epoch: int = cursor.epoch
-            ) -> None:
-                m = dict(results["fb"].metrics)
-                m.pop("loss:sum", None)
-                loss = m.pop("dpo_loss", None) if "dpo_loss" in m else m.pop("bt_loss", None)
-                row = {"step": step, "epoch": epoch + 1, "loss": loss}
-                metrics.log({**row, **m, "lr": config.learning_rate})
-
-            pipeline.submit({"fb": fb, "opt": opt}, done)
-            following = next_cursor(cursor, per_epoch)
-            if step == total:
-                break
-            if config.eval_every and step % config.eval_every == 0:
-                evaluate(step)
-            if config.save_every and step % config.save_every == 0:
-                checkpoints.submit(f"step-{step:06d}", step, following)
-        evaluate(step)
-        final = checkpoints.submit("final", step, Cursor(config.epochs, 0))
-        pipeline.drain()
-    finally:
-        metrics.close()
-    return DPOResult(
-        final["state"], final["sampler"], session.log_dir, step, metrics.rows, metrics.samples
-    )
-
-
-def _chunked(refs: list[Any]) -> list[list[Any]]:
-    return [refs[i : i + 2] for i in range(0, len(refs), 2)]
+        step, future = submitted
+        outputs = future.result().loss_fn_outputs
+        logprobs = [torch.tensor(o["logprobs"].to_numpy()) for o in outputs]
+        loss, m = self.loss(self.eval_refs)(self.eval_data, logprobs)
+        return {
+            "step": step,
+            "eval_accuracy": m["accuracy"],
+            "eval_margin": m.get("margin", m.get("reward_gap", 0.0)),
+            "eval_loss": loss.item(),
+        }

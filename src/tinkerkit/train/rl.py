@@ -16,7 +16,8 @@ Features and their knobs (all in ``Config``):
 - sampling: ``group_size``, ``max_tokens``, ``temperature``, ``stop``; seeded per
   (``seed``, step, prompt), so runs and resumes are reproducible;
 - objective: ``loss`` = ``importance_sampling`` (default), ``ppo`` (``clip_low``,
-  ``clip_high``) or ``reinforce`` (the guide's cross_entropy, weights = advantage);
+  ``clip_high``) or ``reinforce`` (the guide's cross_entropy, weights = advantage), the
+  one table ``rl_batch.LOSSES``;
   ``scale_advantages`` (divide by the group's std); ``kl_coef`` (penalty towards the base
   model, measured KL logged as ``kl``); ``recompute_logprobs`` (log sampler/trainer drift);
 - schedule: ``steps`` or ``epochs`` over the prompts, ``batch_size``, ``learning_rate``,
@@ -36,22 +37,28 @@ Features and their knobs (all in ``Config``):
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
+from tinker import types
+
+from tinkerkit._sync import run_blocking, run_in_thread
 from tinkerkit.data.schemas import RLPrompt
-from tinkerkit.train import rl_prompts
-from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
-from tinkerkit.train.metrics import MetricsLogger
-from tinkerkit.train.rl_batch import apply_rewards
+from tinkerkit.train import rl_sampling
+from tinkerkit.train.batching import batches_per_epoch
+from tinkerkit.train.rl_batch import (
+    Batch,
+    base_logprobs_by_sample,
+    build_batch,
+    logprob_input,
+    logprob_mismatch,
+    rl_loss,
+)
 from tinkerkit.train.rl_config import Config, check_config, public_config, run_identity
-from tinkerkit.train.rl_rewards import RewardCall, score_all
-from tinkerkit.train.rl_sampling import Sample, sample_groups
-from tinkerkit.train.rl_update import Trainer
-from tinkerkit.train.session import RunResult, next_cursor, open_prepared_session, start_run
+from tinkerkit.train.rl_rewards import score_groups
+from tinkerkit.train.rl_sampling import sample_groups, transcripts
+from tinkerkit.train.run import Run, Step
+from tinkerkit.train.session import RunResult
 
 __all__ = ["Config", "Result", "train", "train_async"]
 
@@ -60,7 +67,7 @@ __all__ = ["Config", "Result", "train", "train_async"]
 class Result(RunResult):
     @property
     def rewards(self) -> list[float]:
-        """Mean reward of each step, in order."""
+        """Mean reward of each step, in order (the whole run's, resumes included)."""
         return [m["reward_mean"] for m in self.metrics if "reward_mean" in m]
 
 
@@ -85,121 +92,133 @@ async def train_async(config: Config, service: Any = None) -> Result:
 
 def _train(config: Config, service: Any) -> Result:
     check_config(config)
-    log_dir = Path(config.log_dir)
     # Read and validate the prompts before anything is created: bad input leaves no files.
-    # Read and validate the prompts and the log folder before anything is created: a
-    # refused run leaves no files, here or under TINKERKIT_HOME.
-    prompts = rl_prompts.load(config.prompts)
-    identity = run_identity(config, rl_prompts.fingerprint(prompts))
-    run = start_run(config, identity)
+    prompts = rl_sampling.load(config.prompts)
+    run = Run.start(config, run_identity(config, rl_sampling.fingerprint(prompts)))
     if run.finished:
         return run.recorded(Result)
-
-    session, tokenizer, prompt_tokens = open_prepared_session(
-        service, config, run, lambda tok: rl_prompts.render(prompts, tok), config.init_state
-    )
-    service = session.service
-    training = session.training
-    session.begin(identity, public_config(config))
-    start, start_step = session.start, session.start_step
-
+    tokens = run.open(service, lambda tok: rl_sampling.render(prompts, tok), config.init_state)
+    loop = _RL(config, run, prompts, tokens)
     per_epoch = batches_per_epoch(len(prompts), config.batch_size)
     total = config.steps if config.steps is not None else per_epoch * config.epochs
-    epochs = -(-total // per_epoch)
-    base = None
-    if config.kl_coef > 0:
-        base = service.create_sampling_client(base_model=config.model).result()
-    trainer = Trainer(config, session, base)
-    labels = {i: rl_prompts.label(p, i) for i, p in enumerate(prompts)}
-    metrics = session.metrics(config, total)
-    try:
-        step = start_step
-        sampler = None
-        indices = list(range(len(prompts)))
-        for cursor, batch in iterate(indices, config.batch_size, epochs, config.seed, start):
-            raise_if_stopped()
-            step += 1
-            # On-policy by default: sample from the weights the last optim_step produced.
-            if sampler is None or (step - 1) % config.refresh_every == 0:
-                sampler = training.save_weights_and_get_sampling_client().result()
-            t0 = time.monotonic()
-            groups = sample_groups(
-                sampler,
-                [(i, prompt_tokens[i]) for i in batch],
-                tokenizer,
-                group_size=config.group_size,
-                step=step,
-                seed=config.seed,
-                max_tokens=config.max_tokens,
-                temperature=config.temperature,
-                stop=config.stop,
-            )
-            sample_time = time.monotonic() - t0
-            # Checkpoints saved after the previous step have landed by now (the saves ran
-            # while we sampled); write their lines so an interruption can resume from them.
-            trainer.pipeline.drain()
-            groups, errors = _score(config, prompts, labels, groups, step)
-            reward_time = time.monotonic() - t0 - sample_time
-            row = {
-                "step": step,
-                "epoch": cursor.epoch + 1,
-                "reward_errors": errors,
-                "sample_time": sample_time,
-                "reward_time": reward_time,
-            }
-            trainer.train_step(step, groups, row, metrics)
-            if config.log_samples_every and step % config.log_samples_every == 0:
-                _log_transcripts(step, groups, prompts, config.log_samples, metrics)
-            if step == total:
+    # Checkpoint lines are written once their saves land, while the next step samples.
+    with run.begin(total, depth=2, config=public_config(config)):
+        for step in run.steps(
+            range(len(prompts)), config.batch_size, -(-total // per_epoch), total
+        ):
+            # On-policy: each step is finished (trained) before the next one samples.
+            run.log(loop.finish(loop.submit(step)))
+            if step.last:
                 break
-            if config.save_every and step % config.save_every == 0:
-                following = next_cursor(cursor, per_epoch)
-                trainer.checkpoints.submit(f"step-{step:06d}", step, following)
-        final = trainer.checkpoints.submit("final", step, Cursor(epochs, 0))
-        trainer.pipeline.drain()
-    finally:
-        metrics.close()
-    return Result(final["state"], final["sampler"], log_dir, step, metrics.rows, metrics.samples)
+            if run.save_due(step):
+                run.save(step)
+        return run.finish(Result)
 
 
-def _score(
-    config: Config,
-    prompts: Sequence[RLPrompt],
-    labels: dict[int, str],
-    groups: list[list[Sample]],
-    step: int,
-) -> tuple[list[list[Sample]], int]:
-    """Score every sample concurrently; returns the groups left and the number of failures."""
-    calls = [
-        RewardCall(
-            rl_prompts.for_reward(prompts[s.prompt_index]), s.text, prompts[s.prompt_index].fields
+@dataclass
+class SubmittedStep:
+    """An RL step's update in flight, with its samples and the row so far."""
+
+    step: Step[int]
+    batch: Batch
+    row: dict[str, Any]
+    futures: dict[str, Any]
+    started: float
+
+
+class _RL:
+    """An RL step: sample groups → rewards → advantages → one update; and its row."""
+
+    def __init__(
+        self, config: Config, run: Run, prompts: list[RLPrompt], tokens: list[list[int]]
+    ) -> None:
+        self.config, self.run, self.prompts, self.tokens = config, run, prompts, tokens
+        self.labels = {i: rl_sampling.label(p, i) for i, p in enumerate(prompts)}
+        self.sampler: Any = None
+        self.base: Any = None
+        if config.kl_coef > 0:
+            self.base = run.service.create_sampling_client(base_model=config.model).result()
+
+    def submit(self, step: Step[int]) -> SubmittedStep:
+        c, run = self.config, self.run
+        # On-policy by default: sample from the weights the last optim_step produced.
+        if self.sampler is None or (step.number - 1) % c.refresh_every == 0:
+            self.sampler = run.training.save_weights_and_get_sampling_client().result()
+        t0 = time.monotonic()
+        groups = sample_groups(
+            self.sampler,
+            [(i, self.tokens[i]) for i in step.batch],
+            run.tokenizer,
+            group_size=c.group_size,
+            step=step.number,
+            seed=c.seed,
+            max_tokens=c.max_tokens,
+            temperature=c.temperature,
+            stop=c.stop,
         )
-        for group in groups
-        for s in group
-    ]
-    outcomes = score_all(
-        config.reward, calls, timeout=config.reward_timeout, concurrency=config.reward_concurrency
-    )
-    errors = sum(o.error is not None for o in outcomes)
-    kept = apply_rewards(groups, outcomes, labels, on_error=config.on_reward_error, step=step)
-    return kept, errors
+        sample_time = time.monotonic() - t0
+        # The checkpoint saved after the previous step landed while we sampled: write its
+        # line now, so an interruption while rewards run resumes from it.
+        run.drain()
+        groups, errors = score_groups(
+            c.reward,
+            self.prompts,
+            groups,
+            self.labels,
+            step=step.number,
+            timeout=c.reward_timeout,
+            concurrency=c.reward_concurrency,
+            on_error=c.on_reward_error,
+        )
+        row = {
+            "step": step.number,
+            "epoch": step.epoch + 1,
+            "reward_errors": errors,
+            "sample_time": sample_time,
+            "reward_time": time.monotonic() - t0 - sample_time,
+        }
+        if c.log_samples_every and step.number % c.log_samples_every == 0:
+            run.log_samples(transcripts(step.number, groups, self.prompts, c.log_samples))
+        batch = build_batch(
+            groups,
+            loss=c.loss,
+            scale_by_std=c.scale_advantages,
+            kl_coef=c.kl_coef,
+            base_logprobs=base_logprobs_by_sample(self.base, groups),
+        )
+        return SubmittedStep(step, batch, row, self._update(batch), time.monotonic())
 
+    def _update(self, batch: Batch) -> dict[str, Any]:
+        """forward_backward + optim_step on the batch (none when no group had signal: an
+        empty optim_step would still move the weights through Adam's momentum)."""
+        if not batch.datums:
+            return {}
+        training, c = self.run.training, self.config
+        futures: dict[str, Any] = {}
+        if c.recompute_logprobs:
+            inputs = [logprob_input(d) for d in batch.datums]
+            futures["forward"] = training.forward(inputs, "cross_entropy")
+        loss_fn, loss_config = rl_loss(c.loss).call(c.clip_low, c.clip_high)
+        futures["fb"] = training.forward_backward(batch.datums, loss_fn, loss_config)
+        futures["opt"] = training.optim_step(types.AdamParams(learning_rate=c.learning_rate))
+        return futures
 
-def _log_transcripts(
-    step: int,
-    groups: Sequence[Sequence[Sample]],
-    prompts: Sequence[RLPrompt],
-    limit: int,
-    metrics: MetricsLogger,
-) -> None:
-    # One sample from each of the first groups: shows the spread across prompts.
-    for sample in [group[0] for group in groups if group][:limit]:
-        p = prompts[sample.prompt_index]
-        metrics.log_sample(
+    def finish(self, submitted: SubmittedStep) -> dict[str, Any]:
+        batch, row = submitted.batch, submitted.row
+        row.update(batch.stats)
+        row.update({"lr": self.config.learning_rate, "loss": 0.0, "datums": len(batch.datums)})
+        if not submitted.futures:
+            return {**row, "train_time": 0.0}
+        results = {name: f.result() for name, f in submitted.futures.items()}
+        loss_sum = float(results["fb"].metrics["loss:sum"])
+        trained_tokens = sum(len(s.tokens) for s in batch.samples)
+        row.update(
             {
-                "step": step,
-                "prompt": rl_prompts.for_reward(p),
-                "completion": sample.text,
-                "reward": sample.reward,
+                "loss": loss_sum / max(trained_tokens, 1),
+                "loss_sum": loss_sum,
+                "train_time": time.monotonic() - submitted.started,
             }
         )
+        if "forward" in results:
+            row.update(logprob_mismatch(batch.samples, results["forward"].loss_fn_outputs))
+        return row

@@ -1,27 +1,81 @@
-"""One RL step's samples → rewards applied → a training batch and its statistics.
+"""One RL step's samples → advantages → the datums of its loss, and the step's statistics.
 
-errors = apply_rewards(groups, outcomes, labels, on_error="zero")
-batch = build_batch(groups, loss="importance_sampling")
-training.forward_backward(batch.datums, "importance_sampling")
+- ``group_advantages``: reward minus the group's mean (optionally divided by its std).
+  A group whose rewards are all equal has no signal — every advantage would be 0 — so it
+  returns ``None`` and the loop leaves those samples out of the batch entirely.
+- ``kl_penalty``: per-token ``kl_coef * (logp_sample - logp_base)``, subtracted from the
+  advantage, which pulls the policy back towards the base model where it drifted.
+- ``LOSSES``: the one table of RL objectives, ``name -> (service loss, its config,
+  datum)``. ``importance_sampling``/``ppo`` train on ``target_tokens``, the sampler's
+  ``logprobs`` and per-token ``advantages`` (``tinkerkit.data.rl_datum``); ``reinforce``
+  is the guide's REINFORCE — ``cross_entropy`` with ``weights`` = advantage.
+
+    batch = build_batch(groups, loss="importance_sampling")
+    training.forward_backward(batch.datums, *LOSSES["importance_sampling"].call(0.8, 1.2))
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from tinker import types
 
-from tinkerkit.train.rl_advantages import Loss, group_advantages, kl_penalty, sample_datum
-from tinkerkit.train.rl_rewards import RewardOutcome
-from tinkerkit.train.rl_sampling import Sample
+from tinkerkit.data.builders import rl_datum
+from tinkerkit.train.rl_sampling import Sample, base_logprobs
 
-logger = logging.getLogger("tinkerkit.rl")
+Loss = Literal["importance_sampling", "ppo", "reinforce"]
 
-OnRewardError = Literal["zero", "skip"]
+
+def _clip_thresholds(low: float, high: float) -> dict[str, float]:
+    return {"clip_low_threshold": low, "clip_high_threshold": high}
+
+
+def _as_weights(datum: types.Datum) -> types.Datum:
+    """REINFORCE as ``cross_entropy``: the advantages become the per-token weights."""
+    inputs = datum.loss_fn_inputs
+    return types.Datum(
+        model_input=datum.model_input,
+        loss_fn_inputs={"target_tokens": inputs["target_tokens"], "weights": inputs["advantages"]},
+    )
+
+
+@dataclass(frozen=True)
+class RLLoss:
+    """How one RL objective is asked of the service."""
+
+    service_loss: str
+    """The ``loss_fn`` of ``forward_backward``."""
+    loss_config: Callable[[float, float], dict[str, float] | None]
+    """``(clip_low, clip_high) -> loss_fn_config``."""
+    datum: Callable[[types.Datum], types.Datum]
+    """``rl_datum``'s datum (targets, sampling logprobs, advantages) → this loss's datum."""
+
+    def call(self, clip_low: float, clip_high: float) -> tuple[str, dict[str, float] | None]:
+        """``(loss_fn, loss_fn_config)`` for ``forward_backward``.
+
+        Example:
+            >>> LOSSES["ppo"].call(0.8, 1.2)
+            ('ppo', {'clip_low_threshold': 0.8, 'clip_high_threshold': 1.2})
+        """
+        return self.service_loss, self.loss_config(clip_low, clip_high)
+
+
+LOSSES: dict[str, RLLoss] = {
+    "importance_sampling": RLLoss("importance_sampling", lambda low, high: None, lambda d: d),
+    "ppo": RLLoss("ppo", _clip_thresholds, lambda d: d),
+    "reinforce": RLLoss("cross_entropy", lambda low, high: None, _as_weights),
+}
+
+
+def rl_loss(loss: str) -> RLLoss:
+    """The table's entry for ``loss``; ``ValueError`` naming the choices otherwise."""
+    try:
+        return LOSSES[loss]
+    except KeyError:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}") from None
 
 
 @dataclass
@@ -33,39 +87,75 @@ class Batch:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def apply_rewards(
-    groups: Sequence[Sequence[Sample]],
-    outcomes: Sequence[RewardOutcome],
-    labels: Mapping[int, str],
-    *,
-    on_error: OnRewardError = "zero",
-    step: int = 0,
-) -> list[list[Sample]]:
-    """Write rewards into the samples; failed ones are logged and zeroed or dropped.
+def group_advantages(
+    rewards: Sequence[float], *, scale_by_std: bool = False, eps: float = 1e-6
+) -> list[float] | None:
+    """Group-centred advantages, or ``None`` when the group carries no signal.
 
-    ``outcomes`` follow the samples in group order; ``labels`` name each prompt index
-    for the log line. Returns the groups that remain.
+    With ``scale_by_std`` the centred rewards are divided by the group's (population)
+    standard deviation plus ``eps``.
 
     Example:
-        >>> groups = apply_rewards(groups, outcomes, {0: "prompt #0 '2+2?'"}, on_error="skip")
+        >>> group_advantages([1.0, 0.0, 0.0, 0.0])
+        [0.75, -0.25, -0.25, -0.25]
+        >>> group_advantages([0.3, 0.3]) is None
+        True
     """
-    flat = [s for group in groups for s in group]
-    if len(flat) != len(outcomes):
-        raise ValueError(f"{len(flat)} samples but {len(outcomes)} reward outcomes")
-    for sample, outcome in zip(flat, outcomes, strict=True):
-        sample.reward = outcome.value
-        if outcome.error is not None:
-            action = "scored 0" if on_error == "zero" else "skipped"
-            logger.warning(
-                "step %d: reward for %s %s; sample %s",
-                step,
-                labels.get(sample.prompt_index, f"prompt #{sample.prompt_index}"),
-                outcome.error,
-                action,
-            )
-            if on_error == "zero":
-                sample.reward = 0.0
-    return [[s for s in group if s.reward is not None] for group in groups]
+    values = np.asarray(rewards, dtype=np.float64)
+    if values.size < 2 or float(values.max() - values.min()) <= 1e-12:
+        return None
+    centred = values - values.mean()
+    if scale_by_std:
+        centred = centred / (values.std() + eps)
+    return [float(x) for x in centred]
+
+
+def kl_penalty(
+    sampling_logprobs: Sequence[float], base_logprobs: Sequence[float], kl_coef: float
+) -> np.ndarray:
+    """Per-token ``kl_coef * (logp_sample - logp_base)``: what is subtracted from the advantage.
+
+    ``logp_sample - logp_base`` of a token drawn from the policy is a one-sample estimate
+    of KL(policy || base); its mean over tokens is the ``kl`` the loop logs.
+
+    Example:
+        >>> kl_penalty([-1.0, -2.0], [-1.5, -1.0], kl_coef=0.1).tolist()
+        [0.05, -0.1]
+    """
+    sample = np.asarray(sampling_logprobs, dtype=np.float64)
+    base = np.asarray(base_logprobs, dtype=np.float64)
+    if sample.shape != base.shape:
+        raise ValueError(
+            f"{sample.size} sampling logprobs but {base.size} base logprobs; both must cover "
+            "exactly the completion tokens"
+        )
+    return kl_coef * (sample - base)
+
+
+def sample_datum(
+    prompt_tokens: Sequence[int],
+    completion_tokens: Sequence[int],
+    sampling_logprobs: Sequence[float],
+    advantage: float | Sequence[float],
+    loss: Loss,
+) -> types.Datum:
+    """The datum that trains ``loss`` on one sample (one advantage, or one per token).
+
+    Example:
+        >>> d = sample_datum([1, 2], [3, 4], [-0.5, -0.7], 0.25, "importance_sampling")
+        >>> d.loss_fn_inputs["target_tokens"].tolist(), d.loss_fn_inputs["advantages"].tolist()
+        ([2, 3, 4], [0.0, 0.25, 0.25])
+    """
+    entry = rl_loss(loss)
+    return entry.datum(rl_datum(prompt_tokens, completion_tokens, sampling_logprobs, advantage))
+
+
+def logprob_input(datum: types.Datum) -> types.Datum:
+    """The datum stripped to what ``forward(..., "cross_entropy")`` reads (for recomputing)."""
+    return types.Datum(
+        model_input=datum.model_input,
+        loss_fn_inputs={"target_tokens": datum.loss_fn_inputs["target_tokens"]},
+    )
 
 
 def build_batch(
@@ -134,6 +224,17 @@ def signal_samples(groups: Sequence[Sequence[Sample]]) -> list[Sample]:
         for s in group
         if s.tokens
     ]
+
+
+def base_logprobs_by_sample(
+    base_sampler: Any, groups: Sequence[Sequence[Sample]]
+) -> dict[int, list[float]] | None:
+    """``build_batch``'s ``base_logprobs``: the base model's completion logprobs of the
+    samples that get trained, by ``id(sample)``; None without a base sampler (no KL)."""
+    if base_sampler is None:
+        return None
+    trained = signal_samples(groups)
+    return dict(zip((id(s) for s in trained), base_logprobs(base_sampler, trained), strict=True))
 
 
 def logprob_mismatch(samples: Sequence[Sample], outputs: Sequence[Any]) -> dict[str, float]:

@@ -9,18 +9,27 @@ a finite number becomes a ``RewardOutcome`` with ``error`` set — the loop logs
 counts it, and scores it as configured; the run goes on.
 
     outcomes = score_all(my_reward, calls, timeout=30.0)
+    groups, errors = score_groups(my_reward, prompts, groups, labels, step=3)
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from tinkerkit.data.schemas import RLPrompt
+from tinkerkit.train.rl_sampling import Sample, for_reward
+
+logger = logging.getLogger("tinkerkit.rl")
+
+OnRewardError = Literal["zero", "skip"]
 
 RewardFn = Callable[..., Any]
 
@@ -175,3 +184,64 @@ def _score_async(
         return result[0]
     reason = _describe(failure[0]) if failure else f"blocked the event loop past {timeout:g} s"
     return [RewardOutcome(None, reason, timed_out=not failure) for _ in calls]
+
+
+def score_groups(
+    reward: RewardFn,
+    prompts: Sequence[RLPrompt],
+    groups: list[list[Sample]],
+    labels: Mapping[int, str],
+    *,
+    step: int,
+    timeout: float = 30.0,
+    concurrency: int = 64,
+    on_error: OnRewardError = "zero",
+) -> tuple[list[list[Sample]], int]:
+    """Score every sample of a step concurrently; (the groups left, the number of failures).
+
+    Example:
+        >>> groups, errors = score_groups(math_reward, prompts, groups, {}, step=1)
+    """
+    calls = [
+        RewardCall(for_reward(prompts[s.prompt_index]), s.text, prompts[s.prompt_index].fields)
+        for group in groups
+        for s in group
+    ]
+    outcomes = score_all(reward, calls, timeout=timeout, concurrency=concurrency)
+    errors = sum(o.error is not None for o in outcomes)
+    return apply_rewards(groups, outcomes, labels, on_error=on_error, step=step), errors
+
+
+def apply_rewards(
+    groups: Sequence[Sequence[Sample]],
+    outcomes: Sequence[RewardOutcome],
+    labels: Mapping[int, str],
+    *,
+    on_error: OnRewardError = "zero",
+    step: int = 0,
+) -> list[list[Sample]]:
+    """Write rewards into the samples; failed ones are logged and zeroed or dropped.
+
+    ``outcomes`` follow the samples in group order; ``labels`` name each prompt index
+    for the log line. Returns the groups that remain.
+
+    Example:
+        >>> groups = apply_rewards(groups, outcomes, {0: "prompt #0 '2+2?'"}, on_error="skip")
+    """
+    flat = [s for group in groups for s in group]
+    if len(flat) != len(outcomes):
+        raise ValueError(f"{len(flat)} samples but {len(outcomes)} reward outcomes")
+    for sample, outcome in zip(flat, outcomes, strict=True):
+        sample.reward = outcome.value
+        if outcome.error is not None:
+            action = "scored 0" if on_error == "zero" else "skipped"
+            logger.warning(
+                "step %d: reward for %s %s; sample %s",
+                step,
+                labels.get(sample.prompt_index, f"prompt #{sample.prompt_index}"),
+                outcome.error,
+                action,
+            )
+            if on_error == "zero":
+                sample.reward = 0.0
+    return [[s for s in group if s.reward is not None] for group in groups]

@@ -1,4 +1,8 @@
-"""Sample a step's groups: every request in flight at once, each seeded per (seed, step, prompt).
+"""RL prompts in, samples out: the user's prompts → chat-template tokens → a step's groups.
+
+Prompts may be a JSONL/JSON/CSV path, strings, dicts or ``RLPrompt``s; a string is one
+user message, and the reward sees the prompt as the user wrote it (the string, or the
+messages) plus the prompt's extra fields (``answer=...`` and so on).
 
 The guide samples one prompt, waits, scores, and only then asks for the next one: a
 step of N prompts costs N round trips. Here all N ``sample`` requests are submitted
@@ -6,18 +10,106 @@ before the first ``.result()``, so a step costs about one round trip. Each reque
 seeded from ``(seed, step, prompt index)``, so a resumed run draws exactly the samples
 the uninterrupted one drew.
 
-    groups = sample_groups(sampler, batch, tokenizer, group_size=4, step=1, seed=0,
-                           max_tokens=32, temperature=1.0)
+    prompts = load("prompts.jsonl")
+    groups = sample_groups(sampler, [(0, render(prompts, tokenizer)[0])], tokenizer,
+                           group_size=4, step=1, seed=0, max_tokens=32, temperature=1.0)
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from tinker import types
+
+from tinkerkit.data.chat import chat_prompt_tokens
+from tinkerkit.data.loaders import load_rl_prompts
+from tinkerkit.data.schemas import RLPrompt
+from tinkerkit.data.sources import coerce_records
+from tinkerkit.errors import DataError
+
+PromptSource = str | Path | Sequence[str | dict[str, Any] | RLPrompt]
+
+
+def load(source: PromptSource) -> list[RLPrompt]:
+    """``RLPrompt``s from a JSONL/JSON/CSV path or an in-memory list; never empty.
+
+    Example:
+        >>> load(["What is 2+2?", {"prompt": "3+4?", "answer": "7"}])[1].fields
+        {'answer': '7'}
+    """
+    return coerce_records(
+        source, from_file=_from_file, from_item=_one, empty="has no prompts", label="prompts"
+    )
+
+
+def _from_file(source: str | Path) -> list[RLPrompt]:
+    path = Path(source)
+    if not path.exists():
+        raise DataError(str(path), None, None, "no such file; give a JSONL file of prompts")
+    prompts = load_rl_prompts(path)
+    if not prompts:
+        raise DataError(str(source), None, None, "has no prompts")
+    return prompts
+
+
+def _one(item: Any, where: str) -> RLPrompt:
+    if isinstance(item, RLPrompt):
+        return item
+    obj = {"prompt": item} if isinstance(item, str) else item
+    if not isinstance(obj, dict):
+        raise DataError(
+            where,
+            None,
+            None,
+            f"unsupported type {type(item).__name__}; use a string, a dict or an RLPrompt",
+        )
+    try:
+        return RLPrompt.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise DataError(where, None, field, str(first["msg"])) from None
+
+
+def messages(prompt: RLPrompt) -> list[dict[str, str]]:
+    """The chat the model is prompted with."""
+    if prompt.messages is not None:
+        return [m.model_dump() for m in prompt.messages]
+    return [{"role": "user", "content": str(prompt.prompt)}]
+
+
+def for_reward(prompt: RLPrompt) -> str | list[dict[str, str]]:
+    """What a reward function receives as ``prompt``: the string, or the messages."""
+    return prompt.prompt if prompt.prompt is not None else messages(prompt)
+
+
+def label(prompt: RLPrompt, index: int, width: int = 60) -> str:
+    """A short name for log lines: ``prompt #3 'What is 2+2?'``."""
+    text = prompt.prompt if prompt.prompt is not None else messages(prompt)[-1]["content"]
+    text = " ".join(text.split())
+    if len(text) > width:
+        text = text[: width - 3] + "..."
+    return f"prompt #{index} {text!r}"
+
+
+def render(prompts: Sequence[RLPrompt], tokenizer: Any) -> list[list[int]]:
+    """Prompt tokens through the chat template, exactly as sampled and trained."""
+    return [chat_prompt_tokens(messages(p), tokenizer) for p in prompts]
+
+
+def fingerprint(prompts: Sequence[RLPrompt]) -> str:
+    """A hash of the prompts and their fields: resuming on other prompts is refused."""
+    digest = hashlib.sha256()
+    for p in prompts:
+        digest.update(json.dumps(p.model_dump(), sort_keys=True, default=str).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -117,3 +209,19 @@ def base_logprobs(base_sampler: Any, samples: Sequence[Sample]) -> list[list[flo
         tail = values[len(values) - len(sample.tokens) :]
         out.append([float(v) if v is not None else 0.0 for v in tail])
     return out
+
+
+def transcripts(
+    step: int, groups: Sequence[Sequence[Sample]], prompts: Sequence[RLPrompt], limit: int
+) -> list[dict[str, Any]]:
+    """``samples.jsonl`` rows: one sample from each of the first ``limit`` groups (the
+    spread across prompts), with its prompt as the reward saw it and its reward."""
+    return [
+        {
+            "step": step,
+            "prompt": for_reward(prompts[s.prompt_index]),
+            "completion": s.text,
+            "reward": s.reward,
+        }
+        for s in [group[0] for group in groups if group][:limit]
+    ]

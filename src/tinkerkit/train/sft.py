@@ -22,30 +22,22 @@ Features and their knobs (all in ``Config``):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tinker import types
 
-from tinkerkit._sync import raise_if_stopped, run_blocking, run_in_thread
+from tinkerkit._sync import run_blocking, run_in_thread
 from tinkerkit.train import sft_data
-from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
+from tinkerkit.train.batching import batches_per_epoch
 from tinkerkit.train.fingerprint import records_fingerprint
-from tinkerkit.train.metrics import MetricsLogger
-from tinkerkit.train.pipeline import Pipeline
+from tinkerkit.train.run import Run, Step, SubmittedStep, every
 from tinkerkit.train.schedules import learning_rate
-from tinkerkit.train.session import (
-    Checkpointer,
-    RunResult,
-    Session,
-    next_cursor,
-    open_prepared_session,
-    public_config,
-    start_run,
-)
+from tinkerkit.train.session import RunResult
 from tinkerkit.train.sft_config import Config, check_config, run_identity
+
+__all__ = ["Config", "Result", "check_config", "train", "train_async"]
 
 
 @dataclass
@@ -73,6 +65,35 @@ async def train_async(config: Config, service: Any = None) -> Result:
     return await run_in_thread(lambda: _train(config, service))
 
 
+def _train(config: Config, service: Any) -> Result:
+    check_config(config)
+    # Read and validate the data before anything is created: bad input leaves no files.
+    records = sft_data.load(config.data)
+    eval_records = sft_data.load(config.eval_data) if config.eval_data is not None else None
+    run = Run.start(config, run_identity(config, records_fingerprint(records)))
+    if run.finished:
+        return run.recorded(Result)
+    datums, eval_datums = run.open(service, lambda tok: _datums(config, records, eval_records, tok))
+    loop = _SFT(config, run, eval_datums)
+    total = batches_per_epoch(len(datums), config.batch_size) * config.epochs
+    with run.begin(total, depth=config.pipeline_depth, tokens=sft_data.fingerprint(datums)):
+        for step in run.steps(datums, config.batch_size, config.epochs):
+            run.submit(loop.submit(step, total), loop.finish)
+            if step.last:
+                break
+            if every(config.eval_every, step):
+                loop.evaluate(step.number)
+            if every(config.sample_every, step):
+                loop.preview(step.number)
+            if config.save_each_epoch and step.ends_epoch:
+                run.save(step, f"epoch-{step.epoch + 1}")
+            elif run.save_due(step):
+                run.save(step)
+        loop.evaluate(run.step)
+        loop.preview(run.step)
+        return run.finish(Result)
+
+
 def _datums(
     config: Config,
     records: Sequence[sft_data.Record],
@@ -90,141 +111,74 @@ def _datums(
     return datums, eval_datums
 
 
-def _train(config: Config, service: Any) -> Result:
-    check_config(config)
-    log_dir = Path(config.log_dir)
-    # Read and validate the data and the log folder before anything is created: a
-    # refused run leaves no files, here or under TINKERKIT_HOME.
-    records = sft_data.load(config.data)
-    eval_records = sft_data.load(config.eval_data) if config.eval_data is not None else None
-    identity = run_identity(config, records_fingerprint(records))
-    run = start_run(config, identity)
-    if run.finished:
-        return run.recorded(Result)
+class _SFT:
+    """How an SFT step, an evaluation and a preview are submitted and finished."""
 
-    session, tokenizer, (datums, eval_datums) = open_prepared_session(
-        service, config, run, lambda tok: _datums(config, records, eval_records, tok)
-    )
-    session.begin({**identity, "tokens": sft_data.fingerprint(datums)}, public_config(config))
-    start, start_step = session.start, session.start_step
-
-    loop = _Loop(config, session, tokenizer, eval_datums)
-    per_epoch = batches_per_epoch(len(datums), config.batch_size)
-    total = per_epoch * config.epochs
-    metrics = session.metrics(config, total)
-    try:
-        step = start_step
-        for cursor, batch in iterate(datums, config.batch_size, config.epochs, config.seed, start):
-            raise_if_stopped()
-            step += 1
-            lr = learning_rate(
-                config.learning_rate, step - 1, total, config.lr_schedule, config.warmup_steps
-            )
-            loop.submit_step(step, cursor.epoch, batch, lr, metrics)
-            following = next_cursor(cursor, per_epoch)
-            if step == total:
-                break
-            if config.eval_every and step % config.eval_every == 0:
-                loop.submit_eval(step, metrics)
-            if config.sample_every and step % config.sample_every == 0:
-                loop.submit_samples(step, metrics)
-            epoch_end = following.batch == 0 and config.save_each_epoch
-            if (config.save_every and step % config.save_every == 0) or epoch_end:
-                name = f"epoch-{cursor.epoch + 1}" if epoch_end else f"step-{step:06d}"
-                loop.checkpoints.submit(name, step, following)
-        if eval_datums:
-            loop.submit_eval(step, metrics)
-        if config.sample_prompts:
-            loop.submit_samples(step, metrics)
-        final = loop.checkpoints.submit("final", step, Cursor(config.epochs, 0))
-        loop.pipeline.drain()
-    finally:
-        metrics.close()
-    return Result(
-        final["state"], final["sampler"], log_dir, step, metrics.rows, samples=metrics.samples
-    )
-
-
-class _Loop:
-    """The request side of the loop: submits work and says what to log when it lands."""
-
-    def __init__(
-        self, config: Config, session: Session, tokenizer: Any, eval_datums: list[types.Datum]
-    ) -> None:
+    def __init__(self, config: Config, run: Run, eval_datums: list[types.Datum]) -> None:
         self.config = config
-        self.training = session.training
-        self.tokenizer = tokenizer
+        self.run = run
         self.eval_datums = eval_datums
-        self.pipeline = Pipeline(config.pipeline_depth)
-        self.checkpoints = Checkpointer(session, self.pipeline, config.ttl_seconds)
         self._last_done = time.monotonic()
 
-    def _adam(self, lr: float) -> types.AdamParams:
-        return types.AdamParams(
-            learning_rate=lr,
-            weight_decay=self.config.weight_decay,
-            grad_clip_norm=self.config.grad_clip_norm,
+    def submit(self, step: Step[types.Datum], total: int) -> SubmittedStep[types.Datum]:
+        c = self.config
+        lr = learning_rate(c.learning_rate, step.number - 1, total, c.lr_schedule, c.warmup_steps)
+        adam = types.AdamParams(
+            learning_rate=lr, weight_decay=c.weight_decay, grad_clip_norm=c.grad_clip_norm
         )
+        training = self.run.training
+        fb = training.forward_backward(step.batch, "cross_entropy")
+        return SubmittedStep(step, fb, training.optim_step(adam), lr)
 
-    def submit_step(
-        self, step: int, epoch: int, batch: list[types.Datum], lr: float, metrics: MetricsLogger
-    ) -> None:
-        fb = self.training.forward_backward(batch, "cross_entropy")
-        opt = self.training.optim_step(self._adam(lr))
-        weight = sum(float(sum(d.loss_fn_inputs["weights"].tolist())) for d in batch)
-        tokens = sum(d.model_input.length for d in batch)
+    def finish(self, submitted: SubmittedStep[types.Datum]) -> dict[str, Any]:
+        batch = submitted.step.batch
+        loss_sum = float(submitted.forward_backward.result().metrics["loss:sum"])
+        submitted.optim_step.result()
+        weight = sft_data.trained_weight(batch)
+        now = time.monotonic()
+        step_time, self._last_done = now - self._last_done, now
+        return {
+            "step": submitted.step.number,
+            "epoch": submitted.step.epoch + 1,
+            "loss": loss_sum / max(weight, 1e-9),
+            "loss_sum": loss_sum,
+            "lr": submitted.lr,
+            "tokens": sum(d.model_input.length for d in batch),
+            "trained_tokens": weight,
+            "examples": len(batch),
+            "step_time": step_time,
+        }
 
-        def done(results: Mapping[str, Any]) -> None:
-            now = time.monotonic()
-            loss_sum = float(results["fb"].metrics["loss:sum"])
-            metrics.log(
-                {
-                    "step": step,
-                    "epoch": epoch + 1,
-                    "loss": loss_sum / max(weight, 1e-9),
-                    "loss_sum": loss_sum,
-                    "lr": lr,
-                    "tokens": tokens,
-                    "trained_tokens": weight,
-                    "examples": len(batch),
-                    "step_time": now - self._last_done,
-                }
-            )
-            self._last_done = now
+    def evaluate(self, step: int) -> None:
+        """Held-out loss after ``step`` (when there is held-out data)."""
+        if self.eval_datums:
+            future = self.run.training.forward(self.eval_datums, "cross_entropy")
+            self.run.submit_event((step, future), self._finish_eval)
 
-        self.pipeline.submit({"fb": fb, "opt": opt}, done)
+    def _finish_eval(self, submitted: tuple[int, Any]) -> dict[str, Any]:
+        step, future = submitted
+        loss_sum = float(future.result().metrics["loss:sum"])
+        weight = sft_data.trained_weight(self.eval_datums)
+        return {"step": step, "eval_loss": loss_sum / max(weight, 1e-9)}
 
-    def submit_eval(self, step: int, metrics: MetricsLogger) -> None:
-        if not self.eval_datums:
-            return
-        future = self.training.forward(self.eval_datums, "cross_entropy")
-        weight = sum(float(sum(d.loss_fn_inputs["weights"].tolist())) for d in self.eval_datums)
+    def preview(self, step: int) -> None:
+        """Greedy answers to ``sample_prompts`` from the weights after ``step``."""
+        if self.config.sample_prompts:
+            future = self.run.training.save_weights_and_get_sampling_client()
+            self.run.submit_samples((step, future), self._finish_preview)
 
-        def done(results: Mapping[str, Any]) -> None:
-            loss = float(results["eval"].metrics["loss:sum"]) / max(weight, 1e-9)
-            metrics.log_event({"step": step, "eval_loss": loss})
-
-        self.pipeline.submit({"eval": future}, done)
-
-    def submit_samples(self, step: int, metrics: MetricsLogger) -> None:
-        if not self.config.sample_prompts:
-            return
+    def _finish_preview(self, submitted: tuple[int, Any]) -> list[dict[str, Any]]:
         from tinkerkit.text import sample_text
 
-        future = self.training.save_weights_and_get_sampling_client()
-
-        def done(results: Mapping[str, Any]) -> None:
-            sampler = results["sampler"]
-            previews = [
-                {
-                    "prompt": prompt,
-                    "completion": sample_text(
-                        sampler, prompt, max_tokens=self.config.sample_max_tokens, temperature=0.0
-                    )[0].text,
-                }
-                for prompt in self.config.sample_prompts
-            ]
-            for preview in previews:
-                metrics.log_sample({"step": step, **preview})
-
-        self.pipeline.submit({"sampler": future}, done)
+        step, future = submitted
+        sampler, c = future.result(), self.config
+        return [
+            {
+                "step": step,
+                "prompt": prompt,
+                "completion": sample_text(
+                    sampler, prompt, max_tokens=c.sample_max_tokens, temperature=0.0
+                )[0].text,
+            }
+            for prompt in c.sample_prompts
+        ]

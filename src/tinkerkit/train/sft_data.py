@@ -108,3 +108,13 @@ def fingerprint(datums: Sequence[types.Datum]) -> str:
             digest.update(key.encode())
             digest.update(np.ascontiguousarray(datum.loss_fn_inputs[key].to_numpy()).tobytes())
     return digest.hexdigest()[:16]
+
+
+def trained_weight(datums: Sequence[types.Datum]) -> float:
+    """The summed loss weights of ``datums``: what a ``loss:sum`` is divided by for a mean.
+
+    Example:
+        >>> trained_weight([chat_datum])   # its assistant tokens
+        12.0
+    """
+    return sum(float(sum(d.loss_fn_inputs["weights"].tolist())) for d in datums)

@@ -1,0 +1,82 @@
+"""Preference pairs → the datums DPO and reward models train on (checked), like ``sft_data``.
+
+pairs = load_pairs("pairs.jsonl")
+train_items, eval_items, flat = to_items(pairs, [], tokenizer, "dpo", 0.1, seed=0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tinker import types
+
+from tinkerkit.data.builders import preference_datums, reward_datum
+from tinkerkit.data.loaders import load_preference_pairs, validate_record
+from tinkerkit.data.schemas import PreferencePair
+from tinkerkit.data.sources import coerce_records
+from tinkerkit.train import sft_data
+from tinkerkit.train.batching import holdout
+from tinkerkit.train.preference_config import Objective
+
+
+def load_pairs(data: str | Path | Sequence[Any]) -> list[PreferencePair]:
+    """Validated preference pairs from a file or a list; ``DataError`` names the bad one.
+
+    Example:
+        >>> load_pairs([{"prompt": "2+2?", "chosen": "4", "rejected": "5"}])[0].chosen
+        '4'
+    """
+    return coerce_records(
+        data, from_file=load_preference_pairs, from_item=_pair, empty="has no preference pairs"
+    )
+
+
+def _pair(item: Any, where: str) -> PreferencePair:
+    if isinstance(item, PreferencePair):
+        return item
+    return validate_record(PreferencePair, item, where)
+
+
+def _flatten(
+    pairs: Sequence[PreferencePair], tokenizer: Any, objective: Objective
+) -> list[list[types.Datum]]:
+    """One [chosen, rejected] list per pair: policy datums (DPO) or reward datums (BT)."""
+    if objective == "dpo":
+        return [list(preference_datums(pair, tokenizer)) for pair in pairs]
+    return [
+        [reward_datum(_prompt(pair), answer, tokenizer) for answer in (pair.chosen, pair.rejected)]  # type: ignore[arg-type]
+        for pair in pairs
+    ]
+
+
+def _prompt(pair: PreferencePair) -> Any:
+    if isinstance(pair.chosen, list):  # two whole chats: the prompt is all but the last turn
+        return [m.model_dump() for m in pair.chosen[:-1]]
+    return (
+        pair.prompt if isinstance(pair.prompt, str) else [m.model_dump() for m in pair.prompt or []]
+    )
+
+
+def to_items(
+    pairs: list[PreferencePair],
+    eval_pairs: list[PreferencePair],
+    tokenizer: Any,
+    objective: Objective,
+    eval_split: float,
+    seed: int,
+) -> tuple[list[list[types.Datum]], list[list[types.Datum]], list[types.Datum]]:
+    """(training items, eval items, the training datums flat), checked; an item is the
+    [chosen, rejected] datums of one pair. ``eval_split`` holds pairs out when there are
+    no ``eval_pairs``."""
+    train_items = _flatten(pairs, tokenizer, objective)
+    if eval_split and not eval_pairs:
+        kept, held = holdout(len(train_items), eval_split, seed)
+        eval_items = [train_items[i] for i in held]
+        train_items = [train_items[i] for i in kept]
+    else:
+        eval_items = _flatten(eval_pairs, tokenizer, objective)
+    flat = [d for item in train_items for d in item]
+    sft_data.check(flat, tokenizer, "data")
+    return train_items, eval_items, flat
