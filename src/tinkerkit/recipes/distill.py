@@ -22,6 +22,7 @@ from tinker import types
 from tinkerkit.data.chat import chat_prompt_tokens
 from tinkerkit.data.datum import shifted_datum
 from tinkerkit.protocols import SamplingClientLike, ServiceClientLike, Tokenizer
+from tinkerkit.train.scoring import datum_logprobs
 
 
 @dataclass(frozen=True)
@@ -101,19 +102,9 @@ def compare(
     greedy = types.SamplingParams(max_tokens=max_tokens, temperature=0.0)
     teacher_answers = teacher_samples(teacher, tokenizer, system_prompt, inputs, greedy, 1)
     datums = student_datums(tokenizer, teacher_answers)
-    scored = [
-        student.compute_logprobs(
-            types.ModelInput.from_ints(
-                [*d.model_input.to_ints(), int(d.loss_fn_inputs["target_tokens"].to_numpy()[-1])]
-            )
-        )
-        for d in datums
-    ]
     per_token = []
-    for d, future in zip(datums, scored, strict=True):
-        weights = d.loss_fn_inputs["weights"].to_numpy()
-        values = np.asarray(future.result()[1:], dtype=np.float64)
-        per_token.extend(values[weights > 0].tolist())
+    for d, values in zip(datums, datum_logprobs(student, datums), strict=True):
+        per_token.extend(values[d.loss_fn_inputs["weights"].to_numpy() > 0].tolist())
     student_answers = [
         (
             text,

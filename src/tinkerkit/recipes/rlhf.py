@@ -29,12 +29,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from tinker import types
-
 from tinkerkit.data.builders import REWARD_QUESTION, reward_datum
 from tinkerkit.protocols import SamplingClientLike, ServiceClientLike
 from tinkerkit.train.checkpoints import CheckpointLog
+from tinkerkit.train.scoring import datum_logprobs, weighted_scores
 
 
 class RewardModel:
@@ -55,22 +53,13 @@ class RewardModel:
         self.tokenizer = sampling_client.get_tokenizer()
         self.question = question
 
-    def _request(self, prompt: Any, response: str) -> tuple[np.ndarray, Any]:
-        datum = reward_datum(prompt, response, self.tokenizer, question=self.question)
-        tokens = [
-            *datum.model_input.to_ints(),
-            int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1]),
-        ]
-        weights = datum.loss_fn_inputs["weights"].to_numpy()
-        return weights, self.sampling_client.compute_logprobs(types.ModelInput.from_ints(tokens))
-
     def score_many(self, items: Sequence[tuple[Any, str]]) -> list[float]:
         """Rewards for many (prompt, response) pairs; every request is sent before any is read."""
-        requests = [self._request(prompt, response) for prompt, response in items]
-        return [
-            float(np.sum(weights * np.asarray(future.result()[1:], dtype=np.float64)))
-            for weights, future in requests
+        datums = [
+            reward_datum(prompt, response, self.tokenizer, question=self.question)
+            for prompt, response in items
         ]
+        return weighted_scores(datums, datum_logprobs(self.sampling_client, datums))
 
     def score(self, prompt: Any, response: str) -> float:
         return self.score_many([(prompt, response)])[0]
