@@ -23,6 +23,7 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.errors import LossCheckError as LossCheckError
+from tinkerkit.protocols import SamplingClientLike
 from tinkerkit.train.scoring import datum_logprobs
 
 LossFn = Callable[[list[types.Datum], list[Any]], tuple[Any, dict[str, float]]]
@@ -149,7 +150,9 @@ def bradley_terry(scale: float = 1.0) -> LossFn:
     return loss_fn
 
 
-def reference_logprobs(sampling_client: Any, data: Sequence[types.Datum]) -> list[np.ndarray]:
+def reference_logprobs(
+    sampling_client: SamplingClientLike, data: Sequence[types.Datum]
+) -> list[np.ndarray]:
     """Per-token target logprobs of each datum under a (frozen) reference model.
 
     Requests go out together; the results line up with ``target_tokens``.

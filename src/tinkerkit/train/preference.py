@@ -27,6 +27,7 @@ from typing import Any
 from tinker import types
 
 from tinkerkit._sync import run_blocking, run_in_thread
+from tinkerkit.protocols import ServiceClientLike
 from tinkerkit.train import losses, sft_data
 from tinkerkit.train.batching import batches_per_epoch
 from tinkerkit.train.fingerprint import records_fingerprint
@@ -53,7 +54,7 @@ class DPOResult(RunResult):
         return [m for m in self.metrics if "eval_accuracy" in m]
 
 
-def train_dpo(config: DPOConfig, service: Any = None) -> DPOResult:
+def train_dpo(config: DPOConfig, service: ServiceClientLike | None = None) -> DPOResult:
     """Run DPO to completion (or continue it with ``resume=True``); works in notebooks.
 
     Example:
@@ -63,7 +64,7 @@ def train_dpo(config: DPOConfig, service: Any = None) -> DPOResult:
     return run_blocking(lambda: _train(config, service))
 
 
-def train_reward_model(config: DPOConfig, service: Any = None) -> DPOResult:
+def train_reward_model(config: DPOConfig, service: ServiceClientLike | None = None) -> DPOResult:
     """Train a Bradley–Terry reward model on preference pairs (``objective`` is set for you).
 
     Its score of a response is ``Σ weights · logprobs`` of ``tk.data.reward_datum``.
@@ -76,11 +77,11 @@ def train_reward_model(config: DPOConfig, service: Any = None) -> DPOResult:
     return run_blocking(lambda: _train(replace(config, objective="bradley_terry"), service))
 
 
-async def train_dpo_async(config: DPOConfig, service: Any = None) -> DPOResult:
+async def train_dpo_async(config: DPOConfig, service: ServiceClientLike | None = None) -> DPOResult:
     return await run_in_thread(lambda: _train(config, service))
 
 
-def _train(config: DPOConfig, service: Any) -> DPOResult:
+def _train(config: DPOConfig, service: ServiceClientLike | None) -> DPOResult:
     check_config(config)
     pairs = load_pairs(config.data)
     eval_pairs = load_pairs(config.eval_data) if config.eval_data is not None else []

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tinkerkit.train.run_options import RunOptions
+from tinkerkit.train.run_options import RunOptions, run_identity_of
 
 Objective = Literal["dpo", "bradley_terry"]
 
@@ -41,17 +41,9 @@ class DPOConfig(RunOptions):
 
 def run_identity(config: DPOConfig, source: str) -> dict[str, Any]:
     """What defines the run (the tokenized ``tokens`` is added once the tokenizer is known)."""
-    return {
-        "model": config.model,
-        "rank": config.rank,
-        "data": source,
-        "seed": config.seed,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "beta": config.beta,
-        "reference": config.reference,
-        "objective": config.objective,
-    }
+    return run_identity_of(
+        config, "epochs", "batch_size", "beta", "reference", "objective", data=source
+    )
 
 
 def check_config(config: DPOConfig) -> None:

@@ -16,6 +16,7 @@ from tinkerkit.data.builders import preference_datums, reward_datum
 from tinkerkit.data.loaders import load_preference_pairs, validate_record
 from tinkerkit.data.schemas import PreferencePair
 from tinkerkit.data.sources import coerce_records
+from tinkerkit.protocols import Tokenizer
 from tinkerkit.train import sft_data
 from tinkerkit.train.batching import holdout
 from tinkerkit.train.preference_config import Objective
@@ -40,7 +41,7 @@ def _pair(item: Any, where: str) -> PreferencePair:
 
 
 def _flatten(
-    pairs: Sequence[PreferencePair], tokenizer: Any, objective: Objective
+    pairs: Sequence[PreferencePair], tokenizer: Tokenizer, objective: Objective
 ) -> list[list[types.Datum]]:
     """One [chosen, rejected] list per pair: policy datums (DPO) or reward datums (BT)."""
     if objective == "dpo":
@@ -62,7 +63,7 @@ def _prompt(pair: PreferencePair) -> Any:
 def to_items(
     pairs: list[PreferencePair],
     eval_pairs: list[PreferencePair],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     objective: Objective,
     eval_split: float,
     seed: int,

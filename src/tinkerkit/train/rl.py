@@ -44,6 +44,7 @@ from tinker import types
 
 from tinkerkit._sync import run_blocking, run_in_thread
 from tinkerkit.data.schemas import RLPrompt
+from tinkerkit.protocols import ServiceClientLike
 from tinkerkit.train import rl_sampling
 from tinkerkit.train.batching import batches_per_epoch
 from tinkerkit.train.rl_batch import (
@@ -71,7 +72,7 @@ class Result(RunResult):
         return [m["reward_mean"] for m in self.metrics if "reward_mean" in m]
 
 
-def train(config: Config, service: Any = None) -> Result:
+def train(config: Config, service: ServiceClientLike | None = None) -> Result:
     """Run RL to completion (or continue it with ``resume=True``); works in notebooks.
 
     Example:
@@ -85,12 +86,12 @@ def train(config: Config, service: Any = None) -> Result:
     return run_blocking(lambda: _train(config, service))
 
 
-async def train_async(config: Config, service: Any = None) -> Result:
+async def train_async(config: Config, service: ServiceClientLike | None = None) -> Result:
     """``train`` for async code: ``result = await tk.rl.train_async(config)``."""
     return await run_in_thread(lambda: _train(config, service))
 
 
-def _train(config: Config, service: Any) -> Result:
+def _train(config: Config, service: ServiceClientLike | None) -> Result:
     check_config(config)
     # Read and validate the prompts before anything is created: bad input leaves no files.
     prompts = rl_sampling.load(config.prompts)

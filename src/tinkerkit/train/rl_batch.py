@@ -24,6 +24,7 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.data.builders import rl_datum
+from tinkerkit.protocols import SamplingClientLike
 from tinkerkit.train.rl_sampling import Sample, base_logprobs
 
 Loss = Literal["importance_sampling", "ppo", "reinforce"]
@@ -227,7 +228,7 @@ def signal_samples(groups: Sequence[Sequence[Sample]]) -> list[Sample]:
 
 
 def base_logprobs_by_sample(
-    base_sampler: Any, groups: Sequence[Sequence[Sample]]
+    base_sampler: SamplingClientLike, groups: Sequence[Sequence[Sample]]
 ) -> dict[int, list[float]] | None:
     """``build_batch``'s ``base_logprobs``: the base model's completion logprobs of the
     samples that get trained, by ``id(sample)``; None without a base sampler (no KL)."""

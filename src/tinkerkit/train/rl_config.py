@@ -10,7 +10,7 @@ from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tinkerkit.train.run_options import RunOptions, resolve_alias
+from tinkerkit.train.run_options import RunOptions, resolve_alias, run_identity_of
 
 if TYPE_CHECKING:  # light at run time: the CLI builds its options from this Config
     from tinkerkit.train.rl_batch import Loss
@@ -127,17 +127,15 @@ def check_config(config: Config) -> None:
 
 def run_identity(config: Config, fingerprint: str) -> dict[str, Any]:
     """What defines the run: resuming with any of these changed is refused."""
-    return {
-        "model": config.model,
-        "rank": config.rank,
-        "prompts": fingerprint,
-        "seed": config.seed,
-        "group_size": config.group_size,
-        "batch_size": config.batch_size,
-        "loss": config.loss,
-        "refresh_every": config.refresh_every,
-        "init_state": config.init_state,
-    }
+    return run_identity_of(
+        config,
+        "group_size",
+        "batch_size",
+        "loss",
+        "refresh_every",
+        "init_state",
+        prompts=fingerprint,
+    )
 
 
 def public_config(config: Config) -> dict[str, Any]:

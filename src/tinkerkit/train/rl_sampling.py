@@ -32,6 +32,7 @@ from tinkerkit.data.loaders import load_rl_prompts
 from tinkerkit.data.schemas import RLPrompt
 from tinkerkit.data.sources import coerce_records
 from tinkerkit.errors import DataError
+from tinkerkit.protocols import SamplingClientLike, Tokenizer
 
 PromptSource = str | Path | Sequence[str | dict[str, Any] | RLPrompt]
 
@@ -98,7 +99,7 @@ def label(prompt: RLPrompt, index: int, width: int = 60) -> str:
     return f"prompt #{index} {text!r}"
 
 
-def render(prompts: Sequence[RLPrompt], tokenizer: Any) -> list[list[int]]:
+def render(prompts: Sequence[RLPrompt], tokenizer: Tokenizer) -> list[list[int]]:
     """Prompt tokens through the chat template, exactly as sampled and trained."""
     return [chat_prompt_tokens(messages(p), tokenizer) for p in prompts]
 
@@ -136,9 +137,9 @@ def sampling_seed(seed: int, step: int, prompt_index: int) -> int:
 
 
 def sample_groups(
-    sampler: Any,
+    sampler: SamplingClientLike,
     prompts: Sequence[tuple[int, list[int]]],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     *,
     group_size: int,
     step: int,
@@ -186,7 +187,7 @@ def sample_groups(
     return groups
 
 
-def base_logprobs(base_sampler: Any, samples: Sequence[Sample]) -> list[list[float]]:
+def base_logprobs(base_sampler: SamplingClientLike, samples: Sequence[Sample]) -> list[list[float]]:
     """Per-token logprobs of each sample's completion under ``base_sampler`` (all at once).
 
     Example:

@@ -53,6 +53,18 @@ class RunOptions:
         resolve_alias(self, "log_dir", "log_path", log_path)
 
 
+def run_identity_of(config: Any, *names: str, **known: Any) -> dict[str, Any]:
+    """What defines a run, checked on resume: the model, rank and seed every loop has,
+    the loop's own ``names`` read from ``config``, and ``known`` values (fingerprints).
+
+    Example:
+        >>> run_identity_of(config, "epochs", data="3f2a…")["epochs"]
+        3
+    """
+    shared = {"model": config.model, "rank": config.rank, "seed": config.seed}
+    return {**shared, **{name: getattr(config, name) for name in names}, **known}
+
+
 def field_default(config: Any, name: str) -> Any:
     """The declared default of dataclass field ``name`` (``MISSING`` when it has none)."""
     for f in fields(config):

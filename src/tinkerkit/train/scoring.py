@@ -13,10 +13,11 @@ sequence score DPO references and reward models use.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from tinker import types
+
+from tinkerkit.protocols import SamplingClientLike
 
 
 def full_sequence(datum: types.Datum) -> list[int]:
@@ -29,7 +30,9 @@ def full_sequence(datum: types.Datum) -> list[int]:
     return [*datum.model_input.to_ints(), int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])]
 
 
-def datum_logprobs(sampling_client: Any, datums: Sequence[types.Datum]) -> list[np.ndarray]:
+def datum_logprobs(
+    sampling_client: SamplingClientLike, datums: Sequence[types.Datum]
+) -> list[np.ndarray]:
     """Per-target logprobs (float64) of each datum under ``sampling_client``; every
     request is sent before any result is read.
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.errors import ConfigError
+from tinkerkit.protocols import ServiceClientLike
 from tinkerkit.train.run_options import RunOptions as RunOptions
 from tinkerkit.train.rundir import RunDir, inspect_run
 
@@ -58,7 +59,7 @@ def start_run(options: RunOptions, identity: Mapping[str, Any]) -> RunDir:
     )
 
 
-def connected(service: Any) -> Any:
+def connected(service: ServiceClientLike | None) -> Any:
     """``service``, or ``tk.connect()`` (the environment's backend) when it is None."""
     if service is None:
         from tinkerkit.connect import connect
@@ -71,7 +72,7 @@ Prepared = TypeVar("Prepared")
 
 
 def open_prepared_session(
-    service: Any,
+    service: ServiceClientLike | None,
     options: RunOptions,
     run: RunDir,
     prepare: Callable[[Any], Prepared],

@@ -29,6 +29,7 @@ from typing import Any
 from tinker import types
 
 from tinkerkit._sync import run_blocking, run_in_thread
+from tinkerkit.protocols import ServiceClientLike, Tokenizer
 from tinkerkit.train import sft_data
 from tinkerkit.train.batching import batches_per_epoch
 from tinkerkit.train.fingerprint import records_fingerprint
@@ -48,7 +49,7 @@ class Result(RunResult):
         return losses[-1] if losses else None
 
 
-def train(config: Config, service: Any = None) -> Result:
+def train(config: Config, service: ServiceClientLike | None = None) -> Result:
     """Run SFT to completion (or continue it with ``resume=True``); works in notebooks.
 
     Example:
@@ -60,12 +61,12 @@ def train(config: Config, service: Any = None) -> Result:
     return run_blocking(lambda: _train(config, service))
 
 
-async def train_async(config: Config, service: Any = None) -> Result:
+async def train_async(config: Config, service: ServiceClientLike | None = None) -> Result:
     """``train`` for async code: ``result = await tk.sft.train_async(config)``."""
     return await run_in_thread(lambda: _train(config, service))
 
 
-def _train(config: Config, service: Any) -> Result:
+def _train(config: Config, service: ServiceClientLike | None) -> Result:
     check_config(config)
     # Read and validate the data before anything is created: bad input leaves no files.
     records = sft_data.load(config.data)
@@ -98,7 +99,7 @@ def _datums(
     config: Config,
     records: Sequence[sft_data.Record],
     eval_records: Sequence[sft_data.Record] | None,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
 ) -> tuple[list[types.Datum], list[types.Datum]]:
     """(training datums, eval datums): built with the model's tokenizer, then checked."""
     datums = sft_data.to_datums(records, tokenizer, config.train_on, config.max_length)

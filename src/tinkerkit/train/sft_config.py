@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tinkerkit.train.run_options import RunOptions
+from tinkerkit.train.run_options import RunOptions, run_identity_of
 
 if TYPE_CHECKING:  # light at run time: the CLI builds its options from this Config
     from tinkerkit.data.chat import TrainOn
@@ -73,12 +73,4 @@ def check_config(config: Config) -> None:
 def run_identity(config: Config, source: str) -> dict[str, Any]:
     """What defines the run: resuming with any of these changed is refused. ``data``
     fingerprints the records as given; the tokenized ``tokens`` is added once known."""
-    return {
-        "model": config.model,
-        "rank": config.rank,
-        "data": source,
-        "seed": config.seed,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "train_on": config.train_on,
-    }
+    return run_identity_of(config, "epochs", "batch_size", "train_on", data=source)

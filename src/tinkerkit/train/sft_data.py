@@ -23,6 +23,7 @@ from tinkerkit.data.loaders import (
 from tinkerkit.data.schemas import Conversation, PromptCompletion
 from tinkerkit.data.sources import coerce_records
 from tinkerkit.errors import DataError
+from tinkerkit.protocols import Tokenizer
 from tinkerkit.train.batching import holdout
 
 Record = Conversation | PromptCompletion | types.Datum
@@ -66,7 +67,7 @@ def _record(item: Any, where: str) -> Record:
 
 
 def to_datums(
-    records: Sequence[Record], tokenizer: Any, train_on: TrainOn, max_length: int | None
+    records: Sequence[Record], tokenizer: Tokenizer, train_on: TrainOn, max_length: int | None
 ) -> list[types.Datum]:
     chats = [r for r in records if isinstance(r, Conversation)]
     rendered = iter(chat_datums(chats, tokenizer, train_on=train_on, max_length=max_length))
@@ -93,7 +94,7 @@ def split(
     return [datums[i] for i in kept], [datums[i] for i in held]
 
 
-def check(datums: list[types.Datum], tokenizer: Any, what: str) -> None:
+def check(datums: list[types.Datum], tokenizer: Tokenizer, what: str) -> None:
     if not datums:
         raise DataError(what, None, None, "has no examples left to train on")
     check_datums(datums, vocab_size=len(tokenizer))
