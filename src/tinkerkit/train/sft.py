@@ -22,14 +22,13 @@ Features and their knobs (all in ``Config``):
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tinker import types
 
 from tinkerkit._sync import run_blocking, run_in_thread
-from tinkerkit.protocols import ServiceClientLike, Tokenizer
+from tinkerkit.protocols import ServiceClientLike
 from tinkerkit.train import sft_data
 from tinkerkit.train.batching import batches_per_epoch
 from tinkerkit.train.fingerprint import records_fingerprint
@@ -74,7 +73,9 @@ def _train(config: Config, service: ServiceClientLike | None) -> Result:
     run = Run.start(config, run_identity(config, records_fingerprint(records)))
     if run.finished:
         return run.recorded(Result)
-    datums, eval_datums = run.open(service, lambda tok: _datums(config, records, eval_records, tok))
+    datums, eval_datums = run.open(
+        service, lambda tok: sft_data.prepare(config, records, eval_records, tok)
+    )
     loop = _SFT(config, run, eval_datums)
     total = batches_per_epoch(len(datums), config.batch_size) * config.epochs
     with run.begin(total, depth=config.pipeline_depth, tokens=sft_data.fingerprint(datums)):
@@ -93,23 +94,6 @@ def _train(config: Config, service: ServiceClientLike | None) -> Result:
         loop.evaluate(run.step)
         loop.preview(run.step)
         return run.finish(Result)
-
-
-def _datums(
-    config: Config,
-    records: Sequence[sft_data.Record],
-    eval_records: Sequence[sft_data.Record] | None,
-    tokenizer: Tokenizer,
-) -> tuple[list[types.Datum], list[types.Datum]]:
-    """(training datums, eval datums): built with the model's tokenizer, then checked."""
-    datums = sft_data.to_datums(records, tokenizer, config.train_on, config.max_length)
-    datums, eval_datums = sft_data.split(datums, config.eval_split, config.seed)
-    if eval_records is not None:
-        eval_datums = sft_data.to_datums(
-            eval_records, tokenizer, config.train_on, config.max_length
-        )
-    sft_data.check(datums, tokenizer, "data")
-    return datums, eval_datums
 
 
 class _SFT:

@@ -25,6 +25,7 @@ from tinkerkit.data.sources import coerce_records
 from tinkerkit.errors import DataError
 from tinkerkit.protocols import Tokenizer
 from tinkerkit.train.batching import holdout
+from tinkerkit.train.sft_config import Config
 
 Record = Conversation | PromptCompletion | types.Datum
 
@@ -119,3 +120,23 @@ def trained_weight(datums: Sequence[types.Datum]) -> float:
         12.0
     """
     return sum(float(sum(d.loss_fn_inputs["weights"].tolist())) for d in datums)
+
+
+def prepare(
+    config: Config,
+    records: Sequence[Record],
+    eval_records: Sequence[Record] | None,
+    tokenizer: Tokenizer,
+) -> tuple[list[types.Datum], list[types.Datum]]:
+    """(training datums, eval datums): built with the model's tokenizer, then checked;
+    the eval datums come from ``eval_records``, else ``config.eval_split`` of the data.
+
+    Example:
+        >>> datums, held_out = prepare(Config(data=chats, eval_split=0.1), chats, None, tok)
+    """
+    datums = to_datums(records, tokenizer, config.train_on, config.max_length)
+    datums, eval_datums = split(datums, config.eval_split, config.seed)
+    if eval_records is not None:
+        eval_datums = to_datums(eval_records, tokenizer, config.train_on, config.max_length)
+    check(datums, tokenizer, "data")
+    return datums, eval_datums
