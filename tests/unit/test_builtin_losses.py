@@ -8,7 +8,7 @@ import pytest
 from tinker import types
 
 from tinkerkit.backends import losses
-from tinkerkit.backends.engine import EngineInput, LoraConfig
+from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig, load
 from tinkerkit.backends.mock.engine import MockFactory
 from tinkerkit.backends.validation import dense_array
 from tinkerkit.errors import InvalidDatumError, RequestError
@@ -267,11 +267,14 @@ def _local_engine():
     factory = LocalFactory()
     engine = factory.create(factory.resolve("tinkerkit/tiny"), LoraConfig(rank=4, seed=0))
     rng = np.random.default_rng(7)
-    engine.set_weights(
-        {
-            k: (rng.standard_normal(v.shape) * 0.1).astype(np.float32)
-            for k, v in engine.get_weights().items()
-        }
+    load(
+        engine,
+        EngineState(
+            {
+                k: (rng.standard_normal(v.shape) * 0.1).astype(np.float32)
+                for k, v in engine.state().weights.items()
+            }
+        ),
     )
     return engine
 

@@ -12,7 +12,7 @@ from tinker import types  # noqa: E402
 from tinker.types.optimizer import OptimizerConfigBase  # noqa: E402
 
 from tinkerkit.backends import optimizers  # noqa: E402
-from tinkerkit.backends.engine import EngineInput, LoraConfig  # noqa: E402
+from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig, load, step  # noqa: E402
 from tinkerkit.backends.local import dimuon as torch_dimuon  # noqa: E402
 from tinkerkit.backends.local.dimuon import LoraDimuon  # noqa: E402
 from tinkerkit.backends.local.engine import LocalEngine, LocalFactory  # noqa: E402
@@ -95,23 +95,27 @@ def train_step(engine: LocalEngine, batch: list[EngineInput], hp) -> float:
     return -sum(float(lp.sum()) for lp in fp.logprobs)
 
 
+def load_optimizer(engine, optimizer_state) -> None:
+    """Load ``optimizer_state`` into ``engine``, keeping its weights."""
+    engine.load(EngineState(engine.state().weights, optimizer_state))
+
+
 def test_local_dimuon_trains_and_resumes_bit_identically():
     hp = types.DimuonParams(learning_rate=0.02, grad_clip_norm=100.0)
     batch = make_batch()
     first = local_engine(DIMUON, seed=0)
     losses = [train_step(first, batch, hp) for _ in range(3)]
     assert losses[-1] < losses[0]
-    weights, state = first.get_weights(), first.get_optimizer_state()
+    weights, state = first.state().weights, first.state().optimizer
     assert int(state["step"][0]) == 3 and bytes(state["optimizer"]) == b"dimuon"
     second = local_engine(DIMUON, seed=1)
-    second.set_weights(weights)
-    second.set_optimizer_state(state)
+    load(second, EngineState(weights, state))
     for _ in range(2):
         train_step(first, batch, hp)
         train_step(second, batch, hp)
-    a, b = first.get_weights(), second.get_weights()
+    a, b = first.state().weights, second.state().weights
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    sa, sb = first.get_optimizer_state(), second.get_optimizer_state()
+    sa, sb = first.state().optimizer, second.state().optimizer
     assert set(sa) == set(sb) and all(np.array_equal(sa[k], sb[k]) for k in sa)
 
 
@@ -119,15 +123,15 @@ def test_local_engine_refuses_the_other_family():
     adam, dimuon_engine = local_engine(), local_engine(DIMUON)
     assert adam.optimizer_config == types.AdamOptimizerConfig()
     with pytest.raises(optimizers.OptimizerParamsError, match="Dimuon optimizer"):
-        dimuon_engine.optim_step(types.AdamParams(learning_rate=1e-3))
+        step(dimuon_engine, types.AdamParams(learning_rate=1e-3))
     with pytest.raises(optimizers.OptimizerParamsError, match="AdamW optimizer"):
-        adam.optim_step(types.DimuonParams(learning_rate=1e-3))
+        step(adam, types.DimuonParams(learning_rate=1e-3))
     train_step(adam, make_batch(), types.AdamParams(learning_rate=1e-3))
     train_step(dimuon_engine, make_batch(), types.DimuonParams(learning_rate=1e-3))
     with pytest.raises(optimizers.OptimizerStateMismatchError, match="belongs to AdamW"):
-        local_engine(DIMUON).set_optimizer_state(adam.get_optimizer_state())
+        load_optimizer(local_engine(DIMUON), adam.state().optimizer)
     with pytest.raises(optimizers.OptimizerStateMismatchError, match="belongs to Dimuon"):
-        local_engine().set_optimizer_state(dimuon_engine.get_optimizer_state())
+        load_optimizer(local_engine(), dimuon_engine.state().optimizer)
 
 
 def test_local_factory_refuses_an_unknown_optimizer():

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 import tinkerkit as tk  # noqa: E402
 from tests.unit.test_local_engine import grads, padded_logprobs  # noqa: E402
-from tinkerkit.backends.engine import EngineInput  # noqa: E402
+from tinkerkit.backends.engine import EngineInput, EngineState, load  # noqa: E402
 from tinkerkit.data import shifted_datum  # noqa: E402
 
 
@@ -29,11 +29,14 @@ def test_custom_loss_gradient_equals_autograd():
     # Move B off zero so every LoRA tensor has a gradient.
     engine = training._engine
     rng = np.random.default_rng(0)
-    engine.set_weights(
-        {
-            k: v + rng.normal(0, 0.05, v.shape).astype(np.float32)
-            for k, v in engine.get_weights().items()
-        }
+    load(
+        engine,
+        EngineState(
+            {
+                k: v + rng.normal(0, 0.05, v.shape).astype(np.float32)
+                for k, v in engine.state().weights.items()
+            }
+        ),
     )
     seqs = [rng.integers(0, 256, 12).tolist(), rng.integers(0, 256, 20).tolist()]
     data = [shifted_datum(s, [1.0] * len(s)) for s in seqs]

@@ -12,7 +12,7 @@ pytest.importorskip("peft")
 
 from tinker import types  # noqa: E402
 
-from tinkerkit.backends.engine import EngineInput, LoraConfig  # noqa: E402
+from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig, load  # noqa: E402
 from tinkerkit.backends.local import models  # noqa: E402
 from tinkerkit.backends.local.batching import MAX_WASTE, buckets  # noqa: E402
 from tinkerkit.backends.local.engine import LocalEngine, LocalFactory  # noqa: E402
@@ -35,11 +35,14 @@ def make_engine(seed: int = 0, rank: int = 4, randomize: bool = True) -> LocalEn
     engine = factory.create(factory.resolve(TINY), LoraConfig(rank=rank, seed=seed))
     if randomize:
         rng = np.random.default_rng(seed + 100)
-        engine.set_weights(
-            {
-                k: (rng.standard_normal(v.shape) * 0.1).astype(np.float32)
-                for k, v in engine.get_weights().items()
-            }
+        load(
+            engine,
+            EngineState(
+                {
+                    k: (rng.standard_normal(v.shape) * 0.1).astype(np.float32)
+                    for k, v in engine.state().weights.items()
+                }
+            ),
         )
     return engine
 
@@ -157,28 +160,27 @@ def test_weights_and_optimizer_state_round_trip_exactly():
     first = make_engine(seed=0, randomize=False)
     for _ in range(3):
         train_step(first, batch, hp)
-    weights, state = first.get_weights(), first.get_optimizer_state()
+    weights, state = first.state().weights, first.state().optimizer
     assert int(state["step"][0]) == 3
     second = make_engine(seed=1, randomize=False)
-    second.set_weights(weights)
-    second.set_optimizer_state(state)
+    load(second, EngineState(weights, state))
     for _ in range(2):
         train_step(first, batch, hp)
         train_step(second, batch, hp)
-    a, b = first.get_weights(), second.get_weights()
+    a, b = first.state().weights, second.state().weights
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    sa, sb = first.get_optimizer_state(), second.get_optimizer_state()
+    sa, sb = first.state().optimizer, second.state().optimizer
     assert set(sa) == set(sb) and all(np.array_equal(sa[k], sb[k]) for k in sa)
 
 
-def test_set_weights_rejects_wrong_names_and_shapes():
+def test_load_rejects_wrong_names_and_shapes():
     engine = make_engine(randomize=False)
-    weights = engine.get_weights()
+    weights = engine.state().weights
     key = next(iter(weights))
     with pytest.raises(ValueError, match="do not match"):
-        engine.set_weights({k: v for k, v in weights.items() if k != key})
+        load(engine, EngineState({k: v for k, v in weights.items() if k != key}))
     with pytest.raises(ValueError, match="shape"):
-        engine.set_weights({**weights, key: np.zeros((1, 1), np.float32)})
+        load(engine, EngineState({**weights, key: np.zeros((1, 1), np.float32)}))
 
 
 @pytest.mark.parametrize(("weight_decay", "clip"), [(0.0, 0.0), (0.1, 0.0), (0.1, 0.05)])
@@ -193,7 +195,7 @@ def test_optim_step_is_torch_adamw(weight_decay, clip):
         weight_decay=weight_decay,
         grad_clip_norm=clip,
     )
-    mirror = {k: torch.nn.Parameter(torch.from_numpy(v)) for k, v in engine.get_weights().items()}
+    mirror = {k: torch.nn.Parameter(torch.from_numpy(v)) for k, v in engine.state().weights.items()}
     opt = torch.optim.AdamW(
         list(mirror.values()), lr=5e-3, betas=(0.8, 0.99), eps=1e-8, weight_decay=weight_decay
     )
@@ -211,14 +213,14 @@ def test_optim_step_is_torch_adamw(weight_decay, clip):
         assert metrics["grad_norm"] == pytest.approx(float(norm), rel=1e-5)
         assert metrics["learning_rate"] == 5e-3
         assert all(not _grad(p).any() for p in engine.params.values())
-    for key, value in engine.get_weights().items():
+    for key, value in engine.state().weights.items():
         np.testing.assert_allclose(value, mirror[key].detach().numpy(), rtol=0, atol=1e-7)
 
 
 def test_same_seed_same_adapter_and_snapshot_is_frozen():
     a, b = make_engine(seed=3, randomize=False), make_engine(seed=3, randomize=False)
     c = make_engine(seed=4, randomize=False)
-    wa, wb, wc = a.get_weights(), b.get_weights(), c.get_weights()
+    wa, wb, wc = a.state().weights, b.state().weights, c.state().weights
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
     assert any(not np.array_equal(wa[k], wc[k]) for k in wa)
     snap = a.snapshot()

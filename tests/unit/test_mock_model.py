@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tinker import types
 
-from tinkerkit.backends.engine import EngineInput, LoraConfig
+from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig, load
 from tinkerkit.backends.mock import head, model
 from tinkerkit.backends.mock.engine import MockEngine, MockFactory
 from tinkerkit.models.registry import ModelSpec
@@ -253,7 +253,7 @@ def test_direct_draw_is_the_exact_distribution(temperature):
     logprob is log p at temperature 1 to 1e-9."""
     engine = _engine(SMALL_FACTORISED, train_attn=False)
     engine.params = {k: v + 0.3 for k, v in engine.params.items()}  # a non-zero LoRA
-    engine.set_weights(engine.params)
+    load(engine, EngineState(engine.params))
     rng = np.random.default_rng(4)
     prompt = rng.integers(0, SMALL_FACTORISED, 9)
     n = 30_000

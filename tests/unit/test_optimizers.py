@@ -16,7 +16,7 @@ from tinker import types
 from tinker.types.optimizer import OptimizerConfigBase, OptimParamsBase
 
 from tinkerkit.backends import optimizers
-from tinkerkit.backends.engine import EngineInput, LoraConfig
+from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig, load, step
 from tinkerkit.backends.mock import dimuon
 from tinkerkit.backends.mock.dimuon import Dimuon
 from tinkerkit.backends.mock.engine import MockEngine, MockFactory
@@ -227,14 +227,14 @@ def test_params_of_another_family_are_refused_and_leave_the_gradients(optimizer,
     fp = engine.forward(batch(), grad=True)
     fp.backward([-np.ones_like(lp) for lp in fp.logprobs])
     grads = {k: v.copy() for k, v in engine.grads.items()}
-    weights = engine.get_weights()
+    weights = engine.state().weights
     with pytest.raises(optimizers.OptimizerParamsError) as info:
-        engine.optim_step(wrong)
+        step(engine, wrong)
     assert isinstance(info.value, RequestError)
     for text in [*says, "fixed at creation"]:
         assert text in str(info.value)
     assert all(np.array_equal(engine.grads[k], grads[k]) for k in grads)
-    assert all(np.array_equal(engine.get_weights()[k], weights[k]) for k in weights)
+    assert all(np.array_equal(engine.state().weights[k], weights[k]) for k in weights)
 
 
 def test_bare_dimuon_params_base_is_read_as_dimuon_params():
@@ -271,6 +271,11 @@ def test_bare_configs_are_read_as_their_family_and_other_objects_refused():
         optimizers.normalized_config({"type": "dimuon"})  # type: ignore[arg-type]
 
 
+def load_optimizer(engine, optimizer_state) -> None:
+    """Load ``optimizer_state`` into ``engine``, keeping its weights."""
+    engine.load(EngineState(engine.state().weights, optimizer_state))
+
+
 def through_safetensors(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What a checkpoint on disk gives back (the store writes safetensors)."""
     return dict(st_load(io.BytesIO(st_save(state)).getvalue()))
@@ -282,19 +287,18 @@ def test_dimuon_resume_continues_bit_identically():
     first = mock_engine(DIMUON, seed=0)
     for _ in range(3):
         cross_entropy_step(first, data, hp)
-    weights, state = first.get_weights(), through_safetensors(first.get_optimizer_state())
+    weights, state = first.state().weights, through_safetensors(first.state().optimizer)
     assert int(state["step"][0]) == 3
     assert bytes(state["optimizer"]) == b"dimuon"
     assert {k for k in state if k.startswith("m/")} == {f"m/{k}" for k in weights}
     second = mock_engine(DIMUON, seed=1)
-    second.set_weights(weights)
-    second.set_optimizer_state(state)
+    load(second, EngineState(weights, state))
     for _ in range(2):
         cross_entropy_step(first, data, hp)
         cross_entropy_step(second, data, hp)
-    a, b = first.get_weights(), second.get_weights()
+    a, b = first.state().weights, second.state().weights
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    sa, sb = first.get_optimizer_state(), second.get_optimizer_state()
+    sa, sb = first.state().optimizer, second.state().optimizer
     assert set(sa) == set(sb) and all(np.array_equal(sa[k], sb[k]) for k in sa)
 
 
@@ -302,21 +306,21 @@ def test_state_of_another_optimizer_is_refused():
     adam, dimuon_engine = mock_engine(), mock_engine(DIMUON)
     cross_entropy_step(adam, batch(), types.AdamParams(learning_rate=1e-2))
     cross_entropy_step(dimuon_engine, batch(), types.DimuonParams(learning_rate=1e-2))
-    adam_state, dimuon_state = adam.get_optimizer_state(), dimuon_engine.get_optimizer_state()
+    adam_state, dimuon_state = adam.state().optimizer, dimuon_engine.state().optimizer
     assert bytes(adam_state["optimizer"]) == b"adamw"
     with pytest.raises(optimizers.OptimizerStateMismatchError) as info:
-        mock_engine(DIMUON).set_optimizer_state(adam_state)
+        load_optimizer(mock_engine(DIMUON), adam_state)
     assert isinstance(info.value, ConfigMismatchError)
     assert "belongs to AdamW" in str(info.value) and "trains with Dimuon" in str(info.value)
     with pytest.raises(optimizers.OptimizerStateMismatchError, match="belongs to Dimuon"):
-        mock_engine().set_optimizer_state(dimuon_state)
+        load_optimizer(mock_engine(), dimuon_state)
     # state saved before the tag existed is AdamW's
     legacy = {k: v for k, v in adam_state.items() if k != "optimizer"}
     restored = mock_engine()
-    restored.set_optimizer_state(legacy)
-    assert restored.get_optimizer_state().keys() == adam_state.keys()
+    load_optimizer(restored, legacy)
+    assert restored.state().optimizer.keys() == adam_state.keys()
     with pytest.raises(optimizers.OptimizerStateMismatchError):
-        mock_engine(DIMUON).set_optimizer_state(legacy)
+        load_optimizer(mock_engine(DIMUON), legacy)
 
 
 def test_snapshot_keeps_the_optimizer_family():

@@ -24,7 +24,7 @@ from tinker.lib.public_interfaces.api_future import APIFuture
 from tinkerkit.atomic import staged_folder
 from tinkerkit.backends import prompt_scoring, sampler
 from tinkerkit.backends.context import OfflineContext
-from tinkerkit.backends.engine import Engine, EngineInput, LoraConfig
+from tinkerkit.backends.engine import Engine, EngineInput, EngineState, LoraConfig, load, new_engine
 from tinkerkit.backends.futures import SampleFuture
 from tinkerkit.backends.limits import check_sampled_tokens, check_sampling
 from tinkerkit.backends.sdk_surface import mirrors
@@ -482,7 +482,7 @@ def _persist_snapshot(engine: Engine, lora: dict[str, Any]) -> Path:
     root = tinkerkit_home() / "samplers"
     folder = root / uuid.uuid4().hex
     with staged_folder(folder, prefix=".tmp-") as tmp:
-        save_file(engine.get_weights(), str(tmp / "adapter_model.safetensors"))
+        save_file(engine.state().weights, str(tmp / "adapter_model.safetensors"))
         meta = {"lora": lora, "base_model": engine.spec.name}
         (tmp / "sampler.json").write_text(json.dumps(meta))
     return folder
@@ -497,8 +497,8 @@ def sampling_client_from_path(
         raise WrongCheckpointKindError(model_path, "create_sampling_client", "sampler_weights")
     loaded = context.store.load(model_path, backend=context.backend)
     spec = context.factory.resolve(loaded.record.base_model)
-    engine = context.factory.create(spec, LoraConfig(**loaded.record.lora))
-    engine.set_weights(loaded.weights)
+    engine = new_engine(context.factory, spec, LoraConfig(**loaded.record.lora))
+    load(engine, EngineState(loaded.weights))
     return SamplingClient(
         context,
         engine,
@@ -520,9 +520,10 @@ def _from_handle(handle: SamplerHandle) -> SamplingClient:
     factory = context.factory
     spec = factory.resolve(handle.base_model)
     lora = LoraConfig(**handle.lora) if handle.lora is not None else None
-    engine = factory.create(spec, lora)
+    engine = new_engine(factory, spec, lora)
     if handle.weights_dir is not None:
-        engine.set_weights(load_file(str(Path(handle.weights_dir) / "adapter_model.safetensors")))
+        weights = load_file(str(Path(handle.weights_dir) / "adapter_model.safetensors"))
+        load(engine, EngineState(weights))
     return SamplingClient(
         context,
         engine,

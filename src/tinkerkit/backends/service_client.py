@@ -25,7 +25,7 @@ from tinker.lib.public_interfaces.backcompat_training_client_future import (
 from tinker.lib.public_interfaces.custom_loss import LossHandle, PerDatumLossFn, trace_loss
 
 from tinkerkit.backends.context import OfflineContext
-from tinkerkit.backends.engine import LoraConfig
+from tinkerkit.backends.engine import EngineState, LoraConfig, load, new_engine
 from tinkerkit.backends.futures import done_future, plain
 from tinkerkit.backends.limits import check_lora_rank
 
@@ -167,7 +167,7 @@ class ServiceClient(tinker.ServiceClient):
     ) -> TrainingClient:
         context = self._context
         spec = context.factory.resolve(base_model)
-        engine = context.factory.create(spec, lora, optimizer=optimizer)
+        engine = new_engine(context.factory, spec, lora, optimizer)
         run = context.store.create_run(
             self.backend, base_model, lora, user_metadata, session_id=context.session_id
         )
@@ -253,10 +253,8 @@ class ServiceClient(tinker.ServiceClient):
             config = optimizer
             if with_optimizer and loaded.optimizer is not None:
                 config = optimizer_config_of(loaded.optimizer)
-            engine = context.factory.create(spec, lora, optimizer=config)
-            engine.set_weights(loaded.weights)
-            if loaded.optimizer is not None:
-                engine.set_optimizer_state(loaded.optimizer)
+            engine = new_engine(context.factory, spec, lora, config)
+            load(engine, EngineState(loaded.weights, loaded.optimizer))
             run = context.store.create_run(
                 self.backend, model, lora, user_metadata, session_id=context.session_id
             )
@@ -338,7 +336,7 @@ class ServiceClient(tinker.ServiceClient):
             spec = context.factory.resolve(base_model)
             return SamplingClient(
                 context,
-                context.factory.create(spec, None),
+                new_engine(context.factory, spec, None),
                 None,
                 base_model=base_model,
                 record_stability_info=record_stability_info,

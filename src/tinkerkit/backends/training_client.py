@@ -33,7 +33,7 @@ from tinkerkit.backends import age
 from tinkerkit.backends.builtin import run_builtin
 from tinkerkit.backends.context import OfflineContext
 from tinkerkit.backends.custom_losses import CustomLossFn, check_custom_call, run_custom
-from tinkerkit.backends.engine import Engine
+from tinkerkit.backends.engine import Engine, EngineState, adapter_config, load, step
 from tinkerkit.backends.futures import Origin, done_future, plain
 from tinkerkit.backends.sampling_client import (
     InflightWeights,
@@ -278,7 +278,7 @@ class TrainingClient(tinker.TrainingClient):
                     origin,
                 )
             ledger.reset()
-            return types.OptimStepResponse(metrics=self._engine.optim_step(params))
+            return types.OptimStepResponse(metrics=step(self._engine, params))
 
         return self._submit("optim_step", run, origin=origin)
 
@@ -295,13 +295,14 @@ class TrainingClient(tinker.TrainingClient):
     def _save(self, kind: Any, name: str, optimizer: bool, **kw: Any) -> str:
         check_ttl(kw.get("ttl_seconds"))
         engine = self._engine
+        state = engine.state()
         record = self._context.store.save(
             self._run,
             kind,
             name,
-            engine.get_weights(),
-            engine.adapter_config(),
-            optimizer=engine.get_optimizer_state() if optimizer else None,
+            state.weights,
+            adapter_config(engine.spec, engine.lora, state.weights),
+            optimizer=state.optimizer if optimizer else None,
             **kw,
         )
         return record.path
@@ -347,9 +348,7 @@ class TrainingClient(tinker.TrainingClient):
             path, with_optimizer=with_optimizer, backend=self._context.backend
         )
         check_compatible(loaded.record.base_model, loaded.record.lora, self._run, path)
-        self._engine.set_weights(loaded.weights)
-        if loaded.optimizer is not None:
-            self._engine.set_optimizer_state(loaded.optimizer)
+        load(self._engine, EngineState(loaded.weights, loaded.optimizer))
         return types.LoadWeightsResponse(path=path, model_id=self.model_id)
 
     def load_weights(

@@ -19,7 +19,7 @@ from tinker import types
 from torch import nn
 
 from tinkerkit.backends import optimizers
-from tinkerkit.backends.engine import EngineInput, LoraConfig, peft_adapter_config
+from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig
 from tinkerkit.backends.local import lora as lora_lib
 from tinkerkit.backends.local import models
 from tinkerkit.backends.local.batching import LocalForward, prefix_logprobs, run_buckets
@@ -27,7 +27,7 @@ from tinkerkit.backends.local.decode import LocalDecoder
 from tinkerkit.backends.local.dimuon import LoraDimuon
 from tinkerkit.backends.local.models import Source
 from tinkerkit.backends.local.optim import LoraAdam
-from tinkerkit.models.registry import ModelSpec, announce_stand_in
+from tinkerkit.models.registry import ModelSpec
 from tinkerkit.models.stand_ins import ModelNames
 
 
@@ -86,10 +86,9 @@ class LocalEngine:
         return LocalForward(found, len(batch), not self.frozen)
 
     def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
-        checked = optimizers.check_step_params(self.optimizer_config, params)
         if self.optim is None:
             raise RuntimeError("this engine has no trainable LoRA weights")
-        return self.optim.step(checked)
+        return self.optim.step(params)
 
     def decoder(self, prompt: Sequence[int], n: int) -> LocalDecoder:
         return LocalDecoder(self.lm, prompt, n, self.device)
@@ -97,41 +96,23 @@ class LocalEngine:
     def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
         return prefix_logprobs(self.trunk, self.head, tokens, self.vocab, self.device)
 
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return {k: p.detach().float().cpu().numpy().copy() for k, p in self.params.items()}
-
-    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        mismatch = set(self.params) ^ set(weights)
-        if mismatch:
-            raise ValueError(
-                f"weights do not match this model's LoRA tensors: {sorted(mismatch)[:8]} "
-                f"({len(mismatch)} names differ). Was it saved from another model or rank?"
-            )
-        for key, value in weights.items():
-            p = self.params[key]
-            if tuple(np.shape(value)) != tuple(p.shape):
-                raise ValueError(
-                    f"{key}: shape {tuple(np.shape(value))} does not match {tuple(p.shape)}"
-                )
-        with torch.no_grad():
-            for key, value in weights.items():
-                p = self.params[key]
-                p.copy_(torch.as_tensor(np.asarray(value), dtype=p.dtype, device=p.device))
-
-    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+    def state(self) -> EngineState:
+        weights = {k: p.detach().float().cpu().numpy().copy() for k, p in self.params.items()}
         if self.optim is None:
             name = self.optimizer_config.type
-            return optimizers.tag_state(name, {"step": np.zeros(1, np.int64)})
-        return self.optim.state()
+            return EngineState(weights, optimizers.tag_state(name, {"step": np.zeros(1, np.int64)}))
+        return EngineState(weights, self.optim.state())
 
-    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+    def load(self, state: EngineState) -> None:
+        with torch.no_grad():
+            for key, value in state.weights.items():
+                p = self.params[key]
+                p.copy_(torch.as_tensor(np.asarray(value), dtype=p.dtype, device=p.device))
+        if state.optimizer is None:
+            return
         if self.optim is None:
             raise RuntimeError("this engine has no optimizer")
-        self.optim.load(state)
-
-    def adapter_config(self) -> dict[str, Any]:
-        targets = sorted({key.split(".lora_")[0].rsplit(".", 1)[-1] for key in self.params})
-        return peft_adapter_config(self.spec.name, self.lora, targets)
+        self.optim.load(state.optimizer)
 
     def snapshot(self) -> LocalEngine:
         if self.lora is None:
@@ -198,8 +179,5 @@ class LocalFactory:
         lora: LoraConfig | None,
         optimizer: types.OptimizerConfig | None = None,
     ) -> LocalEngine:
-        optimizer = optimizers.normalized_config(optimizer)  # refuse before any work
-        if spec.stands_in_for:
-            announce_stand_in(self.name, spec)
         source = self._source(spec.name)
         return LocalEngine(spec, lora, source, optimizer=optimizer, names=self.names)

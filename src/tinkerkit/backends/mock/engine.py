@@ -11,12 +11,12 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.backends import optimizers
-from tinkerkit.backends.engine import EngineInput, LoraConfig, peft_adapter_config
+from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig
 from tinkerkit.backends.mock import model
 from tinkerkit.backends.mock.adam import Adam
 from tinkerkit.backends.mock.dimuon import Dimuon
 from tinkerkit.models import tokenizer as byte_tok
-from tinkerkit.models.registry import TINY, ModelSpec, announce_stand_in
+from tinkerkit.models.registry import TINY, ModelSpec
 from tinkerkit.models.stand_ins import ModelNames
 
 MAX_CONTEXT = 2048
@@ -123,7 +123,7 @@ class MockEngine:
 
     def _effective(self) -> dict[str, np.ndarray]:
         """The base with the LoRA deltas folded in, cached until the weights change
-        (``optim_step``, ``set_weights``): a sampler folds them once, not per request."""
+        (``optim_step``, ``load``): a sampler folds them once, not per request."""
         cached = self._folded
         if cached is None:
             cached = self._folded = model.effective(self.base, self._lora())
@@ -145,9 +145,8 @@ class MockEngine:
         yield from model.next_token_logprobs(self._effective(), ids)
 
     def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
-        checked = optimizers.check_step_params(self.optimizer_config, params)
         self._folded = None
-        metrics = self.optim.step(self.params, self.grads, checked)
+        metrics = self.optim.step(self.params, self.grads, params)
         for g in self.grads.values():
             g.fill(0.0)
         return metrics
@@ -155,33 +154,19 @@ class MockEngine:
     def decoder(self, prompt: Sequence[int], n: int) -> model.MockDecoder:
         return model.decoder(self._effective(), np.asarray(prompt, dtype=np.int64), n)
 
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.params.items()}
+    def state(self) -> EngineState:
+        return EngineState({k: v.copy() for k, v in self.params.items()}, self.optim.state())
 
-    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        missing = set(self.params) ^ set(weights)
-        if missing:
-            raise ValueError(f"weights do not match this model's LoRA tensors: {sorted(missing)}")
-        for key, value in weights.items():
-            if value.shape != self.params[key].shape:
-                raise ValueError(
-                    f"{key}: shape {value.shape} does not match {self.params[key].shape}"
-                )
+    def load(self, state: EngineState) -> None:
+        for key, value in state.weights.items():
             self.params[key] = value.astype(model.DTYPE, copy=True)
         self._folded = None
-
-    def get_optimizer_state(self) -> dict[str, np.ndarray]:
-        return self.optim.state()
-
-    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
-        self.optim.load(state)
-
-    def adapter_config(self) -> dict[str, Any]:
-        return peft_adapter_config(self.spec.name, self.lora, list(self.targets))
+        if state.optimizer is not None:
+            self.optim.load(state.optimizer)
 
     def snapshot(self) -> MockEngine:
         clone = copy.copy(self)
-        clone.params = self.get_weights()
+        clone.params = {k: v.copy() for k, v in self.params.items()}
         clone._folded = None
         clone.grads = {}
         clone.optim = clone._new_optimizer()
@@ -234,9 +219,6 @@ class MockFactory:
         lora: LoraConfig | None,
         optimizer: types.OptimizerConfig | None = None,
     ) -> MockEngine:
-        optimizer = optimizers.normalized_config(optimizer)  # refuse before any work
-        if spec.stands_in_for:
-            announce_stand_in(self.name, spec)
         if lora is not None and lora.alpha is None:
             lora = LoraConfig(
                 rank=lora.rank,
