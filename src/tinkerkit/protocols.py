@@ -84,6 +84,13 @@ class TrainingClientLike(Protocol):
         loss_fn_config: Any = None,
     ) -> FutureLike[types.ForwardBackwardOutput]: ...
 
+    def forward(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: Any = None,
+    ) -> FutureLike[types.ForwardBackwardOutput]: ...
+
     def optim_step(
         self, optim_params: types.OptimParams | None = None
     ) -> FutureLike[types.OptimStepResponse]: ...

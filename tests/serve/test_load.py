@@ -10,7 +10,7 @@ from tinker import types
 import tinkerkit as tk
 from tests.serve.helpers import probe_logprobs, text_datum
 
-CLIENTS, STEPS = 8, 50
+CLIENTS, STEPS = 8, 24
 MODEL = "tinkerkit/tiny"
 
 

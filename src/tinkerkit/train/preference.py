@@ -1,19 +1,6 @@
 """Preference learning — DPO, and Bradley–Terry reward models — pipelined and resumable.
 
-Features and their knobs (``DPOConfig``):
-- data: preference pairs (JSONL/JSON/CSV path, or ``PreferencePair`` list) → chosen and
-  rejected datums sharing the prompt tokens exactly (``tk.data.preference_datums``);
-- ``objective``: ``"dpo"`` trains the policy directly; ``"bradley_terry"`` trains a
-  reward model on ``tk.data.reward_datum`` pairs (``train_reward_model``);
-- reference (DPO): the base model (default) or a ``tinker://`` sampler checkpoint
-  (``reference``), scored once, before training;
-- ``beta``, ``epochs``, ``batch_size`` (pairs per step), ``learning_rate``, ``rank``;
-- held-out pairs (``eval_data`` or ``eval_split``): margin and accuracy at the start,
-  every ``eval_every`` steps, and at the end;
-- checkpoints every ``save_every`` steps and ``final``, the newest ``keep_last`` kept;
-  ``resume=True`` continues exactly (a finished run returns its recorded result); a
-  ``log_dir`` holding a run is refused unless ``resume`` or ``overwrite``;
-- ``LOG_DIR/metrics.jsonl``: loss, accuracy, margin, chosen/rejected reward per step.
+Every feature and its knob: docs/advanced.md, "Features and their knobs".
 
     result = tk.preference.train_dpo(tk.preference.DPOConfig(data="pairs.jsonl",
                                      log_dir="runs/dpo"), service=tk.connect("mock"))

@@ -1,34 +1,10 @@
 """Reinforcement learning with a reward function: the guide's ``rl_training``, fixed.
 
-Each step: sample ``group_size`` completions of ``batch_size`` prompts (all requests in
-flight at once) → score them with ``reward`` (concurrently, with a timeout) → advantages
-= reward − group mean → train on exactly the sampled tokens with their sampling logprobs
-→ refresh the sampler. Compared with the guide's loop: groups instead of one prompt at a
-time, advantages instead of raw rewards in ``cross_entropy``, no decode → re-encode, and
-an on-policy sampler every step instead of every 50.
+Each step samples ``group_size`` completions of ``batch_size`` prompts at once, scores them
+concurrently, centres rewards in their group and trains on exactly the sampled tokens, on
+policy. What it fixes in the guide's loop: docs/rl.md.
 
-Features and their knobs (all in ``Config``):
-- prompts: a JSONL/JSON/CSV path, or a list of strings / dicts / ``RLPrompt`` (``prompts``);
-  extra fields (``answer``...) are passed to the reward as keyword arguments;
-- reward: ``reward(prompt, completion, **fields) -> float``, sync, ``async def``, or a
-  callable object (``reward``); ``reward_timeout`` per call, ``reward_concurrency``;
-  failures are logged, counted (``reward_errors``) and scored by ``on_reward_error``;
-- sampling: ``group_size``, ``max_tokens``, ``temperature``, ``stop``; seeded per
-  (``seed``, step, prompt), so runs and resumes are reproducible;
-- objective: ``loss`` = ``importance_sampling`` (default), ``ppo`` (``clip_low``,
-  ``clip_high``) or ``reinforce`` (the guide's cross_entropy, weights = advantage), the
-  one table ``rl_batch.LOSSES``;
-  ``scale_advantages`` (divide by the group's std); ``kl_coef`` (penalty towards the base
-  model, measured KL logged as ``kl``); ``recompute_logprobs`` (log sampler/trainer drift);
-- schedule: ``steps`` or ``epochs`` over the prompts, ``batch_size``, ``learning_rate``,
-  LoRA ``rank``; ``refresh_every`` (1 = on-policy; K reuses a sampler K steps);
-- checkpoints: every ``save_every`` steps and ``final`` (``LOG_DIR/checkpoints.jsonl``), the
-  newest ``keep_last`` kept; ``resume=True`` continues a killed or interrupted run to the
-  same result (a finished one returns its recorded result); a ``log_dir`` holding a run
-  is refused unless ``resume`` or ``overwrite``;
-- logging: ``LOG_DIR/metrics.jsonl`` (one row per step), ``LOG_DIR/samples.jsonl``
-  (``log_samples`` transcripts every ``log_samples_every`` steps), a progress bar,
-  ``callbacks``, ``wandb_project``.
+Every feature and its knob: docs/rl.md, "Features and their knobs".
 
     result = tk.rl.train(tk.rl.Config(prompts="prompts.jsonl", reward=my_reward,
                                       log_dir="runs/rl"), service=tk.connect("mock"))
@@ -40,8 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tinker import types
-
 from tinkerkit._sync import run_blocking, run_in_thread
 from tinkerkit.data.schemas import RLPrompt
 from tinkerkit.protocols import ServiceClientLike
@@ -51,9 +25,8 @@ from tinkerkit.train.rl_batch import (
     Batch,
     base_logprobs_by_sample,
     build_batch,
-    logprob_input,
-    logprob_mismatch,
-    rl_loss,
+    submit_update,
+    update_metrics,
 )
 from tinkerkit.train.rl_config import Config, check_config, public_config, run_identity
 from tinkerkit.train.rl_rewards import score_groups
@@ -187,39 +160,24 @@ class _RL:
             kl_coef=c.kl_coef,
             base_logprobs=base_logprobs_by_sample(self.base, groups),
         )
-        return SubmittedStep(step, batch, row, self._update(batch), time.monotonic())
-
-    def _update(self, batch: Batch) -> dict[str, Any]:
-        """forward_backward + optim_step on the batch (none when no group had signal: an
-        empty optim_step would still move the weights through Adam's momentum)."""
-        if not batch.datums:
-            return {}
-        training, c = self.run.training, self.config
-        futures: dict[str, Any] = {}
-        if c.recompute_logprobs:
-            inputs = [logprob_input(d) for d in batch.datums]
-            futures["forward"] = training.forward(inputs, "cross_entropy")
-        loss_fn, loss_config = rl_loss(c.loss).call(c.clip_low, c.clip_high)
-        futures["fb"] = training.forward_backward(batch.datums, loss_fn, loss_config)
-        futures["opt"] = training.optim_step(types.AdamParams(learning_rate=c.learning_rate))
-        return futures
+        futures = submit_update(
+            run.training,
+            batch,
+            loss=c.loss,
+            learning_rate=c.learning_rate,
+            clip_low=c.clip_low,
+            clip_high=c.clip_high,
+            recompute_logprobs=c.recompute_logprobs,
+        )
+        return SubmittedStep(step, batch, row, futures, time.monotonic())
 
     def finish(self, submitted: SubmittedStep) -> dict[str, Any]:
-        batch, row = submitted.batch, submitted.row
-        row.update(batch.stats)
-        row.update({"lr": self.config.learning_rate, "loss": 0.0, "datums": len(batch.datums)})
-        if not submitted.futures:
-            return {**row, "train_time": 0.0}
         results = {name: f.result() for name, f in submitted.futures.items()}
-        loss_sum = float(results["fb"].metrics["loss:sum"])
-        trained_tokens = sum(len(s.tokens) for s in batch.samples)
-        row.update(
-            {
-                "loss": loss_sum / max(trained_tokens, 1),
-                "loss_sum": loss_sum,
-                "train_time": time.monotonic() - submitted.started,
-            }
-        )
-        if "forward" in results:
-            row.update(logprob_mismatch(batch.samples, results["forward"].loss_fn_outputs))
-        return row
+        return {
+            **submitted.row,
+            **submitted.batch.stats,
+            "lr": self.config.learning_rate,
+            "datums": len(submitted.batch.datums),
+            **update_metrics(submitted.batch, results),
+            "train_time": time.monotonic() - submitted.started if results else 0.0,
+        }

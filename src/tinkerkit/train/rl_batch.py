@@ -1,4 +1,4 @@
-"""One RL step's samples → advantages → the datums of its loss, and the step's statistics.
+"""One RL step's samples → advantages → the datums of its loss → its update, and statistics.
 
 - ``group_advantages``: reward minus the group's mean (optionally divided by its std).
   A group whose rewards are all equal has no signal — every advantage would be 0 — so it
@@ -9,6 +9,8 @@
   datum)``. ``importance_sampling``/``ppo`` train on ``target_tokens``, the sampler's
   ``logprobs`` and per-token ``advantages`` (``tinkerkit.data.rl_datum``); ``reinforce``
   is the guide's REINFORCE — ``cross_entropy`` with ``weights`` = advantage.
+- ``submit_update`` / ``update_metrics``: the batch's ``forward_backward`` + ``optim_step``
+  in flight, and the loss (and sampler/trainer drift) read from their results.
 
     batch = build_batch(groups, loss="importance_sampling")
     training.forward_backward(batch.datums, *LOSSES["importance_sampling"].call(0.8, 1.2))
@@ -24,7 +26,7 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.data.builders import rl_datum
-from tinkerkit.protocols import SamplingClientLike
+from tinkerkit.protocols import FutureLike, SamplingClientLike, TrainingClientLike
 from tinkerkit.train.rl_sampling import Sample, base_logprobs
 
 Loss = Literal["importance_sampling", "ppo", "reinforce"]
@@ -47,14 +49,16 @@ def _as_weights(datum: types.Datum) -> types.Datum:
 class RLLoss:
     """How one RL objective is asked of the service."""
 
-    service_loss: str
+    service_loss: types.LossFnType
     """The ``loss_fn`` of ``forward_backward``."""
     loss_config: Callable[[float, float], dict[str, float] | None]
     """``(clip_low, clip_high) -> loss_fn_config``."""
     datum: Callable[[types.Datum], types.Datum]
     """``rl_datum``'s datum (targets, sampling logprobs, advantages) → this loss's datum."""
 
-    def call(self, clip_low: float, clip_high: float) -> tuple[str, dict[str, float] | None]:
+    def call(
+        self, clip_low: float, clip_high: float
+    ) -> tuple[types.LossFnType, dict[str, float] | None]:
         """``(loss_fn, loss_fn_config)`` for ``forward_backward``.
 
         Example:
@@ -252,3 +256,46 @@ def logprob_mismatch(samples: Sequence[Sample], outputs: Sequence[Any]) -> dict[
         return {}
     joined = np.concatenate(diffs)
     return {"logprob_diff_max": float(joined.max()), "logprob_diff_mean": float(joined.mean())}
+
+
+def submit_update(
+    training: TrainingClientLike,
+    batch: Batch,
+    *,
+    loss: Loss,
+    learning_rate: float,
+    clip_low: float = 0.8,
+    clip_high: float = 1.2,
+    recompute_logprobs: bool = False,
+) -> dict[str, FutureLike[Any]]:
+    """``forward_backward`` + ``optim_step`` on the batch, in flight (``update_metrics`` reads
+    them). None when no group had signal: an empty ``optim_step`` would still move the
+    weights through Adam's momentum. ``recompute_logprobs`` adds a ``forward`` first.
+
+    Example:
+        >>> futures = submit_update(training, batch, loss="ppo", learning_rate=1e-5)
+        >>> update_metrics(batch, {k: f.result() for k, f in futures.items()})["loss"]
+        0.0123
+    """
+    if not batch.datums:
+        return {}
+    futures: dict[str, FutureLike[Any]] = {}
+    if recompute_logprobs:
+        inputs = [logprob_input(d) for d in batch.datums]
+        futures["forward"] = training.forward(inputs, "cross_entropy")
+    loss_fn, loss_config = rl_loss(loss).call(clip_low, clip_high)
+    futures["fb"] = training.forward_backward(batch.datums, loss_fn, loss_config)
+    futures["opt"] = training.optim_step(types.AdamParams(learning_rate=learning_rate))
+    return futures
+
+
+def update_metrics(batch: Batch, results: Mapping[str, Any]) -> dict[str, float]:
+    """The loss per trained token (and ``logprob_diff_*`` after a recompute) of an update."""
+    if not results:
+        return {"loss": 0.0}
+    loss_sum = float(results["fb"].metrics["loss:sum"])
+    trained_tokens = sum(len(s.tokens) for s in batch.samples)
+    metrics = {"loss": loss_sum / max(trained_tokens, 1), "loss_sum": loss_sum}
+    if "forward" in results:
+        metrics.update(logprob_mismatch(batch.samples, results["forward"].loss_fn_outputs))
+    return metrics

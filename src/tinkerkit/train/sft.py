@@ -1,19 +1,6 @@
 """Supervised fine-tuning: the guide's ``sft_training`` loop, pipelined and resumable.
 
-Features and their knobs (all in ``Config``):
-- data: a chat JSONL/JSON/CSV path, a list of chats, or a list of ``Datum`` (``data``);
-  which turns are trained (``train_on``), length limit (``max_length``);
-- schedule: ``epochs``, ``batch_size``, ``learning_rate``, ``lr_schedule`` + ``warmup_steps``,
-  ``weight_decay``, ``grad_clip_norm``; LoRA ``rank``;
-- pipelining: ``pipeline_depth`` steps stay in flight, results are read behind them;
-- evaluation: ``eval_data`` or ``eval_split``, every ``eval_every`` steps and at the end;
-- previews: greedy answers to ``sample_prompts`` every ``sample_every`` steps;
-- checkpoints: every ``save_every`` steps, at each epoch end (``save_each_epoch``), and ``final``
-  (``LOG_DIR/checkpoints.jsonl``), the newest ``keep_last`` kept; ``resume=True`` continues
-  a killed or interrupted run exactly (a finished one returns its recorded result);
-  a ``log_dir`` holding a run is refused unless ``resume`` or ``overwrite``;
-- logging: ``LOG_DIR/metrics.jsonl`` (steps, evals), ``LOG_DIR/samples.jsonl`` (previews),
-  a progress bar, ``callbacks``, ``wandb_project``.
+Every feature and its knob: docs/sft.md, "Features and their knobs".
 
     result = tk.sft.train(tk.sft.Config(data="chats.jsonl", log_dir="runs/a"),
                           service=tk.connect("mock"))
