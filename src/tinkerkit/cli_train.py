@@ -13,16 +13,17 @@ import click
 
 from tinkerkit.cli_common import _connect, _run, backend_options
 from tinkerkit.cli_options import (
-    NEW_TOKENS,
     OUTPUT_FOLDER,
     POSITIVE_FLOAT,
     POSITIVE_INT,
-    RANK,
     config_options,
     run_folder_options,
 )
 from tinkerkit.train.preference_config import DPOConfig
+from tinkerkit.train.rlhf_config import RLHFConfig
 from tinkerkit.train.sft_config import Config as SFTConfig
+
+_INPUT_FILES = dict.fromkeys(("sft_data", "preference_data", "prompts"), click.Path(path_type=Path))
 
 
 @click.command()
@@ -112,29 +113,32 @@ def dpo(backend: str | None, latency: float, **fields: Any) -> None:
 
 
 @click.command()
-@click.option(
-    "--sft-data", required=True, type=click.Path(path_type=Path), help="Chats for stage 1."
-)
-@click.option(
-    "--preference-data",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Pairs for the reward model.",
-)
-@click.option(
-    "--prompts", required=True, type=click.Path(path_type=Path), help="RL prompts for stage 3."
-)
+@config_options(RLHFConfig, ["sft_data", "preference_data", "prompts"], types=_INPUT_FILES)
 @backend_options
-@click.option("--out", "out_dir", required=True, type=OUTPUT_FOLDER)
-@click.option("--rank", type=RANK, help="LoRA rank (default: RLHFConfig's).")
-@click.option("--rl-steps", type=POSITIVE_INT, help="RL steps (default: RLHFConfig's).")
-@click.option("--sft-lr", "sft_learning_rate", type=POSITIVE_FLOAT, help="Default: RLHFConfig's.")
 @click.option(
-    "--reward-lr", "reward_learning_rate", type=POSITIVE_FLOAT, help="Default: RLHFConfig's."
+    "--out", "out_dir", required=True, type=OUTPUT_FOLDER, help="Log folder of all stages."
 )
-@click.option("--policy-lr", "rl_learning_rate", type=POSITIVE_FLOAT, help="Default: RLHFConfig's.")
-@click.option("--group-size", type=POSITIVE_INT, help="Samples per prompt (default: RLHFConfig's).")
-@click.option("--max-tokens", type=NEW_TOKENS, help="Default: RLHFConfig's.")
+@config_options(
+    RLHFConfig,
+    [
+        "rank",
+        "rl_steps",
+        "sft_learning_rate",
+        "reward_learning_rate",
+        "rl_learning_rate",
+        "group_size",
+        "max_tokens",
+    ],
+    types={"rl_steps": POSITIVE_INT, "group_size": POSITIVE_INT}
+    | dict.fromkeys(
+        ("sft_learning_rate", "reward_learning_rate", "rl_learning_rate"), POSITIVE_FLOAT
+    ),
+    flags={
+        "sft_learning_rate": ("--sft-lr",),
+        "reward_learning_rate": ("--reward-lr",),
+        "rl_learning_rate": ("--policy-lr",),
+    },
+)
 @click.pass_context
 def rlhf(
     ctx: click.Context,
@@ -146,11 +150,10 @@ def rlhf(
     **options: Any,
 ) -> None:
     """Three-stage RLHF: SFT → reward model → RL; re-running resumes where it stopped."""
-    from tinkerkit.recipes.rlhf import RLHFConfig
     from tinkerkit.recipes.rlhf import rlhf as run_rlhf
 
-    # Only what was given: the defaults are RLHFConfig's (its module is too heavy to read
-    # them from while --help is built).
+    # Only what was given: the defaults are RLHFConfig's (--model and --seed show
+    # RunOptions', which are the same).
     given = {
         name: value
         for name, value in options.items()

@@ -56,6 +56,7 @@ __all__ = [
     "RunExistsError",
     "RunLogError",
     "SamplerNotFoundError",
+    "SandboxError",
     "ServerUnreachableError",
     "ServiceStatusError",
     "SessionNotFoundError",
@@ -186,6 +187,11 @@ class BackendUnavailableError(TinkerkitError, ImportError):
 
 
 # --- data ------------------------------------------------------------------------------
+
+
+class SandboxError(TinkerkitError, RuntimeError):
+    """The code-reward sandbox itself could not be set up (not something the sandboxed
+    code did): no fork, no temporary folder, a missing interpreter."""
 
 
 class DataError(TinkerkitError, ValueError):

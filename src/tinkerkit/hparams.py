@@ -12,7 +12,7 @@ import re
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from tinkerkit.train import rl_config, sft_config
+from tinkerkit.train import rl_config, rlhf_config, sft_config
 
 logger = logging.getLogger("tinkerkit")
 
@@ -21,10 +21,11 @@ def _defaults(config: type) -> dict[str, Any]:
     return {f.name: f.default for f in fields(config) if f.default is not MISSING}
 
 
-# The SFT and RL numbers are the loops' Config defaults (one source; the config modules
-# import nothing heavy).
+# The numbers are the loops' (and RLHF's) Config defaults: one source; the config modules
+# import nothing heavy.
 _SFT = _defaults(sft_config.Config)
 _RL = _defaults(rl_config.Config)
+_RLHF = _defaults(rlhf_config.RLHFConfig)
 
 LORA_RANKS = {"quick_test": 8, "standard": 32, "high_quality": 64, "maximum": 128}
 LEARNING_RATES = {"sft": _SFT["learning_rate"], "rl": _RL["learning_rate"], "fine_adjustment": 5e-6}
@@ -36,7 +37,11 @@ HYPERPARAMS = {
         "samples_per_prompt": _RL["group_size"],
         "iterations": 1000,  # the guide's; Config.steps defaults to the prompts' epochs
     },
-    "rlhf": {"sft_epochs": 1, "reward_lr": 1e-5, "policy_lr": 1e-6},
+    "rlhf": {
+        "sft_epochs": _RLHF["sft_epochs"],
+        "reward_lr": _RLHF["reward_learning_rate"],
+        "policy_lr": _RLHF["rl_learning_rate"],
+    },
 }
 
 # Hidden sizes of the families the service offers; LoRA's best learning rate shrinks

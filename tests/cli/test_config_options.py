@@ -19,6 +19,7 @@ from tinkerkit.cli import main
 from tinkerkit.cli_options import CHOICES, ConfigOption
 from tinkerkit.train import rl_config
 from tinkerkit.train.preference_config import DPOConfig
+from tinkerkit.train.rlhf_config import RLHFConfig
 from tinkerkit.train.run_options import RunOptions
 from tinkerkit.train.sft_config import Config as SFTConfig
 
@@ -54,6 +55,26 @@ def test_backend_options_defaults_are_run_options() -> None:
     params = {p.name: p for p in cli_train.sft.params}
     assert params["model"].default == defaults["model"]
     assert params["seed"].default == defaults["seed"]
+
+
+def test_rlhf_options_are_rlhf_config_defaults() -> None:
+    """tinkerkit rlhf's defaults (and --model/--seed, from RunOptions) are RLHFConfig's,
+    and so are tk.hparams.HYPERPARAMS["rlhf"]."""
+    import tinkerkit as tk
+
+    defaults = _defaults(RLHFConfig)
+    params = {p.name: p for p in cli_train.rlhf.params}
+    made = [p for p in params.values() if isinstance(p, ConfigOption) and not p.required]
+    assert {p.name for p in made} >= {"rank", "rl_steps", "rl_learning_rate", "max_tokens"}
+    for param in made:
+        assert param.default == defaults[param.name], param.name
+    assert params["rl_learning_rate"].opts == ["--policy-lr"]
+    assert tk.hparams.HYPERPARAMS["rlhf"] == {
+        "sft_epochs": defaults["sft_epochs"],
+        "reward_lr": defaults["reward_learning_rate"],
+        "policy_lr": defaults["rl_learning_rate"],
+    }
+    assert tk.hparams.HYPERPARAMS["rlhf"] == {"sft_epochs": 1, "reward_lr": 1e-5, "policy_lr": 1e-6}
 
 
 def test_help_comes_from_the_field_docstring() -> None:
@@ -125,19 +146,15 @@ def test_alias_flag_errors_name_the_first_flag(tmp_path: Path) -> None:
 
 
 def test_rlhf_passes_only_what_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
-
-    rlhf = importlib.import_module("tinkerkit.recipes.rlhf")  # the module, not the function
-
     base = ["rlhf", "--sft-data", "s", "--preference-data", "p", "--prompts", "q"]
     base += ["--out", str(tmp_path / "o"), "--backend", "mock"]
-    plain = _config_from(monkeypatch, rlhf, "RLHFConfig", base)
-    assert plain == rlhf.RLHFConfig(
+    plain = _config_from(monkeypatch, cli_train, "RLHFConfig", base)
+    assert plain == RLHFConfig(
         sft_data=Path("s"), preference_data=Path("p"), prompts=Path("q"), out_dir=tmp_path / "o"
     )
     given = _config_from(
         monkeypatch,
-        rlhf,
+        cli_train,
         "RLHFConfig",
         [*base, "--rank", "8", "--policy-lr", "2e-6", "--seed", "3"],
     )

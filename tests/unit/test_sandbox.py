@@ -300,7 +300,8 @@ def test_without_root_the_layers_degrade_gracefully(protections: tuple[str, ...]
     if "unprivileged-uid" not in protections or "private-tmp" not in protections:
         pytest.skip("needs root and mount namespaces to make a non-root caller")
     # The sandbox mounts a fresh /tmp, which may hide this checkout: carry the sandbox's
-    # modules in (stdlib-only) and import them from the sandbox's working directory.
+    # modules in (stdlib-only, but for SandboxError from tinkerkit.errors, stubbed) and
+    # import them from the sandbox's working directory.
     folder = Path(sandbox.__file__).parent
     files = {
         name: (folder / name).read_text()
@@ -319,6 +320,8 @@ def test_without_root_the_layers_degrade_gracefully(protections: tuple[str, ...]
         os.makedirs("pkg/tinkerkit/recipes")
         for init in ("pkg/tinkerkit/__init__.py", "pkg/tinkerkit/recipes/__init__.py"):
             open(init, "w").close()
+        with open("pkg/tinkerkit/errors.py", "w") as fh:
+            fh.write("class SandboxError(RuntimeError):\\n    pass\\n")
         for name, text in {files!r}.items():
             with open(os.path.join("pkg/tinkerkit/recipes", name), "w") as fh:
                 fh.write(text)

@@ -32,6 +32,7 @@ from typing import Any
 from tinkerkit.data.builders import REWARD_QUESTION, reward_datum
 from tinkerkit.protocols import SamplingClientLike, ServiceClientLike
 from tinkerkit.train.checkpoints import CheckpointLog
+from tinkerkit.train.rlhf_config import RLHFConfig
 from tinkerkit.train.scoring import datum_logprobs, weighted_scores
 
 
@@ -66,33 +67,6 @@ class RewardModel:
 
     def __call__(self, prompt: Any, completion: str, **fields: Any) -> float:
         return self.score(prompt, completion)
-
-
-@dataclass
-class RLHFConfig:
-    """Settings of the three stages; learning rates default to the guide's RLHF table."""
-
-    sft_data: str | Path | Sequence[Any]
-    preference_data: str | Path | Sequence[Any]
-    prompts: str | Path | Sequence[Any]
-    model: str = "tinkerkit/tiny"
-    out_dir: str | Path = "runs/rlhf"
-    rank: int = 16
-    seed: int = 0
-    sft_epochs: int = 1
-    sft_batch_size: int = 8
-    sft_learning_rate: float = 1e-4
-    reward_epochs: int = 1
-    reward_batch_size: int = 8
-    reward_learning_rate: float = 1e-5
-    reward_eval_split: float = 0.0
-    rl_steps: int = 20
-    rl_batch_size: int = 4
-    group_size: int = 4
-    rl_learning_rate: float = 1e-6
-    max_tokens: int = 32
-    temperature: float = 1.0
-    progress: bool = True
 
 
 @dataclass

@@ -99,6 +99,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tinkerkit.errors import SandboxError
 from tinkerkit.recipes.sandbox_child import _SOLUTION_FILE
 from tinkerkit.recipes.sandbox_process import (
     _capture,
@@ -120,10 +121,6 @@ _CHILD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbo
 # one — sharing would let one run's fork bomb eat the other's RLIMIT_NPROC.
 UID_BASE = 1_700_000_000
 UID_SPAN = 1 << 24
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself could not be set up (not something the sandboxed code did)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,56 @@
+"""The RLHF pipeline's settings (``RLHFConfig``): one source of its defaults, light to import.
+
+``tinkerkit.recipes.rlhf`` runs it; ``tinkerkit rlhf``'s options and
+``tk.hparams.HYPERPARAMS["rlhf"]`` are read from it.
+
+config = tk.recipes.RLHFConfig(sft_data="chats.jsonl", preference_data="pairs.jsonl",
+                               prompts="prompts.jsonl", out_dir="runs/rlhf")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RLHFConfig:
+    """Settings of the three stages; learning rates default to the guide's RLHF table."""
+
+    sft_data: str | Path | Sequence[Any]
+    """Chats for stage 1 (SFT)."""
+    preference_data: str | Path | Sequence[Any]
+    """Preference pairs for stage 2 (the reward model)."""
+    prompts: str | Path | Sequence[Any]
+    """RL prompts for stage 3."""
+    model: str = "tinkerkit/tiny"
+    out_dir: str | Path = "runs/rlhf"
+    """Each stage logs under it: sft/, reward/, rl/."""
+    rank: int = 16
+    """LoRA rank of all three stages."""
+    seed: int = 0
+    sft_epochs: int = 1
+    sft_batch_size: int = 8
+    sft_learning_rate: float = 1e-4
+    """Stage 1's learning rate."""
+    reward_epochs: int = 1
+    reward_batch_size: int = 8
+    reward_learning_rate: float = 1e-5
+    """Stage 2's learning rate (the guide's reward_lr)."""
+    reward_eval_split: float = 0.0
+    rl_steps: int = 20
+    """RL steps of stage 3."""
+    rl_batch_size: int = 4
+    group_size: int = 4
+    """Samples per prompt in stage 3."""
+    rl_learning_rate: float = 1e-6
+    """Stage 3's learning rate (the guide's policy_lr)."""
+    max_tokens: int = 32
+    """Longest sampled completion in stage 3, in tokens."""
+    temperature: float = 1.0
+    progress: bool = True
+
+
+__all__ = ["RLHFConfig"]
