@@ -286,7 +286,7 @@ def _catalogue_qwen3() -> str:
 
 def test_hub_ids_resolve_offline_to_the_backends_tokenizers(tmp_path):
     """AutoTokenizer.from_pretrained(<hub id>) in the command, with HF_HUB_OFFLINE=1: the
-    backend's own tokenizer (the Llama 3 alias is covered in tests/unit/test_hf_overlay)."""
+    backend's own tokenizer (the Llama 3 alias is covered in tests/serve/test_hf_overlay)."""
     from tinkerkit.backends.registry import engine_factory
 
     qwen = _catalogue_qwen3()

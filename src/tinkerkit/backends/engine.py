@@ -23,7 +23,7 @@ methods (``forward``, ``optim_step``, ``decoder``, ``next_token_logprobs``, ``st
 each need one of them, and ``create`` no longer normalises or announces anything.
 A minimal fake — a bigram table trained by plain SGD, with its factory — that passes
 the SDK's forward_backward, optim_step, save_state, create_training_client_from_state
-and sampling is 93 lines, 65 of them not blank (``tests/unit/test_engine_fake.py``,
+and sampling is 93 lines, 65 of them not blank (``tests/backends/test_engine_fake.py``,
 between its ``# --- the fake ---`` markers); under the old protocol the same fake would
 have needed roughly 25 more, by estimate (the five removed methods, the weight and
 optimizer-family checks, the factory's optimizer normalisation and stand-in notice).

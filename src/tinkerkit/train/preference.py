@@ -19,7 +19,7 @@ from tinkerkit.train import losses, sft_data
 from tinkerkit.train.batching import batches_per_epoch
 from tinkerkit.train.fingerprint import records_fingerprint
 from tinkerkit.train.preference_config import DPOConfig, Objective, check_config, run_identity
-from tinkerkit.train.preference_data import load_pairs, to_items
+from tinkerkit.train.preference_data import load_pairs, reference_scores, to_items
 from tinkerkit.train.run import Run, Step, SubmittedStep, every
 from tinkerkit.train.session import RunResult
 
@@ -110,18 +110,7 @@ class _Preference:
     ) -> None:
         self.config, self.run, self.items = config, run, items
         self.eval_data = [d for item in eval_items for d in item]
-        self.refs: list[list[Any]] = [[0.0, 0.0] for _ in items]
-        self.eval_refs: list[Any] = [0.0] * len(self.eval_data)
-        if config.objective == "dpo":
-            where = {"model_path": config.reference} if config.reference else {}
-            reference = run.service.create_sampling_client(
-                **(where or {"base_model": config.model})
-            ).result()
-            # Reference scores never change: computed once, all requests in flight together.
-            flat = losses.reference_logprobs(reference, [d for item in items for d in item])
-            self.refs = [flat[i : i + 2] for i in range(0, len(flat), 2)]
-            if self.eval_data:
-                self.eval_refs = losses.reference_logprobs(reference, self.eval_data)
+        self.refs, self.eval_refs = reference_scores(run.service, config, items, self.eval_data)
 
     def loss(self, refs: list[Any]) -> losses.LossFn:
         if self.config.objective == "dpo":

@@ -2,6 +2,7 @@
 
 pairs = load_pairs("pairs.jsonl")
 train_items, eval_items, flat = to_items(pairs, [], tokenizer, "dpo", 0.1, seed=0)
+refs, eval_refs = reference_scores(service, config, train_items, eval_data)
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from tinkerkit.data.builders import preference_datums, reward_datum
 from tinkerkit.data.loaders import load_preference_pairs, validate_record
 from tinkerkit.data.schemas import PreferencePair
 from tinkerkit.data.sources import coerce_records
-from tinkerkit.protocols import Tokenizer
-from tinkerkit.train import sft_data
+from tinkerkit.protocols import ServiceClientLike, Tokenizer
+from tinkerkit.train import losses, sft_data
 from tinkerkit.train.batching import holdout
-from tinkerkit.train.preference_config import Objective
+from tinkerkit.train.preference_config import DPOConfig, Objective
 
 
 def load_pairs(data: str | Path | Sequence[Any]) -> list[PreferencePair]:
@@ -81,3 +82,28 @@ def to_items(
     flat = [d for item in train_items for d in item]
     sft_data.check(flat, tokenizer, "data")
     return train_items, eval_items, flat
+
+
+def reference_scores(
+    service: ServiceClientLike,
+    config: DPOConfig,
+    items: list[list[types.Datum]],
+    eval_data: list[types.Datum],
+) -> tuple[list[list[Any]], list[Any]]:
+    """DPO's reference logprobs: a [chosen, rejected] pair per item, and one per eval
+    datum, from ``config.reference`` (a ``tinker://`` sampler path) or the base model.
+    They never change, so they are computed once, all requests in flight together.
+    Bradley–Terry has no reference: zeros.
+
+    Example:
+        >>> refs, eval_refs = reference_scores(service, DPOConfig(data=pairs), items, [])
+        >>> len(refs) == len(items) and len(refs[0]) == 2
+        True
+    """
+    if config.objective != "dpo":
+        return [[0.0, 0.0] for _ in items], [0.0] * len(eval_data)
+    where = {"model_path": config.reference} if config.reference else {}
+    reference = service.create_sampling_client(**(where or {"base_model": config.model})).result()
+    flat = losses.reference_logprobs(reference, [d for item in items for d in item])
+    refs = [flat[i : i + 2] for i in range(0, len(flat), 2)]
+    return refs, losses.reference_logprobs(reference, eval_data) if eval_data else []

@@ -4,7 +4,7 @@ Small enough for a training step in about a millisecond, rich enough to learn: t
 prediction at position t depends on the current token, the previous one, and two
 exponentially decayed averages of the whole context (a fast one, a slow one), so
 it can memorise answers to questions and shift its behaviour under RL. Hand-written
-forward and backward passes; ``tests/unit/test_mock_model.py`` checks the gradients
+forward and backward passes; ``tests/backends/test_mock_model.py`` checks the gradients
 against finite differences.
 
     u_t      = E[x_t] + P[x_{t-1}] + fast_t @ W_fast + slow_t @ W_slow    ("attn")

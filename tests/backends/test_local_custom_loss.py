@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import tinkerkit as tk  # noqa: E402
-from tests.unit.test_local_engine import grads, padded_logprobs  # noqa: E402
+from tests.backends.test_local_engine import grads, padded_logprobs  # noqa: E402
 from tinkerkit.backends.engine import EngineInput, EngineState, load  # noqa: E402
 from tinkerkit.data import shifted_datum  # noqa: E402
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.data_templates import llama3_tokenizer, plain_tokenizer, qwen_tokenizer
+from tests.data.data_templates import llama3_tokenizer, plain_tokenizer, qwen_tokenizer
 from tinkerkit.data.chat import ChatFormatError, chat_datum, chat_prompt_tokens, render_chat
 from tinkerkit.models.tokenizer import byte_tokenizer
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "tinkerkit"
 
 # What sits above the backends (and above tinkerkit.rules / tinkerkit.models).
