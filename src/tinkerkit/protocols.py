@@ -95,11 +95,21 @@ class TrainingClientLike(Protocol):
         self, optim_params: types.OptimParams | None = None
     ) -> FutureLike[types.OptimStepResponse]: ...
 
-    def save_state(self, name: str) -> FutureLike[types.SaveWeightsResponse]: ...
+    def forward_backward_custom(
+        self, data: list[types.Datum], loss_fn: Any
+    ) -> FutureLike[types.ForwardBackwardOutput]: ...
+
+    def save_state(
+        self, name: str, ttl_seconds: int | None = None, overwrite: bool = False
+    ) -> FutureLike[types.SaveWeightsResponse]: ...
 
     def save_weights_for_sampler(
-        self, name: str
+        self, name: str, ttl_seconds: int | None = None
     ) -> FutureLike[types.SaveWeightsForSamplerResponse]: ...
+
+    def save_weights_and_get_sampling_client(
+        self, name: str | None = None
+    ) -> FutureLike[SamplingClientLike]: ...
 
     def save_weights_external(self, name: str) -> FutureLike[types.SaveWeightsExternalResponse]: ...
 
@@ -115,6 +125,10 @@ class ServiceClientLike(Protocol):
     ) -> FutureLike[TrainingClientLike]: ...
 
     def create_training_client_from_state(
+        self, path: str, base_model: str | None = None
+    ) -> FutureLike[TrainingClientLike]: ...
+
+    def create_training_client_from_state_with_optimizer(
         self, path: str, base_model: str | None = None
     ) -> FutureLike[TrainingClientLike]: ...
 

@@ -151,11 +151,6 @@ class SandboxResult:
     protections: tuple[str, ...] = ()
     truncated: bool = False
 
-    @property
-    def ok(self) -> bool:
-        """Alias of ``passed``."""
-        return self.passed
-
 
 def run_python(
     code: str,

@@ -18,7 +18,7 @@ from typing import Any
 
 from tinkerkit._sync import run_blocking, run_in_thread
 from tinkerkit.data.schemas import RLPrompt
-from tinkerkit.protocols import ServiceClientLike
+from tinkerkit.protocols import SamplingClientLike, ServiceClientLike
 from tinkerkit.train import rl_sampling
 from tinkerkit.train.batching import batches_per_epoch
 from tinkerkit.train.rl_batch import (
@@ -108,8 +108,8 @@ class _RL:
     ) -> None:
         self.config, self.run, self.prompts, self.tokens = config, run, prompts, tokens
         self.labels = {i: rl_sampling.label(p, i) for i, p in enumerate(prompts)}
-        self.sampler: Any = None
-        self.base: Any = None
+        self.sampler: SamplingClientLike | None = None
+        self.base: SamplingClientLike | None = None
         if config.kl_coef > 0:
             self.base = run.service.create_sampling_client(base_model=config.model).result()
 

@@ -232,7 +232,7 @@ def signal_samples(groups: Sequence[Sequence[Sample]]) -> list[Sample]:
 
 
 def base_logprobs_by_sample(
-    base_sampler: SamplingClientLike, groups: Sequence[Sequence[Sample]]
+    base_sampler: SamplingClientLike | None, groups: Sequence[Sequence[Sample]]
 ) -> dict[int, list[float]] | None:
     """``build_batch``'s ``base_logprobs``: the base model's completion logprobs of the
     samples that get trained, by ``id(sample)``; None without a base sampler (no KL)."""

@@ -29,7 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from tinker import types
+
 from tinkerkit._sync import raise_if_stopped
+from tinkerkit.protocols import FutureLike, ServiceClientLike, Tokenizer, TrainingClientLike
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
 from tinkerkit.train.checkpoints import (
     CheckpointEntry,
@@ -97,8 +100,8 @@ class SubmittedSave:
     name: str
     step: int
     following: Cursor
-    state: Any
-    sampler: Any
+    state: FutureLike[types.SaveWeightsResponse]
+    sampler: FutureLike[types.SaveWeightsForSamplerResponse]
 
 
 class Run:
@@ -109,9 +112,10 @@ class Run:
         self.identity = dict(identity)
         self.folder = folder
         self.log_dir = folder.path
-        self.training: Any = None
-        self.service: Any = None
-        self.tokenizer: Any = None
+        # Set by open(): a loop reaches them only once its run is open.
+        self.training: TrainingClientLike
+        self.service: ServiceClientLike
+        self.tokenizer: Tokenizer
         self.step = folder.resume_from.step if folder.resume_from else 0
         """The last step submitted (the resumed checkpoint's step before the first)."""
         self._epochs = 0
@@ -149,7 +153,7 @@ class Run:
 
     def open(
         self,
-        service: Any,
+        service: ServiceClientLike | None,
         prepare: Callable[[Any], Prepared],
         init_state: str | None = None,
     ) -> Prepared:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.errors import ConfigError
-from tinkerkit.protocols import ServiceClientLike
+from tinkerkit.protocols import ServiceClientLike, Tokenizer, TrainingClientLike
 from tinkerkit.train.run_options import RunOptions as RunOptions
 from tinkerkit.train.rundir import RunDir, inspect_run
 
@@ -59,7 +59,7 @@ def start_run(options: RunOptions, identity: Mapping[str, Any]) -> RunDir:
     )
 
 
-def connected(service: ServiceClientLike | None) -> Any:
+def connected(service: ServiceClientLike | None) -> ServiceClientLike:
     """``service``, or ``tk.connect()`` (the environment's backend) when it is None."""
     if service is None:
         from tinkerkit.connect import connect
@@ -77,7 +77,7 @@ def open_prepared_session(
     run: RunDir,
     prepare: Callable[[Any], Prepared],
     init_state: str | None = None,
-) -> tuple[Any, Any, Any, Prepared]:
+) -> tuple[ServiceClientLike, TrainingClientLike, Tokenizer, Prepared]:
     """``open_training_client`` with the run's inputs prepared by ``prepare(tokenizer)``
     (datums built and checked): before the client exists where the backend is offline
     and knows the base model's tokenizer, so input the tokenizer refuses leaves no run
@@ -95,8 +95,8 @@ def open_prepared_session(
 
 
 def open_training_client(
-    service: Any, options: RunOptions, run: RunDir, init_state: str | None = None
-) -> Any:
+    service: ServiceClientLike, options: RunOptions, run: RunDir, init_state: str | None = None
+) -> TrainingClientLike:
     """A training client for this run: fresh (starting from ``init_state``, a
     ``tinker://.../weights/`` checkpoint, when given), or restored (weights and Adam
     state) from the run's last checkpoint when ``run`` resumes."""
