@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -23,6 +23,9 @@ from tinkerkit.server.auth import AuthMiddleware, UrlSigner
 from tinkerkit.server.body import BodyLimit
 from tinkerkit.server.responses import HTTPError
 from tinkerkit.server.state import ServerState
+
+if TYPE_CHECKING:
+    from tinkerkit.backends.service_client import ServiceClient
 
 logger = logging.getLogger("tinkerkit.server")
 _V1 = "/api/v1"
@@ -131,7 +134,7 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
 
 
-def create_app(service_client: Any, api_key: str) -> Starlette:
+def create_app(service_client: ServiceClient, api_key: str) -> Starlette:
     """The ASGI app serving ``service_client`` (an offline tinkerkit ``ServiceClient``).
 
     Example:

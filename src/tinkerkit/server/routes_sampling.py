@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -24,6 +24,9 @@ from tinkerkit.server.responses import (
 )
 from tinkerkit.server.state import Pending, SamplerSlot, failure_body, forward
 from tinkerkit.server.wire import forward_backward_output_to_proto, sample_response_to_proto
+
+if TYPE_CHECKING:
+    from tinkerkit.backends.sampling_client import SamplingClient
 
 # How long one retrieve_future call holds a pending request before answering
 # "try again". The SDK re-polls at once on try_again, so holding turns polling into
@@ -108,7 +111,7 @@ async def asample(request: Request) -> Response:
     return untyped_future(entry, background=BackgroundTask(_start_sample, client, req, entry))
 
 
-async def _start_sample(client: Any, req: types.SampleRequest, entry: Pending) -> None:
+async def _start_sample(client: SamplingClient, req: types.SampleRequest, entry: Pending) -> None:
     """Submit an answered ``asample`` to the offline client (on the event loop, so the
     submissions keep the order the answers went out in)."""
     if entry.future.cancelled():  # cancel_future came first

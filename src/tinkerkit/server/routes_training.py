@@ -13,7 +13,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tinker
 from starlette.requests import Request
@@ -35,6 +35,9 @@ from tinkerkit.server.responses import (
 )
 from tinkerkit.server.state import ModelSlot, ServerState, chain, failed
 from tinkerkit.server.wire import ForwardBackwardCall, parse_forward_backward
+
+if TYPE_CHECKING:
+    from tinkerkit.backends.training_client import TrainingClient
 
 _PROTO = "application/x-protobuf"
 # A load is answered once it ran, so a missing checkpoint can be a 404 (as on the service).
@@ -77,7 +80,7 @@ async def create_model(request: Request) -> Response:
     lora = req.lora_config or types.LoraConfig(rank=32)
     check_lora_rank(lora.rank)  # a 400 before anything is allocated
 
-    def register(client: Any) -> types.CreateModelResponse:
+    def register(client: TrainingClient) -> types.CreateModelResponse:
         state.register_model(client.model_id, client)
         return types.CreateModelResponse(model_id=client.model_id)
 
@@ -249,7 +252,7 @@ async def load_weights(request: Request) -> Response:
         )
     )
 
-    def register(client: Any) -> types.LoadWeightsResponse:
+    def register(client: TrainingClient) -> types.LoadWeightsResponse:
         state.register_model(model_id, client)
         return types.LoadWeightsResponse(path=req.path, model_id=model_id)
 

@@ -17,10 +17,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tinker import RequestFailedError
 from tinker.types import RequestErrorCategory
+
+if TYPE_CHECKING:
+    from tinkerkit.backends.service_client import ServiceClient
+    from tinkerkit.backends.training_client import TrainingClient
 
 logger = logging.getLogger("tinkerkit.server")
 T = TypeVar("T")
@@ -131,7 +135,7 @@ class ModelSlot:
     """A model (training run) created through the server."""
 
     model_id: str
-    client: Any  # the offline tinkerkit TrainingClient
+    client: TrainingClient  # the offline tinkerkit one
     sequencer: Sequencer = field(default_factory=Sequencer)
 
 
@@ -241,7 +245,7 @@ class Session:
 class ServerState:
     """Everything one ``tinkerkit serve`` process holds for its clients."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: ServiceClient) -> None:
         self.service = service  # the offline tinkerkit ServiceClient
         # Warnings about the clients' requests (an optim_step that trained on nothing)
         # go to the server's log too: the SDK user sees no offline warnings.
@@ -261,7 +265,7 @@ class ServerState:
         self.sessions[session.session_id] = session
         return session
 
-    def register_model(self, model_id: str, client: Any) -> ModelSlot:
+    def register_model(self, model_id: str, client: TrainingClient) -> ModelSlot:
         # Called from dispatcher threads when a create finishes: a dict store is atomic.
         slot = ModelSlot(model_id, client)
         self.models[model_id] = slot
