@@ -10,6 +10,7 @@ import pytest
 from tinkerkit.atomic import (
     atomic_path,
     atomic_text_writer,
+    discard_folder,
     publish_folder,
     staged_folder,
     write_bytes_atomic,
@@ -120,3 +121,25 @@ def test_publish_folder_renames(folder):
     publish_folder(folder / ".stage", folder / "final")
     assert (folder / "final" / "f").read_text() == "x"
     assert not (folder / ".stage").exists()
+
+
+def test_discard_folder_renames_aside_then_removes(tmp_path, monkeypatch):
+    parent = tmp_path / "runs"
+    folder = parent / "checkpoint"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.bin").write_bytes(b"x" * 10)
+    seen: list[list[str]] = []
+    import shutil
+
+    real = shutil.rmtree
+
+    def watch(path, *args, **kwargs):
+        # While the tree is being deleted, the name already answers "absent".
+        seen.append(sorted(p.name for p in parent.iterdir()))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", watch)
+    discard_folder(folder)
+    assert len(seen) == 1 and "checkpoint" not in seen[0]
+    assert seen[0][0].startswith(".trash-checkpoint-")
+    assert list(parent.iterdir()) == []

@@ -131,6 +131,18 @@ def publish_folder(folder: str | Path, final: str | Path) -> None:
     os.rename(folder, final)
 
 
+def discard_folder(folder: str | Path) -> None:
+    """Remove ``folder`` whole: renamed aside first, so no reader sees it half deleted.
+
+    Example:
+        >>> discard_folder("runs/old/checkpoint-3")
+    """
+    folder = Path(folder)
+    trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex}")
+    os.rename(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_folder(
     final: str | Path,

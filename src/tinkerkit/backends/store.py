@@ -33,7 +33,7 @@ import numpy as np
 from safetensors.numpy import save as st_save
 from tinker import types
 
-from tinkerkit.atomic import staged_folder, write_json_atomic
+from tinkerkit.atomic import discard_folder, staged_folder, write_json_atomic
 from tinkerkit.backends.archive import (
     ADAPTER_CONFIG,
     ADAPTER_FILE,
@@ -292,9 +292,7 @@ class CheckpointStore:
     @staticmethod
     def _publish(tmp: Path, final: Path, path: str, overwrite: bool) -> None:
         if overwrite and final.exists():
-            trash = final.parent / f".trash-{final.name}-{uuid.uuid4().hex}"
-            os.rename(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            discard_folder(final)
         try:
             os.rename(tmp, final)  # fails if another writer got there first
         except OSError:
@@ -426,18 +424,12 @@ class CheckpointStore:
             for record in self.list_checkpoints(run.run_id, include_expired=True):
                 if is_expired(record):
                     folder = self._run_dir(run.run_id) / record.kind / record.name
-                    self._discard(folder)
+                    discard_folder(folder)
                     purged.append(record.path)
         return purged
 
-    @staticmethod
-    def _discard(folder: Path) -> None:
-        trash = folder.parent / f".trash-{folder.name}-{uuid.uuid4().hex}"
-        os.rename(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-
     def delete(self, path: str) -> None:
-        self._discard(self.directory(path))
+        discard_folder(self.directory(path))
 
     def files(self, path: str) -> dict[str, Path]:
         """The files of a checkpoint, by name relative to its root (metadata excluded)."""
