@@ -193,6 +193,14 @@ FIELD_TYPES: dict[str, click.ParamType] = {
     "log_dir": OUTPUT_FOLDER,
     "data": click.Path(path_type=Path),
     "eval_data": click.Path(path_type=Path),
+    # RLHFConfig's own fields
+    "sft_data": click.Path(path_type=Path),
+    "preference_data": click.Path(path_type=Path),
+    "prompts": click.Path(path_type=Path),
+    "rl_steps": POSITIVE_INT,
+    "sft_learning_rate": POSITIVE_FLOAT,
+    "reward_learning_rate": POSITIVE_FLOAT,
+    "rl_learning_rate": POSITIVE_FLOAT,
     **CHOICES,
 }
 """Each config field's command-line type: values checked when parsed."""
@@ -203,6 +211,9 @@ FIELD_FLAGS: dict[str, tuple[str, ...]] = {
     "init_state": ("--init-state", "--load-checkpoint-path"),
     "kl_coef": ("--kl-coef", "--kl-penalty-coef"),
     "loss": ("--loss", "--loss-fn"),
+    "sft_learning_rate": ("--sft-lr",),
+    "reward_learning_rate": ("--reward-lr",),
+    "rl_learning_rate": ("--policy-lr",),
 }
 """Flags other than ``--field-name``: the short ``--lr``, and the cookbook's names as
 aliases (the first flag is the one error messages name)."""

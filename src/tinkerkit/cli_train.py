@@ -14,16 +14,12 @@ import click
 from tinkerkit.cli_common import _connect, _run, backend_options
 from tinkerkit.cli_options import (
     OUTPUT_FOLDER,
-    POSITIVE_FLOAT,
-    POSITIVE_INT,
     config_options,
     run_folder_options,
 )
 from tinkerkit.train.preference_config import DPOConfig
 from tinkerkit.train.rlhf_config import RLHFConfig
 from tinkerkit.train.sft_config import Config as SFTConfig
-
-_INPUT_FILES = dict.fromkeys(("sft_data", "preference_data", "prompts"), click.Path(path_type=Path))
 
 
 @click.command()
@@ -113,7 +109,7 @@ def dpo(backend: str | None, latency: float, **fields: Any) -> None:
 
 
 @click.command()
-@config_options(RLHFConfig, ["sft_data", "preference_data", "prompts"], types=_INPUT_FILES)
+@config_options(RLHFConfig, ["sft_data", "preference_data", "prompts"])
 @backend_options
 @click.option(
     "--out", "out_dir", required=True, type=OUTPUT_FOLDER, help="Log folder of all stages."
@@ -129,15 +125,6 @@ def dpo(backend: str | None, latency: float, **fields: Any) -> None:
         "group_size",
         "max_tokens",
     ],
-    types={"rl_steps": POSITIVE_INT, "group_size": POSITIVE_INT}
-    | dict.fromkeys(
-        ("sft_learning_rate", "reward_learning_rate", "rl_learning_rate"), POSITIVE_FLOAT
-    ),
-    flags={
-        "sft_learning_rate": ("--sft-lr",),
-        "reward_learning_rate": ("--reward-lr",),
-        "rl_learning_rate": ("--policy-lr",),
-    },
 )
 @click.pass_context
 def rlhf(

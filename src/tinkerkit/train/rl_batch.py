@@ -264,16 +264,18 @@ def submit_update(
     *,
     loss: Loss,
     learning_rate: float,
-    clip_low: float = 0.8,
-    clip_high: float = 1.2,
-    recompute_logprobs: bool = False,
+    clip_low: float,
+    clip_high: float,
+    recompute_logprobs: bool,
 ) -> dict[str, FutureLike[Any]]:
     """``forward_backward`` + ``optim_step`` on the batch, in flight (``update_metrics`` reads
-    them). None when no group had signal: an empty ``optim_step`` would still move the
-    weights through Adam's momentum. ``recompute_logprobs`` adds a ``forward`` first.
+    them). No futures (``{}``) when no group had signal: an empty ``optim_step`` would
+    still move the weights through Adam's momentum. ``recompute_logprobs`` adds a
+    ``forward`` first. The knobs are ``rl.Config``'s, which holds their defaults.
 
     Example:
-        >>> futures = submit_update(training, batch, loss="ppo", learning_rate=1e-5)
+        >>> futures = submit_update(training, batch, loss="ppo", learning_rate=1e-5,
+        ...                         clip_low=0.8, clip_high=1.2, recompute_logprobs=False)
         >>> update_metrics(batch, {k: f.result() for k, f in futures.items()})["loss"]
         0.0123
     """
