@@ -1,13 +1,19 @@
-"""``tk.connect``: pick a backend and get a Tinker ``ServiceClient`` for it."""
+"""``tk.connect``: pick a backend and get the SDK's own ``tinker.ServiceClient`` for it."""
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
+import weakref
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-# resolve_backend and the variables it reads live with the backends (the offline
-# RestClient resolves names too, and backends import nothing above them).
+import tinker
+
+# resolve_backend and the variables it reads live with the backends (the service
+# resolves names too, and backends import nothing above them).
 from tinkerkit.backends.registry import (
     ENV_API_KEY,
     ENV_BACKEND,
@@ -20,11 +26,56 @@ from tinkerkit.errors import MissingAPIKeyError
 __all__ = [
     "ENV_API_KEY",
     "ENV_BACKEND",
+    "Connection",
     "connect",
+    "connection_of",
     "offline_backends",
     "resolve_backend",
     "rest_client",
 ]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where an offline ``ServiceClient`` is served: the process's own service."""
+
+    backend: str
+    base_url: str
+    api_key: str
+
+    def __repr__(self) -> str:  # never print the key
+        return f"<tinkerkit Connection {self.backend} at {self.base_url}>"
+
+
+_connections: weakref.WeakKeyDictionary[tinker.ServiceClient, Connection] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _warn_here(message: str, category: type[Warning]) -> None:
+    """The service's warnings about this process's requests, as Python warnings here."""
+    warnings.warn_explicit(message, category, "<tinkerkit service>", 0, module="tinkerkit")
+
+
+def _offline(
+    name: str,
+    *,
+    latency: float = 0.0,
+    faults: Iterable[Any] = (),
+    models: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> Connection:
+    from tinkerkit.paths import check_home_writable
+    from tinkerkit.server.inprocess import local_server
+    from tinkerkit.server.service import Service
+
+    latency = float(latency)
+    if not math.isfinite(latency) or latency < 0:
+        raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency}")
+    check_home_writable()
+    options = {"models": models} if models else {}
+    service = Service(engine_factory(name, **options), latency=latency, faults=faults, warn=_warn_here)
+    server = local_server()
+    return Connection(name, server.base_url, server.add(service))
 
 
 def connect(
@@ -37,18 +88,16 @@ def connect(
     display_name: str | None = None,
     models: Mapping[str, str | os.PathLike[str]] | None = None,
     **kwargs: Any,
-) -> Any:
-    """A ``ServiceClient`` for ``backend``: ``"tinker"``, ``"mock"`` or ``"local"``.
+) -> tinker.ServiceClient:
+    """The SDK's ``tinker.ServiceClient`` for ``backend``: ``"tinker"``, ``"mock"`` or ``"local"``.
 
-    ``"tinker"`` returns the official ``tinker.ServiceClient(...)`` untouched (every
-    keyword goes to it). The offline backends return tinkerkit's subclasses of it, with
-    the same methods and types; they take the SDK's session arguments
-    (``user_metadata``, ``project_id``, ``display_name``), and ``latency`` simulates a
-    network round trip per request, ``faults`` injects failures (``tinkerkit.testing``).
-    ``models`` maps model names to local Hugging Face folders (over
-    ``$TINKERKIT_MODELS``): a model folder is trained under that name by ``local``, a
-    tokenizer folder or ``tokenizer.json`` is the name's tokenizer
-    (``tinkerkit.models.mapping``).
+    ``"tinker"`` is the real service (every keyword goes to ``tinker.ServiceClient``).
+    ``"mock"`` and ``"local"`` give the same class, pointed at tinkerkit's Tinker service
+    running in this process (started on first use, on loopback, under a fresh key):
+    ``latency`` simulates a network round trip per request, ``faults`` fails chosen
+    requests (``tinkerkit.testing``), and ``models`` maps model names to local Hugging
+    Face folders (over ``$TINKERKIT_MODELS``): a model folder is trained under that name
+    by ``local``, a tokenizer folder or ``tokenizer.json`` is the name's tokenizer.
 
     Example:
         >>> with tk.connect("mock") as service:
@@ -56,6 +105,12 @@ def connect(
         >>> tk.connect("local", models={"Qwen/Qwen3-8B": "/models/Qwen3-8B"})
     """
     name = resolve_backend(backend)
+    given: dict[str, Any] = {
+        "user_metadata": user_metadata,
+        "project_id": project_id,
+        "display_name": display_name,
+    }
+    session = {k: v for k, v in given.items() if v is not None}
     if name == "tinker":
         if latency or faults or models:
             raise ValueError(
@@ -70,64 +125,58 @@ def connect(
             from tinkerkit.server_probe import probe_base_url
 
             probe_base_url(str(base_url), api_key)
-        import tinker
-
-        given: dict[str, Any] = {
-            "user_metadata": user_metadata,
-            "project_id": project_id,
-            "display_name": display_name,
-        }
-        return tinker.ServiceClient(**{k: v for k, v in given.items() if v is not None}, **kwargs)
-
-    from tinkerkit.backends.context import OfflineContext
-    from tinkerkit.backends.faults import FaultInjector
-    from tinkerkit.backends.service_client import ServiceClient
-
+        return tinker.ServiceClient(**session, **kwargs)
     if kwargs:
         raise TypeError(
             f"unexpected options for the {name!r} backend: {', '.join(sorted(kwargs))} "
             "(base_url/api_key are for the 'tinker' backend; offline backends need neither)"
         )
-    options = {"models": models} if models else {}
-    context = OfflineContext(
-        factory=engine_factory(name, **options),
-        latency=float(latency),
-        faults=FaultInjector(faults),
+    connection = _offline(name, latency=latency, faults=faults, models=models)
+    client = tinker.ServiceClient(
+        **session, base_url=connection.base_url, api_key=connection.api_key
     )
-    return ServiceClient(context, user_metadata, project_id, display_name=display_name)
+    _connections[client] = connection
+    return client
 
 
-def rest_client(source: Any = None) -> Any:
-    """A ``RestClient`` (runs, checkpoints, sessions, download URLs), the tinker 0.38 way.
+def connection_of(service: object) -> Connection | None:
+    """Where an offline ``ServiceClient`` from ``tk.connect`` is served (None for any
+    other client): what a worker process needs to reach the same service, e.g.
+    ``tinker.SamplingClient.from_sampler_handle(handle, api_key=connection.api_key)``.
+
+    Example:
+        >>> tk.connection_of(tk.connect("mock")).base_url
+        'http://127.0.0.1:41523'
+    """
+    try:
+        return _connections.get(service)  # type: ignore[arg-type]
+    except TypeError:  # not weak-referenceable: not one of ours
+        return None
+
+
+def rest_client(source: Any = None) -> tinker.RestClient:
+    """The SDK's ``tinker.RestClient`` (runs, checkpoints, sessions, download URLs).
 
     ``source`` is a backend name (``"mock"``, ``"local"``, ``"tinker"``; None resolves as
-    ``connect`` does) or a ``ServiceClient`` of any backend. The real service gets
-    ``tinker.RestClient()`` — 0.38 deprecates ``ServiceClient.create_rest_client()`` —
-    and an offline backend its offline ``RestClient`` over the same ``TINKERKIT_HOME``
-    store, so runs saved by one process are listed by the next.
+    ``connect`` does) or a ``ServiceClient``. An offline backend's REST client reads the
+    same ``TINKERKIT_HOME`` store as every other, so runs saved by one process are listed
+    by the next.
 
     Example:
         >>> rest = tk.rest_client("mock")
         >>> rest.list_user_checkpoints().result().checkpoints
     """
-    from tinkerkit.backends.rest_client import RestClient
-    from tinkerkit.backends.service_client import ServiceClient
-
-    if isinstance(source, ServiceClient):
-        return source._rest()
-    if source is not None and not isinstance(source, str):
-        import tinker
-
-        if isinstance(source, tinker.ServiceClient):
+    if isinstance(source, tinker.ServiceClient):
+        connection = connection_of(source)
+        if connection is None:
             return source._rest_client()
+        return tinker.RestClient(base_url=connection.base_url, api_key=connection.api_key)
+    if source is not None and not isinstance(source, str):
         if hasattr(source, "create_rest_client"):  # an older SDK's client, or a test double
-            return source.create_rest_client()
+            return source.create_rest_client()  # type: ignore[no-any-return]
         raise TypeError(f"rest_client takes a backend name or a ServiceClient, got {source!r}")
     name = resolve_backend(source)
     if name == "tinker":
-        import tinker
-
         return tinker.RestClient()
-    from tinkerkit.backends.context import OfflineContext
-
-    return RestClient(OfflineContext(factory=engine_factory(name)))
+    connection = _offline(name)
+    return tinker.RestClient(base_url=connection.base_url, api_key=connection.api_key)

@@ -176,6 +176,10 @@ class PortInUseError(TinkerkitError, OSError):
         )
 
 
+class HomeNotWritableError(TinkerkitError, OSError):
+    """``TINKERKIT_HOME`` cannot be written: offline runs and checkpoints have nowhere to go."""
+
+
 class BackendUnavailableError(TinkerkitError, ImportError):
     """An offline backend whose extra is not installed (``local`` needs torch and peft)."""
 

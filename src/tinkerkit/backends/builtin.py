@@ -11,7 +11,6 @@ is here and in ``losses``/``validation``/``stability``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from tinker import types
@@ -35,12 +34,12 @@ def run_builtin(
     loss_fn_config: Mapping[str, float | str] | None,
     *,
     backward: bool,
-    context: Any = None,
+    records: SequenceRecords | None = None,
 ) -> types.ForwardBackwardOutput:
     """Loss, per-token outputs and metrics of ``loss_fn`` on ``data``; gradients if ``backward``.
 
-    ``context`` is the session's ``OfflineContext``: ``stable_reinforce`` reads the
-    sequences recorded at sampling time from ``context.sequences``.
+    ``records``: the sequences the service recorded at sampling time, which
+    ``stable_reinforce`` reads.
 
     Example:
         >>> out = run_builtin(engine, data, "cross_entropy", None, backward=True)
@@ -50,7 +49,11 @@ def run_builtin(
     config = losses.check_config(loss_fn, loss_fn_config)
     checked = check_batch(data, engine.spec, spec, loss_fn)
     if spec.needs_provenance:
-        records = _records(context, loss_fn)
+        if records is None:
+            raise RequestError(
+                f"{loss_fn} needs the sequences this session recorded at sampling time; run it "
+                "through a training client of the service that sampled them."
+            )
         for i, (item, datum) in enumerate(zip(checked, data, strict=True)):
             targets = item.inputs["target_tokens"]
             item.inputs.update(provenance_inputs(i, datum, targets, records))
@@ -71,13 +74,3 @@ def run_builtin(
         loss_fn_outputs=outputs,
         metrics={"loss:sum": total},
     )
-
-
-def _records(context: Any, loss_fn: str) -> SequenceRecords:
-    records = getattr(context, "sequences", None)
-    if not isinstance(records, SequenceRecords):
-        raise RequestError(
-            f"{loss_fn} needs the sequences this session recorded at sampling time; run it "
-            "through a training client of the session that sampled them."
-        )
-    return records

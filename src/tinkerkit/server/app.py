@@ -1,16 +1,21 @@
-"""The ASGI app: tinker 0.38's endpoints routed to tinkerkit's offline clients."""
+"""The ASGI app: tinker 0.38's endpoints routed to tinkerkit's service.
+
+One app serves any number of ``Service``s, one per API key (``Host``): ``tinkerkit
+serve`` holds one, ``tk.connect`` adds one per call to the process's own server
+(``server/inprocess.py``), so each connection keeps its own latency, faults and models.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,20 +24,14 @@ from tinkerkit.server import routes_rest as rest
 from tinkerkit.server import routes_sampling as sampling
 from tinkerkit.server import routes_service as service
 from tinkerkit.server import routes_training as training
-from tinkerkit.server.auth import AuthMiddleware, UrlSigner
+from tinkerkit.server.auth import AuthMiddleware, Host, UrlSigner
 from tinkerkit.server.body import BodyLimit
-from tinkerkit.server.responses import HTTPError
-from tinkerkit.server.state import ServerState
-
-if TYPE_CHECKING:
-    from tinkerkit.backends.service_client import ServiceClient
+from tinkerkit.server.responses import HTTPError, error
 
 logger = logging.getLogger("tinkerkit.server")
 _V1 = "/api/v1"
 _CKPT = "/training_runs/{run_id}/checkpoints/{kind}/{name}"
 
-# The model and sampler endpoints that create runs or samplers are wrapped by
-# ``service.in_session``, which files what they create under the SDK's session.
 # The router tries routes in order, so the endpoints every step calls come first.
 ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/asample", sampling.asample),
@@ -47,14 +46,14 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/sessions/{session_id}/finish", service.finish_session),
     ("POST", "/telemetry", service.telemetry),
     ("GET", "/get_server_capabilities", service.capabilities),
-    ("POST", "/create_model", service.in_session(training.create_model)),
+    ("POST", "/create_model", training.create_model),
     ("POST", "/get_info", training.get_info),
     ("POST", "/save_weights", training.save_weights),
-    ("POST", "/load_weights", service.in_session(training.load_weights)),
-    ("POST", "/save_weights_for_sampler", service.in_session(training.save_weights_for_sampler)),
+    ("POST", "/load_weights", training.load_weights),
+    ("POST", "/save_weights_for_sampler", training.save_weights_for_sampler),
     ("POST", "/save_weights_external", training.save_weights_external),
     ("POST", "/unload_model", training.unload_model),
-    ("POST", "/create_sampling_session", service.in_session(sampling.create_sampling_session)),
+    ("POST", "/create_sampling_session", sampling.create_sampling_session),
     ("POST", "/join_sampling_session", sampling.join_sampling_session),
     ("GET", "/samplers/{sampler_id}", sampling.get_sampler),
     ("POST", "/cancel_future", sampling.cancel_future),
@@ -82,7 +81,17 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/billing/usage/checkpoints/current", rest.storage_usage),
 ]
 
-_TOKEN = re.compile(r"^/files/[^/]+/")
+_TOKEN = re.compile(rb"^/files/[^/]+/")
+
+
+def _logged_path(scope: Scope) -> str:
+    """The path as sent (percent-encoded, so a ``%0A`` cannot forge a log line), the
+    signature of a download URL masked, cut at 200 characters."""
+    raw = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "backslashreplace")
+    raw = _TOKEN.sub(b"/files/***/", raw.split(b"?", 1)[0])
+    text = raw.decode("ascii", "backslashreplace")
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 class RequestLog:
@@ -111,36 +120,42 @@ class RequestLog:
             await self.app(scope, receive, record)
         finally:
             if logger.isEnabledFor(logging.INFO):
-                path = _TOKEN.sub("/files/***/", scope.get("path", ""))
                 ms = (time.perf_counter() - start) * 1000
-                logger.info("%s %s %s %.1fms", scope.get("method"), path, status, ms)
+                method = str(scope.get("method", ""))[:16]
+                logger.info("%s %s %s %.1fms", method, _logged_path(scope), status, ms)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPError)
-    return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    return error(exc.status, exc.message)
 
 
 async def _status_error(request: Request, exc: Exception) -> Response:
-    # A refusal raised before any work (a request over a limit, tinkerkit.backends.limits):
-    # its own status, so the SDK raises the class the offline client raises.
+    # A refusal raised before any work (a request over a limit, backends/limits.py):
+    # its own status, so the SDK raises the class the service's answer gives.
     assert isinstance(exc, ServiceStatusError)
-    return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+    return error(exc.status, str(exc))
+
+
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    # The client went away mid-body (closed, killed, timed out): nobody reads the answer.
+    logger.info("client disconnected during %s %s", request.method, _logged_path(request.scope))
+    return Response(status_code=499)
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
     # A bug in the server, not a bad request: 500 (the SDK retries those), message kept.
-    logger.exception("unhandled error in %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
+    logger.exception("unhandled error in %s %s", request.method, _logged_path(request.scope))
+    return error(500, f"{type(exc).__name__}: {exc}")
 
 
-def create_app(service_client: ServiceClient, api_key: str) -> Starlette:
-    """The ASGI app serving ``service_client`` (an offline tinkerkit ``ServiceClient``).
+def create_app(host: Host) -> Starlette:
+    """The ASGI app serving every ``Service`` of ``host`` (one per API key).
 
     Example:
-        >>> import tinkerkit as tk, uvicorn
-        >>> app = create_app(tk.connect("mock"), api_key="tml-local-secret")
-        >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+        >>> host = Host()
+        >>> key = host.add(Service(engine_factory("mock")))
+        >>> uvicorn.run(create_app(host), host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
     routes = [Route(_V1 + path, fn, methods=[method]) for method, path, fn in ROUTES]
     routes.append(Route("/files/{token}/sessions/{session_id}/{file}", rest.download_trace))
@@ -151,18 +166,21 @@ def create_app(service_client: ServiceClient, api_key: str) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(RequestLog),
-            Middleware(AuthMiddleware, api_key=api_key),
+            Middleware(AuthMiddleware, host=host),
             Middleware(BodyLimit),
         ],
         exception_handlers={
             HTTPError: _http_error,
             ServiceStatusError: _status_error,
+            ClientDisconnect: _disconnected,
+            RecursionError: _deep,
             Exception: _crash,
         },
     )
-    app.state.tk = ServerState(service_client)
+    app.state.host = host
     app.state.signer = UrlSigner()
-    app.state.copies = {}  # X-Idempotency-Key → path of the copy it made
-    # The server's own offline session is plumbing; the SDK's sessions are the user's.
-    service_client._context.store.sessions.ignore(service_client.session_id)
     return app
+
+
+async def _deep(request: Request, exc: Exception) -> Response:
+    return error(400, "invalid request body: nested too deeply")

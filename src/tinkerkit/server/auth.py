@@ -12,9 +12,14 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from tinkerkit.server.service import Service
 
 KEY_PREFIX = "tml-local-"
 FILES_PREFIX = "/files/"
@@ -42,12 +47,51 @@ def check_api_key(key: str) -> str:
     return key
 
 
-class AuthMiddleware:
-    """Answers 401 in the service's shape unless ``X-API-Key`` matches."""
+class Host:
+    """The services one server answers for, by API key (compared in constant time).
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    Example:
+        >>> host = Host()
+        >>> key = host.add(service)            # a fresh key, or host.add(service, key)
+        >>> host.lookup(key.encode()) is service
+        True
+    """
+
+    def __init__(self) -> None:
+        self._services: dict[bytes, Service] = {}
+        self._lock = threading.Lock()
+
+    def add(self, service: Service, api_key: str | None = None) -> str:
+        key = check_api_key(api_key) if api_key else generate_api_key()
+        with self._lock:
+            self._services[key.encode()] = service
+        return key
+
+    def remove(self, api_key: str) -> Service | None:
+        with self._lock:
+            return self._services.pop(api_key.encode(), None)
+
+    def services(self) -> list[Service]:
+        with self._lock:
+            return list(self._services.values())
+
+    def lookup(self, key: bytes) -> Service | None:
+        with self._lock:
+            candidates = list(self._services.items())
+        found = None
+        for known, service in candidates:
+            if hmac.compare_digest(known, key):
+                found = service
+        return found
+
+
+class AuthMiddleware:
+    """Answers 401 in the service's shape unless ``X-API-Key`` is one of the host's keys;
+    the request then carries that key's service (``scope["state"]["service"]``)."""
+
+    def __init__(self, app: ASGIApp, host: Host) -> None:
         self.app = app
-        self._key = api_key.encode()
+        self._host = host
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._allowed(scope):
@@ -74,12 +118,15 @@ class AuthMiddleware:
 
     def _allowed(self, scope: Scope) -> bool:
         path: str = scope.get("path", "")
-        if path in _PUBLIC or path.startswith(FILES_PREFIX):
-            return True
+        service = None
         for name, value in scope.get("headers", []):
             if name == b"x-api-key":
-                return hmac.compare_digest(value, self._key)
-        return False
+                service = self._host.lookup(value)
+                break
+        if service is not None:
+            scope.setdefault("state", {})["service"] = service
+            return True
+        return path in _PUBLIC or path.startswith(FILES_PREFIX)
 
 
 class UrlSigner:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -10,10 +11,11 @@ from typing import Any, TypeVar
 import pydantic
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from tinker import APIStatusError
 
-from tinkerkit.server.state import Pending, ServerState
+from tinkerkit.server.service import Service
+from tinkerkit.server.state import Pending
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 # Bodies (and results) larger than this are parsed (rendered) off the event loop, so one
@@ -30,22 +32,17 @@ class HTTPError(Exception):
         self.message = message
 
 
-def state_of(request: Request) -> ServerState:
-    state: ServerState = request.app.state.tk
-    return state
+def service_of(request: Request) -> Service:
+    """The service of the API key that sent ``request`` (set by ``AuthMiddleware``)."""
+    service: Service = request.scope["state"]["service"]
+    return service
 
 
-async def parse(request: Request, model: type[M]) -> M:
-    """Validate a JSON body against a ``tinker.types`` request model (400 if it does not fit).
-
-    Example:
-        >>> req = await parse(request, types.OptimStepRequest)
-    """
-    payload = await read_json(request, f"{model.__name__} body")
-    try:
-        return model.model_validate(payload)
-    except pydantic.ValidationError as exc:
-        raise HTTPError(400, f"invalid {model.__name__} body: {exc}") from exc
+def json_response(payload: Any, status: int = 200, **kwargs: Any) -> Response:
+    """JSON as the SDK reads it; non-finite floats (a NaN loss) travel as ``NaN``, which
+    Python's ``json`` reads back, rather than failing the answer."""
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=True).encode()
+    return Response(body, status_code=status, media_type="application/json", **kwargs)
 
 
 async def read_json(request: Request, what: str = "JSON body") -> Any:
@@ -66,15 +63,34 @@ async def read_json(request: Request, what: str = "JSON body") -> Any:
         raise HTTPError(400, f"invalid {what}: {exc}") from exc
 
 
+def validate(model: type[M], payload: Any) -> M:
+    """``payload`` as a ``tinker.types`` request model (400 naming what does not fit)."""
+    try:
+        return model.model_validate(payload)
+    except pydantic.ValidationError as exc:
+        raise HTTPError(400, f"invalid {model.__name__} body: {exc}") from exc
+    except RecursionError as exc:
+        raise HTTPError(400, f"invalid {model.__name__} body: nested too deeply") from exc
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    """Validate a JSON body against a ``tinker.types`` request model (400 if it does not fit).
+
+    Example:
+        >>> req = await parse(request, types.OptimStepRequest)
+    """
+    return validate(model, await read_json(request, f"{model.__name__} body"))
+
+
 def ok(payload: pydantic.BaseModel | dict[str, Any] | None) -> Response:
     """A JSON response of a pydantic model (``None`` fields dropped, as the SDK sends them)."""
     if isinstance(payload, pydantic.BaseModel):
-        return JSONResponse(payload.model_dump(mode="json", exclude_none=True))
-    return JSONResponse(payload if payload is not None else {})
+        return json_response(payload.model_dump(mode="json", exclude_none=True))
+    return json_response(payload if payload is not None else {})
 
 
 def error(status: int, message: str) -> Response:
-    return JSONResponse({"detail": message}, status_code=status)
+    return json_response({"detail": message}, status)
 
 
 def untyped_future(
@@ -87,7 +103,7 @@ def untyped_future(
         body["model_id"] = model_id
     if entry.sample_ids is not None:
         body["sample_sequence_ids"] = entry.sample_ids
-    return JSONResponse(body, background=background)
+    return json_response(body, background=background)
 
 
 async def wait_done(future: Future[Any], timeout: float) -> bool:
@@ -101,7 +117,15 @@ async def wait_done(future: Future[Any], timeout: float) -> bool:
         return True
     loop = asyncio.get_running_loop()
     event = asyncio.Event()
-    future.add_done_callback(lambda _: loop.call_soon_threadsafe(event.set))
+
+    def wake(_: Future[Any]) -> None:
+        # The wait may be long over (a timed-out long poll, a server stopped meanwhile):
+        # waking a closed loop must not raise in the engine thread that settles the future.
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    future.add_done_callback(wake)
     try:
         await asyncio.wait_for(event.wait(), timeout)
     except TimeoutError:
@@ -110,7 +134,7 @@ async def wait_done(future: Future[Any], timeout: float) -> bool:
 
 
 async def result_of(future: Future[Any], what: str, timeout: float = 300.0) -> Any:
-    """The result of a short offline call (a listing, a client creation), or an HTTP error."""
+    """The result of a short service call (a client creation), or an HTTP error."""
     if not await wait_done(future, timeout):
         raise HTTPError(504, f"{what} did not finish within {timeout:.0f}s")
     exc = future.exception()
@@ -124,12 +148,12 @@ _RETRIED_BY_SDK = (408, 409, 429)
 
 
 def status_for(exc: BaseException) -> int:
-    """The HTTP status whose SDK exception class is the one the offline client raised.
+    """The HTTP status whose SDK exception class matches ``exc``.
 
     A ``tinker.APIStatusError`` (``CheckpointNotFoundError`` is a ``tinker.NotFoundError``,
     ``WrongCheckpointKindError`` a ``tinker.BadRequestError``, ...) answers with its own
-    ``status_code``, so the SDK raises the same class served as offline; any other
-    refusal (a ``RequestError``, a ``ValueError``) is the caller's to fix: 400.
+    ``status_code``, so the SDK raises that class; any other refusal (a ``RequestError``,
+    a ``ValueError``) is the caller's to fix: 400.
 
     Example:
         >>> status_for(CheckpointNotFoundError("tinker://run/weights/x"))

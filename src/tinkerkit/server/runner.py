@@ -15,7 +15,8 @@ import uvicorn
 
 from tinkerkit.errors import PortInUseError
 from tinkerkit.server.app import create_app
-from tinkerkit.server.auth import check_api_key, generate_api_key
+from tinkerkit.server.auth import Host
+from tinkerkit.server.service import Service
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def check_host(host: str, allow_remote: bool = False) -> str:
     return host
 
 
-def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
+def config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
@@ -100,14 +101,20 @@ def build(
     latency: float = 0.0,
     models: Mapping[str, str] | None = None,
 ) -> tuple[Any, str]:
-    """The app for ``backend`` and the API key it checks (generated if not given);
-    ``models`` maps model names to local HF folders (``tk.connect(models=...)``)."""
-    from tinkerkit.connect import connect
+    """The app serving one ``Service`` on ``backend`` and the API key it checks
+    (generated if not given); ``models`` maps model names to local HF folders
+    (``tk.connect(models=...)``). The offline home must be writable: checked here, so a
+    read-only ``TINKERKIT_HOME`` is one line at start, not a 500 on every request."""
+    from tinkerkit.backends.registry import engine_factory
+    from tinkerkit.paths import check_home_writable
 
-    key = check_api_key(api_key) if api_key else generate_api_key()
     if backend == "tinker":
         raise ValueError("serve fronts an offline backend: use 'mock' or 'local'")
-    return create_app(connect(backend, latency=latency, models=models), key), key
+    check_home_writable()
+    options = {"models": models} if models else {}
+    host = Host()
+    key = host.add(Service(engine_factory(backend, **options), latency=latency), api_key)
+    return create_app(host), key
 
 
 @contextlib.contextmanager
@@ -137,7 +144,7 @@ def serve(
     # can take the port in between.
     sock = bind_socket(host, port)
     chosen = _port(sock)
-    server = uvicorn.Server(_config(app, host, chosen, log_level))
+    server = uvicorn.Server(config(app, host, chosen, log_level))
     # uvicorn installs no signal handlers off the main thread, so Ctrl-C stays the caller's.
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="tinkerkit-serve", daemon=True
@@ -165,6 +172,6 @@ def run_forever(app: Any, sock: socket.socket, log_level: str = "info") -> None:
     """
     host, port = sock.getsockname()[:2]
     try:
-        uvicorn.Server(_config(app, host, port, log_level)).run(sockets=[sock])
+        uvicorn.Server(config(app, host, port, log_level)).run(sockets=[sock])
     finally:
         sock.close()

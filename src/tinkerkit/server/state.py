@@ -1,8 +1,8 @@
-"""What the server remembers: sessions, models, sampling sessions and pending futures.
+"""Request ordering and pending results: the sequencer of each model, the futures table.
 
 Every request handler runs on the server's one event loop, so these tables need no
-locks for the handlers themselves; the offline engines run on their own dispatcher
-threads and only ever complete ``concurrent.futures.Future`` objects.
+locks for the handlers themselves; engines run on their own worker threads and only
+ever complete ``concurrent.futures.Future`` objects.
 """
 
 from __future__ import annotations
@@ -13,39 +13,40 @@ import itertools
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from tinker import RequestFailedError
 from tinker.types import RequestErrorCategory
-
-if TYPE_CHECKING:
-    from tinkerkit.backends.service_client import ServiceClient
-    from tinkerkit.backends.training_client import TrainingClient
 
 logger = logging.getLogger("tinkerkit.server")
 T = TypeVar("T")
 U = TypeVar("U")
 
 # How long a request that arrived ahead of its turn (seq_id) waits for the requests
-# before it. The SDK sends a client's requests in order, except the chunks of one big
-# forward_backward, which race each other; a gap that never fills (a request the SDK
-# reserved but never sent) must not stall the model forever.
+# before it. The SDK sends a model's requests one after another, except the chunks of
+# one big forward_backward, which race each other; a refused request still takes its
+# turn, so a gap only stays open if a request was reserved and never sent.
 OUT_OF_ORDER_HOLD_S = 5.0
+# How long a finished result waits for its retrieve_future before it is dropped (the
+# SDK fetches every result at once; one nobody fetches belongs to a client that is gone).
+RESULT_TTL_S = 600.0
 
 
 def chain(source: Future[T], fn: Callable[[T], U]) -> Future[U]:
     """A future of ``fn(source.result())``; a failure of either passes through.
 
     Example:
-        >>> done = chain(training_future, lambda tc: tc.model_id)
+        >>> done = chain(model_future, lambda model: model.model_id)
     """
     out: Future[U] = Future()
 
     def on_done(src: Future[T]) -> None:
+        if src.cancelled():
+            out.cancel()
+            return
         try:
             out.set_result(fn(src.result()))
         except BaseException as exc:
@@ -58,11 +59,8 @@ def chain(source: Future[T], fn: Callable[[T], U]) -> Future[U]:
 def forward(source: Future[T], target: Future[T]) -> None:
     """Settle ``target`` as ``source`` settles; cancelling ``target`` cancels ``source``.
 
-    For a future handed out before its work was submitted (a sample answered first, run
-    after): ``target`` is the one the table holds, ``source`` the engine's.
-
     Example:
-        >>> forward(client._submit_sample(...).future(), entry.future)
+        >>> forward(sampler.sample(call), entry.future)
     """
 
     def settle(src: Future[T]) -> None:
@@ -86,6 +84,13 @@ def failed(exc: BaseException) -> Future[Any]:
     return out
 
 
+def done(value: T) -> Future[T]:
+    """A future that already holds ``value``."""
+    out: Future[T] = Future()
+    out.set_result(value)
+    return out
+
+
 def failure_body(exc: BaseException) -> dict[str, str]:
     """The ``RequestFailedResponse`` JSON the SDK turns into ``tinker.RequestFailedError``.
 
@@ -97,7 +102,7 @@ def failure_body(exc: BaseException) -> dict[str, str]:
         # tinkerkit's errors format themselves; the SDK's own keep .message.
         message, category = str(exc) or exc.message, exc.category
     elif isinstance(exc, ValueError | TypeError | KeyError | IndexError | NotImplementedError):
-        # Raised by the offline clients for a bad argument: the caller's to fix.
+        # A bad argument: the caller's to fix.
         message, category = str(exc), RequestErrorCategory.User
     else:
         message, category = f"{type(exc).__name__}: {exc}", RequestErrorCategory.Server
@@ -113,7 +118,8 @@ class Sequencer:
 
     @contextlib.asynccontextmanager
     async def turn(self, seq_id: int | None) -> AsyncIterator[None]:
-        """Wait (bounded) for the requests before ``seq_id``, then hold the turn."""
+        """Wait (bounded) for the requests before ``seq_id``, then hold the turn. The
+        turn passes on however the body ends, a refusal included."""
         if seq_id is not None:
             deadline = time.monotonic() + OUT_OF_ORDER_HOLD_S
             while seq_id > self._next and (left := deadline - time.monotonic()) > 0:
@@ -131,95 +137,87 @@ class Sequencer:
 
 
 @dataclass
-class ModelSlot:
-    """A model (training run) created through the server."""
-
-    model_id: str
-    client: TrainingClient  # the offline tinkerkit one
-    sequencer: Sequencer = field(default_factory=Sequencer)
-
-
-@dataclass
-class SamplerSlot:
-    """A sampling session; ``client`` resolves to the offline SamplingClient."""
-
-    sampling_session_id: str
-    client: Future[Any]
-    base_model: str | None
-    model_path: str | None
-    clones: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-
-@dataclass
 class Pending:
-    """A submitted request: its future and what kind of result it resolves to."""
+    """A submitted request: its future, what it resolves to, and who asked."""
 
     request_id: str
     future: Future[Any]
     kind: str
+    owner: str | None = None
     sample_ids: list[str] | None = None
+    finished_at: float | None = None
 
 
+@dataclass
 class FutureTable:
     """Request id → pending future, resolved by ``/api/v1/retrieve_future``.
 
-    A failed request is also logged (once per kind of request and error type): the SDK
-    hands the failure to a future its user may never read, so the server's log is the
-    one place it is sure to show.
+    A failed request is logged (once per owner, kind of request and error type): the
+    SDK hands the failure to a future its user may never read, so the server's log is the
+    one place it is sure to show. Results nobody retrieves within ``ttl_s`` of finishing
+    are dropped (a failed one with a warning), so a client that went away costs nothing.
     """
 
-    def __init__(self) -> None:
-        self._pending: dict[str, Pending] = {}
-        self._logged: set[tuple[str, str, str]] = set()
-        # Ids are a per-server random prefix and a counter rather than uuid4s: asking the
-        # kernel for randomness releases the GIL mid-handler, and an engine thread that
-        # takes it then runs its whole request before the answer goes out.
-        self._prefix = secrets.token_hex(8)
-        self._ids = itertools.count(1)
-
-    def _log_failure(
-        self, kind: str, owner: str | None, request_id: str, future: Future[Any]
-    ) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is None:
-            return
-        key = (owner or "", kind, type(exc).__name__)
-        if key in self._logged:
-            return
-        self._logged.add(key)
-        logger.warning(
-            "%s request %s%s failed: %s: %s (later %s failures like this one%s are not logged)",
-            kind,
-            request_id,
-            f" of {owner}" if owner else "",
-            type(exc).__name__,
-            exc,
-            kind,
-            f" of {owner}" if owner else "",
-        )
+    ttl_s: float = RESULT_TTL_S
+    on_unretrieved_failure: Callable[[Pending, BaseException], None] | None = None
+    _pending: dict[str, Pending] = field(default_factory=dict)
+    _logged: set[tuple[str, str, str]] = field(default_factory=set)
+    # Ids are a per-server random prefix and a counter rather than uuid4s: asking the
+    # kernel for randomness releases the GIL mid-handler, and an engine thread that
+    # takes it then runs its whole request before the answer goes out.
+    _prefix: str = field(default_factory=lambda: secrets.token_hex(8))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _last_sweep: float = field(default_factory=time.monotonic)
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def add(
-        self, future: Future[Any], kind: str, *, num_samples: int = 0, owner: str | None = None
+        self,
+        future: Future[Any],
+        kind: str,
+        *,
+        num_samples: int = 0,
+        owner: str | None = None,
+        describe: str | None = None,
     ) -> Pending:
         """Store ``future`` under a fresh request id.
 
         Example:
-            >>> entry = table.add(training.forward_backward(data, "cross_entropy").future(),
-            ...                   "forward_backward")
+            >>> entry = table.add(model.optim_step(params), "optim_step", owner=model.model_id)
             >>> entry.request_id
             'req-…'
         """
+        self._sweep()
         request_id = f"req-{self._prefix}-{next(self._ids)}"
         ids = [f"{request_id}:{i}" for i in range(num_samples)] if num_samples else None
-        entry = Pending(request_id, future, kind, ids)
+        entry = Pending(request_id, future, kind, owner, ids)
         self._pending[request_id] = entry
-        future.add_done_callback(lambda done: self._log_failure(kind, owner, request_id, done))
+        label = describe or f"{kind} request {request_id}"
+        future.add_done_callback(lambda f: self._finished(entry, label, f))
         return entry
+
+    def _finished(self, entry: Pending, label: str, future: Future[Any]) -> None:
+        entry.finished_at = time.monotonic()
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            return
+        key = (entry.owner or "", entry.kind, type(exc).__name__)
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        owner = f" of {entry.owner}" if entry.owner else ""
+        logger.warning(
+            "%s%s failed: %s: %s (later %s failures like this one%s are not logged)",
+            label,
+            owner,
+            type(exc).__name__,
+            exc,
+            entry.kind,
+            owner,
+        )
 
     def get(self, request_id: str) -> Pending | None:
         return self._pending.get(request_id)
@@ -233,47 +231,19 @@ class FutureTable:
         if entry is not None:
             entry.future.cancel()
 
-
-@dataclass
-class Session:
-    session_id: str
-    created: float = field(default_factory=time.time)
-    last_heartbeat: float = field(default_factory=time.time)
-    finished: bool = False
-
-
-class ServerState:
-    """Everything one ``tinkerkit serve`` process holds for its clients."""
-
-    def __init__(self, service: ServiceClient) -> None:
-        self.service = service  # the offline tinkerkit ServiceClient
-        # Warnings about the clients' requests (an optim_step that trained on nothing)
-        # go to the server's log too: the SDK user sees no offline warnings.
-        service._context.warning_log = logger
-        self.rest = service._rest()
-        self.sessions: dict[str, Session] = {}
-        self.models: dict[str, ModelSlot] = {}
-        self.samplers: dict[str, SamplerSlot] = {}
-        self.futures = FutureTable()
-
-    @property
-    def backend(self) -> str:
-        return str(self.service.backend)
-
-    def new_session(self) -> Session:
-        session = Session(f"session-{uuid.uuid4().hex[:16]}")
-        self.sessions[session.session_id] = session
-        return session
-
-    def register_model(self, model_id: str, client: TrainingClient) -> ModelSlot:
-        # Called from dispatcher threads when a create finishes: a dict store is atomic.
-        slot = ModelSlot(model_id, client)
-        self.models[model_id] = slot
-        return slot
-
-    def add_sampler(
-        self, session_id: str, client: Future[Any], base_model: str | None, model_path: str | None
-    ) -> SamplerSlot:
-        slot = SamplerSlot(session_id, client, base_model, model_path)
-        self.samplers[session_id] = slot
-        return slot
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep < min(self.ttl_s, 30.0):
+            return
+        self._last_sweep = now
+        stale = [
+            e
+            for e in self._pending.values()
+            if e.finished_at is not None and now - e.finished_at > self.ttl_s
+        ]
+        for entry in stale:
+            del self._pending[entry.request_id]
+            future = entry.future
+            exc = None if future.cancelled() else future.exception()
+            if exc is not None and self.on_unretrieved_failure is not None:
+                self.on_unretrieved_failure(entry, exc)

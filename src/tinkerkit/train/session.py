@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tinkerkit.backends.service_client import base_model_tokenizer
 from tinkerkit.errors import ConfigError
 from tinkerkit.protocols import ServiceClientLike, Tokenizer, TrainingClientLike
 from tinkerkit.train.run_options import RunOptions as RunOptions
@@ -79,16 +78,10 @@ def open_prepared_session(
     init_state: str | None = None,
 ) -> tuple[ServiceClientLike, TrainingClientLike, Tokenizer, Prepared]:
     """``open_training_client`` with the run's inputs prepared by ``prepare(tokenizer)``
-    (datums built and checked): before the client exists where the backend is offline
-    and knows the base model's tokenizer, so input the tokenizer refuses leaves no run
-    record; else with the training client's tokenizer.
+    (datums built and checked) with the training client's tokenizer.
 
     Returns (service, training client, tokenizer, prepared)."""
     service = connected(service)
-    tokenizer = None if init_state else base_model_tokenizer(service, options.model)
-    if tokenizer is not None:
-        prepared = prepare(tokenizer)
-        return service, open_training_client(service, options, run, init_state), tokenizer, prepared
     training = open_training_client(service, options, run, init_state)
     tokenizer = training.get_tokenizer()
     return service, training, tokenizer, prepare(tokenizer)

@@ -1,11 +1,11 @@
-"""Ordered execution with simulated network latency.
+"""Ordered execution with simulated network latency and injected faults.
 
-Each training client owns one ``Dispatcher``: requests run one at a time in
-submission order on its worker thread (the service's per-client ordering), so a
-``forward_backward`` and an ``optim_step`` submitted back to back apply in order
-without the caller waiting. With ``latency=L`` a result is delivered no sooner than
-``L`` seconds after its submission, as if it had crossed a network — while the
-engine already works on the next request, which is what makes pipelining pay.
+Each model owns one ``Worker``: its requests run one at a time, in the order the
+sequencer admits them (the service's per-model ordering), on the worker's thread. With
+``latency=L`` a result is released no sooner than ``L`` seconds after its submission,
+as if it had crossed a network, while the engine already works on the next request —
+which is what makes pipelining pay. ``faults`` (``tinkerkit.testing.FailNth``, ...)
+fail chosen requests before they run, like a server error.
 """
 
 from __future__ import annotations
@@ -14,21 +14,11 @@ import heapq
 import itertools
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from tinkerkit.backends.faults import FaultInjector
-from tinkerkit.backends.futures import (
-    FailureReporter,
-    Origin,
-    RequestFuture,
-    SampleFuture,
-    Warn,
-    caller_location,
-    warn_at,
-)
 
 T = TypeVar("T")
 
@@ -66,6 +56,8 @@ class _Delivery:
 
 
 def _complete(future: Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # cancelled meanwhile
+        return
     if ok:
         future.set_result(value)
     else:
@@ -75,54 +67,24 @@ def _complete(future: Future[Any], ok: bool, value: Any) -> None:
 _delivery = _Delivery()
 
 
-class Dispatcher:
+class Worker:
     """Runs submitted functions in order on one thread; delivers results after ``latency``.
 
-    ``label`` names the client in warnings ("TrainingClient tinker://run-…"); every
-    request gets a number per kind, so an unread failure can say which one it was.
+    Example:
+        >>> worker = Worker("tinkerkit-model", latency=0.05)
+        >>> worker.submit("optim_step", lambda: 1).result()
+        1
     """
 
     def __init__(
-        self,
-        name: str,
-        latency: float = 0.0,
-        faults: FaultInjector | None = None,
-        *,
-        label: str | None = None,
-        warn: Warn = warn_at,
-        locate: bool = True,
-    ):
-        if latency < 0:
-            raise ValueError(f"latency must be >= 0 seconds, got {latency}")
+        self, name: str, latency: float = 0.0, faults: FaultInjector | None = None
+    ) -> None:
         self.latency = latency
-        self.label = label or name
-        self.reporter = FailureReporter(warn)
-        self._locate = locate
-        self._counts: Counter[str] = Counter()
-        self._count_lock = threading.Lock()
         self._faults = faults or FaultInjector()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
-    def origin(self, kind: str) -> Origin:
-        """The next request of ``kind``: its number and the user's line submitting it."""
-        with self._count_lock:
-            self._counts[kind] += 1
-            number = self._counts[kind]
-        filename, lineno = caller_location() if self._locate else ("<served>", 0)
-        return Origin(self.label, kind, number, filename, lineno)
-
-    def submit(
-        self, kind: str, fn: Callable[[], T], *, origin: Origin | None = None
-    ) -> RequestFuture[T]:
-        """Queue ``fn``; the returned future is awaitable and has ``.result()``."""
-        origin = origin or self.origin(kind)
-        return RequestFuture(self._run(kind, fn), origin, self.reporter)
-
-    def submit_sample(self, kind: str, fn: Callable[[], T]) -> SampleFuture[T]:
-        """Like ``submit``, but the future type the SDK's ``sample`` returns."""
-        return SampleFuture(self._run(kind, fn), self.origin(kind), self.reporter)
-
-    def _run(self, kind: str, fn: Callable[[], T]) -> Future[T]:
+    def submit(self, kind: str, fn: Callable[[], T]) -> Future[T]:
+        """Queue ``fn``; a future of its result, released ``latency`` s after now."""
         future: Future[T] = Future()
         due = time.monotonic() + self.latency
 
@@ -139,3 +101,7 @@ class Dispatcher:
 
         self._executor.submit(run)
         return future
+
+    def close(self) -> None:
+        """Stop taking requests; queued ones still run (their futures settle)."""
+        self._executor.shutdown(wait=False)

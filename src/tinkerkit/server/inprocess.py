@@ -1,0 +1,102 @@
+"""The process's own Tinker service, behind ``tk.connect("mock" | "local")``.
+
+The first ``tk.connect`` of an offline backend starts one server for the process, on a
+free loopback port, in a background thread; every call adds a ``Service`` to it under
+a fresh API key (so each connection keeps its own latency, faults and model mapping)
+and returns the SDK's own ``tinker.ServiceClient`` pointed at it. The server stops at
+interpreter exit. A forked child starts its own on first use.
+
+Example:
+    >>> server = local_server()
+    >>> key = server.add(Service(engine_factory("mock")))
+    >>> tinker.ServiceClient(base_url=server.base_url, api_key=key)
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+
+import uvicorn
+
+from tinkerkit.server.app import create_app
+from tinkerkit.server.auth import Host
+from tinkerkit.server.runner import bind_socket, config
+from tinkerkit.server.service import Service
+
+_HOST = "127.0.0.1"
+
+
+class LocalServer:
+    """One uvicorn server in a daemon thread, serving every ``Service`` added to it."""
+
+    def __init__(self) -> None:
+        self.host = Host()
+        self.pid = os.getpid()
+        self._order: list[Service] = []
+        sock = bind_socket(_HOST, 0)
+        port = int(sock.getsockname()[1])
+        self.base_url = f"http://{_HOST}:{port}"
+        self._server = uvicorn.Server(config(create_app(self.host), _HOST, port, "warning"))
+        self._sock = sock
+        # uvicorn installs no signal handlers off the main thread: Ctrl-C stays the user's.
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name="tinkerkit-service",
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                sock.close()
+                raise RuntimeError(f"tinkerkit's in-process service could not start on {self.base_url}")
+            time.sleep(0.002)
+
+    def __repr__(self) -> str:
+        return f"<tinkerkit LocalServer at {self.base_url}>"
+
+    def add(self, service: Service) -> str:
+        """Serve ``service`` under a fresh API key; the key."""
+        key = self.host.add(service)
+        self._order.append(service)
+        return key
+
+    def services(self) -> list[Service]:
+        """Every service added, oldest first."""
+        return list(self._order)
+
+    def stop(self) -> None:
+        for service in self._order:
+            service.close()
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+
+_lock = threading.Lock()
+_server: LocalServer | None = None
+
+
+def local_server() -> LocalServer:
+    """This process's server, started on first use.
+
+    Example:
+        >>> local_server().base_url
+        'http://127.0.0.1:41523'
+    """
+    global _server
+    with _lock:
+        if _server is None or _server.pid != os.getpid():
+            _server = LocalServer()
+        return _server
+
+
+@atexit.register
+def _stop() -> None:
+    with _lock:
+        if _server is not None and _server.pid == os.getpid():
+            _server.stop()
