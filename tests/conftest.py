@@ -3,10 +3,20 @@ offline: the Hugging Face hub is never contacted (real tokenizers come from the 
 vocabularies of ``tinkerkit[tokenizers]``, see tests/models)."""
 
 import os
+import tempfile
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The SDK's telemetry would post batches to the service on every fatal error; accepted
+# and dropped there, but no use in tests.
+os.environ.setdefault("TINKER_TELEMETRY", "0")
+if not os.environ.get("TINKER_API_KEY"):
+    # Offline the SDK speaks plain HTTP on loopback, yet each of its httpx clients loads
+    # the whole CA bundle (~35 ms, four per ServiceClient): an empty certificate folder
+    # makes that free. With a key the real service's TLS needs the real bundle.
+    os.environ.pop("SSL_CERT_FILE", None)
+    os.environ["SSL_CERT_DIR"] = tempfile.mkdtemp(prefix="tinkerkit-no-certs-")
 
 # make_client / training: shared by the conformance suite and its served run.
 pytest_plugins = ["tests.conformance.clients"]
@@ -15,6 +25,18 @@ pytest_plugins = ["tests.conformance.clients"]
 @pytest.fixture(autouse=True)
 def _isolated_home(tk_home):
     return tk_home
+
+
+@pytest.fixture(autouse=True)
+def _release_services():
+    """Close what the test connected to (its models let go, its sessions' heartbeats
+    stopped), so a long run does not carry every earlier test's models."""
+    from tinkerkit.server import inprocess
+
+    before = len(inprocess.services())
+    yield
+    for service in inprocess.services()[before:]:
+        service.close()
 
 
 def pytest_collection_modifyitems(config, items):

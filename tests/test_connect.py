@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import tinker
 
 import tinkerkit as tk
 from tinkerkit.errors import BackendNotConfiguredError, MissingAPIKeyError, UnknownBackendError
@@ -8,12 +9,37 @@ from tinkerkit.errors import BackendNotConfiguredError, MissingAPIKeyError, Unkn
 
 def test_explicit_backend_wins(monkeypatch):
     monkeypatch.setenv("TINKERKIT_BACKEND", "tinker")
-    assert tk.connect("mock").backend == "mock"
+    assert tk.connection_of(tk.connect("mock")).backend == "mock"
 
 
 def test_env_backend(monkeypatch):
     monkeypatch.setenv("TINKERKIT_BACKEND", "mock")
-    assert tk.connect().backend == "mock"
+    assert tk.connection_of(tk.connect()).backend == "mock"
+
+
+@pytest.mark.parametrize("backend", ["mock", "local"])
+def test_offline_clients_are_the_sdks_own_classes(backend):
+    if backend == "local":
+        pytest.importorskip("torch")
+    service = tk.connect(backend)
+    assert type(service) is tinker.ServiceClient
+    training = service.create_lora_training_client(base_model="tinkerkit/tiny", rank=4).result()
+    assert type(training) is tinker.TrainingClient
+    sampler = training.save_weights_and_get_sampling_client().result()
+    assert type(sampler) is tinker.SamplingClient
+    assert type(service.create_sampling_client(base_model="tinkerkit/tiny").result()) is (
+        tinker.SamplingClient
+    )
+    assert type(tk.rest_client(service)) is tinker.RestClient
+    connection = tk.connection_of(service)
+    assert connection.backend == backend and connection.api_key not in repr(connection)
+    assert tk.connection_of(tinker.ServiceClient(api_key="tml-x", base_url="http://x")) is None
+
+
+def test_bad_latency_is_refused():
+    for latency in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="latency"):
+            tk.connect("mock", latency=latency)
 
 
 def test_no_backend_is_a_clear_error(monkeypatch):

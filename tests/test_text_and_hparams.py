@@ -19,7 +19,7 @@ def test_sample_text_returns_text_tokens_logprobs(tk_service):
     sampler = tk_service.create_sampling_client(base_model="tinkerkit/tiny").result()
     (out,) = tk.sample_text(sampler, "hello", max_tokens=5, temperature=0.0, stop=[])
     assert len(out.tokens) == 5 and len(out.logprobs) == 5
-    assert out.text == sampler.get_tokenizer().decode(out.tokens, skip_special_tokens=True).strip()
+    assert out.text == tk.tokenizer_of(sampler).decode(out.tokens, skip_special_tokens=True).strip()
     again = tk.sample_text(
         sampler, [{"role": "user", "content": "hello"}], max_tokens=5, temperature=0.0, stop=[]
     )

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from tinker import types
 
     from tinkerkit import data, errors, export, hparams, recipes
-    from tinkerkit.connect import connect, rest_client
+    from tinkerkit.connect import connect, connection_of, rest_client
+    from tinkerkit.models import tokenizer_of
     from tinkerkit.text import Completion, sample_text
     from tinkerkit.train import losses, preference, rl, sft
 
@@ -31,6 +32,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "recipes": ("tinkerkit.recipes", None),
     "connect": ("tinkerkit.connect", "connect"),
     "rest_client": ("tinkerkit.connect", "rest_client"),
+    "connection_of": ("tinkerkit.connect", "connection_of"),
+    "tokenizer_of": ("tinkerkit.models", "tokenizer_of"),
     "Completion": ("tinkerkit.text", "Completion"),
     "sample_text": ("tinkerkit.text", "sample_text"),
     "losses": ("tinkerkit.train.losses", None),
@@ -116,6 +119,7 @@ __all__ = [
     "Completion",
     "__version__",
     "connect",
+    "connection_of",
     "data",
     "errors",
     "export",
@@ -130,5 +134,6 @@ __all__ = [
     "serve",
     "serving_env",
     "sft",
+    "tokenizer_of",
     "types",
 ]

@@ -83,12 +83,17 @@ def run_command(fn: Callable[[], Any]) -> Any:
     except OSError as exc:
         fail(describe_os_error(exc))
     except Exception as exc:
-        if not _is_sdk_auth_error(exc):
+        if _is_sdk_auth_error(exc):
+            fail(
+                "the Tinker service refused the API key (401): set TINKER_API_KEY to a valid "
+                "key, or pass --backend mock|local to run offline"
+            )
+        from tinkerkit.errors import service_message
+
+        message = service_message(exc)
+        if message is None:
             raise
-        fail(
-            "the Tinker service refused the API key (401): set TINKER_API_KEY to a valid "
-            "key, or pass --backend mock|local to run offline"
-        )
+        fail(message)
 
 
 def _is_sdk_auth_error(exc: BaseException) -> bool:

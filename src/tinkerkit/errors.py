@@ -12,6 +12,7 @@ service's exception catches ours on every backend::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,7 +33,6 @@ __all__ = [
     "CheckpointExpiredError",
     "CheckpointGoneError",
     "CheckpointNotFoundError",
-    "ClientFailedError",
     "ConfigError",
     "ConfigMismatchError",
     "ContextLengthError",
@@ -48,7 +48,6 @@ __all__ = [
     "OptimizerParamsError",
     "OptimizerStateMismatchError",
     "PortInUseError",
-    "PromptTypeError",
     "RequestError",
     "RequestLimitError",
     "RestRequestError",
@@ -68,7 +67,6 @@ __all__ = [
     "UnknownModelError",
     "UnknownOptimizerError",
     "UnretrievedFailureWarning",
-    "UnsupportedFeatureError",
     "UntrainedStepWarning",
     "WrongCheckpointKindError",
 ]
@@ -311,39 +309,9 @@ class InvalidPromptError(RequestError):
     """A sampling request that cannot run: wrong prompt type, empty prompt, bad option."""
 
 
-class PromptTypeError(InvalidPromptError, AttributeError):
-    """A prompt that is not a ``types.ModelInput`` (the guide's string prompts). The SDK
-    fails these with ``AttributeError``; so does this, with a message saying what to pass."""
-
-
-class UnsupportedFeatureError(RequestError):
-    def __init__(self, feature: str, backend: str) -> None:
-        self.feature = feature
-        super().__init__(
-            f"{feature} is not supported by the {backend!r} backend yet. Leave it out, or run "
-            "this part on the 'tinker' backend."
-        )
-
-
 class AgeEncryptionError(RequestError):
     """``save_weights_external(age_encryption_recipients=...)`` refused: a malformed or
     unsupported recipient, more than ten of them, or ``pyrage`` not installed."""
-
-
-class ClientFailedError(TinkerkitError, RuntimeError):
-    """A training client refuses requests after a custom-loss operation failed. As in the
-    SDK (which raises ``RuntimeError`` here), the failed operation left a hole in the
-    client's request sequence, so nothing after it can run."""
-
-    def __init__(self, cause: BaseException) -> None:
-        self.cause = cause
-        super().__init__(
-            "A previous request failed; this TrainingClient is poisoned and cannot accept "
-            f"further requests (forward_backward_custom failed: {type(cause).__name__}: "
-            f"{cause}). Create a new client, e.g. "
-            "service.create_training_client_from_state_with_optimizer(last_checkpoint)."
-        )
-        self.__cause__ = cause
 
 
 class LossCheckError(TinkerkitError):
@@ -661,3 +629,24 @@ class OptimizerStateMismatchError(ConfigMismatchError):
             f"client created with optimizer=types.{saved_config}(), "
             f"or load only the weights (load_state) to continue with {requested_label}.",
         )
+
+
+def service_message(exc: BaseException) -> str | None:
+    """What the service said in a refusal the SDK raised, without the SDK's wrapping
+    (request ids, model classes, status codes); None for anything else.
+
+    Example:
+        >>> service_message(tinker.RequestFailedError("Request failed: bad datum for "
+        ...                                          "self.request_id='r' and expected type x"))
+        'bad datum'
+    """
+    if isinstance(exc, APIStatusError):
+        body = exc.body
+        if isinstance(body, dict) and isinstance(body.get("detail"), str):
+            return str(body["detail"])
+        return str(exc)
+    if isinstance(exc, RequestFailedError):
+        text = str(exc)
+        found = re.match(r"(?s)^Request failed: (.*?) for self\.request_id=.*$", text)
+        return found.group(1) if found else text
+    return None

@@ -18,6 +18,7 @@ from tinkerkit.data.chat import chat_prompt_tokens
 from tinkerkit.data.loaders import surrogate_field
 from tinkerkit.data.messages import validate_messages
 from tinkerkit.errors import DataError
+from tinkerkit.models.client_tokenizer import tokenizer_of
 from tinkerkit.protocols import SamplingClientLike, Tokenizer
 
 
@@ -47,7 +48,7 @@ def sample_text(
 
     A string is sent as a user message through the chat template (``chat=True``) or as
     raw text (``chat=False``); a list of messages always uses the chat template.
-    ``tokenizer`` (default: ``sampling_client.get_tokenizer()``) is for clients that
+    ``tokenizer`` (default: ``tinkerkit.models.tokenizer_of(sampling_client)``) is for clients that
     cannot fetch one themselves, e.g. the SDK's client against ``tinkerkit serve`` with
     the Hugging Face hub offline. Malformed messages raise ``DataError`` naming the field.
 
@@ -67,7 +68,7 @@ def sample_text(
     else:
         messages = validate_messages(prompt, "prompt")
     if tokenizer is None:
-        tokenizer = sampling_client.get_tokenizer()
+        tokenizer = tokenizer_of(sampling_client)
     if isinstance(prompt, str) and not chat:
         tokens = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     else:

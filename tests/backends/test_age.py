@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import tinker
 
 import tinkerkit as tk
 from tinkerkit.backends import age
@@ -68,7 +69,7 @@ def test_without_pyrage_the_refusal_says_how_to_install(monkeypatch):
 
 def test_refused_save_writes_nothing(tk_home):
     training = tk.connect("mock").create_lora_training_client(base_model="tinkerkit/tiny").result()
-    with pytest.raises(AgeEncryptionError):
+    with pytest.raises(tinker.RequestFailedError, match="'nope' is not an age recipient"):
         training.save_weights_external("x", age_encryption_recipients=["nope"]).result()
     folder = tk_home / "runs" / training.model_id / "external_weights"
     assert not folder.exists() or not any(folder.iterdir())

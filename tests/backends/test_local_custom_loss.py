@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 
 import tinkerkit as tk  # noqa: E402
 from tests.backends.test_local_engine import grads, padded_logprobs  # noqa: E402
+from tests.engines import engine_of  # noqa: E402
 from tinkerkit.backends.engine import EngineInput, EngineState, load  # noqa: E402
 from tinkerkit.data import shifted_datum  # noqa: E402
 
@@ -27,7 +28,7 @@ def test_custom_loss_gradient_equals_autograd():
         base_model="tinkerkit/tiny", rank=4, seed=0
     ).result()
     # Move B off zero so every LoRA tensor has a gradient.
-    engine = training._engine
+    engine = engine_of(service, training)
     rng = np.random.default_rng(0)
     load(
         engine,

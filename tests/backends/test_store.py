@@ -157,8 +157,8 @@ def test_copy_shares_the_files_and_has_its_own_record(store, run):
     assert store.load(copy.path).weights  # the copy outlives its source
 
 
-def test_runs_record_their_session_with_the_metadata_it_was_opened_with(store):
-    store.sessions.expect("session-a", user_metadata={"k": "v"}, display_name="nightly")
+def test_runs_record_their_session(store):
+    store.sessions.ensure("session-a", "mock", user_metadata={"k": "v"}, display_name="nightly")
     run = store.create_run(
         "mock", "tinkerkit/tiny", LoraConfig(rank=4), None, session_id="session-a"
     )
@@ -168,11 +168,13 @@ def test_runs_record_their_session_with_the_metadata_it_was_opened_with(store):
         {"k": "v"},
         "nightly",
     )
-    store.sessions.ignore("session-b")
+    assert store.get_run(run.run_id).session_id == "session-a"
+    # A run of a session not recorded yet records it.
     store.create_run("mock", "tinkerkit/tiny", LoraConfig(rank=4), None, session_id="session-b")
-    assert store.sessions.get("session-b") is None
-    moved = store.set_run_session(run.run_id, "session-c")
-    assert store.get_run(run.run_id).session_id == moved.session_id == "session-c"
+    assert store.sessions.get("session-b").backend == "mock"
+    # Ids that cannot name a file are never recorded.
+    for bad in ("a/b", "x\x00y", "s" * 5000, ".hidden"):
+        assert store.sessions.ensure(bad, "mock") is None
 
 
 def test_session_finish_reason_first_wins_and_status(store):

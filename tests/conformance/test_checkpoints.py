@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
-from urllib.parse import urlparse
 
+import httpx
 import numpy as np
 import pytest
+import safetensors.numpy
 from tinker import types
 
 import tinkerkit as tk
@@ -121,5 +121,7 @@ def test_external_weights_urls_point_at_peft_files(service, training, target):
     assert "/external_weights/" in path
     urls = tk.rest_client(service).get_external_weights_urls(path).result()
     assert set(urls.urls) == {"adapter_model.safetensors", "adapter_config.json"}
-    for url in urls.urls.values():
-        assert Path(urlparse(url).path).is_file()
+    config = httpx.get(urls.urls["adapter_config.json"])
+    assert config.status_code == 200 and config.json()["peft_type"] == "LORA"
+    names = list(safetensors.numpy.load(httpx.get(urls.urls["adapter_model.safetensors"]).content))
+    assert names and all(name.endswith(("lora_A.weight", "lora_B.weight")) for name in names)

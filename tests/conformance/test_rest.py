@@ -1,7 +1,7 @@
 """The RestClient: runs, checkpoints, TTLs, publishing, copies, sessions, usage, identity.
 
-Runs on every backend (mock, local) and, through tests/serve/test_conformance_served.py,
-with the official ``tinker.RestClient`` against ``tinkerkit serve``. The store is read
+Runs on every backend (mock, local, and the real service with a key) with the official
+``tinker.RestClient``. The store is read
 directly (``CheckpointStore()``, same TINKERKIT_HOME) to check numbers against the files.
 """
 
@@ -23,7 +23,6 @@ from tinker import types
 import tinkerkit as tk
 import tinkerkit.backends.store as store_module
 from tests.conformance.helpers import logprobs, qa_datums
-from tinkerkit.backends.rest_client import RestClient as OfflineRestClient
 from tinkerkit.backends.store import CheckpointStore
 
 TEN_YEARS = 10 * 365 * 24 * 3600
@@ -46,8 +45,7 @@ def _name(prefix: str) -> str:
 
 
 def _session_id(service) -> str:
-    offline = getattr(service, "session_id", None)
-    return offline if offline is not None else service.holder.get_session_id()
+    return service.holder.get_session_id()
 
 
 def _train(client, data, steps=2):
@@ -299,8 +297,6 @@ def test_a_sessions_samplers_are_listed_and_described(rest, service, target, sto
         sampler_ids = rest.get_session(_session_id(service)).result().sampler_ids
     except tinker.NotFoundError:  # a session with only samplers is recorded through them
         sampler_ids = []
-    if not sampler_ids and isinstance(rest, OfflineRestClient):
-        pytest.skip("offline sampling clients do not call OfflineContext.note_sampler yet")
     (sampler_id,) = sampler_ids
     described = rest.get_sampler(sampler_id).result()
     assert (described.sampler_id, described.base_model) == (sampler_id, target.model)
@@ -359,16 +355,13 @@ def test_session_trace_is_a_perfetto_json_of_its_runs(rest, service, training, s
 # --- identity, usage, billing --------------------------------------------------------------
 
 
-def test_whoami_is_a_local_identity_without_any_key(rest, service):
-    if not isinstance(rest, OfflineRestClient):
-        # The SDK reads whoami from its JWT; tinkerkit serve turns JWT exchange off.
-        with pytest.raises(RuntimeError, match="JWT") as info:
-            rest.whoami().result()
-        assert service._api_key not in str(info.value)
-        return
-    me = rest.whoami().result()
-    assert me.user_urn.startswith("tinkerkit:local:") and me.email is None
-    assert "tml-" not in me.model_dump_json()
+def test_whoami_needs_jwt_and_never_shows_the_key(rest, service, target):
+    if target.backend == "tinker":
+        pytest.skip("the service has JWT exchange on")
+    # The SDK reads whoami from its JWT; tinkerkit's service turns JWT exchange off.
+    with pytest.raises(RuntimeError, match="JWT") as info:
+        rest.whoami().result()
+    assert tk.connection_of(service).api_key not in str(info.value)
 
 
 def test_storage_usage_is_the_bytes_of_the_checkpoint_files(rest, make_client, store):

@@ -134,7 +134,7 @@ def test_sample_text_takes_a_tokenizer(tk_service: object) -> None:
     import tinkerkit as tk
 
     sampler = tk_service.create_sampling_client(base_model="tinkerkit/tiny").result()  # type: ignore[attr-defined]
-    tokenizer = sampler.get_tokenizer()
+    tokenizer = tk.tokenizer_of(sampler)
     expected = tk.sample_text(sampler, "Hi", max_tokens=6, temperature=0.0, seed=1)
     got = tk.sample_text(
         _NoTokenizer(sampler), "Hi", max_tokens=6, temperature=0.0, seed=1, tokenizer=tokenizer

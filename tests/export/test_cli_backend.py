@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import tinkerkit as tk
 from tinkerkit.backends.registry import backend_of_path
+from tinkerkit.backends.store import CheckpointStore
 from tinkerkit.cli_export import group
 from tinkerkit.errors import RestRequestError
 
@@ -88,7 +89,7 @@ def test_export_of_a_mock_checkpoint_says_mock_adapters_do_not_export(
 
 
 def test_another_backends_checkpoint_is_refused_naming_its_backend(mock_sampler_path: str) -> None:
-    store = tk.connect("mock")._context.store
+    store = CheckpointStore()
     with pytest.raises(RestRequestError) as info:
         store.load(mock_sampler_path, backend="local")
     assert str(info.value) == (
@@ -99,7 +100,7 @@ def test_another_backends_checkpoint_is_refused_naming_its_backend(mock_sampler_
 
 
 def test_a_tampered_store_checkpoint_is_one_line(mock_sampler_path: str, tmp_path: Path) -> None:
-    store = tk.connect("mock")._context.store
+    store = CheckpointStore()
     archive = store.directory(mock_sampler_path) / "archive.tar"
     archive.write_bytes(archive.read_bytes()[:700])  # torn in the adapter's header
     with pytest.raises(RestRequestError, match=f"^Checkpoint archive {archive} is corrupt"):

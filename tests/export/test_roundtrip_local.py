@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM
 import tinkerkit as tk
 import tinkerkit.export as tke
 from tinkerkit.backends.local.models import export_base
+from tinkerkit.backends.store import CheckpointStore
 from tinkerkit.cli_export import group
 from tinkerkit.export.parity import token_logprobs
 from tinkerkit.testing.data import prompt_completion_datum
@@ -139,17 +140,16 @@ def test_external_checkpoint_downloads_offline(trained: dict[str, Any], tmp_path
 def test_offline_download_goes_through_the_public_rest_call(
     trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tinkerkit.backends.rest_client import RestClient
-    from tinkerkit.backends.store import CheckpointStore
+    import tinker
 
     asked: list[str] = []
-    public = RestClient.get_external_weights_urls
+    public = tinker.RestClient.get_external_weights_urls
 
-    def spy(self: RestClient, tinker_path: str) -> Any:
+    def spy(self: tinker.RestClient, tinker_path: str) -> Any:
         asked.append(tinker_path)
         return public(self, tinker_path)
 
-    monkeypatch.setattr(RestClient, "get_external_weights_urls", spy)
+    monkeypatch.setattr(tinker.RestClient, "get_external_weights_urls", spy)
     out = tke.download(
         trained["external"], tmp_path / "ext", service=trained["service"], progress=False
     )
@@ -212,7 +212,7 @@ def test_unknown_base_model_is_a_clear_error(trained: dict[str, Any], tmp_path: 
 
 
 def test_older_sdk_archive_url_is_used(trained: dict[str, Any], tmp_path: Path) -> None:
-    archive = next(iter(trained["service"]._context.store.files(trained["path"]).values()))
+    archive = next(iter(CheckpointStore().files(trained["path"]).values()))
 
     class Response:
         url = archive.resolve().as_uri()

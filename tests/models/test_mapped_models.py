@@ -7,6 +7,7 @@ import pytest
 from tinker import types
 
 import tinkerkit as tk
+from tests.engines import engine_of, service_behind
 from tinkerkit.models import tokenizer as byte_tok
 
 torch = pytest.importorskip("torch")
@@ -40,7 +41,7 @@ def test_local_trains_the_mapped_model_under_the_service_name(model_folder):
     info = training.get_info()
     assert info.model_name == NAME
     assert info.model_data.tokenizer_id == str(model_folder.resolve())
-    spec = training._engine.spec
+    spec = engine_of(service, training).spec
     assert (spec.arch, spec.vocab_size, spec.max_context_length) == ("llama", 300, 512)
     assert spec.stands_in_for is None
     tok = training.get_tokenizer()
@@ -56,15 +57,15 @@ def test_local_trains_the_mapped_model_under_the_service_name(model_folder):
         losses.append(fb.result().metrics["loss:sum"])
     assert losses[-1] < losses[0], losses
     # Stop tokens: the tokenizer's EOS and the generation config's.
-    assert service._context.factory.stop_tokens(spec) == [tok.eos_token_id, 257]
+    assert service_behind(service).factory.stop_tokens(spec) == [tok.eos_token_id, 257]
 
 
 def test_training_clients_on_one_mapped_base_share_its_weights(model_folder):
     service = tk.connect("local", models={NAME: model_folder})
     a = service.create_lora_training_client(base_model=NAME, rank=4, seed=0).result()
     b = service.create_lora_training_client(base_model=NAME, rank=8, seed=1).result()
-    weight_a = a._engine.lm.get_input_embeddings().weight
-    weight_b = b._engine.lm.get_input_embeddings().weight
+    weight_a = engine_of(service, a).lm.get_input_embeddings().weight
+    weight_b = engine_of(service, b).lm.get_input_embeddings().weight
     assert weight_a.data_ptr() == weight_b.data_ptr()
     from tinkerkit.backends.local import models
 
@@ -76,5 +77,5 @@ def test_training_clients_on_one_mapped_base_share_its_weights(model_folder):
 def test_mock_uses_the_mapped_models_tokenizer_and_vocabulary(model_folder):
     service = tk.connect("mock", models={NAME: model_folder})
     training = service.create_lora_training_client(base_model=NAME, rank=4).result()
-    assert training._engine.spec.vocab_size == 300
+    assert engine_of(service, training).spec.vocab_size == 300
     assert len(training.get_tokenizer()) == byte_tok.VOCAB_SIZE

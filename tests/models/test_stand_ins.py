@@ -10,6 +10,7 @@ import pytest
 from tinker import types
 
 import tinkerkit as tk
+from tests.engines import engine_of
 from tinkerkit.backends.mock.engine import MockFactory
 from tinkerkit.errors import ModelMappingError
 from tinkerkit.models import tokenizer as byte_tok
@@ -68,11 +69,13 @@ def test_tokenizer_and_info_agree_with_the_catalogue(backend):
     for name in (QWEN, LLAMA):
         training = service.create_lora_training_client(base_model=name, rank=4).result()
         entry = CATALOGUE[name]
-        assert training.get_info().model_data.tokenizer_id == entry.tokenizer_id
-        tok = training.get_tokenizer()
-        assert tok is resolution.resolve(name).tokenizer
-        assert tok.name_or_path == entry.tokenizer_id
-        spec = training._engine.spec
+        # get_info names a local folder holding the model's tokenizer (the SDK's
+        # get_tokenizer() loads it without the hub): the same ids as the catalogue's.
+        tok, ref = training.get_tokenizer(), resolution.resolve(name).tokenizer
+        assert ref.name_or_path == entry.tokenizer_id
+        text = "The capital of France is Paris. 12345 éè 日本"
+        assert tok.encode(text) == ref.encode(text) and len(tok) == len(ref)
+        spec = engine_of(service, training).spec
         assert (spec.vocab_size, spec.max_context_length) == (
             entry.vocab_size,
             entry.context_length,
@@ -83,7 +86,7 @@ def test_local_stand_in_is_a_small_llama_with_the_tokenizers_ids():
     pytest.importorskip("torch")
     service = tk.connect("local")
     training = service.create_lora_training_client(base_model=LLAMA, rank=4).result()
-    config = training._engine.lm.config
+    config = engine_of(service, training).lm.config
     assert (config.vocab_size, config.hidden_size) == (128256, 64)
     assert (config.bos_token_id, config.eos_token_id) == (128000, 128009)
     sampler = training.save_weights_and_get_sampling_client().result()

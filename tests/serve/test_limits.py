@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from tinker import types
 
 import tinkerkit as tk
+from tests.serve.helpers import ServerLog
 from tinkerkit.backends import limits
 from tinkerkit.errors import APIKeyRefusedError, RequestLimitError, ServerUnreachableError
 
@@ -61,15 +62,21 @@ def clients(request, server):
         service.close("success").result(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def server_log():
+    """Every test: no traceback in the server's log, and no request held for the turn of
+    one that was refused (a refusal still takes its turn, so the next request of the
+    model is served at once, not after the sequencer's hold)."""
+    with ServerLog() as log:
+        yield log
+    log.assert_clean()
+
+
 def _still_answers(training: Any, sampler: Any) -> None:
-    start = time.monotonic()
     out = sampler.sample(PROMPT, 2, _params(temperature=0.0)).result()
     assert [len(s.tokens) for s in out.sequences] == [4, 4]
     fb = training.forward(_short_datums(2), "cross_entropy").result()
     assert len(fb.loss_fn_outputs) == 2
-    # At once: a refused forward_backward still took its turn (seq_id), so the next
-    # request did not wait out the server's 5 s hold for it.
-    assert time.monotonic() - start < 3
 
 
 # (request, what the message must name: the field and value, the limit)
@@ -101,7 +108,7 @@ SAMPLE_CASES: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
 
 
 def test_sample_over_a_limit_is_a_bad_request_naming_it(clients):
-    service, training, sampler = clients
+    _, training, sampler = clients
     for case, (request, words) in SAMPLE_CASES.items():
         future = request(sampler)  # refused at result(), as the service's 400 is
         with pytest.raises(tinker.BadRequestError) as info:
@@ -109,8 +116,6 @@ def test_sample_over_a_limit_is_a_bad_request_naming_it(clients):
         assert info.value.status_code == 400, case
         for word in words:
             assert word in str(info.value), (case, word, str(info.value))
-        if isinstance(service, tk.backends.service_client.ServiceClient):
-            assert isinstance(info.value, RequestLimitError), case
         _still_answers(training, sampler)
 
 

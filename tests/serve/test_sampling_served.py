@@ -17,7 +17,8 @@ PARAMS = types.SamplingParams(max_tokens=4, temperature=1.0, seed=0)
 
 
 def _records(server):
-    return server.app.state.tk.service._context.sequences
+    (service,) = server.app.state.host.services()
+    return service.sequences
 
 
 def test_stamped_sequence_ids_are_the_recorded_ones(official, server):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import socket
 import threading
 import uuid
@@ -54,12 +55,6 @@ def local_user() -> str:
 def local_user_urn() -> str:
     """The offline identity: ``tinkerkit:local:<os user>`` (never a key or token)."""
     return f"tinkerkit:local:{local_user()}"
-
-
-def local_identity() -> types.WhoamiResponse:
-    return types.WhoamiResponse(
-        user_urn=local_user_urn(), org_urn="tinkerkit:local:organization", email=None
-    )
 
 
 @dataclass
@@ -113,14 +108,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _valid_id(session_id: str) -> bool:
-    return (
-        isinstance(session_id, str)
-        and bool(session_id)
-        and "/" not in session_id
-        and "\\" not in session_id
-        and not session_id.startswith(".")
-    )
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def valid_session_id(session_id: object) -> bool:
+    """Whether ``session_id`` can name a session record: letters, digits and ``._:-``,
+    at most 128 characters (no path separators, NUL bytes or names too long for a file)."""
+    return isinstance(session_id, str) and _SESSION_ID.fullmatch(session_id) is not None
 
 
 class SessionStore:
@@ -128,8 +122,6 @@ class SessionStore:
 
     def __init__(self, folder: Callable[[], Path]) -> None:
         self._folder = folder
-        self._expected: dict[str, dict[str, Any]] = {}
-        self._ignored: set[str] = set()
 
     @property
     def folder(self) -> Path:
@@ -140,27 +132,16 @@ class SessionStore:
 
     # --- writing -----------------------------------------------------------------------
 
-    def expect(self, session_id: str, **fields: Any) -> None:
-        """Remember a session's metadata (``user_metadata``, ``project_id``,
-        ``display_name``) for when it is first recorded; nothing is written yet."""
-        self._expected[session_id] = fields
-
-    def ignore(self, session_id: str) -> None:
-        """Never record ``session_id`` (``tinkerkit serve``'s own session is plumbing:
-        the SDK's sessions are the user's)."""
-        self._ignored.add(session_id)
-
     def ensure(self, session_id: str, backend: str, **fields: Any) -> SessionRecord | None:
         """The record of ``session_id``, created now (owned by this process) if missing;
-        None for an ignored session."""
-        if session_id in self._ignored or not _valid_id(session_id):
+        None for an id that cannot name one."""
+        if not valid_session_id(session_id):
             return None
         with _LOCK:
             existing = self.get(session_id)
             if existing is not None:
                 return existing
             values: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
-            values.update(self._expected.get(session_id, {}))
             values.update(fields)
             record = SessionRecord(session_id=session_id, backend=backend, created=_now(), **values)
             self._write(record)
@@ -212,7 +193,7 @@ class SessionStore:
     # --- reading -----------------------------------------------------------------------
 
     def get(self, session_id: str) -> SessionRecord | None:
-        if not _valid_id(session_id):
+        if not valid_session_id(session_id):
             return None
         try:
             text = self.path(session_id).read_text()

@@ -198,13 +198,6 @@ class CheckpointStore:
             self.sessions.ensure(session_id, backend)
         return record
 
-    def set_run_session(self, run_id: str, session_id: str) -> RunRecord:
-        """Move a run into another session (``tinkerkit serve``: into the SDK's session)."""
-        record = self.get_run(run_id)
-        record.session_id = session_id
-        write_json_atomic(self._run_dir(run_id) / "run.json", asdict(record))
-        return record
-
     def get_run(self, run_id: str) -> RunRecord:
         path = self._run_dir(run_id) / "run.json"
         if not _is_run_id(run_id) or not path.is_file():

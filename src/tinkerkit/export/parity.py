@@ -19,6 +19,7 @@ from tinker import types
 from tinkerkit.export.convert import ADAPTER_CONFIG, load_adapter
 from tinkerkit.export.errors import ExportError
 from tinkerkit.export.inference import load_for_inference
+from tinkerkit.models.client_tokenizer import tokenizer_of
 from tinkerkit.protocols import SamplingClientLike
 
 DEFAULT_TEXTS = (
@@ -117,7 +118,7 @@ def _token_lists(
     out: list[list[int]] = []
     for seq in sequences:
         if isinstance(seq, str):
-            tokenizer = tokenizer or sampling_client.get_tokenizer()
+            tokenizer = tokenizer or tokenizer_of(sampling_client)
             out.append(list(tokenizer.encode(seq, add_special_tokens=True)))
         else:
             out.append([int(t) for t in seq])

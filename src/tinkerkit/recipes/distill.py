@@ -21,6 +21,7 @@ from tinker import types
 
 from tinkerkit.data.chat import chat_prompt_tokens
 from tinkerkit.data.datum import shifted_datum
+from tinkerkit.models.client_tokenizer import tokenizer_of
 from tinkerkit.protocols import SamplingClientLike, ServiceClientLike, Tokenizer
 from tinkerkit.train.scoring import datum_logprobs
 
@@ -162,7 +163,7 @@ def distill_prompt(
     folder = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tinkerkit-distill-"))
     inspect_run(folder, resume=False, overwrite=overwrite, identity={})
     teacher = teacher or service.create_sampling_client(base_model=model).result()
-    tokenizer = teacher.get_tokenizer()
+    tokenizer = tokenizer_of(teacher)
     params = types.SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
     samples = teacher_samples(
         teacher, tokenizer, system_prompt, train_inputs, params, samples_per_input

@@ -26,6 +26,7 @@ from tinker import types
 
 from tinkerkit.data.builders import rl_datum
 from tinkerkit.data.chat import chat_prompt_tokens
+from tinkerkit.models.client_tokenizer import tokenizer_of
 from tinkerkit.protocols import ServiceClientLike
 
 
@@ -156,7 +157,7 @@ def train_competition(
             )
         else:
             clients.append(None)
-    tokenizer = next(c for c in clients if c is not None).get_tokenizer()
+    tokenizer = tokenizer_of(next(c for c in clients if c is not None))
     result = CompetitionResult([[] for _ in agents], [[] for _ in agents])
     for iteration in range(iterations):
         samplers: list[Any] = [

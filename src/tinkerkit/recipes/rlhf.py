@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tinkerkit.data.builders import REWARD_QUESTION, reward_datum
+from tinkerkit.models.client_tokenizer import tokenizer_of
 from tinkerkit.protocols import SamplingClientLike, ServiceClientLike
 from tinkerkit.train.checkpoints import CheckpointLog
 from tinkerkit.train.rlhf_config import RLHFConfig
@@ -51,7 +52,7 @@ class RewardModel:
         self, sampling_client: SamplingClientLike, question: str = REWARD_QUESTION
     ) -> None:
         self.sampling_client = sampling_client
-        self.tokenizer = sampling_client.get_tokenizer()
+        self.tokenizer = tokenizer_of(sampling_client)
         self.question = question
 
     def score_many(self, items: Sequence[tuple[Any, str]]) -> list[float]:

@@ -100,3 +100,11 @@ def _stop() -> None:
     with _lock:
         if _server is not None and _server.pid == os.getpid():
             _server.stop()
+
+
+def services() -> list[Service]:
+    """Every service ``tk.connect`` added to this process's server, oldest first (none
+    before the server started)."""
+    with _lock:
+        server = _server if _server is not None and _server.pid == os.getpid() else None
+    return server.services() if server is not None else []

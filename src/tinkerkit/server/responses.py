@@ -63,12 +63,40 @@ async def read_json(request: Request, what: str = "JSON body") -> Any:
         raise HTTPError(400, f"invalid {what}: {exc}") from exc
 
 
+def describe_invalid(exc: pydantic.ValidationError, limit: int = 4) -> str:
+    """A validation error as one line: each field that does not fit and why.
+
+    A ``null`` where a number belongs is how the SDK sends a NaN or an infinity (its JSON
+    encoder writes them as ``null``), so the message says so.
+
+    Example:
+        >>> describe_invalid(err)
+        'optim_params.AdamParams.learning_rate: Input should be a valid number, got null ...'
+    """
+    errors = exc.errors(include_url=False)
+    nulls = [e for e in errors if e.get("input", ...) is None and e["type"] in _NUMBER_ERRORS]
+    parts: list[str] = []
+    # A null number explains itself; the other members of a union it failed are noise.
+    for item in nulls or errors:
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        text = f"{where}: {item['msg']}"
+        if nulls:
+            text += ", got null (a NaN or infinite number is sent as null): pass a finite number"
+        if text not in parts:
+            parts.append(text)
+    shown = "; ".join(parts[:limit])
+    return shown + (f"; and {len(parts) - limit} more" if len(parts) > limit else "")
+
+
+_NUMBER_ERRORS = ("float_type", "int_type", "float_parsing", "int_parsing", "finite_number")
+
+
 def validate(model: type[M], payload: Any) -> M:
     """``payload`` as a ``tinker.types`` request model (400 naming what does not fit)."""
     try:
         return model.model_validate(payload)
     except pydantic.ValidationError as exc:
-        raise HTTPError(400, f"invalid {model.__name__} body: {exc}") from exc
+        raise HTTPError(400, f"invalid {model.__name__} body: {describe_invalid(exc)}") from exc
     except RecursionError as exc:
         raise HTTPError(400, f"invalid {model.__name__} body: nested too deeply") from exc
 

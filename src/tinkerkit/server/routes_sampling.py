@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from concurrent.futures import Future
 from typing import Any
 
@@ -110,14 +111,11 @@ async def asample(request: Request) -> Response:
         )
     slot = _slot(request, req.sampling_session_id)
     sampler: Sampler = await result_of(slot.sampler, "sampling session")
-    entry = service.futures.add(Future(), "sample")
-    # Sequence ids are scoped by the sampling session, as on the service.
-    ids = [f"{slot.sampling_session_id}:{entry.request_id}:{i}" for i in range(req.num_samples)]
     call = SampleCall(
         prompt=req.prompt,
         num_samples=req.num_samples,
         params=req.sampling_params,
-        sequence_ids=ids,
+        sequence_ids=[],
         prompt_logprobs=bool(req.prompt_logprobs),
         topk_prompt_logprobs=req.topk_prompt_logprobs,
         topk_sample_logprobs=req.topk_sample_logprobs,
@@ -128,12 +126,12 @@ async def asample(request: Request) -> Response:
         # record_stability_info on every request, so each request records as it says.
         record_stability_info=bool(req.record_stability_info),
     )
-    try:
-        # Over a limit: a 400 now, before one id is made (100M of them took the server down).
-        sampler.check_limits(call)
-    except BaseException:
-        service.futures.forget(entry.request_id)
-        raise
+    # Over a limit: a 400 now, before one id is made (100M of them took the server down).
+    sampler.check_limits(call)
+    entry = service.futures.add(Future(), "sample")
+    # Sequence ids are scoped by the sampling session, as on the service.
+    ids = [f"{slot.sampling_session_id}:{entry.request_id}:{i}" for i in range(req.num_samples)]
+    call = dataclasses.replace(call, sequence_ids=ids)
     entry.sample_ids = ids
     # The answer (request id, sequence ids) goes out before the engine starts: the SDK
     # spends a millisecond or more reading it and sending retrieve_future, and the engine

@@ -8,25 +8,24 @@ list them; the runs and samplers the SDK creates in a session are filed under it
 from __future__ import annotations
 
 import logging
-import re
 import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 from tinker import types
 
+from tinkerkit.backends.sessions import valid_session_id
 from tinkerkit.server.responses import HTTPError, error, ok, parse, read_json, service_of
 
 logger = logging.getLogger("tinkerkit.server")
-# Session ids this server hands out, and what the SDK echoes back in paths.
-_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 def client_config() -> types.ClientConfigResponse:
     """The feature flags this server hands the SDK.
 
     JWT exchange off (the local key goes on every request); httpx's own transport
-    (no pyqwest); uncompressed protobuf forward_backward bodies; per-request future
+    (no pyqwest); uncompressed protobuf forward_backward bodies, a big one's chunks sent
+    in turn (so a model's requests always arrive in ``seq_id`` order); per-request future
     polling (no session poller); custom losses run client-side (the SDK's own tracer).
 
     Example:
@@ -38,7 +37,7 @@ def client_config() -> types.ClientConfigResponse:
         credential_default_source="api_key",
         use_pyqwest_transport=False,
         proto_compress_fwdbwd=False,
-        parallel_fwdbwd_chunks=True,
+        parallel_fwdbwd_chunks=False,
         sample_use_retrieve_futures=False,
         custom_loss_server_side=False,
         sample_join_sampling_session=True,
@@ -48,7 +47,7 @@ def client_config() -> types.ClientConfigResponse:
 def check_session_id(session_id: str) -> str:
     """``session_id`` if it could be one of this server's (400 otherwise: a NUL byte or
     5,000 characters must not reach the file system)."""
-    if not _SESSION_ID.match(session_id):
+    if not valid_session_id(session_id):
         raise HTTPError(400, f"invalid session id {session_id[:80]!r}")
     return session_id
 

@@ -57,6 +57,10 @@ def config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
         host=host,
         port=port,
         log_level=log_level,
+        # uvicorn's own logging setup binds a handler to the sys.stderr of the moment
+        # (under pytest a capture stream, closed before the server's last "Shutting
+        # down"): its loggers propagate to the process's logging instead.
+        log_config=None,
         # uvicorn's access log prints query strings; RequestLog replaces it.
         access_log=False,
         # Long polls (retrieve_future) must not hold shutdown up.
@@ -127,9 +131,11 @@ def serve(
     allow_remote: bool = False,
     log_level: str = "warning",
     models: Mapping[str, str] | None = None,
+    latency: float = 0.0,
 ) -> Iterator[Server]:
     """Run a tinker-compatible server on an offline backend in a background thread
-    (``models``: model name → local HF folder, as ``tk.connect(models=...)``).
+    (``models``: model name → local HF folder, as ``tk.connect(models=...)``; ``latency``:
+    seconds every result is held, as ``tinkerkit serve --latency``).
 
     Example:
         >>> import tinker
@@ -139,7 +145,7 @@ def serve(
         ...     training = service.create_lora_training_client(base_model="tinkerkit/tiny").result()
     """
     check_host(host, allow_remote)
-    app, key = build(backend, api_key, models=models)
+    app, key = build(backend, api_key, latency, models=models)
     # Bound here, so base_url is known before the thread starts and no other process
     # can take the port in between.
     sock = bind_socket(host, port)

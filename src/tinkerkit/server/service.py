@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class SamplerSlot:
 @dataclass
 class Session:
     session_id: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """``user_metadata``, ``project_id``, ``display_name``: recorded with the session."""
     created: float = field(default_factory=time.time)
     last_heartbeat: float = field(default_factory=time.time)
     finished: bool = False
@@ -124,18 +127,25 @@ class Service:
         project_id: str | None = None,
         display_name: str | None = None,
     ) -> Session:
-        """A new SDK session, recorded in the store (``RestClient.get_session``)."""
-        session = Session(f"session-{uuid.uuid4().hex[:16]}")
+        """A new SDK session. It is recorded in the store (``RestClient.get_session``)
+        when it creates its first training run or sampler, so a command that fails
+        before it trains anything leaves no file behind."""
+        metadata = {
+            "user_metadata": user_metadata,
+            "project_id": project_id,
+            "display_name": display_name,
+        }
+        session = Session(f"session-{uuid.uuid4().hex[:16]}", metadata)
         self.sessions[session.session_id] = session
-        self.store.sessions.ensure(
-            session.session_id,
-            self.backend,
-            user_metadata=user_metadata,
-            project_id=project_id,
-            display_name=display_name,
-            pid=os.getpid(),  # alive while the service is
-        )
         return session
+
+    def _record_session(self, session_id: str | None) -> None:
+        if session_id is None:
+            return
+        session = self.sessions.get(session_id)
+        metadata = session.metadata if session is not None else {}
+        # pid: the session is active while this process (the service) is alive.
+        self.store.sessions.ensure(session_id, self.backend, pid=os.getpid(), **metadata)
 
     def finish_session(self, session_id: str, status: str, detail: str | None) -> None:
         """Mark an SDK session finished (first reason wins) and let its models go: later
@@ -174,6 +184,7 @@ class Service:
             check_lora_rank(lora.rank)  # before any allocation: rank 10**8 was a MemoryError
             spec = self.factory.resolve(base_model)
             engine = new_engine(self.factory, spec, lora, optimizer)
+            self._record_session(session_id)
             run = self.store.create_run(
                 self.backend, base_model, lora, user_metadata, session_id=session_id
             )
@@ -209,6 +220,7 @@ class Service:
                 config = optimizer_config_of(loaded.optimizer)
             engine = new_engine(self.factory, spec, lora, config)
             load(engine, EngineState(loaded.weights, loaded.optimizer))
+            self._record_session(session_id)
             run = self.store.create_run(
                 self.backend, name, lora, user_metadata, session_id=session_id
             )
@@ -261,6 +273,7 @@ class Service:
 
         def note(created: Sampler) -> Sampler:
             if session_id is not None:
+                self._record_session(session_id)
                 self.store.sessions.add_sampler(
                     session_id, self.backend, sampling_session_id, created.base_model,
                     created.model_path,
@@ -282,7 +295,9 @@ class Service:
         if known is None:
             named = getattr(self.factory, "tokenizer_id", None)
             name = str(named(spec)) if callable(named) else spec.name
-            known = str(saved_folder(self.factory.tokenizer(spec), name))
+            # A mapped model folder holds its tokenizer already; anything else is saved.
+            is_folder = Path(name).is_dir() and (Path(name) / "tokenizer_config.json").is_file()
+            known = name if is_folder else str(saved_folder(self.factory.tokenizer(spec), name))
             with self._lock:
                 self._tokenizer_ids[spec.name] = known
         return known

@@ -26,13 +26,19 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 # How long a request that arrived ahead of its turn (seq_id) waits for the requests
-# before it. The SDK sends a model's requests one after another, except the chunks of
-# one big forward_backward, which race each other; a refused request still takes its
-# turn, so a gap only stays open if a request was reserved and never sent.
-OUT_OF_ORDER_HOLD_S = 5.0
+# before it. The SDK sends a model's requests one after another (the service tells it
+# to send a big forward_backward's chunks in turn too: parallel_fwdbwd_chunks=False),
+# and a request the service refuses still takes its turn; a gap is a request the SDK
+# reserved and then refused itself (a bad argument), which will never come. Only a
+# client that sends concurrently waits here at all.
+OUT_OF_ORDER_HOLD_S = 0.25
 # How long a finished result waits for its retrieve_future before it is dropped (the
 # SDK fetches every result at once; one nobody fetches belongs to a client that is gone).
 RESULT_TTL_S = 600.0
+# How long a delivered result stays retrievable: the answer may never reach a client
+# whose connection dropped meanwhile, and the SDK then retries the same retrieve_future
+# (after 1, 2, 4, 8 s); answering it again costs a little memory, a 404 loses the result.
+DELIVERED_KEEP_S = 30.0
 
 
 def chain(source: Future[T], fn: Callable[[T], U]) -> Future[U]:
@@ -146,6 +152,7 @@ class Pending:
     owner: str | None = None
     sample_ids: list[str] | None = None
     finished_at: float | None = None
+    delivered_at: float | None = None
 
 
 @dataclass
@@ -155,10 +162,18 @@ class FutureTable:
     A failed request is logged (once per owner, kind of request and error type): the
     SDK hands the failure to a future its user may never read, so the server's log is the
     one place it is sure to show. Results nobody retrieves within ``ttl_s`` of finishing
-    are dropped (a failed one with a warning), so a client that went away costs nothing.
+    are dropped (a failed one with a warning), so a client that went away costs nothing;
+    a delivered result stays retrievable for ``keep_delivered_s`` (at most ``ttl_s``), in
+    case its answer was lost on the way.
+
+    Example:
+        >>> table = FutureTable(ttl_s=60.0)
+        >>> entry = table.add(done(1), "optim_step")
+        >>> table.forget(entry.request_id)      # delivered: kept a little, then dropped
     """
 
     ttl_s: float = RESULT_TTL_S
+    keep_delivered_s: float = DELIVERED_KEEP_S
     on_unretrieved_failure: Callable[[Pending, BaseException], None] | None = None
     _pending: dict[str, Pending] = field(default_factory=dict)
     _logged: set[tuple[str, str, str]] = field(default_factory=set)
@@ -223,8 +238,11 @@ class FutureTable:
         return self._pending.get(request_id)
 
     def forget(self, request_id: str) -> None:
-        """Drop a delivered result (the SDK caches it client-side)."""
-        self._pending.pop(request_id, None)
+        """Mark a result delivered (the SDK caches it client-side): dropped after
+        ``keep_delivered_s``, without the warning of a result nobody read."""
+        entry = self._pending.get(request_id)
+        if entry is not None and entry.delivered_at is None:
+            entry.delivered_at = time.monotonic()
 
     def cancel(self, request_id: str) -> None:
         entry = self._pending.get(request_id)
@@ -233,13 +251,23 @@ class FutureTable:
 
     def _sweep(self) -> None:
         now = time.monotonic()
-        if now - self._last_sweep < min(self.ttl_s, 30.0):
+        keep = min(self.keep_delivered_s, self.ttl_s)
+        if now - self._last_sweep < min(keep, 30.0):
             return
         self._last_sweep = now
+        delivered = [
+            e
+            for e in self._pending.values()
+            if e.delivered_at is not None and now - e.delivered_at >= keep
+        ]
+        for entry in delivered:
+            del self._pending[entry.request_id]
         stale = [
             e
             for e in self._pending.values()
-            if e.finished_at is not None and now - e.finished_at > self.ttl_s
+            if e.delivered_at is None
+            and e.finished_at is not None
+            and now - e.finished_at >= self.ttl_s
         ]
         for entry in stale:
             del self._pending[entry.request_id]

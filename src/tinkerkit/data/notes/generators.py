@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from tinker import types
 
 from tinkerkit.data.notes.errors import GenerationError, GeneratorUnavailableError
+from tinkerkit.models.client_tokenizer import tokenizer_of
 from tinkerkit.protocols import SamplingClientLike, Tokenizer
 
 __all__ = [
@@ -75,7 +76,7 @@ class SamplingClientGenerator:
         identity: str | None = None,
     ) -> None:
         self.sampling_client = sampling_client
-        self.tokenizer = tokenizer if tokenizer is not None else sampling_client.get_tokenizer()
+        self.tokenizer = tokenizer if tokenizer is not None else tokenizer_of(sampling_client)
         self.params = types.SamplingParams(
             max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop
         )

@@ -1,6 +1,7 @@
-"""The offline RestClient: construction, the store it shares, sessions, typed errors.
+"""``tk.rest_client``: the SDK's RestClient on the offline store it shares with every
+process, sessions, typed errors.
 
-(What every backend and the served run share is in tests/conformance/test_rest.py.)
+(What every backend shares is in tests/conformance/test_rest.py.)
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ import tinker
 from tinker import types
 
 import tinkerkit as tk
-from tinkerkit.backends.context import OfflineContext
-from tinkerkit.backends.registry import engine_factory
-from tinkerkit.backends.rest_client import RestClient
 from tinkerkit.errors import (
     BackendNotConfiguredError,
     CheckpointGoneError,
@@ -27,47 +25,44 @@ from tinkerkit.errors import (
 MODEL = "tinkerkit/tiny"
 
 
-def _search(rest: RestClient, **fields) -> list[str]:
+def _search(rest: tinker.RestClient, **fields) -> list[str]:
     with pytest.warns(tinker.ExperimentalWarning):
         future = rest.search_sessions(types.SessionSearchRequest(**fields))
     return [s.session_id for s in future.result().sessions]
+
+
+def _session_id(service: tinker.ServiceClient) -> str:
+    return service.holder.get_session_id()
 
 
 def test_constructed_the_0_38_way(tk_home, monkeypatch):
     monkeypatch.delenv("TINKER_API_KEY", raising=False)
     monkeypatch.delenv("TINKERKIT_BACKEND", raising=False)
     with pytest.raises(BackendNotConfiguredError):
-        RestClient()
+        tk.rest_client()
     monkeypatch.setenv("TINKERKIT_BACKEND", "mock")
-    assert RestClient()._context.backend == "mock"
-    assert RestClient(backend="mock")._context.backend == "mock"
-    assert RestClient("mock")._context.backend == "mock"
-    context = OfflineContext(factory=engine_factory("mock"))
-    assert RestClient(context)._context is context
-    assert isinstance(tk.rest_client("mock"), RestClient)
-    with pytest.raises(ValueError, match=r"tinker\.RestClient"):
-        RestClient(backend="tinker")
-    with pytest.raises(ValueError, match="differs"):
-        RestClient(context, backend="local")
-    with pytest.raises(AttributeError, match="InternalClientHolder"):
-        _ = RestClient("mock").holder
+    assert type(tk.rest_client()) is tinker.RestClient
+    assert type(tk.rest_client("mock")) is tinker.RestClient
+    assert type(tk.rest_client(tk.connect("mock"))) is tinker.RestClient
+    with pytest.raises(TypeError, match="backend name or a ServiceClient"):
+        tk.rest_client(42)
 
 
 def test_a_separate_rest_client_sees_what_tk_connect_saved(tk_home):
     service = tk.connect("mock")
     training = service.create_lora_training_client(base_model=MODEL, rank=4).result()
     path = training.save_state("shared").result().path
-    rest = RestClient(backend="mock")
+    rest = tk.rest_client("mock")
     assert [r.training_run_id for r in rest.list_training_runs().result().training_runs] == [
         training.model_id
     ]
     assert [c.tinker_path for c in rest.list_user_checkpoints().result().checkpoints] == [path]
-    assert rest.list_sessions().result().sessions == [service.session_id]
-    assert RestClient(backend="local").list_sessions().result().sessions == []  # per backend
+    assert rest.list_sessions().result().sessions == [_session_id(service)]
+    assert tk.rest_client("local").list_sessions().result().sessions == []  # per backend
 
 
 def test_a_rest_client_alone_creates_no_session(tk_home):
-    rest = RestClient(backend="mock")
+    rest = tk.rest_client("mock")
     rest.list_training_runs().result()
     assert rest.list_sessions().result().sessions == []
 
@@ -76,37 +71,38 @@ def test_session_metadata_and_finish_reason_are_recorded(tk_home):
     service = tk.connect(
         "mock", user_metadata={"team": "rl"}, project_id="proj-1", display_name="Nightly RL run"
     )
-    service._context.open_session({"team": "rl"}, "proj-1", "Nightly RL run")  # ServiceClient hook
     training = service.create_lora_training_client(base_model=MODEL, rank=4).result()
     rest = tk.rest_client(service)
-    session = rest.get_session(service.session_id).result()
+    session_id = _session_id(service)
+    session = rest.get_session(session_id).result()
     assert (session.training_run_ids, session.user_metadata, session.display_name) == (
         [training.model_id],
         {"team": "rl"},
         "Nightly RL run",
     )
-    assert _search(rest, display_name="rl nightly") == [service.session_id]
+    assert _search(rest, display_name="rl nightly") == [session_id]
     assert _search(rest, display_name="weekly") == []
-    assert _search(rest, user_metadata={"team": "rl"}) == [service.session_id]
-    assert _search(rest, project_ids=["proj-1"]) == [service.session_id]
+    assert _search(rest, user_metadata={"team": "rl"}) == [session_id]
+    assert _search(rest, project_ids=["proj-1"]) == [session_id]
     other = types.UserSearchOwner(owner_urns=["tml:user:someone-else"])
     assert _search(rest, owner=other) == []
-    service.close("errored", "diverged")
+    service.close("errored", "diverged").result()
     finished = types.ClientFinishedSessionStatusQuery(reasons=["errored"])
-    assert _search(rest, statuses=[finished]) == [service.session_id]
+    assert _search(rest, statuses=[finished]) == [session_id]
     assert _search(rest, statuses=[types.ActiveSessionStatusQuery()]) == []
 
 
-def test_samplers_noted_by_the_context_are_described(tk_home):
-    context = OfflineContext(factory=engine_factory("mock"))
-    sampler_id = f"{context.session_id}:sample:0"
-    context.note_sampler(sampler_id, MODEL, None)
-    rest = RestClient(context)
-    assert rest.get_session(context.session_id).result().sampler_ids == [sampler_id]
+def test_samplers_are_described(tk_home):
+    service = tk.connect("mock")
+    sampler = service.create_sampling_client(base_model=MODEL).result()
+    rest = tk.rest_client(service)
+    session_id = _session_id(service)
+    (sampler_id,) = rest.get_session(session_id).result().sampler_ids
     described = rest.get_sampler(sampler_id).result()
     assert (described.base_model, described.model_path) == (MODEL, None)
-    with pytest.raises(SamplerNotFoundError):
-        rest.get_sampler(f"{context.session_id}:sample:9").result()
+    assert sampler.get_base_model() == MODEL
+    with pytest.raises(tinker.NotFoundError):
+        rest.get_sampler(f"{session_id}:sample:9").result()
 
 
 def test_weights_info_names_the_dimuon_optimizer(tk_home):
@@ -123,7 +119,7 @@ def test_weights_info_names_the_dimuon_optimizer(tk_home):
 
 
 def test_malformed_paths_in_request_bodies_are_bad_requests(tk_home):
-    rest = RestClient(backend="mock")
+    rest = tk.rest_client("mock")
     with pytest.raises(tinker.BadRequestError):  # the SDK sends these unparsed
         rest.get_weights_info_by_tinker_path("not-a-path").result()
     with pytest.raises(tinker.BadRequestError):
