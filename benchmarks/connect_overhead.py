@@ -1,24 +1,33 @@
 """``tk.connect("mock")`` (the official SDK over loopback HTTP to the service in this
 process) against the service's own in-process work, side by side in one run.
 
-Run: ``python benchmarks/connect_overhead.py [--steps 60] [--samples 300] [--old PATH]``.
+Run: ``python benchmarks/connect_overhead.py [--steps 60] [--samples 300] [--old PATH]
+[--threads]``.
 Every round calls each side once (interleaved, so all sides see the same machine state);
 figures are medians. Exits 1 when an acceptance bound of issue 21 is missed::
 
     forward_backward + optim_step, 8 x 64 tokens, LoRA rank 32 (median of 60)
-      in-process (service core)           6.10 ms
-      tk.connect("mock")                 14.90 ms   2.44x in-process  (bound 3x: ok)
+                                          wall       CPU
+      in-process (service core)        8.49 ms   8.41 ms
+      tk.connect("mock")              19.61 ms  19.39 ms  2.31x in-process (bound 3x: ok)
     sample(), 8-token prompt, max_tokens=4 (median of 300)
-      in-process (service core)           0.55 ms
-      tk.connect("mock")                  5.10 ms
-      SDK floor (canned server)           3.40 ms   new 1.50x the floor  (bound 2x: ok)
+                                          wall       CPU
+      in-process (service core)        0.88 ms   0.88 ms
+      tk.connect("mock")               5.58 ms   5.53 ms  1.40x the SDK floor
+      SDK floor (canned server)        3.98 ms   3.65 ms  the SDK's own cost (bound 2x: ok)
+
+CPU is this process's, all threads: on two cores the new path's wall time follows its
+CPU time (SDK, server and engine share one GIL), so CPU is the steadier figure on a
+loaded machine. ``--threads`` splits the new path's CPU by thread (SDK event loop,
+uvicorn, engine worker, caller).
 
 The sides:
 
 - **in-process (service core)**: ``tinkerkit.server.service.Service`` called directly,
   without HTTP or the SDK: ``Model.forward(..., backward=True)`` + ``Model.optim_step``,
-  ``Sampler.check_limits`` + ``Sampler.sample`` — the engine work, validation, loss,
-  ordering and futures the old in-process clients did (and the routes do now).
+  ``Sampler.check_limits`` + ``Sampler.sample``: the engine work, loss, request
+  checks, worker thread and futures that the old in-process clients also did (the
+  routes add the wire decoding and the ``seq_id`` turn).
 - **tk.connect("mock")**: the SDK's own ``tinker.ServiceClient`` against the process's
   own service on loopback (``server/inprocess.py``): server and SDK share this process.
 - **SDK floor**: the same ``sample()`` against ``serve_overhead.py``'s canned server (a
@@ -61,8 +70,8 @@ PROMPT = types.ModelInput.from_ints(list(range(1, 9)))
 PARAMS = types.SamplingParams(max_tokens=4, seed=0)
 ADAM = types.AdamParams(learning_rate=1e-4)
 
-Timed = Callable[[], float]
-"""One call of one side; its wall time in seconds."""
+Timed = Callable[[], tuple[float, float]]
+"""One call of one side; its wall time and its process's CPU time (all threads), in s."""
 
 
 def _datums(batch: int = 8, length: int = 64) -> list[types.Datum]:
@@ -78,24 +87,28 @@ def _datums(batch: int = 8, length: int = 64) -> list[types.Datum]:
 
 
 def _timed(call: Callable[[], Any]) -> Timed:
-    def run() -> float:
-        start = time.perf_counter()
+    def run() -> tuple[float, float]:
+        start, cpu = time.perf_counter(), time.process_time()
         call()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
     return run
 
 
-def _medians_ms(calls: list[Timed], n: int, warmup: int) -> list[float]:
-    """Median time of each side, interleaved: every round calls every side once."""
+def _medians_ms(calls: list[Timed], n: int, warmup: int) -> list[tuple[float, float]]:
+    """Median wall and CPU time of each side, in ms, interleaved: every round calls every
+    side once, so all sides see the same machine state."""
     for _ in range(warmup):
         for call in calls:
             call()
-    times: list[list[float]] = [[] for _ in calls]
+    times: list[list[tuple[float, float]]] = [[] for _ in calls]
     for _ in range(n):
         for call, bucket in zip(calls, times, strict=True):
             bucket.append(call())
-    return [statistics.median(t) * 1000 for t in times]
+    return [
+        (statistics.median(w for w, _ in t) * 1000, statistics.median(c for _, c in t) * 1000)
+        for t in times
+    ]
 
 
 # --- the sides ------------------------------------------------------------------------------
@@ -151,10 +164,8 @@ class _OldChild:
     """The old in-process ``tk.connect("mock")`` in a child process, one call per command."""
 
     def __init__(self, path: str) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([path, os.environ.get("PYTHONPATH", "")]),
-        }
+        paths = [path, *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--old-child"],
             env=env,
@@ -177,10 +188,11 @@ class _OldChild:
         return line.strip()
 
     def call(self, name: str) -> Timed:
-        def run() -> float:
+        def run() -> tuple[float, float]:
             assert self.proc.stdin is not None
             self.proc.stdin.write(name + "\n")
-            return float(self._read())
+            wall, cpu = self._read().split()
+            return float(wall), float(cpu)
 
         return run
 
@@ -197,7 +209,40 @@ def _old_child_main() -> None:
     calls = dict(zip(("step", "sample"), _sdk_calls(tk.connect("mock"), _datums()), strict=True))
     print(tk.__file__, flush=True)
     for line in sys.stdin:
-        print(_timed(calls[line.strip()])(), flush=True)
+        wall, cpu = _timed(calls[line.strip()])()
+        print(wall, cpu, flush=True)
+
+
+def _thread_cpu(call: Callable[[], Any], n: int) -> dict[str, float]:
+    """CPU ms per call of each kind of thread in this process (Linux ``schedstat``)."""
+    import threading
+
+    def kind(name: str) -> str:
+        if name == "MainThread":
+            return "caller"
+        if "_background_thread_func" in name:
+            return "SDK event loop"
+        if name == "tinkerkit-service":
+            return "server (uvicorn)"
+        if name.startswith(("tinkerkit-model", "tinkerkit-sampler")):
+            return "engine worker"
+        return "other"
+
+    def snapshot() -> dict[str, int]:
+        out: dict[str, int] = {}
+        for thread in threading.enumerate():
+            try:
+                stat = Path(f"/proc/self/task/{thread.native_id}/schedstat").read_text()
+            except OSError:
+                continue
+            out[kind(thread.name)] = out.get(kind(thread.name), 0) + int(stat.split()[0])
+        return out
+
+    before = snapshot()
+    for _ in range(n):
+        call()
+    after = snapshot()
+    return {k: (v - before.get(k, 0)) / n / 1e6 for k, v in after.items()}
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -212,6 +257,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="forward_backward+optim rounds")
     parser.add_argument("--samples", type=int, default=300, help="sample() rounds")
     parser.add_argument("--old", metavar="PATH", help="also the old tinkerkit package in PATH")
+    parser.add_argument(
+        "--threads", action="store_true", help="also the new path's CPU per thread (Linux)"
+    )
     parser.add_argument("--old-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="tk-connect-bench-")
@@ -244,34 +292,44 @@ def main() -> None:
         if old is not None:
             old.close()
 
-    fb_ratio = step_ms[1] / step_ms[0]
-    sample_ratio = sample_ms[1] / sample_ms[2]
+    fb_ratio = step_ms[1][0] / step_ms[0][0]
+    sample_ratio = sample_ms[1][0] / sample_ms[2][0]
+    old_note = "old in-process mirror (*)"
+    head = f"{'wall':>10} {'CPU':>9}"
+
+    def row(name: str, ms: tuple[float, float], note: str = "") -> None:
+        print(f"  {name:29} {ms[0]:7.2f} ms {ms[1]:6.2f} ms  {note}".rstrip())
+
     print(
         f"forward_backward + optim_step, 8 x 64 tokens, LoRA rank {RANK} (median of {args.steps})"
     )
-    print(f"  in-process (service core)   {step_ms[0]:7.2f} ms")
-    print(
-        f'  tk.connect("mock")          {step_ms[1]:7.2f} ms  {fb_ratio:5.2f}x in-process  '
-        f"{_verdict(fb_ratio, FB_BOUND)}"
+    print(f"  {'':29} {head}")
+    row("in-process (service core)", step_ms[0])
+    row(
+        'tk.connect("mock")',
+        step_ms[1],
+        f"{fb_ratio:.2f}x in-process {_verdict(fb_ratio, FB_BOUND)}",
     )
     if old is not None:
-        print(
-            f"  old in-process mirror       {step_ms[2]:7.2f} ms  "
-            f"new {step_ms[1] / step_ms[2]:.2f}x it  (separate process)"
-        )
+        row(old_note, step_ms[2], f"new {step_ms[1][0] / step_ms[2][0]:.2f}x it")
     print(f"sample(), 8-token prompt, max_tokens=4 (median of {args.samples})")
-    print(f"  in-process (service core)   {sample_ms[0]:7.2f} ms")
-    print(f'  tk.connect("mock")          {sample_ms[1]:7.2f} ms')
-    print(
-        f"  SDK floor (canned server)   {sample_ms[2]:7.2f} ms  new {sample_ratio:.2f}x the floor  "
-        f"{_verdict(sample_ratio, SAMPLE_BOUND)}"
+    print(f"  {'':29} {head}")
+    row("in-process (service core)", sample_ms[0])
+    row('tk.connect("mock")', sample_ms[1], f"{sample_ratio:.2f}x the SDK floor")
+    row(
+        "SDK floor (canned server)",
+        sample_ms[2],
+        f"the SDK's own cost {_verdict(sample_ratio, SAMPLE_BOUND)}",
     )
     if old is not None:
-        print(
-            f"  old in-process mirror       {sample_ms[3]:7.2f} ms  "
-            f"new {sample_ms[1] / sample_ms[3]:.1f}x it  (separate process)"
-        )
-        print(f"  (old: {old.module}, measured in a child process, interleaved round by round)")
+        row(old_note, sample_ms[3], f"new {sample_ms[1][0] / sample_ms[3][0]:.1f}x it")
+        print(f"(*) {old.module}: in a child process (its own GIL), interleaved round by round")
+    print("CPU: this process's, all threads (the canned server's and the old child's own)")
+    if args.threads and Path("/proc/self/task").is_dir():
+        for name, call, n in (("fb+optim", new[0], args.steps), ("sample()", new[1], args.samples)):
+            cpu = _thread_cpu(call, n)
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+            print(f'tk.connect("mock") {name}: CPU ms per call by thread: {parts}')
     if fb_ratio > FB_BOUND or sample_ratio > SAMPLE_BOUND:
         sys.exit(1)
 

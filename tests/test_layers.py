@@ -1,16 +1,30 @@
-"""The layering rules, checked over every import in ``src/tinkerkit``.
+"""The layering rules of docs/backends.md ("Layers") and DESIGN.md, checked over every
+import in ``src/tinkerkit``, module level or inside a function (a lazy import is still a
+dependency).
 
-data → datums → loops → checkpoints → export; the backends (and the rules and models
-they share with ``data``) import nothing above them; ``tinkerkit.protocols`` (the client
-and tokenizer Protocols every layer may annotate with) sits below them all and imports
-only the standard library and ``tinker.types``; nothing below the face
-(``tinkerkit/__init__.py``) imports the top-level package, whose names are lazy. Imports
-inside functions count: a lazy import is still a dependency.
+Every module belongs to one layer (``LAYER_OF``; a new top-level module must be placed),
+and ``NEVER`` lists the arrows the docs forbid, from the bottom up:
+
+- foundation (``errors``, ``paths``, ``atomic``, ``_sync``, ``_defaults``, ``protocols``)
+  imports nothing else of tinkerkit; ``protocols`` only the standard library and
+  ``tinker.types``;
+- ``rules`` and ``models`` sit below the backends: anything may import them;
+- the backends (engines, store) import nothing above them;
+- the service (``server/``) knows nothing of loops, export, recipes or data;
+- data → text → loops (``train``) → export / recipes / hparams: nothing upstream imports
+  anything downstream, and none of them imports the backends, the service or
+  ``tinkerkit.connect``: they take a client, and the face fills it in (``tinkerkit._defaults``);
+- the faces sit on top: the package (``tinkerkit/__init__.py``), ``tinkerkit.connect`` (with
+  its ``server_probe``), the CLI (``cli``, ``cli_*``), ``demo`` (the ``tinkerkit demo``
+  command) and ``testing`` (the pytest plugin and its fault kinds, a pytest entry point).
+  Only they import ``tinkerkit.connect`` or ``tinkerkit.server``; nothing below them
+  imports a face, or the top-level package (whose names are lazy).
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -20,20 +34,70 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "tinkerkit"
 
-# What sits above the backends (and above tinkerkit.rules / tinkerkit.models).
-ABOVE_BACKENDS = (
-    "tinkerkit.connect",
-    "tinkerkit.data",
-    "tinkerkit.demo",
-    "tinkerkit.export",
-    "tinkerkit.hparams",
-    "tinkerkit.recipes",
-    "tinkerkit.server",
-    "tinkerkit.testing",
-    "tinkerkit.text",
-    "tinkerkit.train",
-)
-FACES = ("tinkerkit.cli", "tinkerkit.server")  # cli, cli_common, cli_rl, ... by prefix
+FOUNDATION = "foundation"
+RULES_MODELS = "rules/models"
+BACKENDS = "backends"
+SERVICE = "service"
+DATA = "data"
+TEXT = "text"
+TRAIN = "train"
+EXPORT = "export"
+RECIPES = "recipes"
+HPARAMS = "hparams"
+CONNECT = "connect"
+FACE = "face"
+
+# The first name under ``tinkerkit`` -> its layer (``cli`` and ``cli_*`` are the CLI face).
+LAYER_OF = {
+    "errors": FOUNDATION,
+    "paths": FOUNDATION,
+    "atomic": FOUNDATION,
+    "_sync": FOUNDATION,
+    "_defaults": FOUNDATION,
+    "protocols": FOUNDATION,
+    "rules": RULES_MODELS,
+    "models": RULES_MODELS,
+    "backends": BACKENDS,
+    "server": SERVICE,
+    "data": DATA,
+    "text": TEXT,
+    "train": TRAIN,
+    "export": EXPORT,
+    "recipes": RECIPES,
+    "hparams": HPARAMS,
+    "connect": CONNECT,
+    "server_probe": CONNECT,
+    "demo": FACE,
+    "testing": FACE,
+}
+
+LIBRARY = (DATA, TEXT, TRAIN, EXPORT, RECIPES, HPARAMS)
+ABOVE_BACKENDS = (SERVICE, *LIBRARY, CONNECT, FACE)
+
+# source layer -> the layers it never imports (docs/backends.md "Layers", DESIGN.md
+# "Data flows one way").
+NEVER: dict[str, tuple[str, ...]] = {
+    FOUNDATION: (RULES_MODELS, BACKENDS, *ABOVE_BACKENDS),
+    RULES_MODELS: (BACKENDS, *ABOVE_BACKENDS),
+    BACKENDS: ABOVE_BACKENDS,
+    SERVICE: (*LIBRARY, CONNECT, FACE),
+    DATA: (BACKENDS, SERVICE, CONNECT, FACE, TEXT, TRAIN, EXPORT, RECIPES, HPARAMS),
+    TEXT: (BACKENDS, SERVICE, CONNECT, FACE, TRAIN, EXPORT, RECIPES, HPARAMS),
+    TRAIN: (BACKENDS, SERVICE, CONNECT, FACE, EXPORT, RECIPES, HPARAMS),
+    EXPORT: (BACKENDS, SERVICE, CONNECT, FACE, RECIPES, HPARAMS),
+    RECIPES: (BACKENDS, SERVICE, CONNECT, FACE),
+    HPARAMS: (BACKENDS, SERVICE, CONNECT, FACE),
+}
+ARROWS = [(source, target) for source, targets in NEVER.items() for target in targets]
+
+
+def layer_of(module: str) -> str:
+    if module == "tinkerkit":
+        return FACE
+    top = module.split(".")[1]
+    if top == "cli" or top.startswith("cli_"):
+        return FACE
+    return LAYER_OF[top]
 
 
 def _module_name(path: Path) -> str:
@@ -51,7 +115,7 @@ def _is_module(name: str) -> bool:
 
 
 def _targets(path: Path) -> Iterator[tuple[str, int]]:
-    """Every ``tinkerkit`` module ``path`` imports, with the line, module level or not."""
+    """Every module ``path`` imports, with the line, module level or not."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -72,6 +136,7 @@ def _targets(path: Path) -> Iterator[tuple[str, int]]:
 
 @cache
 def _imports() -> dict[str, list[tuple[str, int]]]:
+    """Every module of the package -> the ``tinkerkit`` modules it imports."""
     found: dict[str, list[tuple[str, int]]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         found[_module_name(path)] = [
@@ -82,29 +147,97 @@ def _imports() -> dict[str, list[tuple[str, int]]]:
     return found
 
 
-def _within(module: str, prefixes: tuple[str, ...]) -> bool:
-    return any(module == p or module.startswith(p + ".") for p in prefixes)
-
-
-def _violations(sources: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
+def _arrow_violations(source: str, target: str) -> list[str]:
     return [
-        f"{module}:{line} imports {target}"
-        for module, targets in _imports().items()
-        if _within(module, sources)
-        for target, line in targets
-        if _within(target, forbidden) or any(target.startswith(f + "_") for f in forbidden)
+        f"{module}:{line} imports {imported}"
+        for module, imported_modules in _imports().items()
+        if layer_of(module) == source
+        for imported, line in imported_modules
+        if layer_of(imported) == target
     ]
 
 
-def test_the_scan_sees_the_package():
+def test_the_scan_sees_the_package_and_its_lazy_imports():
     imports = _imports()
-    assert "tinkerkit.backends.service_client" in imports
+    assert {"tinkerkit", "tinkerkit.connect", "tinkerkit.train.session"} <= set(imports)
+    # A module-level import, resolved to the submodule.
     assert any(
-        t == "tinkerkit.backends.rest_client"
-        for t, _ in imports["tinkerkit.backends.service_client"]
+        t == "tinkerkit.models.mock_modules" for t, _ in imports["tinkerkit.backends.mock.model"]
     )
     # Imports inside functions are seen too.
-    assert any(t == "tinkerkit.connect" for t, _ in imports["tinkerkit.train.session"])
+    assert any(t == "tinkerkit.server.inprocess" for t, _ in imports["tinkerkit.connect"])
+    assert any(t == "tinkerkit.connect" for t, _ in imports["tinkerkit"])
+
+
+def test_every_module_has_a_layer():
+    unplaced = []
+    for module in _imports():
+        try:
+            layer_of(module)
+        except KeyError:
+            unplaced.append(module)
+    assert not unplaced, f"place these in LAYER_OF (tests/test_layers.py): {unplaced}"
+
+
+def test_the_checks_catch_an_import_they_should():
+    """The arrows the faces may draw are found, so an empty answer below means something."""
+    assert _arrow_violations(FACE, CONNECT)  # tinkerkit/__init__.py, cli_common.py
+    assert _arrow_violations(CONNECT, SERVICE)  # connect starts the in-process service
+    assert _arrow_violations(SERVICE, BACKENDS)
+
+
+@pytest.mark.parametrize(("source", "target"), ARROWS, ids=[f"{s}->{t}" for s, t in ARROWS])
+def test_never_arrow(source, target):
+    bad = _arrow_violations(source, target)
+    assert not bad, f"{source} must never import {target} (docs/backends.md, Layers): {bad}"
+
+
+@pytest.mark.parametrize(
+    "arrow",
+    [
+        "train->backends",
+        "export->backends",
+        "recipes->backends",
+        "data->backends",
+        "train->connect",
+        "export->connect",
+        "recipes->connect",
+        "data->connect",
+        "train->service",
+        "export->service",
+    ],
+)
+def test_the_issue_s_arrows_are_checked(arrow):
+    assert arrow in {f"{s}->{t}" for s, t in ARROWS}
+
+
+def test_nothing_below_the_face_imports_connect_or_the_service():
+    faces = (FACE, CONNECT)
+    bad = [
+        f"{module}:{line} imports {target}"
+        for module, targets in _imports().items()
+        if layer_of(module) not in faces
+        for target, line in targets
+        if layer_of(target) == CONNECT
+        or (layer_of(target) == SERVICE and layer_of(module) != SERVICE)
+    ]
+    assert not bad, (
+        f"take a client (the face fills it in: tinkerkit._defaults) instead of connecting: {bad}"
+    )
+
+
+def test_nothing_below_the_face_imports_the_top_level_package():
+    bad = [
+        f"{module}:{line}"
+        for module, targets in _imports().items()
+        if module != "tinkerkit"
+        for target, line in targets
+        if target == "tinkerkit"
+    ]
+    assert not bad, (
+        "import the module that defines the name (e.g. `from tinkerkit.connect import "
+        f"connect`), not the lazy top-level package: {bad}"
+    )
 
 
 # What ``tinkerkit.protocols`` may import: the lowest layer, under the backends too.
@@ -124,47 +257,6 @@ def test_protocols_import_only_stdlib_typing_and_tinker_types():
     bad = [name for name in found if name not in PROTOCOL_IMPORTS]
     assert found and not bad, bad
     assert not _imports()["tinkerkit.protocols"]
-
-
-def test_nothing_below_the_face_imports_the_top_level_package():
-    bad = [
-        f"{module}:{line}"
-        for module, targets in _imports().items()
-        if module != "tinkerkit"
-        for target, line in targets
-        if target == "tinkerkit"
-    ]
-    assert not bad, (
-        "import the module that defines the name (e.g. `from tinkerkit.connect import "
-        f"connect`), not the lazy top-level package: {bad}"
-    )
-
-
-@pytest.mark.parametrize("layer", ["tinkerkit.backends", "tinkerkit.rules", "tinkerkit.models"])
-def test_backends_rules_and_models_import_nothing_above_them(layer):
-    forbidden = (*ABOVE_BACKENDS, *FACES)
-    if layer != "tinkerkit.backends":
-        forbidden = (*forbidden, "tinkerkit.backends")
-    bad = _violations((layer,), forbidden)
-    assert not bad, bad
-
-
-def test_data_does_not_import_backends_loops_or_export():
-    forbidden = (
-        "tinkerkit.backends",
-        "tinkerkit.train",
-        "tinkerkit.recipes",
-        "tinkerkit.export",
-        *FACES,
-    )
-    bad = _violations(("tinkerkit.data",), forbidden)
-    assert not bad, bad
-
-
-def test_loops_do_not_import_export_recipes_or_the_faces():
-    forbidden = ("tinkerkit.export", "tinkerkit.recipes", "tinkerkit.demo", *FACES)
-    bad = _violations(("tinkerkit.train",), forbidden)
-    assert not bad, bad
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -208,54 +300,31 @@ def test_backends_have_no_import_cycle():
             target
             for target, _ in targets
             # A package's __init__ re-exporting its submodules is no cycle.
-            if _within(target, ("tinkerkit.backends",)) and not module.startswith(target + ".")
+            if layer_of(target) == BACKENDS and not module.startswith(target + ".")
         }
         for module, targets in _imports().items()
-        if _within(module, ("tinkerkit.backends",))
+        if layer_of(module) == BACKENDS
     }
     cycles = _cycles(graph)
     assert not cycles, cycles
 
 
-def test_export_imports_no_recipes_or_faces():
-    bad = _violations(("tinkerkit.export",), ("tinkerkit.recipes", "tinkerkit.demo", *FACES))
-    assert not bad, bad
-
-
-def test_the_library_imports_no_face():
-    library = (
-        "tinkerkit.backends",
-        "tinkerkit.data",
-        "tinkerkit.export",
-        "tinkerkit.models",
-        "tinkerkit.recipes",
-        "tinkerkit.rules",
-        "tinkerkit.train",
-    )
-    bad = _violations(library, ("tinkerkit.demo", "tinkerkit.testing", *FACES))
-    assert not bad, bad
-
-
-def test_protocols_name_only_members_every_client_has():
-    """The Protocols' members exist, with their parameters, on the official clients and
-    the offline ones (mypy checks the types; this catches a renamed or dropped method)."""
-    import inspect
-
+def test_protocols_name_only_members_the_sdk_clients_have():
+    """The Protocols' members exist, with their parameters, on the official clients every
+    backend hands out (mypy checks the types; this catches a renamed or dropped method
+    when the tinker pin is widened)."""
     import tinker
     from transformers import PreTrainedTokenizerFast
 
     from tinkerkit import protocols
-    from tinkerkit.backends.sampling_client import SamplingClient
-    from tinkerkit.backends.service_client import ServiceClient
-    from tinkerkit.backends.training_client import TrainingClient
 
     pairs = {
-        protocols.SamplingClientLike: (tinker.SamplingClient, SamplingClient),
-        protocols.TrainingClientLike: (tinker.TrainingClient, TrainingClient),
-        protocols.ServiceClientLike: (tinker.ServiceClient, ServiceClient),
-        protocols.Tokenizer: (PreTrainedTokenizerFast,),
+        protocols.SamplingClientLike: tinker.SamplingClient,
+        protocols.TrainingClientLike: tinker.TrainingClient,
+        protocols.ServiceClientLike: tinker.ServiceClient,
+        protocols.Tokenizer: PreTrainedTokenizerFast,
     }
-    for protocol, classes in pairs.items():
+    for protocol, cls in pairs.items():
         members = [
             n
             for n, v in vars(protocol).items()
@@ -263,17 +332,57 @@ def test_protocols_name_only_members_every_client_has():
             or isinstance(v, property)
         ]
         assert members, protocol
-        for cls in classes:
-            for name in members:
-                wanted = getattr(protocol, name)
-                if isinstance(wanted, property):
-                    continue  # tokenizer ids: HF answers them through __getattr__
-                have = inspect.signature(getattr(cls, name)).parameters
-                takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in have.values())
-                for param in inspect.signature(wanted).parameters.values():
-                    if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                        continue
-                    if param.kind is param.POSITIONAL_ONLY:
-                        assert len(have) > 1, (cls, name)
-                        continue
-                    assert param.name in have or takes_kwargs, (cls.__name__, name, param.name)
+        for name in members:
+            wanted = getattr(protocol, name)
+            if isinstance(wanted, property):
+                continue  # tokenizer ids: HF answers them through __getattr__
+            have = inspect.signature(getattr(cls, name)).parameters
+            takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in have.values())
+            for param in inspect.signature(wanted).parameters.values():
+                if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                    continue
+                if param.kind is param.POSITIONAL_ONLY:
+                    assert len(have) > 1, (cls, name)
+                    continue
+                assert param.name in have or takes_kwargs, (cls.__name__, name, param.name)
+
+
+def test_the_face_fills_in_the_client(tmp_path, monkeypatch):
+    """``tk.sft.train(config)`` with no client uses the face's default, ``tk.connect()``
+    (here the environment's mock backend), and ``keep_last`` deletes old checkpoints
+    through the face's ``tk.rest_client``: the loop itself imports neither."""
+    import warnings
+
+    import tinker
+
+    import tinkerkit as tk
+    from tinkerkit import _defaults
+    from tinkerkit.errors import TinkerkitWarning
+    from tinkerkit.train.checkpoints import CheckpointLog
+
+    monkeypatch.setenv("TINKERKIT_BACKEND", "mock")
+    assert type(_defaults.service_or_default(None)) is tinker.ServiceClient
+    chats = [
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    ] * 4
+    config = tk.sft.Config(
+        data=chats,
+        epochs=2,
+        batch_size=2,
+        rank=4,
+        save_every=1,
+        keep_last=1,
+        log_dir=tmp_path / "run",
+        progress=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TinkerkitWarning)  # a failed deletion warns
+        result = tk.sft.train(config)
+    assert result.steps == 4 and result.sampler_path.startswith("tinker://")
+    entries = CheckpointLog(tmp_path / "run").entries()
+    assert len(entries) == 2 and entries[-1].name == "final"  # keep_last=1, and final
+    run_id = result.state_path.split("/")[2]
+    listed = tk.rest_client("mock").list_checkpoints(run_id).result().checkpoints
+    assert {c.tinker_path for c in listed} == {
+        path for e in entries for path in (e.state_path, e.sampler_path)
+    }

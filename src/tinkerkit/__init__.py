@@ -10,6 +10,8 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from tinkerkit import _defaults
+
 if TYPE_CHECKING:
     from tinker import types
 
@@ -72,11 +74,28 @@ class _Package(ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
+# The face fills in the client: loops, export and recipes called without one use these
+# (``tinkerkit._defaults``); they never import ``tinkerkit.connect`` themselves.
+def _default_service() -> Any:
+    from tinkerkit.connect import connect
+
+    return connect()
+
+
+def _default_rest_client(service: Any) -> Any:
+    from tinkerkit.connect import rest_client
+
+    return rest_client(service)
+
+
+_defaults.install(_default_service, _default_rest_client)
+
+
 def serve(backend: str = "mock", **kwargs: Any) -> Any:
     """A Tinker-compatible HTTP server on an offline backend, as a context manager.
 
     Unmodified ``tinker.ServiceClient(base_url=server.base_url, api_key=server.api_key)``
-    code then runs offline (needs ``tinkerkit[serve]``). See ``tinkerkit.server.serve``.
+    code then runs offline. See ``tinkerkit.server.serve``.
 
     Example:
         >>> with tk.serve("mock") as server:

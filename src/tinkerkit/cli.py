@@ -199,7 +199,10 @@ def notes(
         generator = None
         if generate:
             generator = sampling_generator(
-                backend or "mock", base_model=model, model_path=checkpoint, seed=seed
+                _connect(backend or "mock", 0.0),
+                base_model=model,
+                model_path=checkpoint,
+                seed=seed,
             )
         report = notes_to_chats(
             notes_path,

@@ -73,7 +73,7 @@ def run_command(
 
         tinkerkit run -- python -m tinker_cookbook.recipes.sl_basic
     """
-    # Without the serve extra: one line saying pip install 'tinkerkit[serve]'.
+    # Imported here: `tinkerkit --help` stays fast.
     server_run = _run(lambda: importlib.import_module("tinkerkit.server.run"))
     RunCommandError = server_run.RunCommandError
     private_server, run_child = server_run.private_server, server_run.run_child

@@ -73,7 +73,9 @@ def _offline(
         raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency}")
     check_home_writable()
     options = {"models": models} if models else {}
-    service = Service(engine_factory(name, **options), latency=latency, faults=faults, warn=_warn_here)
+    service = Service(
+        engine_factory(name, **options), latency=latency, faults=faults, warn=_warn_here
+    )
     server = local_server()
     return Connection(name, server.base_url, server.add(service))
 
@@ -148,10 +150,9 @@ def connection_of(service: object) -> Connection | None:
         >>> tk.connection_of(tk.connect("mock")).base_url
         'http://127.0.0.1:41523'
     """
-    try:
-        return _connections.get(service)  # type: ignore[arg-type]
-    except TypeError:  # not weak-referenceable: not one of ours
+    if not isinstance(service, tinker.ServiceClient):
         return None
+    return _connections.get(service)
 
 
 def rest_client(source: Any = None) -> tinker.RestClient:
@@ -173,7 +174,7 @@ def rest_client(source: Any = None) -> tinker.RestClient:
         return tinker.RestClient(base_url=connection.base_url, api_key=connection.api_key)
     if source is not None and not isinstance(source, str):
         if hasattr(source, "create_rest_client"):  # an older SDK's client, or a test double
-            return source.create_rest_client()  # type: ignore[no-any-return]
+            return source.create_rest_client()
         raise TypeError(f"rest_client takes a backend name or a ServiceClient, got {source!r}")
     name = resolve_backend(source)
     if name == "tinker":

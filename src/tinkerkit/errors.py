@@ -81,12 +81,14 @@ class TinkerkitWarning(UserWarning):
 
 
 class UnretrievedFailureWarning(TinkerkitWarning):
-    """A request failed and nobody read its future (asyncio's "exception was never
-    retrieved"): a loop that never calls ``.result()`` would otherwise train on nothing."""
+    """A request failed and its result was never retrieved from the service (asyncio's
+    "exception was never retrieved"): its client went away before the SDK fetched it."""
 
 
 class UntrainedStepWarning(TinkerkitWarning):
-    """``optim_step`` ran with no gradient because the ``forward_backward`` before it failed."""
+    """``optim_step`` ran with no gradient because the ``forward_backward`` before it
+    failed: the service knows, and says so in the user's process (``tk.connect``) or in
+    its log (``tinkerkit serve``), naming the failed request and its error."""
 
 
 class RequestError(TinkerkitError, RequestFailedError):

@@ -1,10 +1,12 @@
 """The client and tokenizer shapes tinkerkit's helpers take, as ``typing.Protocol``s.
 
-The official ``tinker`` clients (``ServiceClient``, ``TrainingClient``, ``SamplingClient``)
-and tinkerkit's offline ones (subclasses of them) satisfy these structurally, and so
-does a Hugging Face tokenizer (what ``get_tokenizer()`` returns on every backend). Each
+Every backend hands out the official ``tinker`` clients (``ServiceClient``,
+``TrainingClient``, ``SamplingClient``), which satisfy these structurally, and so does a
+Hugging Face tokenizer (what ``get_tokenizer()`` returns on every backend). Each
 protocol names only the members tinkerkit calls, with parameters no stricter than the
-SDK's, so a test double with just those methods works too.
+SDK's, so a test double with just those methods type-checks too (a fake sampler for
+``tk.sample_text``), and a helper's annotation says which calls it makes. ``tests/test_layers.py`` checks every member
+against the SDK's classes.
 
 A low layer: this module imports only the standard library and ``tinker.types``.
 """
@@ -117,7 +119,7 @@ class TrainingClientLike(Protocol):
 
 
 class ServiceClientLike(Protocol):
-    """A service client (``tk.connect(...)`` or ``tinker.ServiceClient()``): the
+    """A service client (``tk.connect(...)``, the SDK's ``tinker.ServiceClient``): the
     ``create_*`` calls tinkerkit makes. Each answers a future of the client."""
 
     def create_lora_training_client(

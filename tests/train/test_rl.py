@@ -170,7 +170,7 @@ def test_skip_drops_failed_samples(tmp_path):
 
 def _greedy(sampler_path, service):
     sampler = service.create_sampling_client(model_path=sampler_path).result()
-    tok = sampler.get_tokenizer()
+    tok = tk.tokenizer_of(sampler)
     prompt = tk.data.chat_prompt_tokens([{"role": "user", "content": "Write something #3"}], tok)
     params = types.SamplingParams(max_tokens=8, temperature=0.0, stop=[])
     return (

@@ -108,7 +108,7 @@ def test_reinforce_datum_weights_are_the_advantage():
 def test_datum_trains_exactly_the_sampled_tokens_and_logprobs():
     service = tk.connect("mock")
     sampler = service.create_sampling_client(base_model="tinkerkit/tiny").result()
-    tok = sampler.get_tokenizer()
+    tok = tk.tokenizer_of(sampler)
     prompt = tk.data.chat_prompt_tokens([{"role": "user", "content": "hi"}], tok)
     [group] = sample_groups(
         sampler, [(0, prompt)], tok, group_size=3, step=1, seed=0, max_tokens=12, temperature=1.0

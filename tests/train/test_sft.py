@@ -53,7 +53,7 @@ def _config(tmp_path, **kw):
 
 def _greedy(sampler_path, service):
     sampler = service.create_sampling_client(model_path=sampler_path).result()
-    tok = sampler.get_tokenizer()
+    tok = tk.tokenizer_of(sampler)
     prompt = types.ModelInput.from_ints(
         tok.encode("<|im_start|>user\nCode word 3?<|im_end|>\n<|im_start|>assistant\n")
     )

@@ -44,20 +44,6 @@ def from_tinker_names(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def is_mock_adapter(tensor_names: list[str]) -> bool:
-    """Whether these LoRA tensors are the ``mock`` backend's (its numpy model's modules,
-    ``model.mix.fast`` and the like, which no Hugging Face model has).
-
-    Example:
-        >>> is_mock_adapter(["base_model.model.model.mix.fast.lora_A.weight"])
-        True
-    """
-    from tinkerkit.backends.mock.model import TARGETS
-
-    own = {f"base_model.model.{module}." for module in TARGETS if module != "lm_head"}
-    return any(name.startswith(prefix) for name in tensor_names for prefix in own)
-
-
 def adapter_archive(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes:
     """A tar holding ``adapter_model.safetensors`` + ``adapter_config.json`` (Tinker's layout)."""
     buffer = io.BytesIO()

@@ -23,7 +23,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tinkerkit.backends.archive import is_mock_adapter
 from tinkerkit.export.adapter_config import read_adapter_config
 from tinkerkit.export.bases import read_config, resolve_base
 from tinkerkit.export.errors import (
@@ -35,6 +34,7 @@ from tinkerkit.export.outputs import staged_output
 from tinkerkit.export.safe_tar import safe_extract
 from tinkerkit.export.safetensors_check import check_safetensors
 from tinkerkit.export.shards import weight_shapes
+from tinkerkit.models.mock_modules import is_mock_adapter
 
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

@@ -33,8 +33,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
+from tinker import types
 
-from tinkerkit.backends.store import parse_tinker_path
+from tinkerkit._defaults import rest_client, service_or_default
+from tinkerkit.errors import InvalidTinkerPathError
 from tinkerkit.export.batch import FileSpec, fetch_many
 from tinkerkit.export.budget import DEFAULT_DEADLINE_S, DEFAULT_MAX_BYTES, Budget
 from tinkerkit.export.checksums import verify_file
@@ -195,14 +197,8 @@ def _tinker_plan(path: str, service: ServiceClientLike | None) -> _Plan:
     Every backend answers the same calls the same way (the offline ones never read their
     store here), so a download tried offline succeeds or fails as it would on Tinker.
     """
-    _run, kind, _name = parse_tinker_path(path)
-    if service is None:
-        from tinkerkit.connect import connect
-
-        service = connect()
-    from tinkerkit.connect import rest_client
-
-    rest = rest_client(service)
+    kind = _tinker_kind(path)
+    rest = rest_client(service_or_default(service))  # None: the face's default, tk.connect()
     if kind == "external_weights":
 
         def sign() -> list[FileSpec]:
@@ -221,6 +217,20 @@ def _tinker_plan(path: str, service: ServiceClientLike | None) -> _Plan:
         spec = FileSpec("archive.tar", response.url, expires=getattr(response, "expires", None))
         return _Plan([spec], archive="archive.tar")
     raise UnsupportedSourceError(not_downloadable(path, kind))
+
+
+def _tinker_kind(path: str) -> str:
+    """The kind of a ``tinker://<run>/<kind>/<name>`` path (``weights``,
+    ``sampler_weights`` or ``external_weights``), as the SDK parses it; anything else is
+    an ``InvalidTinkerPathError`` before any client is made."""
+    try:
+        parsed = types.ParsedCheckpointTinkerPath.from_tinker_path(path)
+    except ValueError:
+        raise InvalidTinkerPathError(path) from None
+    kind, _, name = parsed.checkpoint_id.partition("/")
+    if not parsed.training_run_id or not name:
+        raise InvalidTinkerPathError(path)
+    return kind
 
 
 def not_downloadable(path: str, kind: str) -> str:

@@ -36,3 +36,34 @@ def tokenizer_of(client: Any) -> Any:
         if not isinstance(name, str) or name not in names.known():
             raise
         return names.tokenizer(name)
+
+
+_PROBE = "The capital of France is Paris. 12345 éè 日本 <|im_start|>user\n"
+
+
+def known_tokenizer(model: str) -> Any | None:
+    """The tokenizer tinkerkit knows for ``model`` (``tinkerkit/tiny``, the service's
+    models, ``$TINKERKIT_MODELS``) without any client, or None for a name it does not
+    know. A loop prepares its data with it before it creates a run, so data the
+    tokenizer refuses leaves no run behind; ``same_tokenizer`` then checks it against the
+    training client's.
+
+    Example:
+        >>> known_tokenizer("tinkerkit/tiny").encode("hi")
+        [104, 105]
+    """
+    from tinkerkit.models.stand_ins import ModelNames
+
+    names = ModelNames()
+    return names.tokenizer(model) if model in names.known() else None
+
+
+def same_tokenizer(a: Any, b: Any) -> bool:
+    """Whether two tokenizers give the same ids (size, and ids of a probe text with
+    special tokens)."""
+    if a is b:
+        return True
+    try:
+        return len(a) == len(b) and list(a.encode(_PROBE)) == list(b.encode(_PROBE))
+    except Exception:
+        return False

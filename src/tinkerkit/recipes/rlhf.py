@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tinkerkit._defaults import service_or_default
 from tinkerkit.data.builders import REWARD_QUESTION, reward_datum
 from tinkerkit.models.client_tokenizer import tokenizer_of
 from tinkerkit.protocols import SamplingClientLike, ServiceClientLike
@@ -158,13 +159,12 @@ def rlhf(config: RLHFConfig, service: ServiceClientLike | None = None) -> RLHFRe
         ...                     prompts="prompts.jsonl"), tk.connect("mock"))
         >>> r.rl_rewards[-1] > r.rl_rewards[0]
     """
-    from tinkerkit.connect import connect
     from tinkerkit.train import preference as tk_preference
     from tinkerkit.train import rl as tk_rl
     from tinkerkit.train import sft as tk_sft
 
     sft_config, reward_config, rl_config = _stage_configs(config)
-    service = service or connect()
+    service = service_or_default(service)  # None: the face's default, tk.connect()
 
     sft = tk_sft.train(
         replace(sft_config, **_stage_start(Path(sft_config.log_dir))), service=service

@@ -26,7 +26,7 @@ from tinkerkit.server import routes_service as service
 from tinkerkit.server import routes_training as training
 from tinkerkit.server.auth import AuthMiddleware, Host, UrlSigner
 from tinkerkit.server.body import BodyLimit
-from tinkerkit.server.responses import HTTPError, error
+from tinkerkit.server.responses import HTTPError, ServerStopping, error
 
 logger = logging.getLogger("tinkerkit.server")
 _V1 = "/api/v1"
@@ -143,6 +143,11 @@ async def _disconnected(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
+async def _stopping(request: Request, exc: Exception) -> Response:
+    # The server stopped while the body was still arriving (runner.UvicornServer).
+    return error(503, f"{exc}: send the request again once a server is running")
+
+
 async def _crash(request: Request, exc: Exception) -> Response:
     # A bug in the server, not a bad request: 500 (the SDK retries those), message kept.
     logger.exception("unhandled error in %s %s", request.method, _logged_path(request.scope))
@@ -173,6 +178,7 @@ def create_app(host: Host) -> Starlette:
             HTTPError: _http_error,
             ServiceStatusError: _status_error,
             ClientDisconnect: _disconnected,
+            ServerStopping: _stopping,
             RecursionError: _deep,
             Exception: _crash,
         },

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tinkerkit.backends.limits import check_body_size
 from tinkerkit.errors import RequestLimitError
+from tinkerkit.server.responses import receive_body
 
 _STEP = 1024 * 1024
 
@@ -57,7 +58,8 @@ class BodyLimit:
 
         async def counted() -> Message:
             nonlocal received
-            message = await receive()
+            # A body still arriving when the server stops is answered 503, not cancelled.
+            message = await receive_body(receive)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 # Raised in the route reading the body; the app answers it with a 400.

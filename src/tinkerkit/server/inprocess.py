@@ -53,7 +53,9 @@ class LocalServer:
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 sock.close()
-                raise RuntimeError(f"tinkerkit's in-process service could not start on {self.base_url}")
+                raise RuntimeError(
+                    f"tinkerkit's in-process service could not start on {self.base_url}"
+                )
             time.sleep(0.002)
 
     def __repr__(self) -> str:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import weakref
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 import pydantic
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message, Receive
 from tinker import APIStatusError
 
 from tinkerkit.server.service import Service
@@ -45,9 +50,45 @@ def json_response(payload: Any, status: int = 200, **kwargs: Any) -> Response:
     return Response(body, status_code=status, media_type="application/json", **kwargs)
 
 
+# No request of the SDK nests deeper than a few levels; a body nested deeper is refused
+# before it is parsed (a user_metadata nested 900 deep parses, then fails every step that
+# walks it: pydantic, the run record's JSON).
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (brackets inside strings
+    are not counted).
+
+    Example:
+        >>> json_depth(b'{"a": [1, {"b": "[[["}]}')
+        3
+    """
+    codes = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
+    return int(np.cumsum(_BRACKET_STEP[codes], dtype=np.int64).max(initial=0))
+
+
+def _bracket_steps() -> Any:
+    steps = np.zeros(256, dtype=np.int8)
+    steps[[0x5B, 0x7B]] = 1  # [ {
+    steps[[0x5D, 0x7D]] = -1  # ] }
+    return steps
+
+
+_BRACKET_STEP = _bracket_steps()
+
+
+def _loads(body: bytes) -> Any:
+    # Few brackets in all (every request the SDK sends): no need to measure the depth.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and json_depth(body) > MAX_JSON_DEPTH:
+        raise RecursionError
+    return json.loads(body or b"{}")
+
+
 async def read_json(request: Request, what: str = "JSON body") -> Any:
     """The request's JSON body (``{}`` when empty), decoded off the event loop when it
-    is big; malformed or too deeply nested JSON is a 400, not a crash.
+    is big; malformed JSON, or JSON nested over ``MAX_JSON_DEPTH`` levels, is a 400.
 
     Example:
         >>> body = await read_json(request)
@@ -55,8 +96,8 @@ async def read_json(request: Request, what: str = "JSON body") -> Any:
     body = await request.body()
     try:
         if len(body) > PARSE_IN_THREAD_BYTES:
-            return await asyncio.to_thread(json.loads, body)
-        return json.loads(body or b"{}")
+            return await asyncio.to_thread(_loads, body)
+        return _loads(body)
     except RecursionError as exc:
         raise HTTPError(400, f"invalid {what}: JSON nested too deeply") from exc
     except ValueError as exc:
@@ -134,8 +175,80 @@ def untyped_future(
     return json_response(body, background=background)
 
 
+# --- stopping: requests that wait are answered, not cancelled --------------------------------
+
+_STOPPING = "the tinkerkit server is stopping"
+
+
+class ServerStopping(Exception):
+    """The server stops while this request waits for its body: answered 503, not cancelled."""
+
+
+@dataclass
+class _Waits:
+    """What the requests on one event loop (one server) are waiting for."""
+
+    stopping: bool = False
+    events: set[asyncio.Event] = field(default_factory=set)
+    readers: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+_WAITS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waits] = weakref.WeakKeyDictionary()
+
+
+def _waits() -> _Waits:
+    loop = asyncio.get_running_loop()
+    waits = _WAITS.get(loop)
+    if waits is None:
+        waits = _WAITS[loop] = _Waits()
+    return waits
+
+
+def release_waiting_requests() -> None:
+    """Answer every request of this loop's server that waits (a long poll: "try again";
+    a body still arriving: 503) so the server stops without cancelling one of them: a
+    cancelled request is a traceback in the log, and waits out the shutdown timeout.
+    Called on the server's loop as it starts to stop (``runner.UvicornServer``).
+
+    Example:
+        >>> release_waiting_requests()   # in the server's event loop
+    """
+    waits = _waits()
+    waits.stopping = True
+    for event in waits.events:
+        event.set()
+    for task in waits.readers:
+        task.cancel(_STOPPING)
+
+
+async def receive_body(receive: Receive) -> Message:
+    """``receive()`` for a request body, raising ``ServerStopping`` if the server stops
+    meanwhile (a client that sends half a body must not hold the shutdown up).
+
+    Example:
+        >>> message = await receive_body(receive)
+    """
+    waits = _waits()
+    if waits.stopping:
+        raise ServerStopping(_STOPPING)
+    task = asyncio.current_task()
+    assert task is not None
+    waits.readers.add(task)
+    try:
+        return await receive()
+    except asyncio.CancelledError:
+        # Cancelled by release_waiting_requests (nothing else is awaited here while the
+        # task is registered): not a cancellation of the request, an answer to give.
+        if waits.stopping and task.uncancel() == 0:
+            raise ServerStopping(_STOPPING) from None
+        raise
+    finally:
+        waits.readers.discard(task)
+
+
 async def wait_done(future: Future[Any], timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for a thread-completed future, without cancelling it.
+    """Wait up to ``timeout`` seconds for a thread-completed future, without cancelling it;
+    whether it is done (False when the server stops first).
 
     Example:
         >>> if not await wait_done(entry.future, 10.0):
@@ -143,6 +256,9 @@ async def wait_done(future: Future[Any], timeout: float) -> bool:
     """
     if future.done():
         return True
+    waits = _waits()
+    if waits.stopping:
+        return False
     loop = asyncio.get_running_loop()
     event = asyncio.Event()
 
@@ -154,16 +270,21 @@ async def wait_done(future: Future[Any], timeout: float) -> bool:
                 loop.call_soon_threadsafe(event.set)
 
     future.add_done_callback(wake)
+    waits.events.add(event)
     try:
         await asyncio.wait_for(event.wait(), timeout)
     except TimeoutError:
-        return False
-    return True
+        return future.done()
+    finally:
+        waits.events.discard(event)
+    return future.done()
 
 
 async def result_of(future: Future[Any], what: str, timeout: float = 300.0) -> Any:
     """The result of a short service call (a client creation), or an HTTP error."""
     if not await wait_done(future, timeout):
+        if _waits().stopping:
+            raise HTTPError(503, f"{what}: {_STOPPING}")
         raise HTTPError(504, f"{what} did not finish within {timeout:.0f}s")
     exc = future.exception()
     if exc is not None:

@@ -73,7 +73,9 @@ async def _model_request(request: Request, model: type[Any]) -> tuple[Any, Model
         return validate(model, payload), None
     except HTTPError:
         if isinstance(payload, dict):
-            slot = service.model(payload.get("model_id") if isinstance(payload.get("model_id"), str) else None)
+            slot = service.model(
+                payload.get("model_id") if isinstance(payload.get("model_id"), str) else None
+            )
             seq_id = payload.get("seq_id")
             if slot is not None and isinstance(seq_id, int) and not isinstance(seq_id, bool):
                 async with slot.sequencer.turn(seq_id):
@@ -245,7 +247,9 @@ async def save_weights_for_sampler(request: Request) -> Response:
     # sampling_client). The session id is known now; its sampler once the save ran.
     slot = _slot(service, req.model_id)
     model = slot.model
-    session_id = f"{model.model_id}:sample:{req.sampling_session_seq_id or 0}:{uuid.uuid4().hex[:6]}"
+    session_id = (
+        f"{model.model_id}:sample:{req.sampling_session_seq_id or 0}:{uuid.uuid4().hex[:6]}"
+    )
     async with slot.sequencer.turn(req.seq_id):
         sampler = _call(lambda: model.sampler(req.kind or "snapshot"))
     service.add_sampler(session_id, sampler, model.run.session_id)

@@ -16,6 +16,7 @@ import uvicorn
 from tinkerkit.errors import PortInUseError
 from tinkerkit.server.app import create_app
 from tinkerkit.server.auth import Host
+from tinkerkit.server.responses import release_waiting_requests
 from tinkerkit.server.service import Service
 
 
@@ -49,6 +50,20 @@ def check_host(host: str, allow_remote: bool = False) -> str:
             "Pass allow_remote=True (CLI: --allow-remote) if you really mean to expose it."
         )
     return host
+
+
+class UvicornServer(uvicorn.Server):
+    """uvicorn's server, which first answers the requests still waiting when it stops
+    (a long poll: "try again"; a body still arriving: 503): uvicorn would cancel them
+    after its shutdown timeout, each a traceback in the log.
+
+    Example:
+        >>> UvicornServer(config(app, "127.0.0.1", 8000, "warning")).run()  # doctest: +SKIP
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        release_waiting_requests()
+        await super().shutdown(sockets)
 
 
 def config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
@@ -150,7 +165,7 @@ def serve(
     # can take the port in between.
     sock = bind_socket(host, port)
     chosen = _port(sock)
-    server = uvicorn.Server(config(app, host, chosen, log_level))
+    server = UvicornServer(config(app, host, chosen, log_level))
     # uvicorn installs no signal handlers off the main thread, so Ctrl-C stays the caller's.
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="tinkerkit-serve", daemon=True
@@ -178,6 +193,6 @@ def run_forever(app: Any, sock: socket.socket, log_level: str = "info") -> None:
     """
     host, port = sock.getsockname()[:2]
     try:
-        uvicorn.Server(config(app, host, port, log_level)).run(sockets=[sock])
+        UvicornServer(config(app, host, port, log_level)).run(sockets=[sock])
     finally:
         sock.close()

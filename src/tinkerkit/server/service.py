@@ -18,10 +18,10 @@ import os
 import threading
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tinker import types
@@ -260,7 +260,9 @@ class Service:
             raise WrongCheckpointKindError(model_path, "create_sampling_client", "sampler_weights")
         loaded = self.store.load(model_path, backend=self.backend)
         base = loaded.record.base_model
-        engine = new_engine(self.factory, self.factory.resolve(base), LoraConfig(**loaded.record.lora))
+        engine = new_engine(
+            self.factory, self.factory.resolve(base), LoraConfig(**loaded.record.lora)
+        )
         load(engine, EngineState(loaded.weights))
         return Sampler(self, lambda: engine, base_model=base, model_path=model_path)
 
@@ -275,7 +277,10 @@ class Service:
             if session_id is not None:
                 self._record_session(session_id)
                 self.store.sessions.add_sampler(
-                    session_id, self.backend, sampling_session_id, created.base_model,
+                    session_id,
+                    self.backend,
+                    sampling_session_id,
+                    created.base_model,
                     created.model_path,
                 )
             return created
@@ -325,7 +330,9 @@ class Service:
             self.unload(model_id)
         for slot in self.samplers.values():
             slot.sampler.add_done_callback(
-                lambda f: f.result().close() if not f.cancelled() and f.exception() is None else None
+                lambda f: (
+                    f.result().close() if not f.cancelled() and f.exception() is None else None
+                )
             )
         self.samplers.clear()
         self._worker.close()

@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from tinker import types
 
+from tinkerkit._defaults import rest_client
 from tinkerkit._sync import raise_if_stopped
 from tinkerkit.protocols import FutureLike, ServiceClientLike, Tokenizer, TrainingClientLike
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
@@ -158,8 +159,8 @@ class Run:
         init_state: str | None = None,
     ) -> Prepared:
         """The training client (fresh, from ``init_state``, or restored to resume), and
-        the run's inputs from ``prepare(tokenizer)`` — prepared before the client exists
-        where the backend knows the tokenizer offline. ``service`` None: ``tk.connect()``."""
+        the run's inputs from ``prepare(tokenizer)``, with the training client's tokenizer.
+        ``service`` None: the face's default, ``tk.connect()``."""
         self.service, self.training, self.tokenizer, prepared = open_prepared_session(
             service, self.options, self.folder, prepare, init_state
         )
@@ -306,8 +307,6 @@ class Run:
             )
         )
         if self.options.keep_last:
-            from tinkerkit.connect import rest_client
-
             rest = rest_client(self.service)
             prune(
                 log,

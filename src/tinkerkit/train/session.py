@@ -5,8 +5,9 @@
 - ``start_run``: check them and the log folder (``rundir.inspect_run``: refuse an
   existing run without ``resume``/``overwrite``, read a resumed run's records, spot a
   finished one) before any client exists;
-- ``open_prepared_session``: the service, a fresh or restored LoRA training client, and
-  the run's inputs prepared with the model's tokenizer;
+- ``open_prepared_session``: the service (the one given, else the face's default), a
+  fresh or restored LoRA training client, and the run's inputs prepared with the
+  model's tokenizer;
 - ``public_config``: a config as ``run.json`` records it.
 """
 
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tinkerkit._defaults import service_or_default
 from tinkerkit.errors import ConfigError
+from tinkerkit.models.client_tokenizer import known_tokenizer, same_tokenizer
 from tinkerkit.protocols import ServiceClientLike, Tokenizer, TrainingClientLike
 from tinkerkit.train.run_options import RunOptions as RunOptions
 from tinkerkit.train.rundir import RunDir, inspect_run
@@ -58,15 +61,6 @@ def start_run(options: RunOptions, identity: Mapping[str, Any]) -> RunDir:
     )
 
 
-def connected(service: ServiceClientLike | None) -> ServiceClientLike:
-    """``service``, or ``tk.connect()`` (the environment's backend) when it is None."""
-    if service is None:
-        from tinkerkit.connect import connect
-
-        service = connect()
-    return service
-
-
 Prepared = TypeVar("Prepared")
 
 
@@ -78,13 +72,21 @@ def open_prepared_session(
     init_state: str | None = None,
 ) -> tuple[ServiceClientLike, TrainingClientLike, Tokenizer, Prepared]:
     """``open_training_client`` with the run's inputs prepared by ``prepare(tokenizer)``
-    (datums built and checked) with the training client's tokenizer.
+    (datums built and checked): before the client exists where tinkerkit knows the base
+    model's tokenizer (``models.known_tokenizer``), so input the tokenizer refuses leaves
+    no run behind; again with the training client's tokenizer if it gives other ids.
 
+    ``service`` None: the face's default, ``tk.connect()`` (the environment's backend).
     Returns (service, training client, tokenizer, prepared)."""
-    service = connected(service)
+    service = service_or_default(service)
+    fresh = not init_state and run.resume_from is None
+    known = known_tokenizer(options.model) if fresh else None
+    prepared = prepare(known) if known is not None else None
     training = open_training_client(service, options, run, init_state)
     tokenizer = training.get_tokenizer()
-    return service, training, tokenizer, prepare(tokenizer)
+    if prepared is None or not same_tokenizer(known, tokenizer):
+        prepared = prepare(tokenizer)
+    return service, training, tokenizer, prepared
 
 
 def open_training_client(

@@ -29,6 +29,7 @@ from functools import lru_cache
 import numpy as np
 
 from tinkerkit.backends.mock import head
+from tinkerkit.models.mock_modules import LM_HEAD, MIX_FAST, MIX_SLOW, UP_PROJ
 
 DTYPE = np.float32
 DIM = 64
@@ -38,11 +39,12 @@ DECAYS = {"fast": 0.5, "slow": 0.99}
 SHARED_OFFSET = 4099
 
 # LoRA target name -> (base weight key, which LoRA option trains it)
+# (the names live in tinkerkit.models.mock_modules: export refuses mock adapters by them)
 TARGETS: dict[str, tuple[str, str]] = {
-    "model.mix.fast": ("W_fast", "train_attn"),
-    "model.mix.slow": ("W_slow", "train_attn"),
-    "model.mlp.up_proj": ("W_up", "train_mlp"),
-    "lm_head": ("W_head", "train_unembed"),
+    MIX_FAST: ("W_fast", "train_attn"),
+    MIX_SLOW: ("W_slow", "train_attn"),
+    UP_PROJ: ("W_up", "train_mlp"),
+    LM_HEAD: ("W_head", "train_unembed"),
 }
 
 

@@ -2,7 +2,7 @@
 
 ``tinkerkit notes NOTES_DIR --out train.jsonl [--generate --backend mock]`` is::
 
-    generator = sampling_generator("mock") if generate else None
+    generator = sampling_generator(tk.connect(backend)) if generate else None
     report = notes_to_chats(notes_dir, out, mode="generate" if generate else "extract",
                             generator=generator)
     click.echo(report.summary())
@@ -27,6 +27,7 @@ from tinkerkit.data.notes.generate import (
 from tinkerkit.data.notes.markdown import Section, iter_notes, section_question
 from tinkerkit.data.notes.output import write_chat_jsonl
 from tinkerkit.data.notes.qa import QAPair, dedupe_pairs
+from tinkerkit.protocols import ServiceClientLike
 
 __all__ = ["NotesReport", "notes_to_chats", "sampling_generator", "split_documents"]
 
@@ -161,8 +162,8 @@ def notes_to_chats(
         raise NotesConfigError(f"mode must be 'extract' or 'generate', got {mode!r}.")
     if mode == "generate" and generator is None:
         raise NotesConfigError(
-            "mode='generate' needs a generator, e.g. generator=sampling_generator('mock') "
-            "or AnthropicGenerator()."
+            "mode='generate' needs a generator, e.g. "
+            "generator=sampling_generator(tk.connect('mock')) or AnthropicGenerator()."
         )
     report = NotesReport(mode, str(notes_path), str(out_path))
     store = NotesCache() if cache is True else cache if isinstance(cache, NotesCache) else None
@@ -202,21 +203,23 @@ def notes_to_chats(
 
 
 def sampling_generator(
-    backend: str = "mock",
+    service: ServiceClientLike,
     base_model: str = "tinkerkit/tiny",
     model_path: str | None = None,
     **kwargs: Any,
 ) -> SamplingClientGenerator:
-    """A :class:`SamplingClientGenerator` on ``tk.connect(backend)``, from a base model or a
-    ``tinker://`` sampler checkpoint; ``kwargs`` go to the generator (``max_tokens``, ...).
+    """A :class:`SamplingClientGenerator` on ``service`` (a ``tk.connect(...)`` client),
+    from a base model or a ``tinker://`` sampler checkpoint; ``kwargs`` go to the
+    generator (``max_tokens``, ...).
 
     Example:
-        >>> gen = sampling_generator("mock", max_tokens=64, seed=0)
+        >>> gen = sampling_generator(tk.connect("mock"), max_tokens=64, seed=0)
     """
-    # lazily: building backends is not needed to extract notes
-    from tinkerkit.connect import connect
-
-    service = connect(backend)
+    if isinstance(service, str):
+        raise TypeError(
+            f"sampling_generator takes a service client, not a backend name: "
+            f"sampling_generator(tk.connect({service!r}), ...)"
+        )
     if model_path:
         client = service.create_sampling_client(model_path=model_path).result()
     else:

@@ -1,4 +1,4 @@
-"""Latency simulation, ordering, and fault injection of the offline clients."""
+"""Latency simulation, ordering, and fault injection of the service (server/worker.py)."""
 
 from __future__ import annotations
 
