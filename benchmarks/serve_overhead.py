@@ -87,7 +87,7 @@ def _wait_until_up(url: str, child: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def _child(args: list[str], home: str) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "TINKERKIT_HOME": home}
+    env = {**os.environ, "TINKERKIT_HOME": home, "TINKERKIT_SERVE_API_KEY": KEY}
     child = subprocess.Popen(
         [sys.executable, *args, str(port)], env=env, stdout=subprocess.DEVNULL
     )
@@ -108,7 +108,7 @@ def _server(in_thread: bool, home: str) -> Iterator[str]:
         with serve("mock", api_key=KEY) as server:
             yield server.base_url
         return
-    cli = ["-m", "tinkerkit.cli", "serve", "--backend", "mock", "--api-key", KEY, "--quiet"]
+    cli = ["-m", "tinkerkit.cli", "serve", "--backend", "mock", "--quiet"]
     with _child([*cli, "--port"], home) as url:
         yield url
 

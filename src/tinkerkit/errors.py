@@ -160,7 +160,7 @@ class APIKeyRefusedError(TinkerkitError, PermissionError):
         super().__init__(
             f"The server at {url} refused the API key (HTTP 401). Set TINKER_API_KEY (or "
             "pass api_key=...) to the key it expects: for `tinkerkit serve`, the key it "
-            "printed or its --api-key."
+            "printed, or the one in its TINKERKIT_SERVE_API_KEY / --api-key-file."
         )
 
 

@@ -102,16 +102,16 @@ class ServerLog(logging.Handler):
         """The sequencer's warnings that a request waited for one that never came."""
         return [line for line in self.lines() if "ran ahead" in line]
 
-    def wait_for(self, text: str, timeout: float = 30.0) -> str:
-        """The first line containing ``text``, waited for (the server logs from its own
-        thread); fails the test if none comes."""
+    def wait_for(self, text: str, timeout: float = 30.0, count: int = 1) -> list[str]:
+        """The lines containing ``text``, once there are ``count`` of them (the server
+        logs from its own thread); fails the test if they do not come."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in self.lines():
-                if text in line:
-                    return line
+            found = [line for line in self.lines() if text in line]
+            if len(found) >= count:
+                return found
             time.sleep(0.01)
-        raise AssertionError(f"the server never logged {text!r}: {self.lines()[-20:]}")
+        raise AssertionError(f"the server never logged {text!r} x{count}: {self.lines()[-20:]}")
 
     def assert_clean(self) -> None:
         """No traceback, no request held for a turn that never came, no error logged."""
@@ -226,11 +226,26 @@ class Raw:
         )
 
     def partial(
-        self, path: str, body: bytes, sent: int, content_type: str = "application/json"
+        self,
+        path: str,
+        body: bytes,
+        sent: int,
+        content_type: str = "application/json",
+        *,
+        settled: bool = False,
     ) -> socket.socket:
         """A connection that sent the headers of ``POST path`` (its ``Content-Length``
-        that of ``body``) and the first ``sent`` bytes of ``body``, then stopped."""
+        that of ``body``) and the first ``sent`` bytes of ``body``, then stopped.
+        ``settled``: the connection first had a health check answered, so the server is
+        surely reading it (not still to accept it) when this returns."""
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        if settled:
+            sock.sendall(b"GET /api/v1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while b'{"status":"ok"}' not in answer:
+                chunk = sock.recv(4096)
+                assert chunk, answer
+                answer += chunk
         head = (
             f"POST /api/v1/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: {content_type}\r\nX-API-Key: {self.api_key}\r\n"

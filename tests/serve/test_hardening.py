@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -32,8 +33,8 @@ import tinkerkit as tk
 from tests.serve.helpers import Raw, ServerLog, clean_stderr, text_datum
 from tinkerkit.errors import HomeNotWritableError
 from tinkerkit.paths import tinkerkit_home
-from tinkerkit.server.responses import MAX_JSON_DEPTH
 from tinkerkit.server import serve
+from tinkerkit.server.responses import MAX_JSON_DEPTH, json_depth
 from tinkerkit.server.state import FutureTable, done, failed
 
 DATA = [text_datum("The quick brown fox."), text_datum("Jumps over the lazy dog.")]
@@ -103,6 +104,22 @@ def test_a_gap_in_the_numbering_is_what_the_log_shows(raw):
     assert captured.ran_ahead() == ["seq_id 2 ran ahead of 1; applying it anyway"]
 
 
+def test_a_crash_is_what_the_log_shows(raw, monkeypatch):
+    # The positive control of every "no traceback" check: a bug in the server is a 500
+    # in the service's shape, and its traceback is in the captured log.
+    from tinkerkit.server.service import Service
+
+    def boom(self):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Service, "capabilities", boom)
+    with ServerLog() as captured:
+        answer = raw.http.get("get_server_capabilities")
+        assert _detail(answer, 500) == "RuntimeError: a bug"
+        captured.wait_for("Exception in ASGI application")
+    assert any("RuntimeError: a bug" in t for t in captured.tracebacks())
+
+
 # --- 1. a client that goes away -----------------------------------------------------------
 
 
@@ -133,10 +150,9 @@ def test_a_client_that_disconnects_mid_body_costs_nothing(raw, log):
     before = raw.forward_backward(model_id, 1, DATA)  # submitted before, retrieved after
     pending = before.json()["request_id"]
     for path, (body, content_type) in _bodies(model_id, session_id, pending).items():
-        for sent in (0, len(body) // 2):
+        for count, sent in enumerate((0, len(body) // 2), start=1):
             raw.partial(path, body, sent, content_type).close()
-            log.wait_for(f"client disconnected during POST /api/v1/{path}")
-            log.records.clear()
+            log.wait_for(f"client disconnected during POST /api/v1/{path}", count=count)
     assert math.isfinite(raw.loss(pending))
     # The half-sent requests took no turn and did nothing: seq_id 2 is still free.
     _still_trains(raw, model_id, 2)
@@ -175,7 +191,7 @@ def test_a_client_that_disconnects_while_its_result_is_pending_loses_nothing(slo
 def test_a_server_stopped_during_a_long_poll_exits_cleanly(log):
     with serve("mock") as running:
         raw = Raw(running.base_url, running.api_key)
-        model_id = _slow_model(running, raw, 2.0)
+        model_id = _slow_model(running, raw, 1.0)
         request_id = raw.forward_backward(model_id, 1, DATA).json()["request_id"]
         entry = _service(running).futures.get(request_id)
         body = json.dumps({"request_id": request_id}).encode()
@@ -232,6 +248,45 @@ def test_tinkerkit_run_stopped_by_sigterm_mid_request_prints_no_traceback(tmp_pa
     ], stderr
 
 
+EXIT_WITH_A_PENDING_REQUEST = r"""
+import time
+import tinkerkit as tk
+from tinker import types
+
+from tinkerkit.server import inprocess
+
+service = tk.connect("mock")
+training = service.create_lora_training_client(base_model="tinkerkit/tiny", rank=4).result()
+# Its results held 5 s: longer than the server's shutdown waits for a request.
+inprocess.services()[-1].models[training.model_id].model.worker.latency = 5.0
+datum = types.Datum(
+    model_input=types.ModelInput.from_ints([1, 2, 3]),
+    loss_fn_inputs={"target_tokens": [2, 3, 4]},
+)
+training.forward_backward([datum], "cross_entropy")  # the SDK long-polls its result
+time.sleep(0.2)
+print("exiting with a request pending", flush=True)
+"""
+
+
+def test_a_program_that_exits_with_a_request_pending_prints_no_traceback(tmp_path):
+    # tk.connect's own server stops at interpreter exit: a long poll still pending then
+    # must be answered, not cancelled (a traceback in the user's output).
+    script = tmp_path / "exits.py"
+    script.write_text(EXIT_WITH_A_PENDING_REQUEST)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "TINKER_TELEMETRY": "0", "TINKERKIT_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "exiting with a request pending"
+    clean_stderr(done.stderr)
+    assert "Exception in ASGI application" not in done.stderr, done.stderr
+
+
 # --- 2. a 200,000-deep JSON body ------------------------------------------------------------
 
 DEEP = b"[" * 200_000
@@ -262,16 +317,23 @@ def test_nesting_the_parser_takes_but_nothing_else_would_is_a_bad_request(raw, l
     session_id = raw.session()
     for depth in (10, 100, 900, 990):
         nested = '{"a": ' * depth + '"x"' + "}" * depth
-        body = (
-            '{"session_id": "%s", "model_seq_id": %d, "base_model": "%s", '
-            '"user_metadata": {"deep": %s}}' % (session_id, depth, MODEL, nested)
-        )
+        head = json.dumps({"session_id": session_id, "model_seq_id": depth, "base_model": MODEL})
+        body = head[:-1] + ', "user_metadata": {"deep": ' + nested + "}}"
         answer = raw.post("create_model", content=body.encode())
         if depth + 2 <= MAX_JSON_DEPTH:
             assert answer.status_code == 200, answer.text
             assert raw.result(answer.json()["request_id"])["model_id"]
         else:
             assert _detail(answer, 400) == "invalid JSON body: JSON nested too deeply"
+
+
+def test_brackets_inside_strings_are_not_nesting(raw, log):
+    note = '[{"x": "\\"' * 500  # brackets, quotes and escapes, all inside one string
+    answer = raw.post(
+        "create_session", {"tags": [note], "user_metadata": {"note": note}, "sdk_version": "x"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert json_depth(json.dumps({"a": [note, {"b": [1, [2]]}]}).encode()) == 5
 
 
 # --- 3. NaN and infinite learning rates -----------------------------------------------------
@@ -284,9 +346,11 @@ def test_a_non_finite_learning_rate_is_refused_and_poisons_nothing(raw, log, val
     detail = _detail(raw.optim_step(model_id, 2, value), 400)
     assert detail == f"learning_rate must be a finite number, got {value!r}"
     # Raw JSON NaN/Infinity, as written by json.dumps: refused the same way.
-    text = '{"model_id": "%s", "seq_id": 3, "optim_params": {"learning_rate": %s}}'
     token = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(value)]
-    answer = raw.post("optim_step", content=(text % (model_id, token)).encode())
+    text = (
+        f'{{"model_id": "{model_id}", "seq_id": 3, "optim_params": {{"learning_rate": {token}}}}}'
+    )
+    answer = raw.post("optim_step", content=text.encode())
     assert _detail(answer, 400) == detail
     assert math.isfinite(raw.loss(first.json()["request_id"]))
     loss = _still_trains(raw, model_id, 4)  # next request at once, weights intact
@@ -308,7 +372,9 @@ def test_the_sdk_sends_a_nan_learning_rate_and_the_service_refuses_it(log):
             str(info.value)
         )
         assert "pass a finite number" in str(info.value)
-    assert len([line for line in log.lines() if line.startswith("POST /api/v1/optim_step 400")]) == 2
+    assert (
+        len([line for line in log.lines() if line.startswith("POST /api/v1/optim_step 400")]) == 2
+    )
     training.optim_step(types.AdamParams(learning_rate=1e-2)).result()
     loss = training.forward_backward(DATA, "cross_entropy").result().metrics["loss:sum"]
     assert math.isfinite(loss)
@@ -344,7 +410,11 @@ def _refusals(model_id: str) -> dict[str, tuple[str, dict[str, object], int]]:
             {**base, "optim_params": {"learning_rate": "fast"}},
             400,
         ),
-        "optim_step nan": ("optim_step", {**base, "optim_params": {"learning_rate": math.nan}}, 400),
+        "optim_step nan": (
+            "optim_step",
+            {**base, "optim_params": {"learning_rate": math.nan}},
+            400,
+        ),
         "save_weights, bad ttl type": ("save_weights", {**base, "ttl_seconds": "soon"}, 400),
         "sampler weights, bad kind": ("save_weights_for_sampler", {**base, "kind": "bogus"}, 400),
         "load_weights, missing checkpoint": (
@@ -426,8 +496,13 @@ def test_a_path_cannot_forge_a_log_line(server, log):
 
 
 def test_an_unknown_path_is_named_quoted_in_its_answer(raw, log):
-    detail = _detail(raw.post("nope%0Aforged%00", {}), 404)
-    assert detail.startswith("POST '/api/v1/nope\\nforged\\x00' is not supported")
+    # A decoded newline is matched by no route, not even the catch-all: answered alike.
+    for path in ("nope%00", "nope%0Aforged%00"):
+        detail = _detail(raw.post(path, {}), 404)
+        assert detail.startswith("POST '/api/v1/nope") and "is not supported" in detail
+        assert not any(c in detail for c in "\n\r\x00"), detail
+    answer = raw.http.request("OPTIONS", "optim_step")  # a method no route has
+    assert "Method Not Allowed" in _detail(answer, 405)
 
 
 # --- 7. a TINKERKIT_HOME that cannot be written ---------------------------------------------
@@ -448,7 +523,9 @@ def test_serve_refuses_an_unwritable_home_in_one_line(unwritable_home):
     result = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1, result.output
-    assert result.output.startswith(f"error: TINKERKIT_HOME {str(unwritable_home)!r} is not writable")
+    assert result.output.startswith(
+        f"error: TINKERKIT_HOME {str(unwritable_home)!r} is not writable"
+    )
     assert "Point TINKERKIT_HOME at a writable folder." in result.output
     assert "API key" not in result.output  # refused before any key was made
 
@@ -459,7 +536,9 @@ def test_run_refuses_an_unwritable_home_in_one_line(unwritable_home):
     result = CliRunner().invoke(main, ["run", "--hub-overlay", "off", "--", "true"])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1, result.output
-    assert result.output.startswith(f"error: TINKERKIT_HOME {str(unwritable_home)!r} is not writable")
+    assert result.output.startswith(
+        f"error: TINKERKIT_HOME {str(unwritable_home)!r} is not writable"
+    )
 
 
 def test_connect_refuses_an_unwritable_home_naming_it(unwritable_home):
@@ -525,7 +604,7 @@ def test_the_service_drops_samples_nobody_retrieves(server, raw, log):
     try:
         client = training.create_lora_training_client(base_model=MODEL, rank=4).result()
         sampler = client.save_weights_and_get_sampling_client().result()
-        session_id = sampler._sampling_session_id
+        session_id = sampler._sampling_session_id  # the SDK's; no public accessor
         futures.ttl_s = 0.0
         first = None
         for _ in range(200):
@@ -540,7 +619,11 @@ def test_the_service_drops_samples_nobody_retrieves(server, raw, log):
             )
             assert answer.status_code == 200, answer.text
             first = first or answer.json()["request_id"]
-        assert len(futures) <= 4  # 200 results, none kept (at most those still running)
+        for entry in list(futures._pending.values()):
+            entry.future.result(timeout=60)  # every sample ran; nobody asked for one
+        raw.post("create_session", {"tags": [], "user_metadata": None, "sdk_version": "x"})
+        client.forward([DATA[0]], "cross_entropy").result()  # a request of a table: a sweep
+        assert len(futures) <= 2  # of 200 samples none is kept (but the forward's own)
         detail = _detail(raw.post("retrieve_future", {"request_id": first}), 404)
         assert detail == f"Unknown request_id {first!r} (already retrieved?)"
     finally:
@@ -549,6 +632,18 @@ def test_the_service_drops_samples_nobody_retrieves(server, raw, log):
 
 
 # --- 9. tinkerkit serve's command line ------------------------------------------------------
+
+
+def _never_serve(*args: object, **kwargs: object) -> None:
+    raise AssertionError("tinkerkit serve started serving: it should have refused")
+
+
+@pytest.fixture(autouse=True)
+def _no_foreground_server(monkeypatch):
+    # A CLI test that wrongly starts `tinkerkit serve` in this process fails, not hangs.
+    from tinkerkit.server import runner
+
+    monkeypatch.setattr(runner, "run_forever", _never_serve)
 
 
 def _serve(*args: str, env: dict[str, str] | None = None):
@@ -616,31 +711,76 @@ def _start_serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen
     return proc, first.split(" on ", 1)[1].strip()
 
 
-@pytest.mark.parametrize("source", ["env", "file"])
-def test_serve_takes_its_key_from_the_environment_or_a_file_never_the_command_line(
-    tmp_path, source
+@pytest.mark.parametrize(
+    ("env_key", "file_key", "expected"),
+    [
+        ("tml-from-the-env-0123456789", None, "tml-from-the-env-0123456789"),
+        (None, "tml-from-the-file-0123456789", "tml-from-the-file-0123456789"),
+        (
+            "tml-from-the-env-0123456789",
+            "tml-from-the-file-0123456789",
+            "tml-from-the-file-0123456789",
+        ),
+        (None, None, None),
+    ],
+    ids=["env", "file", "file-over-env", "generated"],
+)
+def test_serve_takes_its_key_from_the_environment_or_a_file(
+    tmp_path, monkeypatch, env_key, file_key, expected
 ):
-    key = f"tml-from-the-{source}-0123456789"
-    args: list[str] = []
-    env = {"TINKERKIT_SERVE_API_KEY": key if source == "env" else ""}
-    if source == "file":
-        (tmp_path / "key").write_text(key + "\n")
-        args = ["--api-key-file", str(tmp_path / "key")]
-    proc, url = _start_serve(args, env)
+    from tinkerkit.server import runner
+
+    served = []
+    monkeypatch.setattr(runner, "run_forever", lambda app, sock, **kw: served.append((app, sock)))
+    args = ["--port", "0"]
+    if file_key is not None:
+        (tmp_path / "key").write_text(f"  {file_key}  \n")
+        args += ["--api-key-file", str(tmp_path / "key")]
+    result = _serve(*args, env={"TINKERKIT_SERVE_API_KEY": env_key or ""})
+    assert result.exit_code == 0, result.output
+    ((app, sock),) = served
+    sock.close()
+    host = app.state.host
+    if expected is None:  # a fresh one, printed once
+        printed = result.output.split("API key (use as TINKER_API_KEY): ", 1)[1].split()[0]
+        assert host.lookup(printed.encode()) is not None
+    else:
+        assert host.lookup(expected.encode()) is not None
+        assert expected not in result.output  # the user's own key is never printed
+    if env_key is not None and env_key != expected:
+        assert host.lookup(env_key.encode()) is None  # the file wins
+
+
+def test_serve_with_a_key_file_keeps_it_out_of_ps_and_stops_cleanly_mid_request(tmp_path):
+    key = "tml-from-the-file-0123456789"
+    (tmp_path / "key").write_text(key + "\n")
+    proc, url = _start_serve(["--api-key-file", str(tmp_path / "key")], {})
     try:
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
         assert key not in cmdline  # what `ps` shows other users
         headers = {"X-API-Key": key}
-        assert httpx.get(f"{url}/api/v1/get_server_capabilities", headers=headers).status_code == 200
-        wrong = httpx.get(f"{url}/api/v1/get_server_capabilities", headers={"X-API-Key": "tml-x" * 4})
-        assert "Invalid or missing API key" in _detail(wrong, 401)
+        capabilities = httpx.get(f"{url}/api/v1/get_server_capabilities", headers=headers)
+        assert capabilities.status_code == 200
+        wrong = {"X-API-Key": "tml-x" * 4}
+        answer = httpx.get(f"{url}/api/v1/get_server_capabilities", headers=wrong)
+        assert "Invalid or missing API key" in _detail(answer, 401)
+        # Stopped (Ctrl-C) while a request is half sent: answered, not cancelled.
+        raw = Raw(url, key)
+        body = b'{"session_id": "s", "model_seq_id": 0}'
+        half = raw.partial("create_model", body, 10, settled=True)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
+        reply = half.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 503 "), reply
+        assert b"the tinkerkit server is stopping" in reply, reply
+        half.close()
+        raw.close()
     finally:
         proc.kill()
         proc.wait()
     assert key not in stdout and key not in stderr
     clean_stderr(stderr)
+    assert "graceful shutdown exceeded" not in stderr, stderr
 
 
 # --- 10. what holds: another user's key -----------------------------------------------------
@@ -665,11 +805,48 @@ def test_another_users_key_gets_401_and_sees_nothing(server, log):
             mine.close("success").result(timeout=10)
 
 
+def test_kill_9_during_saves_never_lists_a_half_checkpoint(tmp_path, monkeypatch):
+    home, key = tmp_path / "home", "tml-kill-nine-0123456789"
+    proc, url = _start_serve([], {"TINKERKIT_SERVE_API_KEY": key, "TINKERKIT_HOME": str(home)})
+    raw = Raw(url, key)
+    try:
+        model_id = raw.create_model(raw.session())
+        folder = home / "runs" / model_id / "weights"
+        for seq_id in range(1, 201):  # answered at once; the saves queue on the model
+            answer = raw.post(
+                "save_weights", {"model_id": model_id, "seq_id": seq_id, "path": f"c{seq_id}"}
+            )
+            assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 60  # a guard against hanging, not a measure
+        while len(list(folder.glob("c*"))) < 5:  # some saved, most still to come
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        proc.kill()  # SIGKILL: no cleanup of any kind
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        raw.close()
+    from tinkerkit.backends.store import CheckpointStore
+
+    monkeypatch.setenv("TINKERKIT_HOME", str(home))
+    store = CheckpointStore()
+    listed = store.list_checkpoints(model_id)
+    assert 5 <= len(listed) < 200
+    for record in listed:  # every listed checkpoint is whole
+        loaded = store.load(record.path, with_optimizer=True)
+        assert loaded.weights and loaded.optimizer
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    assert names == {r.path.rsplit("/", 1)[1] for r in listed}
+
+
 def test_concurrent_retrievals_of_one_result_all_get_it(raw, log):
     model_id = _model(raw)
     request_id = raw.forward_backward(model_id, 1, DATA).json()["request_id"]
     losses: list[float] = []
-    threads = [threading.Thread(target=lambda: losses.append(raw.loss(request_id))) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: losses.append(raw.loss(request_id))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

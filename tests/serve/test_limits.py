@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -307,22 +306,7 @@ def test_cli_with_a_wrong_key_or_a_dead_url_is_one_line(server, monkeypatch):
             assert expected in lines[0]
 
 
-# --- tinkerkit serve: the extra, the port -------------------------------------------------
-
-
-def test_serve_without_its_extra_says_what_to_install(monkeypatch):
-    from tinkerkit.cli import main
-
-    monkeypatch.setitem(sys.modules, "starlette", None)
-    for name in [m for m in sys.modules if m.startswith("tinkerkit.server")]:
-        monkeypatch.delitem(sys.modules, name)
-    for command in (["serve"], ["run", "--", "true"]):
-        result = CliRunner().invoke(main, command)
-        assert result.exit_code == 1
-        assert result.output == (
-            "error: tinkerkit serve needs the 'serve' extra (starlette is not installed): "
-            "pip install 'tinkerkit[serve]'\n"
-        )
+# --- tinkerkit serve: the port -------------------------------------------------------------
 
 
 def test_serve_on_a_taken_port_is_one_line_and_prints_no_key():

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -130,6 +131,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error(exc.status, exc.message)
 
 
+async def _not_routed(request: Request, exc: Exception) -> Response:
+    # What no route takes (a path with a decoded newline matches not even the catch-all;
+    # a method no route has): the service's shape, not Starlette's plain text.
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return await service.unsupported(request)
+    return error(exc.status_code, f"{request.method} {exc.detail}")
+
+
 async def _status_error(request: Request, exc: Exception) -> Response:
     # A refusal raised before any work (a request over a limit, backends/limits.py):
     # its own status, so the SDK raises the class the service's answer gives.
@@ -140,7 +150,7 @@ async def _status_error(request: Request, exc: Exception) -> Response:
 async def _disconnected(request: Request, exc: Exception) -> Response:
     # The client went away mid-body (closed, killed, timed out): nobody reads the answer.
     logger.info("client disconnected during %s %s", request.method, _logged_path(request.scope))
-    return Response(status_code=499)
+    return error(499, "the client closed the connection before its request was read")
 
 
 async def _stopping(request: Request, exc: Exception) -> Response:
@@ -176,6 +186,7 @@ def create_app(host: Host) -> Starlette:
         ],
         exception_handlers={
             HTTPError: _http_error,
+            StarletteHTTPException: _not_routed,
             ServiceStatusError: _status_error,
             ClientDisconnect: _disconnected,
             ServerStopping: _stopping,

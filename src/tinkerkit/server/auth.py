@@ -101,7 +101,7 @@ class AuthMiddleware:
             {
                 "detail": "Invalid or missing API key for this tinkerkit server: set "
                 "TINKER_API_KEY (or api_key=...) to the key `tinkerkit serve` printed "
-                "(or its --api-key / TINKERKIT_SERVE_API_KEY)."
+                "(or the one in its TINKERKIT_SERVE_API_KEY / --api-key-file)."
             }
         ).encode()
         await send(

@@ -19,11 +19,9 @@ import os
 import threading
 import time
 
-import uvicorn
-
 from tinkerkit.server.app import create_app
 from tinkerkit.server.auth import Host
-from tinkerkit.server.runner import bind_socket, config
+from tinkerkit.server.runner import UvicornServer, bind_socket, config
 from tinkerkit.server.service import Service
 
 _HOST = "127.0.0.1"
@@ -39,7 +37,7 @@ class LocalServer:
         sock = bind_socket(_HOST, 0)
         port = int(sock.getsockname()[1])
         self.base_url = f"http://{_HOST}:{port}"
-        self._server = uvicorn.Server(config(create_app(self.host), _HOST, port, "warning"))
+        self._server = UvicornServer(config(create_app(self.host), _HOST, port, "warning"))
         self._sock = sock
         # uvicorn installs no signal handlers off the main thread: Ctrl-C stays the user's.
         self._thread = threading.Thread(

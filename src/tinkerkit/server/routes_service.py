@@ -125,6 +125,6 @@ async def unsupported(request: Request) -> Response:
     """Any endpoint not implemented: 404 naming it, as the service answers unknown routes."""
     return error(
         404,
-        f"{request.method} {request.url.path[:200]!r} is not supported by tinkerkit's "
+        f"{request.method} {request.scope['path'][:200]!r} is not supported by tinkerkit's "
         "service; see docs/serve.md for what is.",
     )
