@@ -31,7 +31,7 @@ U = TypeVar("U")
 # and a request the service refuses still takes its turn; a gap is a request the SDK
 # reserved and then refused itself (a bad argument), which will never come. Only a
 # client that sends concurrently waits here at all.
-OUT_OF_ORDER_HOLD_S = 0.25
+OUT_OF_ORDER_HOLD_S = 0.05
 # How long a finished result waits for its retrieve_future before it is dropped (the
 # SDK fetches every result at once; one nobody fetches belongs to a client that is gone).
 RESULT_TTL_S = 600.0

@@ -102,8 +102,10 @@ def reference_scores(
     """
     if config.objective != "dpo":
         return [[0.0, 0.0] for _ in items], [0.0] * len(eval_data)
-    where = {"model_path": config.reference} if config.reference else {"base_model": config.model}
-    reference = service.create_sampling_client(**where).result()
+    if config.reference:
+        reference = service.create_sampling_client(model_path=config.reference).result()
+    else:
+        reference = service.create_sampling_client(base_model=config.model).result()
     flat = losses.reference_logprobs(reference, [d for item in items for d in item])
     refs = [flat[i : i + 2] for i in range(0, len(flat), 2)]
     return refs, losses.reference_logprobs(reference, eval_data) if eval_data else []

@@ -18,6 +18,10 @@ from tinkerkit.models.tokenizer import tokenizer_directory
 
 _lock = threading.Lock()
 _digests: dict[int, tuple[Any, str]] = {}
+_saved: dict[str, Path] = {}
+"""Folders this process saved, by ``<id>@<digest>``: reused while they exist, so a
+tokenizer is written once per process (and the SDK's cache of loaded tokenizers, keyed
+by folder, keeps answering) even when ``TINKERKIT_HOME`` changes."""
 
 
 def digest(tokenizer: Any) -> str:
@@ -41,9 +45,18 @@ def digest(tokenizer: Any) -> str:
 
 def saved_folder(tokenizer: Any, tokenizer_id: str) -> Path:
     """``tokenizer`` saved under ``TINKERKIT_HOME/tokenizers`` (once), named after
-    ``tokenizer_id`` and its digest.
+    ``tokenizer_id`` and its digest; a folder this process saved already for the same
+    tokenizer is reused wherever it is.
 
     Example:
         >>> AutoTokenizer.from_pretrained(saved_folder(tok, "Qwen/Qwen3-8B"))
     """
-    return tokenizer_directory(tokenizer, f"{tokenizer_id}@{digest(tokenizer)}")
+    key = f"{tokenizer_id}@{digest(tokenizer)}"
+    with _lock:
+        known = _saved.get(key)
+    if known is not None and (known / "tokenizer_config.json").is_file():
+        return known
+    folder = tokenizer_directory(tokenizer, key)
+    with _lock:
+        _saved[key] = folder
+    return folder
