@@ -17,11 +17,10 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import time
 
 from tinkerkit.server.app import create_app
 from tinkerkit.server.auth import Host
-from tinkerkit.server.runner import UvicornServer, bind_socket, config
+from tinkerkit.server.runner import ThreadedServer
 from tinkerkit.server.service import Service
 
 _HOST = "127.0.0.1"
@@ -34,27 +33,8 @@ class LocalServer:
         self.host = Host()
         self.pid = os.getpid()
         self._order: list[Service] = []
-        sock = bind_socket(_HOST, 0)
-        port = int(sock.getsockname()[1])
-        self.base_url = f"http://{_HOST}:{port}"
-        self._server = UvicornServer(config(create_app(self.host), _HOST, port, "warning"))
-        self._sock = sock
-        # uvicorn installs no signal handlers off the main thread: Ctrl-C stays the user's.
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name="tinkerkit-service",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                sock.close()
-                raise RuntimeError(
-                    f"tinkerkit's in-process service could not start on {self.base_url}"
-                )
-            time.sleep(0.002)
+        self._running = ThreadedServer(create_app(self.host), _HOST, 0, name="tinkerkit-service")
+        self.base_url = self._running.base_url
 
     def __repr__(self) -> str:
         return f"<tinkerkit LocalServer at {self.base_url}>"
@@ -72,9 +52,7 @@ class LocalServer:
     def stop(self) -> None:
         for service in self._order:
             service.close()
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-        self._sock.close()
+        self._running.stop()
 
 
 _lock = threading.Lock()

@@ -161,27 +161,47 @@ def serve(
     """
     check_host(host, allow_remote)
     app, key = build(backend, api_key, latency, models=models)
-    # Bound here, so base_url is known before the thread starts and no other process
-    # can take the port in between.
-    sock = bind_socket(host, port)
-    chosen = _port(sock)
-    server = UvicornServer(config(app, host, chosen, log_level))
-    # uvicorn installs no signal handlers off the main thread, so Ctrl-C stays the caller's.
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="tinkerkit-serve", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 30
+    running = ThreadedServer(app, host, port, log_level, name="tinkerkit-serve")
     try:
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"tinkerkit serve could not start on {host}:{chosen}")
-            time.sleep(0.01)
-        yield Server(f"http://{host}:{chosen}", key, backend, app)
+        yield Server(running.base_url, key, backend, app)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        running.stop()
+
+
+class ThreadedServer:
+    """``app`` served by uvicorn in a daemon thread, on a socket bound before the thread
+    starts (so ``base_url`` is known, and no other process can take the port between).
+    uvicorn installs no signal handlers off the main thread: Ctrl-C stays the caller's.
+
+    Example:
+        >>> running = ThreadedServer(app, "127.0.0.1", 0)
+        >>> running.base_url
+        'http://127.0.0.1:41523'
+        >>> running.stop()
+    """
+
+    def __init__(
+        self, app: Any, host: str, port: int, log_level: str = "warning", *, name: str
+    ) -> None:
+        self._sock = bind_socket(host, port)
+        chosen = _port(self._sock)
+        self.base_url = f"http://{host}:{chosen}"
+        self._server = UvicornServer(config(app, host, chosen, log_level))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name=name, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"tinkerkit's service could not start on {self.base_url}")
+            time.sleep(0.002)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
 
 
 def run_forever(app: Any, sock: socket.socket, log_level: str = "info") -> None:
