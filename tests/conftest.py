@@ -33,10 +33,14 @@ def _release_services():
     stopped), so a long run does not carry every earlier test's models."""
     from tinkerkit.server import inprocess
 
-    before = len(inprocess.services())
+    before = inprocess.services()
+    models = {id(service): set(service.models) for service in before}
     yield
-    for service in inprocess.services()[before:]:
+    for service in inprocess.services()[len(before) :]:
         service.close()
+    for service in before:  # a shared connection (the conformance suite's): its new models
+        for model_id in set(service.models) - models[id(service)]:
+            service.unload(model_id)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -58,8 +58,24 @@ def target(request) -> Target:
     return TARGETS[request.param]
 
 
+@pytest.fixture(scope="session")
+def _offline_services():
+    """One ServiceClient per offline backend for the whole run (a connection costs a
+    session and four HTTP clients); each test still has its own home and its own
+    training clients. Tests about sessions or closing use a fresh one (test_rest.py)."""
+    return {name: tk.connect(name) for name in offline_backends()}
+
+
 @pytest.fixture
-def service(target):
+def service(target, _offline_services):
+    if target.backend in _offline_services:
+        return _offline_services[target.backend]
+    return tk.connect(target.backend)
+
+
+@pytest.fixture
+def fresh_service(target):
+    """A service client of its own: a new session, free to close."""
     return tk.connect(target.backend)
 
 

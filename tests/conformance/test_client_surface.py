@@ -83,7 +83,8 @@ def test_sampling_client_kind_is_validated_and_inflight_follows_new_weights(trai
     assert frozen == before
 
 
-def test_service_client_is_a_context_manager_and_closes(service, target):
+def test_service_client_is_a_context_manager_and_closes(fresh_service, target):
+    service = fresh_service
     with service as entered:
         assert entered is service
         training = service.create_lora_training_client(base_model=target.model, rank=4).result()

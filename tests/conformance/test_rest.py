@@ -29,6 +29,12 @@ TEN_YEARS = 10 * 365 * 24 * 3600
 
 
 @pytest.fixture
+def service(fresh_service):
+    """Sessions are what these tests look at: each test its own."""
+    return fresh_service
+
+
+@pytest.fixture
 def rest(service):
     return tk.rest_client(service)
 
