@@ -88,9 +88,7 @@ def _wait_until_up(url: str, child: subprocess.Popen[bytes]) -> None:
 def _child(args: list[str], home: str) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "TINKERKIT_HOME": home, "TINKERKIT_SERVE_API_KEY": KEY}
-    child = subprocess.Popen(
-        [sys.executable, *args, str(port)], env=env, stdout=subprocess.DEVNULL
-    )
+    child = subprocess.Popen([sys.executable, *args, str(port)], env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, child)

@@ -24,7 +24,6 @@ and ``NEVER`` lists the arrows the docs forbid, from the bottom up:
 from __future__ import annotations
 
 import ast
-import inspect
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path

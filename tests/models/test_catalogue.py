@@ -12,13 +12,25 @@ from tinkerkit.models.catalogue import CATALOGUE, NEEDS_TML_RENDERERS, lookup
 from tinkerkit.models.tokenizers.families import FAMILIES
 
 # tinker-cookbook 0.6.1's defaults (recipes, README): each must resolve offline.
-COOKBOOK_DEFAULTS = ["Qwen/Qwen3.5-9B-Base", "Qwen/Qwen3.5-4B", "Qwen/Qwen3.5-9B", "Qwen/Qwen3.6-35B-A3B"]
+COOKBOOK_DEFAULTS = [
+    "Qwen/Qwen3.5-9B-Base",
+    "Qwen/Qwen3.5-4B",
+    "Qwen/Qwen3.5-9B",
+    "Qwen/Qwen3.6-35B-A3B",
+]
 
 # Published vocabulary sizes (config.json vocab_size) per tokenizer family.
 VOCAB = {
-    "qwen3": 151936, "qwen3_5": 248320, "llama3": 128256, "o200k_harmony": 201088,
-    "deepseek_v3": 129280, "deepseek_v4": 129280, "kimi": 163840, "kimi_k3": 163840,
-    "glm": 154880, "nemotron": 131072,
+    "qwen3": 151936,
+    "qwen3_5": 248320,
+    "llama3": 128256,
+    "o200k_harmony": 201088,
+    "deepseek_v3": 129280,
+    "deepseek_v4": 129280,
+    "kimi": 163840,
+    "kimi_k3": 163840,
+    "glm": 154880,
+    "nemotron": 131072,
 }
 
 
@@ -31,8 +43,12 @@ def test_catalogue_matches_the_cookbooks_model_info():
     model_info = pytest.importorskip("tinker_cookbook.model_info")
     listed = {}
     for table in (
-        model_info.get_llama_info, model_info.get_qwen_info, model_info.get_deepseek_info,
-        model_info.get_gpt_oss_info, model_info.get_moonshot_info, model_info.get_zai_info,
+        model_info.get_llama_info,
+        model_info.get_qwen_info,
+        model_info.get_deepseek_info,
+        model_info.get_gpt_oss_info,
+        model_info.get_moonshot_info,
+        model_info.get_zai_info,
         model_info.get_nvidia_info,
     ):
         for version, attrs in table().items():

@@ -44,8 +44,13 @@ def chat_ids(tokenizer, messages, **kw):
 def test_qwen3_special_tokens_have_their_published_ids():
     t = tok(QWEN3)
     for token, token_id in {
-        "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
-        "<|vision_start|>": 151652, "<tool_call>": 151657, "<think>": 151667, "</think>": 151668,
+        "<|endoftext|>": 151643,
+        "<|im_start|>": 151644,
+        "<|im_end|>": 151645,
+        "<|vision_start|>": 151652,
+        "<tool_call>": 151657,
+        "<think>": 151667,
+        "</think>": 151668,
     }.items():
         assert ids(t, token) == [token_id], token
     assert len(t) == 151669
@@ -60,8 +65,12 @@ def test_qwen3_special_tokens_have_their_published_ids():
 def test_llama3_special_tokens_have_their_published_ids():
     t = tok(LLAMA3)
     for token, token_id in {
-        "<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|start_header_id|>": 128006,
-        "<|end_header_id|>": 128007, "<|eom_id|>": 128008, "<|eot_id|>": 128009,
+        "<|begin_of_text|>": 128000,
+        "<|end_of_text|>": 128001,
+        "<|start_header_id|>": 128006,
+        "<|end_header_id|>": 128007,
+        "<|eom_id|>": 128008,
+        "<|eot_id|>": 128009,
         "<|reserved_special_token_247|>": 128255,
     }.items():
         assert ids(t, token) == [token_id], token
@@ -73,13 +82,21 @@ def test_llama3_special_tokens_have_their_published_ids():
 def test_qwen3_5_and_gpt_oss_special_tokens():
     q = tok(QWEN3_5)
     assert [ids(q, s) for s in ("<|im_start|>", "<think>", "</think>")] == [
-        [248045], [248068], [248069]
+        [248045],
+        [248068],
+        [248069],
     ]
     assert len(q) == 248077
     g = tok(GPT_OSS)
-    for token, token_id in {"<|startoftext|>": 199998, "<|endoftext|>": 199999,
-                            "<|return|>": 200002, "<|start|>": 200006, "<|end|>": 200007,
-                            "<|message|>": 200008, "<|call|>": 200012}.items():
+    for token, token_id in {
+        "<|startoftext|>": 199998,
+        "<|endoftext|>": 199999,
+        "<|return|>": 200002,
+        "<|start|>": 200006,
+        "<|end|>": 200007,
+        "<|message|>": 200008,
+        "<|call|>": 200012,
+    }.items():
         assert ids(g, token) == [token_id], token
     assert len(g) == 201088
 
@@ -121,12 +138,16 @@ def test_qwen3_thinking_switch_and_history():
     t = tok(QWEN3)
     prompt = [{"role": "user", "content": "2+2?"}]
     off = chat_ids(t, prompt, add_generation_prompt=True, enable_thinking=False)
-    assert off == ids(t, "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
-                         "<think>\n\n</think>\n\n")
+    assert off == ids(
+        t, "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
     # The last assistant turn is framed with its reasoning; an earlier one is not.
     turns = [*prompt, {"role": "assistant", "content": "<think>\nadd\n</think>\n\n4"}]
-    assert chat_ids(t, turns) == ids(t, "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>"
-                                        "assistant\n<think>\nadd\n</think>\n\n4<|im_end|>\n")
+    assert chat_ids(t, turns) == ids(
+        t,
+        "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>"
+        "assistant\n<think>\nadd\n</think>\n\n4<|im_end|>\n",
+    )
     q = tok(QWEN3_5)
     assert chat_ids(q, prompt, add_generation_prompt=True, enable_thinking=False) == ids(
         q, "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
@@ -151,8 +172,11 @@ COOKBOOK_CASES = [
 CHATS = [
     [{"role": "user", "content": "What is 2+2?"}],
     CHAT,
-    [{"role": "user", "content": "use <think> tags"}, {"role": "assistant", "content": "ok"},
-     {"role": "user", "content": "again"}],
+    [
+        {"role": "user", "content": "use <think> tags"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "again"},
+    ],
 ]
 
 

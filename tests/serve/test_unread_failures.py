@@ -52,8 +52,9 @@ def _quick_start(service):
 
 
 def test_ported_quick_start_names_the_failing_request(caplog):
-    with warnings.catch_warnings(record=True) as caught, caplog.at_level(
-        logging.WARNING, logger="tinkerkit.server"
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        caplog.at_level(logging.WARNING, logger="tinkerkit.server"),
     ):
         warnings.simplefilter("always")
         training = _quick_start(tk.connect("mock"))

@@ -69,14 +69,26 @@ _LLAMA_TOKENIZER = "thinkingmachineslabinc/meta-llama-3-instruct-tokenizer"
 def _llama(name: str, renderer: str, is_chat: bool) -> CatalogueEntry:
     # Context: 131072, the Llama 3.1/3.2/3.3 model cards ("card"; the service's is unstated).
     return CatalogueEntry(
-        f"meta-llama/{name}", _LLAMA_TOKENIZER, 131072, renderer, "llama3", 128256, "llama3",
+        f"meta-llama/{name}",
+        _LLAMA_TOKENIZER,
+        131072,
+        renderer,
+        "llama3",
+        128256,
+        "llama3",
         is_chat=is_chat,
     )
 
 
 def _qwen3(name: str, context: int, renderer: str, chat_format: str, is_chat: bool = True):
     return CatalogueEntry(
-        f"Qwen/{name}", f"Qwen/{name}", context, renderer, "qwen3", 151936, chat_format,
+        f"Qwen/{name}",
+        f"Qwen/{name}",
+        context,
+        renderer,
+        "qwen3",
+        151936,
+        chat_format,
         is_chat=is_chat,
     )
 
@@ -85,14 +97,21 @@ def _qwen3_5(name: str, renderer: str = "qwen3_5", is_chat: bool = True) -> Cata
     # Qwen3.5, 3.6 and 3.8 share one tokenizer (cookbook model_info); 64K context for every
     # bare name (cookbook eval defaults); 262144 as NAME:peft:262144.
     return CatalogueEntry(
-        f"Qwen/{name}", f"Qwen/{name}", 65536, renderer, "qwen3_5", 248320, "qwen3_5",
+        f"Qwen/{name}",
+        f"Qwen/{name}",
+        65536,
+        renderer,
+        "qwen3_5",
+        248320,
+        "qwen3_5",
         is_chat=is_chat,
     )
 
 
 def _same(org: str, name: str, context: int, renderer: str, family: str, vocab: int, **kw):
-    return CatalogueEntry(f"{org}/{name}", f"{org}/{name}", context, renderer, family, vocab,
-                          family, **kw)
+    return CatalogueEntry(
+        f"{org}/{name}", f"{org}/{name}", context, renderer, family, vocab, family, **kw
+    )
 
 
 _ENTRIES: tuple[CatalogueEntry, ...] = (
@@ -130,46 +149,98 @@ _ENTRIES: tuple[CatalogueEntry, ...] = (
     # 256K (eval defaults list only its :peft:262144 id); V4's vocabulary as V3's
     # (transformers' deepseek_v4 config).
     _same("deepseek-ai", "DeepSeek-V3.1", 32768, "deepseekv3", "deepseek_v3", 129280),
-    _same("deepseek-ai", "DeepSeek-V3.1-Base", 32768, "role_colon", "deepseek_v3", 129280,
-          is_chat=False),
+    _same(
+        "deepseek-ai",
+        "DeepSeek-V3.1-Base",
+        32768,
+        "role_colon",
+        "deepseek_v3",
+        129280,
+        is_chat=False,
+    ),
     _same("deepseek-ai", "DeepSeek-V4.1-Flash", 262144, "deepseekv4_1", "deepseek_v4", 129280),
-    _same("deepseek-ai", "DeepSeek-V4.1-Flash-1017", 262144, "deepseekv4_1", "deepseek_v4",
-          129280),
+    _same("deepseek-ai", "DeepSeek-V4.1-Flash-1017", 262144, "deepseekv4_1", "deepseek_v4", 129280),
     # gpt-oss: 32K bare, 131072 as :peft:131072 (eval defaults).
     _same("openai", "gpt-oss-20b", 32768, "gpt_oss_no_sysprompt", "o200k_harmony", 201088),
     _same("openai", "gpt-oss-120b", 32768, "gpt_oss_no_sysprompt", "o200k_harmony", 201088),
     # Kimi: 32K (eval defaults for K2.6; K2-Thinking, K2.5 and K3.1: guess, the same).
     # Tokenizer revisions as the SDK pins them; K3.1-Pro's tokenizer is the SDK's
     # "moonshotai/Kimi-K3" (the cookbook uses tml-renderers' KimiK3Tokenizer for it).
-    _same("moonshotai", "Kimi-K2-Thinking", 32768, "kimi_k2", "kimi", 163840,
-          tokenizer_revision="612681931a8c906ddb349f8ad0f582cb552189cd",
-          trust_remote_code=True),
-    _same("moonshotai", "Kimi-K2.5", 32768, "kimi_k25", "kimi", 163840,
-          tokenizer_revision="4d01dfe0332d63057c186e0b262165819efb6611",
-          trust_remote_code=True),
-    _same("moonshotai", "Kimi-K2.6", 32768, "kimi_k26", "kimi", 163840,
-          tokenizer_revision="b5aabbfb20227ed42becbf5541dbffd213942c58",
-          trust_remote_code=True),
+    _same(
+        "moonshotai",
+        "Kimi-K2-Thinking",
+        32768,
+        "kimi_k2",
+        "kimi",
+        163840,
+        tokenizer_revision="612681931a8c906ddb349f8ad0f582cb552189cd",
+        trust_remote_code=True,
+    ),
+    _same(
+        "moonshotai",
+        "Kimi-K2.5",
+        32768,
+        "kimi_k25",
+        "kimi",
+        163840,
+        tokenizer_revision="4d01dfe0332d63057c186e0b262165819efb6611",
+        trust_remote_code=True,
+    ),
+    _same(
+        "moonshotai",
+        "Kimi-K2.6",
+        32768,
+        "kimi_k26",
+        "kimi",
+        163840,
+        tokenizer_revision="b5aabbfb20227ed42becbf5541dbffd213942c58",
+        trust_remote_code=True,
+    ),
     dataclasses.replace(
-        _same("moonshotai", "Kimi-K3.1-Pro", 32768, "kimi_k31_pro_max_reasoning", "kimi_k3",
-              163840, tokenizer_revision="f831ab66814297da540d832a5235f8e904f29d06",
-              trust_remote_code=True),
+        _same(
+            "moonshotai",
+            "Kimi-K3.1-Pro",
+            32768,
+            "kimi_k31_pro_max_reasoning",
+            "kimi_k3",
+            163840,
+            tokenizer_revision="f831ab66814297da540d832a5235f8e904f29d06",
+            trust_remote_code=True,
+        ),
         tokenizer_id="moonshotai/Kimi-K3",
     ),
     # GLM 5.3: 256K (eval defaults list only the :peft:262144 ids).
     _same("zai-org", "GLM-5.3", 262144, "glm5_3_max_reasoning", "glm", 154880),
     _same("zai-org", "GLM-5.3-Flash", 262144, "glm5_3_max_reasoning", "glm", 154880),
     # Nemotron 3 / 3.5: 64K bare, 262144 as :peft:262144 (eval defaults).
-    _same("nvidia", "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", 65536, "nemotron3", "nemotron",
-          131072),
-    _same("nvidia", "NVIDIA-Nemotron-3-Super-120B-A12B-BF16", 65536, "nemotron3", "nemotron",
-          131072),
-    _same("nvidia", "NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16", 65536, "nemotron3_ultra",
-          "nemotron", 131072),
-    _same("nvidia", "NVIDIA-Nemotron-3.5-Lightning-30B-A3B-BF16", 65536, "nemotron3_ultra",
-          "nemotron", 131072),
-    _same("nvidia", "NVIDIA-Nemotron-3.5-Super-VL-120B-A12B-BF16", 65536, "nemotron3_ultra",
-          "nemotron", 131072),
+    _same("nvidia", "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", 65536, "nemotron3", "nemotron", 131072),
+    _same(
+        "nvidia", "NVIDIA-Nemotron-3-Super-120B-A12B-BF16", 65536, "nemotron3", "nemotron", 131072
+    ),
+    _same(
+        "nvidia",
+        "NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16",
+        65536,
+        "nemotron3_ultra",
+        "nemotron",
+        131072,
+    ),
+    _same(
+        "nvidia",
+        "NVIDIA-Nemotron-3.5-Lightning-30B-A3B-BF16",
+        65536,
+        "nemotron3_ultra",
+        "nemotron",
+        131072,
+    ),
+    _same(
+        "nvidia",
+        "NVIDIA-Nemotron-3.5-Super-VL-120B-A12B-BF16",
+        65536,
+        "nemotron3_ultra",
+        "nemotron",
+        131072,
+    ),
 )
 
 CATALOGUE: dict[str, CatalogueEntry] = {entry.name: entry for entry in _ENTRIES}

@@ -60,9 +60,7 @@ def announce_stand_in(backend: str, spec: ModelSpec) -> None:
         )
 
 
-def unknown_model_error(
-    name: str, known: Iterable[str], *, extra: str = ""
-) -> UnknownModelError:
+def unknown_model_error(name: str, known: Iterable[str], *, extra: str = "") -> UnknownModelError:
     """``UnknownModelError`` listing ``known`` and saying how to add a model."""
     error = UnknownModelError(name, known)
     if base_name(name) in NEEDS_TML_RENDERERS:

@@ -116,9 +116,7 @@ async def list_checkpoints(request: Request) -> Response:
 async def list_user_checkpoints(request: Request) -> Response:
     store, backend = _store(request)
     limit, offset = _int(request, "limit", 100), _int(request, "offset", 0)
-    return ok(
-        await _answer(lambda: rest_runs.list_user_checkpoints(store, backend, limit, offset))
-    )
+    return ok(await _answer(lambda: rest_runs.list_user_checkpoints(store, backend, limit, offset)))
 
 
 def _delete(store: CheckpointStore, path: str) -> None:

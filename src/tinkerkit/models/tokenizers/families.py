@@ -76,17 +76,44 @@ _O200K_PATTERN = "|".join(
 )
 
 _QWEN_VISION = (
-    "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
-    "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
-    "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
-    "<tool_response>", "</tool_response>", "<think>", "</think>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
 )
 _QWEN_NOT_SPECIAL = frozenset(
     {
-        "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
-        "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>",
-        "<think>", "</think>",
+        "<tool_call>",
+        "</tool_call>",
+        "<|fim_prefix|>",
+        "<|fim_middle|>",
+        "<|fim_suffix|>",
+        "<|fim_pad|>",
+        "<|repo_name|>",
+        "<|file_sep|>",
+        "<tool_response>",
+        "</tool_response>",
+        "<think>",
+        "</think>",
     }
 )
 _QWEN_CHAT = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -94,8 +121,15 @@ QWEN3_SPECIALS = tuple(enumerate((*_QWEN_CHAT, *_QWEN_VISION), start=151643))
 QWEN3_5_SPECIALS = tuple(
     enumerate(
         (
-            *_QWEN_CHAT, *_QWEN_VISION, "<|audio_start|>", "<|audio_end|>", "<tts_pad>",
-            "<tts_text_bos>", "<tts_text_eod>", "<tts_text_bos_single>", "<|audio_pad|>",
+            *_QWEN_CHAT,
+            *_QWEN_VISION,
+            "<|audio_start|>",
+            "<|audio_end|>",
+            "<tts_pad>",
+            "<tts_text_bos>",
+            "<tts_text_eod>",
+            "<tts_text_bos_single>",
+            "<|audio_pad|>",
         ),
         start=248044,
     )
@@ -104,11 +138,17 @@ QWEN3_5_SPECIALS = tuple(
 
 def _llama3_specials() -> tuple[tuple[int, str], ...]:
     named = {
-        128000: "<|begin_of_text|>", 128001: "<|end_of_text|>",
-        128002: "<|reserved_special_token_0|>", 128003: "<|reserved_special_token_1|>",
-        128004: "<|finetune_right_pad_id|>", 128005: "<|reserved_special_token_2|>",
-        128006: "<|start_header_id|>", 128007: "<|end_header_id|>", 128008: "<|eom_id|>",
-        128009: "<|eot_id|>", 128010: "<|python_tag|>",
+        128000: "<|begin_of_text|>",
+        128001: "<|end_of_text|>",
+        128002: "<|reserved_special_token_0|>",
+        128003: "<|reserved_special_token_1|>",
+        128004: "<|finetune_right_pad_id|>",
+        128005: "<|reserved_special_token_2|>",
+        128006: "<|start_header_id|>",
+        128007: "<|end_header_id|>",
+        128008: "<|eom_id|>",
+        128009: "<|eot_id|>",
+        128010: "<|python_tag|>",
     }
     reserved = {128011 + i: f"<|reserved_special_token_{3 + i}|>" for i in range(245)}
     return tuple(sorted({**named, **reserved}.items()))

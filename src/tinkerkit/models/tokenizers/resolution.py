@@ -115,31 +115,34 @@ def _resolve(name: str, mapped: MappedModel | None) -> ResolvedTokenizer:
     tok: Any
     if name == TINY and mapped is None:
         tok = byte_tok.byte_tokenizer()
-        return ResolvedTokenizer(tok, BYTE_TOKENIZER_ID, "builtin", "built in code",
-                                 tuple(byte_tok.stop_token_ids()))
+        return ResolvedTokenizer(
+            tok, BYTE_TOKENIZER_ID, "builtin", "built in code", tuple(byte_tok.stop_token_ids())
+        )
     entry = catalogue.lookup(name)
     fam = family(entry.tokenizer_family) if entry else None
     if mapped is not None:
         tok = _from_mapping(mapped, entry, fam)
         stops = _stop_tokens(tok, fam) + _generation_eos(mapped)
-        return ResolvedTokenizer(tok, str(mapped.path), "mapping", str(mapped.path),
-                                 _unique(stops))
+        return ResolvedTokenizer(tok, str(mapped.path), "mapping", str(mapped.path), _unique(stops))
     if entry is None:
         raise KeyError(name)
     for origin, loader in (("hf-cache", _from_hf_cache), ("hub", _from_hub)):
         tok = loader(entry)
         if tok is not None:
-            return ResolvedTokenizer(tok, entry.tokenizer_id, origin, entry.tokenizer_id,
-                                     _unique(_stop_tokens(tok, fam)))
+            return ResolvedTokenizer(
+                tok, entry.tokenizer_id, origin, entry.tokenizer_id, _unique(_stop_tokens(tok, fam))
+            )
     built = _from_packages(entry, fam)
     if built is not None:
         tok, detail = built
-        return ResolvedTokenizer(tok, entry.tokenizer_id, "packaged", detail,
-                                 _unique(_stop_tokens(tok, fam)))
+        return ResolvedTokenizer(
+            tok, entry.tokenizer_id, "packaged", detail, _unique(_stop_tokens(tok, fam))
+        )
     _announce_byte_fallback(name)
     tok = byte_tok.byte_tokenizer()
-    return ResolvedTokenizer(tok, entry.tokenizer_id, "byte-fallback", "built in code",
-                             tuple(byte_tok.stop_token_ids()))
+    return ResolvedTokenizer(
+        tok, entry.tokenizer_id, "byte-fallback", "built in code", tuple(byte_tok.stop_token_ids())
+    )
 
 
 def _from_mapping(mapped: MappedModel, entry: CatalogueEntry | None, fam: TokenizerFamily | None):
