@@ -54,6 +54,7 @@ def sft_loop(base_url: str, api_key: str, steps: int = 12) -> list[float]:
         types.SamplingParams(max_tokens=4, temperature=0.0),
     ).result()
     assert sample.sequences[0].tokens
+    service.close("success").result(timeout=10)  # no heartbeat outlives the server
     return losses
 
 

@@ -185,6 +185,7 @@ def test_the_key_never_reaches_the_logs(caplog):
         training = _client(official)
         training.forward([PROBE], "cross_entropy").result()
         assert running.api_key not in repr(running)
+        official.close("success").result(timeout=10)
     assert any("/api/v1/forward_backward" in r.getMessage() for r in caplog.records)
     assert all(running.api_key not in r.getMessage() for r in caplog.records)
 
