@@ -40,6 +40,7 @@ GOOD = file("adapter_config.json", b'{"r": 8}')
 MALICIOUS: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes | None]], str]] = {
     "dotdot": ([GOOD, file("../escaped.txt")], "'..' component"),
     "nested-dotdot": ([file("a/../../escaped.txt")], "'..' component"),
+    "inner-dotdot": ([file("a/../inside.txt")], "'..' component"),
     "absolute": ([GOOD, file("/tmp/tinkerkit-absolute.txt")], "absolute path"),
     "symlink": ([special("link", tarfile.SYMTYPE, linkname="/etc/passwd"), GOOD], "symbolic link"),
     "hardlink": (
@@ -50,6 +51,7 @@ MALICIOUS: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes | None]], str]] = {
     "blockdev": ([special("blk", tarfile.BLKTYPE)], "device file"),
     "fifo": ([special("pipe", tarfile.FIFOTYPE)], "FIFO"),
     "duplicate": ([GOOD, GOOD], "appears twice"),
+    "nul-in-name": ([file("a\x00b" + "c" * 200)], "invalid name"),  # long: kept in a pax record
 }
 
 

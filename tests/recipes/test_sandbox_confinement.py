@@ -9,6 +9,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,12 @@ from tinkerkit.recipes.sandbox import run_python
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 
-SECCOMP = platform.machine() in ("x86_64", "aarch64")
+try:
+    import pyseccomp  # noqa: F401 - loads libseccomp.so.2, as the sandbox's child does
+except (ImportError, OSError, RuntimeError):
+    SECCOMP = False
+else:
+    SECCOMP = sys.platform.startswith("linux") and not platform.machine().startswith("s390")
 
 
 @pytest.fixture
@@ -142,7 +148,7 @@ def test_forking_is_refused_by_the_hook() -> None:
     assert "ImportError: sandbox: ctypes is disabled (import ctypes)" in result.stderr
 
 
-@pytest.mark.skipif(not SECCOMP, reason="the seccomp filter covers x86-64 and arm64")
+@pytest.mark.skipif(not SECCOMP, reason="needs libseccomp (and not s390)")
 def test_forking_is_refused_by_the_kernel_without_the_hook() -> None:
     result = sandbox._run(_SPAWNS, audit_hooks=False)
     assert "no-new-processes" in result.protections
@@ -153,7 +159,20 @@ def test_forking_is_refused_by_the_kernel_without_the_hook() -> None:
     assert "THREADS [0, 1, 2, 3]" in result.stdout
 
 
-@pytest.mark.skipif(not SECCOMP, reason="the seccomp filter covers x86-64 and arm64")
+def test_without_libseccomp_the_run_goes_ahead_without_the_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A binding that cannot load its library leaves out the layer, as any missing one."""
+    fake = tmp_path / "pyseccomp.py"
+    fake.write_text('raise RuntimeError("Unable to find libseccomp")\n')
+    monkeypatch.setattr(sandbox, "_SECCOMP_BINDING", str(fake))
+    result = run_python(_SPAWNS)
+    assert "no-new-processes" not in result.protections and "rlimits" in result.protections
+    assert "STARTED" not in result.stdout, result.stdout  # the audit hook still refuses
+    assert "REFUSED fork None" in result.stdout and "THREADS [0, 1, 2, 3]" in result.stdout
+
+
+@pytest.mark.skipif(not SECCOMP, reason="needs libseccomp (and not s390)")
 def test_memory_limit_is_the_programs_total() -> None:
     """One process (threads share it), so 2 x 150 MB does not fit in 256 MB."""
     code = textwrap.dedent(

@@ -43,9 +43,10 @@ this container) the others still apply and the run goes ahead:
 * ``"user-namespace"``: when *not* root, a user namespace supplies the privileges the
   namespaces above need (if the kernel allows unprivileged user namespaces).
 * ``"no-new-privs"``: set-uid programs (``su``, ``sudo``) cannot raise privileges.
-* ``"no-new-processes"``: a seccomp filter (x86-64 and arm64) lets the program start
-  threads but no processes (``fork``, ``vfork``, non-thread ``clone``; and no
-  ``memfd_create``). One process, so ``memory_mb`` is the program's total.
+* ``"no-new-processes"``: a seccomp filter, built with libseccomp (the ``pyseccomp``
+  binding; absent where ``libseccomp.so.2`` is not installed, and on s390), lets the
+  program start threads but no processes (``fork``, ``vfork``, non-thread ``clone``; and
+  no ``memfd_create``). One process, so ``memory_mb`` is the program's total.
 * ``"rlimits"``: ``RLIMIT_CPU`` (timeout + 1 s), ``RLIMIT_AS``/``RLIMIT_DATA``
   (``memory_mb``), ``RLIMIT_NPROC`` (``max_processes``), ``RLIMIT_FSIZE`` (``disk_mb``),
   ``RLIMIT_NOFILE`` and no core dumps.
@@ -78,7 +79,8 @@ bytes per stream (the rest is read and dropped, so a print loop can neither bloc
 program nor fill memory).
 
 The child side (namespaces, mounts, limits, seccomp, privilege drop) is
-``sandbox_child.py``, a stdlib-only script the parent runs with ``python -I -S``; the
+``sandbox_child.py``, a script the parent runs with ``python -I -S`` (it imports only
+the standard library, and ``pyseccomp`` from the path the parent finds); the
 program's interpreter starts with ``sandbox_prelude.py``; values cross in the format of
 ``sandbox_wire.py``.
 """
@@ -86,6 +88,7 @@ program's interpreter starts with ``sandbox_prelude.py``; values cross in the fo
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -113,8 +116,10 @@ from tinkerkit.recipes.sandbox_process import (
 
 __all__ = ["SandboxError", "SandboxResult", "run_python"]
 
-# Run as a script by the parent; it imports only the standard library.
+# Run as a script by the parent, with ``-S``: it imports the standard library, and the
+# libseccomp binding from where it is found here (None: not installed, no seccomp layer).
 _CHILD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_child.py")
+_SECCOMP_BINDING = getattr(importlib.util.find_spec("pyseccomp"), "origin", None)
 
 # Throw-away uids for runs started as root: high enough that no account (nor the usual
 # /etc/subuid ranges) uses them, wide enough that concurrent runs practically never share
@@ -261,6 +266,7 @@ def _run(
             "namespaces": namespaces,
             "audit_hooks": audit_hooks,
             "forbid_processes": forbid_processes,
+            "seccomp": _SECCOMP_BINDING if forbid_processes else None,
             "unlock": _locked_ancestors() if uid is not None else [],
             "timeout": timeout,
             "memory_mb": memory_mb,

