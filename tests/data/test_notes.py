@@ -14,6 +14,7 @@ from tinkerkit.data.notes import (
     GeneratorUnavailableError,
     NotesCache,
     NotesConfigError,
+    NotesFrontMatterError,
     NotesNotFoundError,
     QAPair,
     QAParseError,
@@ -98,7 +99,7 @@ def test_question_wording_uses_heading_path() -> None:
 def test_front_matter_is_metadata_not_a_section() -> None:
     text = '---\ntitle: "Marrowby"\nauthor: me\ntags:\n  - a\n---\n## Lake\nCold.\n'
     metadata, rest, used = parse_front_matter(text)
-    assert metadata == {"title": "Marrowby", "author": "me", "tags": ""}
+    assert metadata == {"title": "Marrowby", "author": "me", "tags": ["a"]}
     assert used == 6 and rest.startswith("## Lake")
     sections = extract_sections(text, source="m.md")
     assert len(sections) == 1
@@ -113,6 +114,34 @@ def test_unclosed_front_matter_is_text() -> None:
     sections = extract_sections("---\njust a rule\n# A\nbody\n")
     assert sections[0].body == "---\njust a rule"
     assert sections[0].metadata == {}
+
+
+def test_front_matter_is_yaml() -> None:
+    text = "---\ntitle: 2024\n# a YAML comment, not a heading\n---\n## Plan\nRest.\n"
+    [section] = extract_sections(text)
+    assert section.metadata == {"title": 2024} and section.line == 5
+    assert extract_qa(text)[0].question == "What do my notes say about Plan (2024)?"
+    # A "---" block that is not a YAML mapping is text between two rules.
+    top, _ = extract_sections("---\nJust a line.\n---\n# A\nbody\n")
+    assert top.body == "---\nJust a line.\n---" and top.metadata == {}
+
+
+def test_broken_front_matter_names_file_and_line() -> None:
+    text = "---\ntitle: Pebble\ntags: [a, b\n---\n# A\nbody\n"
+    with pytest.raises(NotesFrontMatterError, match=r"^p\.md:3: the front matter .* YAML"):
+        extract_sections(text, source="p.md")
+    with pytest.raises(NotesFrontMatterError, match=r"^p\.md:3: "):
+        extract_sections("---\ntitle: Pebble\nnote: it is: cold\n---\n", source="p.md")
+
+
+def test_quotes_lists_html_comments_and_setext_do_not_split() -> None:
+    text = (
+        "# Real\n> # quoted\n- # in a list\n<!--\n# commented out\n-->\n"
+        "Underlined\n---\nUnderlined too\n===\n\n    # indented code\n"
+    )
+    [section] = extract_sections(text)
+    assert section.heading_path == "Real"
+    assert section.body == text.split("\n", 1)[1].strip()
 
 
 def test_code_blocks_stay_intact_and_never_become_headings() -> None:

@@ -1,9 +1,10 @@
-"""Math rewards: find the model's final answer, compare it with the expected one.
+"""Math rewards: find the model's final answer, check it against the expected one.
 
 The guide's math recipe compared strings (``model_answer == expected``), so ``0.75``
-against ``3/4``, ``1,000`` against ``1000`` or ``$5`` against ``5`` all scored as wrong.
-Here answers are compared as exact fractions when both sides are numbers, and as
-normalised text otherwise. The scoring scheme is the guide's: +1 correct, -0.1 wrong.
+against ``3/4``, ``1,000`` against ``1000`` or ``\\{1,2\\}`` against ``\\{2,1\\}`` all
+scored as wrong. Here equivalence is math-verify's (the checker behind Hugging Face's
+Open R1 rewards): numbers, fractions, LaTeX, sets, intervals, percentages, units and
+symbolic expressions. The scoring scheme is the guide's: +1 correct, -0.1 wrong.
 
     extract_answer("so the total is \\\\boxed{\\\\frac{3}{4}}")   # '\\frac{3}{4}'
     answers_match("\\\\frac{3}{4}", "0.75")                     # True
@@ -12,8 +13,10 @@ normalised text otherwise. The scoring scheme is the guide's: +1 correct, -0.1 w
 
 from __future__ import annotations
 
+import functools
+import logging
+import math
 import re
-from fractions import Fraction
 from typing import Any
 
 CORRECT = 1.0
@@ -21,7 +24,15 @@ WRONG = -0.1
 
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _HASHES = re.compile(r"####\s*(.+)")
-_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+# "1 000" and "1\,000" are thousands; math-verify would read a product (1·000 = 0).
+_THOUSANDS_GAP = re.compile(r"(?<=\d)(?:\s|~|\\[,;: ])+(?=\d{3}(?!\d))")
+# Functions that latex2sympy evaluates while parsing: \binom{10000000}{1000000} never ends.
+_EAGER = re.compile(r"\\(?:[dt]?binom|choose|Gamma)\b")
+_BIG_LITERAL = re.compile(r"\d{5}")
+_MAX_CHARS = 1000  # parsing takes ~1 ms per character
+_MAX_BITS = 1e6  # numbers sympy computes in a few milliseconds
+# A bare word is an answer in words: sympy would read "listen" as l*i*s*t*e*n == "silent".
+_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 def _boxed(text: str) -> str | None:
@@ -61,37 +72,67 @@ def extract_answer(text: str) -> str | None:
     return numbers[-1] if numbers else None
 
 
-def _normalise(answer: str) -> str:
-    text = answer.strip()
-    text = _FRAC.sub(r"(\1)/(\2)", text)
-    for junk in ("\\left", "\\right", "\\!", "\\,", "\\$", "$", "\\%", "%"):
-        text = text.replace(junk, "")
-    text = re.sub(r"\\text\{([^{}]*)\}", r"\1", text)
-    text = text.strip().rstrip(".").strip()
-    # Thousands separators: only commas between groups of three digits.
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    return " ".join(text.split()).lower()
+def _strip(answer: str) -> str:
+    # A "$" in an extracted answer is a currency sign or a stray math delimiter.
+    answer = answer.replace("\\$", "").replace("$", "")
+    return " ".join(_THOUSANDS_GAP.sub("", answer).split())
 
 
-def _as_number(text: str) -> Fraction | None:
-    plain = text.replace(" ", "")
-    plain = re.sub(r"^\((-?[\d.]+)\)/\((-?[\d.]+)\)$", r"\1/\2", plain)
-    if not re.fullmatch(r"-?(\d+\.?\d*|\.\d+)(/-?(\d+\.?\d*|\.\d+))?", plain):
-        return None
+@functools.cache
+def _math_verify() -> Any:
+    # Imported on first use: math-verify brings sympy, which adds ~0.5 s to an import.
+    import math_verify
+
+    # Its signal-based timeouts only work in the main thread, and rewards are scored in
+    # threads; rl_rewards times every call out instead, so silence the notice about it.
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).addFilter(
+            lambda record: not record.getMessage().startswith("Timeout is disabled")
+        )
+    return math_verify
+
+
+def _bits(expr: Any) -> float:
+    """A rough upper bound, in bits, on the numbers sympy may build to evaluate ``expr``."""
+    from sympy import Float, Function, MatrixBase, Pow, Rational
+    from sympy.concrete.expr_with_limits import ExprWithLimits
+
+    if isinstance(expr, MatrixBase):
+        return sum(map(_bits, expr), 1.0)
+    if isinstance(expr, Rational):
+        return float(expr.p.bit_length() + expr.q.bit_length())
+    if isinstance(expr, Float):
+        return math.log2(abs(float(expr)) + 2.0)
+    parts = [_bits(arg) for arg in expr.args]
+    if parts and isinstance(expr, (Pow, Function, ExprWithLimits)):
+        largest = max(parts)  # x^y, y! and the like grow like 2^(bits of y)
+        return largest * 2.0 ** min(largest, 64.0)
+    return sum(parts, 1.0)
+
+
+def _parse(answer: str) -> list[Any]:
+    """math-verify's reading of ``answer``; ``[]`` when it is too costly to evaluate.
+
+    Without the signal timeouts, ``9^{9^{9^9}}`` would have sympy multiply integers in C,
+    holding the GIL, for longer than any run lasts; such answers are compared as text.
+    """
+    if len(answer) > _MAX_CHARS or (_EAGER.search(answer) and _BIG_LITERAL.search(answer)):
+        return []
+    parsed: list[Any] = _math_verify().parse(f"${answer}$", parsing_timeout=None)
     try:
-        if "/" in plain:
-            top, bottom = plain.split("/")
-            return Fraction(top) / Fraction(bottom)
-        return Fraction(plain)
-    except (ValueError, ZeroDivisionError):
-        return None
+        if parsed and not isinstance(parsed[0], str) and _bits(parsed[0]) > _MAX_BITS:
+            return []
+    except RecursionError:
+        return []
+    return parsed
 
 
 def answers_match(given: str | None, expected: str | float | int) -> bool:
-    """True when two answers are the same number (or the same text, after normalising).
+    """True when two answers are mathematically the same (or the same text).
 
-    Handles integers, decimals, fractions (``3/4`` == ``0.75`` == ``\\frac{3}{4}``),
-    thousands separators, ``$`` and ``%`` signs, and a trailing period.
+    Equivalence is math-verify's: ``3/4`` == ``0.75`` == ``\\frac{3}{4}``, ``1,000`` ==
+    ``1000``, ``\\{1,2\\}`` == ``\\{2,1\\}``, ``2\\sqrt{2}`` == ``\\sqrt{8}``, ``50\\%`` ==
+    ``50``, ``10\\text{ cm}`` == ``10``, ``x=3`` == ``3``; ``$`` signs are ignored.
 
     Example:
         >>> answers_match("$1,000.", "1000")
@@ -99,11 +140,15 @@ def answers_match(given: str | None, expected: str | float | int) -> bool:
     """
     if given is None:
         return False
-    left, right = _normalise(given), _normalise(str(expected))
-    a, b = _as_number(left), _as_number(right)
-    if a is not None and b is not None:
-        return a == b
-    return left == right
+    left, right = _strip(given), _strip(str(expected))
+    if left.casefold() == right.casefold():
+        return True
+    if _WORD.fullmatch(left) and _WORD.fullmatch(right):  # two different words
+        return False
+    gold, target = _parse(right), _parse(left)
+    if not gold or not target:
+        return False
+    return bool(_math_verify().verify(gold, target, timeout_seconds=None))
 
 
 def math_reward(

@@ -24,6 +24,7 @@ from tinkerkit.data.notes.errors import (
     NotesConfigError,
     NotesDecodeError,
     NotesError,
+    NotesFrontMatterError,
     NotesNotFoundError,
     QAParseError,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "NotesConfigError",
     "NotesDecodeError",
     "NotesError",
+    "NotesFrontMatterError",
     "NotesNotFoundError",
     "NotesReport",
     "QAPair",

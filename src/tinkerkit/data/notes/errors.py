@@ -14,6 +14,7 @@ __all__ = [
     "NotesConfigError",
     "NotesDecodeError",
     "NotesError",
+    "NotesFrontMatterError",
     "NotesNotFoundError",
     "QAParseError",
 ]
@@ -33,6 +34,10 @@ class NotesNotFoundError(NotesError, FileNotFoundError):
 
 class NotesDecodeError(NotesError, ValueError):
     """A note file is not valid UTF-8."""
+
+
+class NotesFrontMatterError(NotesError, ValueError):
+    """A note's front matter is not valid YAML (the message gives the file and line)."""
 
 
 class QAParseError(NotesError, ValueError):

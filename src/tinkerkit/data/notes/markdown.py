@@ -1,15 +1,16 @@
 """Direct extraction: Markdown notes → sections → one question/answer pair per section.
 
-Unlike a ``re.split(r"\\n## ", text)`` one-liner, this parser
+The Markdown is read by markdown-it-py (CommonMark) and the front matter by
+python-frontmatter, so that
 
-* splits at ATX headings of every depth (``#`` to ``######``, up to 3 spaces of indent,
-  a space or the end of the line after the hashes, optional closing hashes), and keeps
-  the path of headings above each section ("Pebble > Syntax > Comments");
-* skips fenced code blocks (````` ``` ````` and ``~~~``, closed by a fence of the same
-  character at least as long): a ``# comment`` inside one is code, not a heading;
-* reads front matter (``---`` on the first line, ``key: value`` lines, ``---`` or
-  ``...`` to close) into ``Section.metadata`` instead of treating it as text;
-* drops sections whose body is empty (a heading directly followed by a sub-heading).
+* sections split at ATX headings of every depth (``#`` to ``######``) and keep the path
+  of headings above them ("Pebble > Syntax > Comments");
+* code blocks stay intact: a ``# comment`` inside a fenced or indented block is code, as
+  is a ``#`` line inside an HTML block (``<!-- ... -->``, or ``<div>`` up to the next blank
+  line), just as a Markdown renderer shows them; headings in quotes and lists do not split;
+* front matter (a ``---`` block of YAML on the first line) goes to ``Section.metadata``
+  instead of into the text;
+* sections whose body is empty (a heading directly followed by a sub-heading) are dropped.
 
 Setext headings (a line underlined with ``===``/``---``) are not recognised: notes apps
 write ATX headings, and ``---`` is far more often a horizontal rule.
@@ -22,12 +23,20 @@ the section body, trimmed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tinkerkit.data.notes.errors import NotesDecodeError, NotesNotFoundError
+import frontmatter
+import yaml
+from markdown_it import MarkdownIt
+
+from tinkerkit.data.notes.errors import (
+    NotesDecodeError,
+    NotesFrontMatterError,
+    NotesNotFoundError,
+)
 from tinkerkit.data.notes.qa import QAPair
 
 __all__ = [
@@ -42,11 +51,6 @@ __all__ = [
 ]
 
 NOTE_SUFFIXES = (".md", ".markdown")
-
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
-_CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-_FRONT_MATTER_KEY = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_ .-]*?)\s*:\s*(.*)$")
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,8 @@ class Section:
     """Where the text came from: a file path, or the ``source`` given for raw text."""
     line: int
     """1-based line of the heading in the file (of the first body line for level 0)."""
-    metadata: dict[str, str] = field(default_factory=dict)
-    """The note's front matter, e.g. ``{"title": "Pebble"}``."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The note's front matter as YAML reads it, e.g. ``{"title": "Pebble", "tags": ["a"]}``."""
 
     @property
     def heading_path(self) -> str:
@@ -81,51 +85,47 @@ class Section:
         """The section's own heading (the front matter title or file name at level 0)."""
         if self.path:
             return self.path[-1]
-        return self.metadata.get("title") or Path(self.file).stem
+        return str(self.metadata.get("title") or Path(self.file).stem)
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
-def parse_front_matter(text: str) -> tuple[dict[str, str], str, int]:
+def parse_front_matter(text: str, source: str = "<text>") -> tuple[dict[str, Any], str, int]:
     """Split ``text`` into (front matter, the rest, number of lines the front matter used).
 
-    Only flat ``key: value`` lines are read (quotes around values are removed); comments,
-    list items and nested blocks are ignored, so no YAML library is needed. Text that does
-    not start with a closed ``---`` block has no front matter.
+    Front matter is a YAML mapping between a ``---`` first line and the next ``---`` line.
+    Text without a closed block, or whose block is not a mapping, has no front matter.
 
     Example:
         >>> parse_front_matter("---\\ntitle: Pebble\\n---\\n# Intro\\n")
         ({'title': 'Pebble'}, '# Intro\\n', 3)
     """
-    lines = text.split("\n")
-    if not lines or lines[0].strip() != "---":
+    handler = frontmatter.YAMLHandler()
+    if not handler.detect(text):
         return {}, text, 0
-    for end in range(1, len(lines)):
-        if lines[end].strip() in ("---", "..."):
-            break
-    else:
+    try:
+        block, rest = handler.split(text)
+    except ValueError:
         return {}, text, 0  # an unclosed "---" is a horizontal rule, not front matter
-    metadata: dict[str, str] = {}
-    for raw in lines[1:end]:
-        if raw[:1] in (" ", "\t", "#", "-"):
-            continue  # nested value, comment or list item: beyond "key: value"
-        match = _FRONT_MATTER_KEY.match(raw.strip())
-        if match:
-            metadata[match.group(1).strip()] = _unquote(match.group(2))
-    return metadata, "\n".join(lines[end + 1 :]), end + 1
+    try:
+        data = handler.load(block)
+    except yaml.YAMLError as exc:
+        # The context mark is where the broken construct starts, e.g. an unclosed "[".
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
+        line = text.count("\n", 0, text.find(block)) + 1 + (mark.line if mark else 0)
+        raise NotesFrontMatterError(
+            f"{source}:{line}: the front matter (the block between the first two '---' "
+            f"lines) is not valid YAML: {getattr(exc, 'problem', None) or exc}. Fix it, "
+            "or begin the note with something else if that '---' is a horizontal rule."
+        ) from exc
+    if data is not None and not isinstance(data, dict):
+        return {}, text, 0
+    if text[len(text) - len(rest) - 1] != "\n":
+        rest = rest.partition("\n")[2]  # what follows the closing "---" on its line
+    metadata = {str(key): value for key, value in (data or {}).items()}
+    return metadata, rest, text.count("\n", 0, len(text) - len(rest))
 
 
-def _heading(line: str) -> tuple[int, str] | None:
-    match = _HEADING.match(line)
-    if not match:
-        return None
-    title = _CLOSING_HASHES.sub("", match.group(2) or "").strip()
-    return len(match.group(1)), title or "(untitled)"
+# CommonMark without setext headings ("Title" over "---"); see the module docstring.
+_MARKDOWN = MarkdownIt("commonmark").disable("lheading")
 
 
 def extract_sections(text: str, source: str = "<text>") -> list[Section]:
@@ -139,49 +139,30 @@ def extract_sections(text: str, source: str = "<text>") -> list[Section]:
         ['Town > History']
     """
     text = text.replace("\r\n", "\n").lstrip("\ufeff")
-    metadata, rest, offset = parse_front_matter(text)
+    metadata, rest, offset = parse_front_matter(text, source)
+    lines = rest.split("\n")
+    tokens = _MARKDOWN.parse(rest)
+    # (line index, level, title) of each top-level heading; quotes and lists nest deeper.
+    headings = [
+        (token.map[0], int(token.tag[1:]), tokens[i + 1].content.strip() or "(untitled)")
+        for i, token in enumerate(tokens)
+        if token.type == "heading_open" and token.level == 0 and token.map
+    ]
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
-    current_level, current_line = 0, offset + 1
-    body: list[str] = []
-    fence: str | None = None
-
-    def flush() -> None:
+    ends = [start for start, _, _ in headings] + [len(lines)]
+    for (start, level, title), end in zip([(-1, 0, ""), *headings], ends, strict=True):
+        if level:
+            stack = [(lvl, t) for lvl, t in stack if lvl < level] + [(level, title)]
+        body = lines[start + 1 : end]
         content = "\n".join(body).strip()
-        if content:
-            path = tuple(title for _, title in stack)
-            line = current_line
-            if current_level == 0:  # no heading: point at the first line of text
-                line += next(i for i, text in enumerate(body) if text.strip())
-            sections.append(Section(path, current_level, content, source, line, metadata))
-        body.clear()
-
-    for number, line in enumerate(rest.split("\n"), start=offset + 1):
-        fence_match = _FENCE.match(line)
-        if fence is not None:
-            # Inside a code block only a closing fence matters; headings are just code.
-            if (
-                fence_match
-                and fence_match.group(1).startswith(fence)
-                and not fence_match.group(2).strip()
-            ):
-                fence = None
-            body.append(line)
+        if not content:
             continue
-        if fence_match and not (fence_match.group(1)[0] == "`" and "`" in fence_match.group(2)):
-            fence = fence_match.group(1)
-            body.append(line)
-            continue
-        heading = _heading(line)
-        if heading is None:
-            body.append(line)
-            continue
-        flush()
-        level, title = heading
-        stack = [(lvl, t) for lvl, t in stack if lvl < level] + [(level, title)]
-        current_level, current_line = level, number
-    # An unclosed fence runs to the end of the file (as in CommonMark); keep it as text.
-    flush()
+        line = start  # the heading's index; for level 0 the first line of text
+        if not level:
+            line = next(i for i, row in enumerate(body) if row.strip())
+        path = tuple(t for _, t in stack)
+        sections.append(Section(path, level, content, source, offset + line + 1, metadata))
     return sections
 
 
@@ -254,7 +235,7 @@ def section_question(section: Section) -> str:
         >>> section_question(s)
         'What do my notes say about Founding (Town > History)?'
     """
-    doc_title = section.metadata.get("title", "").strip()
+    doc_title = str(section.metadata.get("title") or "").strip()
     context = list(section.path[:-1])
     if doc_title and (not section.path or section.path[0].casefold() != doc_title.casefold()):
         context.insert(0, doc_title)
