@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -67,15 +68,19 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def run_command(fn: Callable[[], Any]) -> Any:
-    """Run a command; our typed errors become one clear line and exit code 1.
+    """Run a command; our typed errors become one clear line and exit code 1 (a
+    ``ConfigError`` is a usage error, exit code 2, naming the options).
 
     Example:
         >>> run_command(lambda: tk.connect("nope"))   # error: Unknown backend 'nope'. ...
     """
-    from tinkerkit.errors import TinkerkitError  # here, not at import: keeps --help fast
+    from tinkerkit.errors import ConfigError, TinkerkitError  # here: keeps --help fast
 
     try:
         return fn()
+    except ConfigError as exc:
+        ctx = click.get_current_context(silent=True)
+        raise click.UsageError(_in_flags(str(exc), ctx), ctx) from None
     except TinkerkitError as exc:
         fail(str(exc))
     except ImportError as exc:
@@ -94,6 +99,16 @@ def run_command(fn: Callable[[], Any]) -> Any:
         if message is None:
             raise
         fail(message)
+
+
+def _in_flags(message: str, ctx: click.Context | None) -> str:
+    """A config's message in the command line's words: ``Config.kl_coef`` → ``'--kl-coef'``."""
+    flags = {p.name: p.opts[0] for p in ctx.command.params if p.opts} if ctx else {}
+    return re.sub(
+        r"\b\w*Config\.(\w+)",
+        lambda m: f"'{flags[m[1]]}'" if m[1] in flags else m[0],
+        message,
+    )
 
 
 def _is_sdk_auth_error(exc: BaseException) -> bool:

@@ -1,4 +1,5 @@
-"""Option value types for the ``tinkerkit`` commands: numbers checked when parsed.
+"""Option value types for the ``tinkerkit`` commands, and the options made from a config
+model's fields (``config_options``): values checked when parsed.
 
 A bad value fails before anything is built or written, as one line naming the option,
 the value and what to pass instead (``--lr nan`` would otherwise train to NaN and exit 0,
@@ -6,26 +7,27 @@ the value and what to pass instead (``--lr nan`` would otherwise train to NaN an
 
     @click.option("--lr", type=Number(float, above=0.0), default=1e-4)
 
-Imports nothing heavy: ``tinkerkit --help`` stays fast.
+Imports nothing heavy (click, and pydantic for the configs): ``tinkerkit --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import functools
-import itertools
 import math
-import re
-import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import click
 
 # The largest ``--rank`` and ``sample --num-samples``: the backends' request limits.
 from tinkerkit.backends.limits import MAX_LORA_RANK, MAX_NUM_SAMPLES
+from tinkerkit.train.run_options import RunOptions, names_of
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+
+    from tinkerkit.train.run_options import Settings
 
 MAX_NEW_TOKENS = 1 << 17
 """The largest ``--max-tokens`` a sampling command accepts."""
@@ -150,73 +152,25 @@ def _show(bound: float) -> str:
 
 
 POSITIVE_INT = Number(int, at_least=1)
-NON_NEGATIVE_INT = Number(int, at_least=0)
 POSITIVE_FLOAT = Number(float, above=0.0)
 NON_NEGATIVE_FLOAT = Number(float, at_least=0.0)
-FRACTION = Number(float, at_least=0.0, at_most=0.99)
-RANK = Number(int, at_least=1, at_most=MAX_LORA_RANK)
 NUM_SAMPLES = Number(int, at_least=1, at_most=MAX_NUM_SAMPLES)
 NEW_TOKENS = Number(int, at_least=1, at_most=MAX_NEW_TOKENS)
 OUTPUT_FOLDER = OutputPath(folder=True)
 OUTPUT_FILE = OutputPath(folder=False)
 TEXT = Text()
 
-
-CHOICES = {
-    "lr_schedule": click.Choice(["constant", "linear", "cosine"]),
-    "train_on": click.Choice(["last", "all_assistant"]),
-    "objective": click.Choice(["dpo", "bradley_terry"]),
-    "loss": click.Choice(["importance_sampling", "ppo", "reinforce"]),
+SHORT_FLAGS = {
+    "learning_rate": "--lr",
+    "sft_learning_rate": "--sft-lr",
+    "reward_learning_rate": "--reward-lr",
+    "rl_learning_rate": "--policy-lr",
 }
-"""The choices of the configs' ``Literal`` fields (a test checks they match them)."""
+"""The guide's short flags, used instead of ``--field-name``."""
 
-FIELD_TYPES: dict[str, click.ParamType] = {
-    "rank": RANK,
-    "seed": click.INT,
-    "epochs": POSITIVE_INT,
-    "batch_size": POSITIVE_INT,
-    "group_size": POSITIVE_INT,
-    "steps": POSITIVE_INT,
-    "refresh_every": POSITIVE_INT,
-    "max_length": POSITIVE_INT,
-    "learning_rate": POSITIVE_FLOAT,
-    "beta": POSITIVE_FLOAT,
-    "reward_timeout": POSITIVE_FLOAT,
-    "temperature": NON_NEGATIVE_FLOAT,
-    "kl_coef": NON_NEGATIVE_FLOAT,
-    "warmup_steps": NON_NEGATIVE_INT,
-    "save_every": NON_NEGATIVE_INT,
-    "keep_last": NON_NEGATIVE_INT,
-    "eval_every": NON_NEGATIVE_INT,
-    "eval_split": FRACTION,
-    "max_tokens": NEW_TOKENS,
-    "log_dir": OUTPUT_FOLDER,
-    "data": click.Path(path_type=Path),
-    "eval_data": click.Path(path_type=Path),
-    # RLHFConfig's own fields
-    "sft_data": click.Path(path_type=Path),
-    "preference_data": click.Path(path_type=Path),
-    "prompts": click.Path(path_type=Path),
-    "rl_steps": POSITIVE_INT,
-    "sft_learning_rate": POSITIVE_FLOAT,
-    "reward_learning_rate": POSITIVE_FLOAT,
-    "rl_learning_rate": POSITIVE_FLOAT,
-    **CHOICES,
-}
-"""Each config field's command-line type: values checked when parsed."""
-
-FIELD_FLAGS: dict[str, tuple[str, ...]] = {
-    "learning_rate": ("--lr",),
-    "log_dir": ("--log-dir", "--log-path"),
-    "init_state": ("--init-state", "--load-checkpoint-path"),
-    "kl_coef": ("--kl-coef", "--kl-penalty-coef"),
-    "loss": ("--loss", "--loss-fn"),
-    "sft_learning_rate": ("--sft-lr",),
-    "reward_learning_rate": ("--reward-lr",),
-    "rl_learning_rate": ("--policy-lr",),
-}
-"""Flags other than ``--field-name``: the short ``--lr``, and the cookbook's names as
-aliases (the first flag is the one error messages name)."""
+REQUEST_LIMITS = {"rank": MAX_LORA_RANK, "max_tokens": MAX_NEW_TOKENS}
+"""The backends' limits on config fields, checked when parsed too: a request over them
+is refused, but ``--rank 100000000`` would run out of memory building the adapter first."""
 
 
 class ConfigOption(click.Option):
@@ -228,93 +182,76 @@ class ConfigOption(click.Option):
 
 
 def config_options(
-    config: type,
+    config: type[Settings],
     include: Sequence[str],
     *,
-    types: Mapping[str, Any] | None = None,
-    flags: Mapping[str, Sequence[str]] | None = None,
     help: Mapping[str, str] | None = None,
     required: Collection[str] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Click options for the dataclass ``config``'s fields ``include`` (in that order):
-    the default (and ``show_default``) is the field's default, the help its attribute
-    docstring, the type from ``FIELD_TYPES`` (a bool field is a flag); a field without
-    a default, or named in ``required``, is a required option. The parameter is the
-    field's name, so the command passes its options on as ``config(**fields)``.
+    """Click options for the config model's fields ``include`` (in that order): the
+    default (and ``show_default``) is the field's default, the help its attribute
+    docstring, the type its checks (``field_type``; a bool field is a flag). The flags are
+    ``--field-name`` (or its ``SHORT_FLAGS`` one), then its aliases' (``--log-path``). A
+    field without a default, or named in ``required``, is a required option. The
+    parameter is the field's name, so the command passes its options on as
+    ``config(**fields)``.
 
     Example:
         >>> @click.command()
         ... @config_options(sft_config.Config, ["epochs", "learning_rate"])
         ... def sft(**fields): ...      # --epochs [default: 3], --lr [default: 0.0001]
     """
-    by_name = {f.name: f for f in dataclasses.fields(config)}
-    docs = field_docs(config)
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for name in reversed(include):
-            default = config_default(by_name[name])
-            decls = [*(flags or {}).get(name, FIELD_FLAGS.get(name, (_flag(name),))), name]
-            option: dict[str, Any] = {"cls": ConfigOption, "help": (help or {}).get(name)}
-            if option["help"] is None:
-                option["help"] = docs.get(name)
-            if default is dataclasses.MISSING or name in required:
+            info = config.model_fields[name]
+            flags = [SHORT_FLAGS.get(name, _flag(name)), *map(_flag, names_of(info))]
+            description = " ".join((info.description or "").replace("``", "").split())
+            option: dict[str, Any] = {
+                "cls": ConfigOption,
+                "help": (help or {}).get(name, description or None),
+                "type": field_type(name, info),
+            }
+            if info.is_required() or name in required:
                 option["required"] = True
-            elif isinstance(default, bool):
-                option.update(is_flag=True, default=default)
+            elif isinstance(info.default, bool):
+                option.update(is_flag=True, default=info.default)
             else:
-                option.update(default=default, show_default=default is not None)
-            kind = (types or {}).get(name, FIELD_TYPES.get(name))
-            if kind is not None and not option.get("is_flag"):
-                option["type"] = kind
-            command = click.option(*decls, **option)(command)
+                option.update(default=info.default, show_default=info.default is not None)
+            command = click.option(*flags, name, **option)(command)
         return command
 
     return decorate
 
 
-def config_default(f: dataclasses.Field[Any]) -> Any:
-    """A dataclass field's default (``MISSING`` when it has none)."""
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return dataclasses.MISSING
+def field_type(name: str, info: FieldInfo) -> click.ParamType | None:
+    """A config field's command-line type: its ``Literal`` values as choices, a number
+    within its ``Field`` bounds (and ``REQUEST_LIMITS``), a path (a folder a run writes
+    for ``*_dir``), else None (text)."""
+    annotation = info.annotation
+    if get_origin(annotation) is Literal:
+        return click.Choice(get_args(annotation))
+    kinds = (
+        set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else {annotation}
+    )
+    kinds.discard(type(None))
+    if Path in kinds:
+        return OUTPUT_FOLDER if name.endswith("_dir") else click.Path(path_type=Path)
+    if kinds == {int} or kinds == {float}:
+        bounds = {
+            k: getattr(m, k) for m in info.metadata for k in ("gt", "ge", "le") if hasattr(m, k)
+        }
+        return Number(
+            kinds.pop(),
+            above=bounds.get("gt"),
+            at_least=bounds.get("ge"),
+            at_most=bounds.get("le", REQUEST_LIMITS.get(name)),
+        )
+    return None
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-@functools.cache
-def field_docs(config: type) -> dict[str, str]:
-    """The attribute docstrings of a dataclass's fields (its bases' too), read from the
-    source with ``ast``: a string right after ``name: type = ...``. ``rst`` backticks
-    are dropped and lines joined."""
-    docs: dict[str, str] = {}
-    for cls in reversed(config.__mro__):
-        module = sys.modules.get(cls.__module__)
-        path = getattr(module, "__file__", None)
-        if not dataclasses.is_dataclass(cls) or not path or not path.endswith(".py"):
-            continue
-        try:
-            tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-        except (OSError, SyntaxError):
-            continue
-        body = next(
-            (n.body for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__),
-            [],
-        )
-        for stmt, after in itertools.pairwise(body):
-            if (
-                isinstance(stmt, ast.AnnAssign)
-                and isinstance(stmt.target, ast.Name)
-                and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)
-            ):
-                text = " ".join(after.value.value.replace("``", "").split())
-                docs[stmt.target.id] = re.sub(r"\s+", " ", text)
-    return docs
 
 
 def run_folder_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -326,8 +263,6 @@ def run_folder_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ... @run_folder_options
         ... def sft(overwrite: bool, keep_last: int) -> None: ...
     """
-    from tinkerkit.train.run_options import RunOptions
-
     return config_options(
         RunOptions,
         ["overwrite", "keep_last"],

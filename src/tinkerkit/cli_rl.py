@@ -4,9 +4,9 @@
         --log-dir runs/rl --steps 30 --lr 2e-2
 
 ``--reward`` is ``package.module:function`` (importable) or ``path/to/file.py:function``.
-The other options are made from ``train.rl_config.Config`` (defaults and help written
-once, there); ``--load-checkpoint-path``, ``--kl-penalty-coef`` and ``--loss-fn`` are the
-cookbook's names for ``--init-state``, ``--kl-coef`` and ``--loss``.
+The other options are made from ``train.rl_config.Config`` (defaults, help and checks
+written once, there); ``--load-checkpoint-path``, ``--kl-penalty-coef`` and ``--loss-fn``
+are the cookbook's names for ``--init-state``, ``--kl-coef`` and ``--loss``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 preference training commands.
 
 The sft and dpo options are made from the loops' Configs (``cli_options.config_options``):
-their defaults and help are the Config's, written once."""
+their defaults, help and checks are the Config's, written once."""
 
 from __future__ import annotations
 
@@ -50,9 +50,8 @@ def sft(backend: str | None, latency: float, **fields: Any) -> None:
     """Supervised fine-tuning on chats; pipelined, checkpointed, resumable."""
     from tinkerkit.train import sft as sft_loop
 
-    config = SFTConfig(**fields)  # the defaults are the Config's (the options are made from it)
-
     def run() -> None:
+        config = SFTConfig(**fields)  # defaults: the Config's (the options are made from it)
         result = sft_loop.train(config, service=_connect(backend, latency))
         if result.already_finished:
             click.echo(f"already finished: {result.log_dir} (nothing trained or saved)")
@@ -91,9 +90,8 @@ def dpo(backend: str | None, latency: float, **fields: Any) -> None:
     """Preference learning on pairs: DPO, or a Bradley-Terry reward model."""
     from tinkerkit.train import preference
 
-    config = DPOConfig(**fields)
-
     def run() -> None:
+        config = DPOConfig(**fields)
         train = preference.train_dpo if config.objective == "dpo" else preference.train_reward_model
         result = train(config, _connect(backend, latency))
         evals = result.evals()
@@ -147,11 +145,11 @@ def rlhf(
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         and value is not None
     }
-    config = RLHFConfig(
-        sft_data=sft_data, preference_data=preference_data, prompts=prompts, **given
-    )
 
     def run() -> None:
+        config = RLHFConfig(
+            sft_data=sft_data, preference_data=preference_data, prompts=prompts, **given
+        )
         result = run_rlhf(config, _connect(backend, latency))
         click.echo(f"reward model:   {result.reward_model_path}")
         if result.rl_rewards:

@@ -107,7 +107,7 @@ class RequestError(TinkerkitError, RequestFailedError):
 
 
 class ConfigError(TinkerkitError, ValueError):
-    """A training loop's config that cannot run (``check_config``): names the field, its
+    """A training loop's Config refused its settings: names the field, its
     value, and what to set instead. A ``ValueError``, so ``except ValueError`` catches it."""
 
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from tinkerkit.train import rl_config, rlhf_config, sft_config
+from tinkerkit.train.run_options import Settings
 
 logger = logging.getLogger("tinkerkit")
 
 
-def _defaults(config: type) -> dict[str, Any]:
-    return {f.name: f.default for f in fields(config) if f.default is not MISSING}
+def _defaults(config: type[Settings]) -> dict[str, Any]:
+    return {name: f.default for name, f in config.model_fields.items() if not f.is_required()}
 
 
 # The numbers are the loops' (and RLHF's) Config defaults: one source; the config modules

@@ -105,6 +105,12 @@ ROWS: list[tuple[str, list[str], int, list[str]]] = [
     ("rl-group-size-0", _with(RL, "--group-size", "0"), 2, ["'--group-size'"]),
     ("rl-max-tokens-negative", _with(RL, "--max-tokens", "-5"), 2, ["'--max-tokens'"]),
     ("rl-log-dir-file", _with(RL, "--log-dir", "{d}/a_file"), 2, ["'--log-dir'", "is a file"]),
+    (
+        "rl-save-every-off-refresh-steps",
+        [*RL, "--save-every", "3", "--refresh-every", "2"],
+        2,
+        ["'--save-every' (3) must be a multiple of '--refresh-every' (2)", "rl --help"],
+    ),
     ("rl-reward-spec", _with(RL, "--reward", "nocolon"), 1, ["--reward 'nocolon'", "module:"]),
     ("rl-reward-missing-file", _with(RL, "--reward", "{d}/nope.py:f"), 1, ["no such file"]),
     ("rl-reward-no-function", _with(RL, "--reward", "{d}/reward.py:nope"), 1, ["'nope'"]),

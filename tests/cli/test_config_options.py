@@ -1,11 +1,10 @@
-"""The loop commands' options are made from the Configs: each option's default is the
-Config field's default, the choices are the fields' Literal values, and the cookbook
-flags (--log-path, --load-checkpoint-path, --kl-penalty-coef, --loss-fn) give the same
-Config as the old ones."""
+"""The loop commands' options are made from the Config models: each option's default is
+the field's default, its checks the field's bounds, the choices the fields' Literal
+values, and the cookbook flags (--log-path, --load-checkpoint-path, --kl-penalty-coef,
+--loss-fn), the fields' aliases, give the same Config as the old ones."""
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 
 from tinkerkit import cli_rl, cli_train
 from tinkerkit.cli import main
-from tinkerkit.cli_options import CHOICES, ConfigOption
+from tinkerkit.cli_options import ConfigOption, Number
 from tinkerkit.train import rl_config
 from tinkerkit.train.preference_config import DPOConfig
 from tinkerkit.train.rlhf_config import RLHFConfig
@@ -26,20 +25,14 @@ from tinkerkit.train.sft_config import Config as SFTConfig
 COMMANDS = [(cli_train.sft, SFTConfig), (cli_train.dpo, DPOConfig), (cli_rl.rl, rl_config.Config)]
 
 
-def _defaults(config: type) -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(config):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
+def _defaults(config: Any) -> dict[str, Any]:
+    return {name: f.default for name, f in config.model_fields.items() if not f.is_required()}
 
 
 @pytest.mark.parametrize(("command", "config"), COMMANDS, ids=lambda c: getattr(c, "name", ""))
 def test_option_defaults_are_the_config_defaults(command: click.Command, config: type) -> None:
     defaults = _defaults(config)
-    names = {f.name for f in dataclasses.fields(config)}
+    names = set(config.model_fields)
     made = [p for p in command.params if isinstance(p, ConfigOption)]
     assert {p.name for p in made} >= {"model", "seed", "rank", "epochs", "log_dir", "keep_last"}
     for param in made:
@@ -83,16 +76,40 @@ def test_help_comes_from_the_field_docstring() -> None:
     assert "tinker://" in (params["init_state"].help or "")
 
 
+def _choices(command: click.Command, name: str) -> list[str]:
+    (param,) = [p for p in command.params if p.name == name]
+    assert isinstance(param.type, click.Choice)
+    return list(param.type.choices)
+
+
 def test_choices_are_the_literal_values() -> None:
-    from tinkerkit.data.chat import TrainOn
-    from tinkerkit.train import rl_batch
+    """The configs' Literals (spelled there: their modules import tinker) are the ones
+    the loops use."""
+    from tinkerkit.data import chat
+    from tinkerkit.train import rl_batch, rl_rewards
     from tinkerkit.train.preference_config import Objective
     from tinkerkit.train.schedules import Schedule
 
-    assert list(CHOICES["lr_schedule"].choices) == list(typing.get_args(Schedule))
-    assert list(CHOICES["train_on"].choices) == list(typing.get_args(TrainOn))
-    assert list(CHOICES["objective"].choices) == list(typing.get_args(Objective))
-    assert list(CHOICES["loss"].choices) == list(rl_batch.LOSSES)
+    assert _choices(cli_train.sft, "lr_schedule") == list(typing.get_args(Schedule))
+    assert _choices(cli_train.sft, "train_on") == list(typing.get_args(chat.TrainOn))
+    assert _choices(cli_train.dpo, "objective") == list(typing.get_args(Objective))
+    assert _choices(cli_rl.rl, "loss") == list(rl_batch.LOSSES)
+    assert typing.get_args(rl_config.Loss) == typing.get_args(rl_batch.Loss)
+    assert typing.get_args(rl_config.OnRewardError) == typing.get_args(rl_rewards.OnRewardError)
+
+
+def test_option_checks_are_the_field_bounds() -> None:
+    params = {p.name: p for p in cli_rl.rl.params}
+    assert repr(params["learning_rate"].type) == "Number(float, a finite number above 0)"
+    assert repr(params["kl_coef"].type) == "Number(float, a finite number at least 0)"
+    assert repr(params["steps"].type) == "Number(int, a whole number at least 1)"
+    # the backends' request limits, too
+    assert repr(params["rank"].type) == "Number(int, a whole number at least 1 and at most 1024)"
+    assert isinstance(params["max_tokens"].type, Number) and params["max_tokens"].type.at_most
+    dpo = {p.name: p for p in cli_train.dpo.params}
+    assert repr(dpo["eval_split"].type) == (
+        "Number(float, a finite number at least 0 and at most 0.99)"
+    )
 
 
 class _Made(Exception):
@@ -134,7 +151,7 @@ def test_rl_cookbook_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     a = _config_from(monkeypatch, cli_rl, "Config", old)
     b = _config_from(monkeypatch, cli_rl, "Config", new)
     assert a.reward is not None and b.reward is not None
-    assert dataclasses.replace(a, reward=None) == dataclasses.replace(b, reward=None)
+    assert a.model_copy(update={"reward": None}) == b.model_copy(update={"reward": None})
     assert (b.init_state, b.kl_coef, b.loss) == ("tinker://a", 0.1, "ppo")
 
 

@@ -105,8 +105,8 @@ def test_every_stage_input_is_validated_before_stage_1_trains(tmp_path):
     cases = [
         (dict(prompts=bad_prompts), DataError, r"prompts\.jsonl:2"),
         (dict(preference_data=bad_pairs), DataError, r"pairs\.jsonl:1: field 'rejected'"),
-        (dict(rl_steps=0), ValueError, "Config.steps must be a positive integer"),
-        (dict(reward_eval_split=1.5), ValueError, r"DPOConfig.eval_split must be in \[0, 1\)"),
+        (dict(rl_steps=0), ValueError, r"RLHFConfig\.rl_steps must be greater than or equal"),
+        (dict(reward_eval_split=1.5), ValueError, r"RLHFConfig\.reward_eval_split must be less"),
     ]
     for change, error, message in cases:
         with pytest.raises(error, match=message):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +92,7 @@ def rerun(config: Any, service: Any, **changes: Any) -> Any:
     train = {tk.sft.Config: tk.sft.train, tk.preference.DPOConfig: tk.preference.train_dpo}.get(
         type(config), tk.rl.train
     )
-    return train(replace(config, **changes), service=service)
+    return train(config.model_copy(update=changes), service=service)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ run.json's config, not in the run's identity)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ def test_rl_alias_gives_the_same_config(alias: dict[str, Any], old: dict[str, An
     assert config == _rl(**old)
     assert public_config(config) == public_config(_rl(**old))
     assert rl_config.public_config(config) == rl_config.public_config(_rl(**old))
-    assert rl_config.run_identity(config, "f") == rl_config.run_identity(_rl(**old), "f")
+    assert config.run_identity(prompts="f") == _rl(**old).run_identity(prompts="f")
     # given both, the same: accepted
     assert _rl(**alias, **old) == config
 
@@ -83,7 +82,7 @@ def test_loss_fn_config_unknown_key_is_refused() -> None:
         _rl(loss_fn_config={"clip_ratio": 0.2})
 
 
-def test_replace_keeps_working_after_an_alias() -> None:
+def test_copy_with_changes_keeps_working_after_an_alias() -> None:
     config = _rl(log_path="runs/a", kl_penalty_coef=0.1)
-    again = replace(config, log_dir="runs/b", kl_coef=0.3)
+    again = config.model_copy(update={"log_dir": "runs/b", "kl_coef": 0.3})
     assert (again.log_dir, again.kl_coef) == ("runs/b", 0.3)

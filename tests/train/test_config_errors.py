@@ -1,9 +1,9 @@
-"""Every loop refuses a bad config with ``tk.errors.ConfigError`` (still a ``ValueError``),
-naming the field, before anything is read; moved error classes keep their old imports."""
+"""Every loop's config refuses a bad setting with ``tk.errors.ConfigError`` (still a
+``ValueError``) when it is made, one line naming the field, before anything is read;
+moved error classes keep their old imports."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,36 +11,49 @@ import pytest
 
 import tinkerkit as tk
 from tinkerkit import errors
-from tinkerkit.train import preference, rl_config, session, sft
 
-from .loops import dpo_config, home_runs, sft_config
-from .loops import rl_config as make_rl_config
+from .loops import dpo_config, home_runs, rl_config, sft_config
 
 BAD = [
-    (sft.check_config, sft_config, "epochs", 0),
-    (sft.check_config, sft_config, "eval_split", 1.5),
-    (preference.check_config, dpo_config, "beta", -1.0),
-    (rl_config.check_config, make_rl_config, "loss", "nope"),
+    (sft_config, "epochs", 0, "greater than or equal to 1, got 0"),
+    (sft_config, "eval_split", 1.5, "less than or equal to 0.99"),
+    (sft_config, "learning_rate", float("nan"), "a finite number, got nan"),
+    (sft_config, "keep_last", -1, "greater than or equal to 0"),
+    (sft_config, "rank", True, "a valid integer, got True"),
+    (dpo_config, "beta", -1.0, "greater than 0"),
+    (rl_config, "loss", "nope", "'importance_sampling', 'ppo' or 'reinforce', got 'nope'"),
+    (rl_config, "reward", 3, "callable"),
 ]
 
 
-@pytest.mark.parametrize(("check", "make", "field", "value"), BAD)
+@pytest.mark.parametrize(("make", "field", "value", "wanted"), BAD)
 def test_a_bad_setting_is_a_config_error_naming_the_field(
-    tmp_path: Path, check: Any, make: Any, field: str, value: object
+    tmp_path: Path, make: Any, field: str, value: object, wanted: str
 ) -> None:
-    config = replace(make(tmp_path / "run"), **{field: value})
-    with pytest.raises(errors.ConfigError, match=rf"\.{field} must be") as info:
-        check(config)
+    with pytest.raises(errors.ConfigError, match=rf"^(DPO)?Config\.{field} must be ") as info:
+        make(tmp_path / "run", **{field: value})
+    assert wanted in str(info.value) and "\n" not in str(info.value)
     assert isinstance(info.value, ValueError) and isinstance(info.value, errors.TinkerkitError)
+    assert home_runs() == [] and not (tmp_path / "run").exists()
 
 
-def test_a_negative_keep_last_is_refused_before_any_client(tmp_path: Path) -> None:
-    config = sft_config(tmp_path / "run", keep_last=-1)
-    with pytest.raises(errors.ConfigError, match="keep_last"):
-        session.start_run(config, {"model": config.model})
-    with pytest.raises(ValueError, match="keep_last"):
-        tk.sft.train(config, service=tk.connect("mock"))
-    assert home_runs() == []
+@pytest.mark.parametrize(
+    ("settings", "wanted"),
+    [
+        ({"epoch": 1}, "Config has no setting 'epoch'; did you mean epochs?"),
+        ({"data": 5}, "Config.data must be str | Path | Sequence[Any], got 5"),
+        ({"data": None}, "Config.data must be str | Path | Sequence[Any], got None"),
+    ],
+)
+def test_an_unknown_or_mistyped_setting_is_one_line(settings: dict[str, Any], wanted: str) -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        tk.sft.Config(**{"data": [], **settings})
+    assert str(info.value) == wanted
+
+
+def test_rl_checkpoints_must_fall_on_refresh_steps(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match=r"save_every \(3\).*refresh_every \(2\)"):
+        rl_config(tmp_path / "run", save_every=3, refresh_every=2)
 
 
 def test_moved_errors_keep_their_old_import_paths() -> None:

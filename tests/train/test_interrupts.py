@@ -10,7 +10,6 @@ from __future__ import annotations
 import _thread
 import asyncio
 import time
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -99,7 +98,7 @@ def test_cancelling_train_async_stops_the_loop_and_resume_matches(tmp_path):
 
         stop = _when_logged(3, "loss", cancel)
         task = asyncio.ensure_future(
-            tk.sft.train_async(replace(config, callbacks=(stop,)), service=service)
+            tk.sft.train_async(config.model_copy(update={"callbacks": (stop,)}), service=service)
         )
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -25,7 +25,7 @@ interrupted one from its last checkpoint, and starts again one stopped before it
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +96,11 @@ def _no_reward(prompt: Any, completion: str, **fields: Any) -> float:
 
 
 def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
-    """The three stages' configs, checked, with every input loaded once to validate it."""
+    """The three stages' configs (checked when made), with every input loaded once to
+    validate it."""
     from tinkerkit.train import preference as tk_preference
     from tinkerkit.train import rl as tk_rl
-    from tinkerkit.train import rl_config, rl_sampling, sft_data
+    from tinkerkit.train import rl_sampling, sft_data
     from tinkerkit.train import sft as tk_sft
 
     out = Path(config.out_dir)
@@ -140,9 +141,6 @@ def _stage_configs(config: RLHFConfig) -> tuple[Any, Any, Any]:
         log_dir=out / "rl",
         **common,
     )
-    tk_sft.check_config(sft)
-    tk_preference.check_config(reward)
-    rl_config.check_config(rl)
     sft_data.load(config.sft_data)
     tk_preference.load_pairs(config.preference_data)
     rl_sampling.load(config.prompts)
@@ -167,18 +165,20 @@ def rlhf(config: RLHFConfig, service: ServiceClientLike | None = None) -> RLHFRe
     service = service_or_default(service)  # None: the face's default, tk.connect()
 
     sft = tk_sft.train(
-        replace(sft_config, **_stage_start(Path(sft_config.log_dir))), service=service
+        sft_config.model_copy(update=_stage_start(Path(sft_config.log_dir))), service=service
     )
     reward = tk_preference.train_reward_model(
-        replace(reward_config, **_stage_start(Path(reward_config.log_dir))), service=service
+        reward_config.model_copy(update=_stage_start(Path(reward_config.log_dir))),
+        service=service,
     )
     rm = RewardModel(service.create_sampling_client(model_path=reward.sampler_path).result())
     rl = tk_rl.train(
-        replace(
-            rl_config,
-            reward=rm,
-            init_state=sft.state_path,
-            **_stage_start(Path(rl_config.log_dir)),
+        rl_config.model_copy(
+            update={
+                "reward": rm,
+                "init_state": sft.state_path,
+                **_stage_start(Path(rl_config.log_dir)),
+            }
         ),
         service=service,
     )

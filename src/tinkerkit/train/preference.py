@@ -18,7 +18,7 @@ from tinkerkit.protocols import ServiceClientLike
 from tinkerkit.train import losses, sft_data
 from tinkerkit.train.batching import batches_per_epoch
 from tinkerkit.train.fingerprint import records_fingerprint
-from tinkerkit.train.preference_config import DPOConfig, Objective, check_config, run_identity
+from tinkerkit.train.preference_config import DPOConfig, Objective
 from tinkerkit.train.preference_data import load_pairs, reference_scores, to_items
 from tinkerkit.train.run import Run, Step, SubmittedStep, every
 from tinkerkit.train.session import RunResult
@@ -27,7 +27,6 @@ __all__ = [
     "DPOConfig",
     "DPOResult",
     "Objective",
-    "check_config",
     "load_pairs",
     "train_dpo",
     "train_dpo_async",
@@ -59,9 +58,8 @@ def train_reward_model(config: DPOConfig, service: ServiceClientLike | None = No
     Example:
         >>> r = train_reward_model(DPOConfig(data="pairs.jsonl", log_dir="runs/rm"))
     """
-    from dataclasses import replace
-
-    return run_blocking(lambda: _train(replace(config, objective="bradley_terry"), service))
+    reward_model = config.model_copy(update={"objective": "bradley_terry"})
+    return run_blocking(lambda: _train(reward_model, service))
 
 
 async def train_dpo_async(config: DPOConfig, service: ServiceClientLike | None = None) -> DPOResult:
@@ -69,10 +67,9 @@ async def train_dpo_async(config: DPOConfig, service: ServiceClientLike | None =
 
 
 def _train(config: DPOConfig, service: ServiceClientLike | None) -> DPOResult:
-    check_config(config)
     pairs = load_pairs(config.data)
     eval_pairs = load_pairs(config.eval_data) if config.eval_data is not None else []
-    run = Run.start(config, run_identity(config, records_fingerprint(pairs)))
+    run = Run.start(config, config.run_identity(data=records_fingerprint(pairs)))
     if run.finished:
         return run.recorded(DPOResult)
     items, eval_items, flat = run.open(

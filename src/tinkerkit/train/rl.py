@@ -28,7 +28,7 @@ from tinkerkit.train.rl_batch import (
     submit_update,
     update_metrics,
 )
-from tinkerkit.train.rl_config import Config, check_config, public_config, run_identity
+from tinkerkit.train.rl_config import Config, public_config
 from tinkerkit.train.rl_rewards import score_groups
 from tinkerkit.train.rl_sampling import sample_groups, transcripts
 from tinkerkit.train.run import Run, Step
@@ -65,10 +65,9 @@ async def train_async(config: Config, service: ServiceClientLike | None = None) 
 
 
 def _train(config: Config, service: ServiceClientLike | None) -> Result:
-    check_config(config)
     # Read and validate the prompts before anything is created: bad input leaves no files.
     prompts = rl_sampling.load(config.prompts)
-    run = Run.start(config, run_identity(config, rl_sampling.fingerprint(prompts)))
+    run = Run.start(config, config.run_identity(prompts=rl_sampling.fingerprint(prompts)))
     if run.finished:
         return run.recorded(Result)
     tokens = run.open(service, lambda tok: rl_sampling.render(prompts, tok), config.init_state)

@@ -1,141 +1,94 @@
-"""The RL loop's settings, their checks, and what defines a run (checked on resume).
+"""The RL loop's settings: their checks, and what defines a run (checked on resume).
 
 config = Config(prompts="prompts.jsonl", reward=my_reward, steps=100)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import InitVar, dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Self
 
-from tinkerkit.train.run_options import RunOptions, resolve_alias, run_identity_of
+from pydantic import AliasChoices, AliasPath, Field, model_validator
 
-if TYPE_CHECKING:  # light at run time: the CLI builds its options from this Config
-    from tinkerkit.train.rl_batch import Loss
-    from tinkerkit.train.rl_rewards import OnRewardError, RewardFn
-    from tinkerkit.train.rl_sampling import PromptSource
+from tinkerkit.train.run_options import RunOptions, log_dir_field
 
-LOSS_FN_CONFIG_KEYS = {"clip_low_threshold": "clip_low", "clip_high_threshold": "clip_high"}
-"""``loss_fn_config``'s keys (the cookbook's) and the fields they set."""
+# The names of ``tinkerkit.train.rl_batch.LOSSES`` and ``rl_rewards.OnRewardError``,
+# here too: those modules import tinker and numpy.
+Loss = Literal["importance_sampling", "ppo", "reinforce"]
+OnRewardError = Literal["zero", "skip"]
 
 
-@dataclass
 class Config(RunOptions):
     """RL settings; defaults from the guide's hyperparameter table (lr 1e-5, 4 samples).
 
     The cookbook's names are accepted too: ``log_path`` (``log_dir``),
     ``load_checkpoint_path`` (``init_state``), ``kl_penalty_coef`` (``kl_coef``),
     ``loss_fn`` (``loss``) and ``loss_fn_config={"clip_low_threshold": ...,
-    "clip_high_threshold": ...}`` (``clip_low``/``clip_high``)."""
+    "clip_high_threshold": ...}`` (``clip_low``/``clip_high``). The run's identity adds
+    the prompts' fingerprint."""
 
-    prompts: PromptSource
-    reward: RewardFn
-    init_state: str | None = None
+    identity_fields = ("group_size", "batch_size", "loss", "refresh_every", "init_state")
+
+    prompts: str | Path | Sequence[Any]
+    reward: Callable[..., Any]
+    init_state: str | None = Field(
+        default=None, validation_alias=AliasChoices("init_state", "load_checkpoint_path")
+    )
     """Start the policy from a ``tinker://.../weights/`` checkpoint (e.g. an SFT run's)."""
-    group_size: int = 4
+    group_size: int = Field(default=4, ge=1)
     """Samples per prompt."""
-    batch_size: int = 8
+    batch_size: int = Field(default=8, ge=1)
     """Prompts per step."""
-    steps: int | None = None
+    steps: int | None = Field(default=None, ge=1)
     """Steps to run (default: ``epochs`` over the prompts)."""
-    epochs: int = 1
-    learning_rate: float = 1e-5
-    max_tokens: int = 128
-    temperature: float = 1.0
+    epochs: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=1e-5, gt=0)
+    max_tokens: int = Field(default=128, ge=1)
+    temperature: float = Field(default=1.0, ge=0)
     stop: Sequence[str] | Sequence[int] | None = None
-    loss: Loss = "importance_sampling"
-    clip_low: float = 0.8
-    clip_high: float = 1.2
+    loss: Loss = Field(
+        default="importance_sampling", validation_alias=AliasChoices("loss", "loss_fn")
+    )
+    clip_low: float = Field(
+        default=0.8,
+        validation_alias=AliasChoices(
+            "clip_low", AliasPath("loss_fn_config", "clip_low_threshold")
+        ),
+    )
+    clip_high: float = Field(
+        default=1.2,
+        validation_alias=AliasChoices(
+            "clip_high", AliasPath("loss_fn_config", "clip_high_threshold")
+        ),
+    )
     scale_advantages: bool = False
-    kl_coef: float = 0.0
+    kl_coef: float = Field(
+        default=0.0, ge=0, validation_alias=AliasChoices("kl_coef", "kl_penalty_coef")
+    )
     """KL penalty to the base model."""
-    refresh_every: int = 1
+    refresh_every: int = Field(default=1, ge=1)
     """Steps per sampler refresh."""
     recompute_logprobs: bool = False
-    reward_timeout: float = 30.0
+    reward_timeout: float = Field(default=30.0, gt=0)
     """Seconds a reward call may take."""
-    reward_concurrency: int = 64
+    reward_concurrency: int = Field(default=64, ge=1)
     on_reward_error: OnRewardError = "zero"
-    log_samples_every: int = 10
-    log_samples: int = 4
-    log_dir: str | Path = field(default="runs/rl", kw_only=True)
-    load_checkpoint_path: InitVar[str | None] = field(default=None, kw_only=True)
-    kl_penalty_coef: InitVar[float | None] = field(default=None, kw_only=True)
-    loss_fn: InitVar[Loss | None] = field(default=None, kw_only=True)
-    loss_fn_config: InitVar[Mapping[str, float] | None] = field(default=None, kw_only=True)
+    log_samples_every: int = Field(default=10, ge=0)
+    log_samples: int = Field(default=4, ge=0)
+    log_dir: str | Path = log_dir_field("runs/rl")
 
-    def __post_init__(
-        self,
-        log_path: str | Path | None,
-        load_checkpoint_path: str | None,
-        kl_penalty_coef: float | None,
-        loss_fn: Loss | None,
-        loss_fn_config: Mapping[str, float] | None,
-    ) -> None:
-        super().__post_init__(log_path)
-        resolve_alias(self, "init_state", "load_checkpoint_path", load_checkpoint_path)
-        resolve_alias(self, "kl_coef", "kl_penalty_coef", kl_penalty_coef)
-        resolve_alias(self, "loss", "loss_fn", loss_fn)
-        if loss_fn_config is None:
-            return
-        unknown = sorted(set(loss_fn_config) - set(LOSS_FN_CONFIG_KEYS))
-        if unknown:
-            from tinkerkit.errors import ConfigError
-
-            raise ConfigError(
-                f"Config.loss_fn_config has unknown keys {unknown}: pass "
-                f"{' and/or '.join(LOSS_FN_CONFIG_KEYS)}"
-            )
-        for key, name in LOSS_FN_CONFIG_KEYS.items():
-            resolve_alias(self, name, f"loss_fn_config[{key!r}]", loss_fn_config.get(key))
-
-
-def check_config(config: Config) -> None:
-    from tinkerkit.errors import ConfigError  # here: tinkerkit.errors imports tinker
-    from tinkerkit.train.rl_batch import LOSSES
-
-    for name in ("group_size", "batch_size", "epochs", "rank", "max_tokens", "refresh_every"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"Config.{name} must be a positive integer, got {value!r}")
-    if config.steps is not None and (not isinstance(config.steps, int) or config.steps < 1):
-        raise ConfigError(f"Config.steps must be a positive integer or None, got {config.steps!r}")
-    if not 0 < config.learning_rate < float("inf"):
-        raise ConfigError(
-            f"Config.learning_rate must be a finite number > 0, got {config.learning_rate!r}"
-        )
-    if config.loss not in LOSSES:
-        raise ConfigError(f"Config.loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
-    if config.on_reward_error not in ("zero", "skip"):
-        raise ConfigError(
-            f"Config.on_reward_error must be 'zero' or 'skip', got {config.on_reward_error!r}"
-        )
-    if not callable(config.reward):
-        raise ConfigError(f"Config.reward must be callable, got {config.reward!r}")
-    if config.kl_coef < 0 or config.reward_timeout <= 0:
-        raise ConfigError("Config.kl_coef must be >= 0 and Config.reward_timeout > 0")
-    if config.refresh_every > 1 and config.save_every % config.refresh_every:
+    @model_validator(mode="after")
+    def _checkpoints_on_refresh_steps(self) -> Self:
         # A resumed run starts with a fresh sampler; that matches the uninterrupted run
         # only if checkpoints fall on refresh steps.
-        raise ConfigError(
-            f"Config.save_every ({config.save_every}) must be a multiple of refresh_every "
-            f"({config.refresh_every}) so a resumed run samples from the same weights"
-        )
-
-
-def run_identity(config: Config, fingerprint: str) -> dict[str, Any]:
-    """What defines the run: resuming with any of these changed is refused."""
-    return run_identity_of(
-        config,
-        "group_size",
-        "batch_size",
-        "loss",
-        "refresh_every",
-        "init_state",
-        prompts=fingerprint,
-    )
+        if self.save_every % self.refresh_every:
+            raise ValueError(
+                f"Config.save_every ({self.save_every}) must be a multiple of "
+                f"Config.refresh_every ({self.refresh_every}) so a resumed run samples from "
+                "the same weights"
+            )
+        return self
 
 
 def public_config(config: Config) -> dict[str, Any]:

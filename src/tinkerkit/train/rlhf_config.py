@@ -10,13 +10,15 @@ config = tk.recipes.RLHFConfig(sft_data="chats.jsonl", preference_data="pairs.js
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 
-@dataclass
-class RLHFConfig:
+from tinkerkit.train.run_options import Settings
+
+
+class RLHFConfig(Settings):
     """Settings of the three stages; learning rates default to the guide's RLHF table."""
 
     sft_data: str | Path | Sequence[Any]
@@ -28,28 +30,28 @@ class RLHFConfig:
     model: str = "tinkerkit/tiny"
     out_dir: str | Path = "runs/rlhf"
     """Each stage logs under it: sft/, reward/, rl/."""
-    rank: int = 16
+    rank: int = Field(default=16, ge=1)
     """LoRA rank of all three stages."""
     seed: int = 0
-    sft_epochs: int = 1
-    sft_batch_size: int = 8
-    sft_learning_rate: float = 1e-4
+    sft_epochs: int = Field(default=1, ge=1)
+    sft_batch_size: int = Field(default=8, ge=1)
+    sft_learning_rate: float = Field(default=1e-4, gt=0)
     """Stage 1's learning rate."""
-    reward_epochs: int = 1
-    reward_batch_size: int = 8
-    reward_learning_rate: float = 1e-5
+    reward_epochs: int = Field(default=1, ge=1)
+    reward_batch_size: int = Field(default=8, ge=1)
+    reward_learning_rate: float = Field(default=1e-5, gt=0)
     """Stage 2's learning rate (the guide's reward_lr)."""
-    reward_eval_split: float = 0.0
-    rl_steps: int = 20
+    reward_eval_split: float = Field(default=0.0, ge=0, le=0.99)
+    rl_steps: int = Field(default=20, ge=1)
     """RL steps of stage 3."""
-    rl_batch_size: int = 4
-    group_size: int = 4
+    rl_batch_size: int = Field(default=4, ge=1)
+    group_size: int = Field(default=4, ge=1)
     """Samples per prompt in stage 3."""
-    rl_learning_rate: float = 1e-6
+    rl_learning_rate: float = Field(default=1e-6, gt=0)
     """Stage 3's learning rate (the guide's policy_lr)."""
-    max_tokens: int = 32
+    max_tokens: int = Field(default=32, ge=1)
     """Longest sampled completion in stage 3, in tokens."""
-    temperature: float = 1.0
+    temperature: float = Field(default=1.0, ge=0)
     progress: bool = True
 
 

@@ -126,8 +126,8 @@ class Run:
 
     @classmethod
     def start(cls, options: RunOptions, identity: Mapping[str, Any]) -> Run:
-        """Check the shared options and the log folder; call before any client exists,
-        so a refused run leaves no files, in ``log_dir`` or under TINKERKIT_HOME.
+        """Check the log folder before any client exists, so a refused run leaves no
+        files, in ``log_dir`` or under TINKERKIT_HOME.
 
         ``identity``: what defines the run as far as it is known without a tokenizer.
 

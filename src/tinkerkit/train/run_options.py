@@ -1,105 +1,203 @@
-"""``RunOptions``: the settings every training loop's config shares, and the cookbook
-alias rule (``resolve_alias``).
+"""``Settings``, the pydantic base of every config, and ``RunOptions``, the settings every
+training loop's config shares.
 
-A module of its own that imports nothing heavy: the ``tinkerkit`` commands build their
-options (defaults, help) from these dataclasses, and ``tinkerkit --help`` stays fast.
+A config is made only from valid values: its fields carry their checks
+(``Field(ge=1)``), their help (attribute docstrings) and the cookbook's names
+(``AliasChoices``), and anything else is one ``ConfigError`` line naming the field. The
+``tinkerkit`` commands build their options (defaults, help, checks) from these models;
+this module imports pydantic, nothing heavy, so ``tinkerkit --help`` stays fast.
 
-Cookbook names are accepted as keyword-only aliases (``InitVar``): they are resolved into
-the field they stand for when the config is made, so ``Config(log_path="runs/a")`` equals
-``Config(log_dir="runs/a")``, and the alias is no field: not in ``run.json``, not in the
-run's identity, not compared. Read the field (``config.log_dir``), not the alias.
+``Config(log_path="runs/a")`` equals ``Config(log_dir="runs/a")``: an alias is no field
+(not in ``run.json``, not in the run's identity), and an alias and its field given with
+different values is refused. Read the field (``config.log_dir``), not the alias.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import MISSING, InitVar, dataclass, field, fields
+import difflib
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 if TYPE_CHECKING:
-    from tinkerkit.train.metrics import Callback
+    from tinkerkit.errors import ConfigError
 
 
-@dataclass(kw_only=True)
-class RunOptions:
-    """Settings every training loop shares (keyword-only in every loop's config)."""
+class Settings(BaseModel):
+    """A config: typed fields checked when it is made. A field's other names are
+    ``validation_alias=AliasChoices(name, *aliases)`` (an ``AliasPath`` reads a key of a
+    mapping alias). Copy a config with changes: ``config.model_copy(update={"epochs": 1})``
+    (not checked again)."""
+
+    model_config = ConfigDict(
+        strict=True,  # 3.0 is no epoch count, True no rank, "1e-4" no learning rate
+        allow_inf_nan=False,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        defer_build=True,
+    )
+
+    if not TYPE_CHECKING:  # type checkers keep the typed __init__ pydantic declares
+
+        def __init__(self, **values: Any) -> None:
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                raise _config_error(type(self), exc) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_per_field(cls, values: Any) -> Any:
+        """Each field from its name or an alias; given both, they must agree. A mapping
+        alias (``loss_fn_config``) may hold only the keys its fields read."""
+        if not isinstance(values, Mapping):
+            return values
+        out = dict(values)
+        mapping_keys: dict[str, set[str]] = {}  # loss_fn_config -> the keys its fields read
+        for name, info in cls.model_fields.items():
+            given: dict[str, Any] = {}
+            for choice in _choices(info):
+                if isinstance(choice, AliasPath):
+                    head, key = map(str, choice.path)
+                    mapping_keys.setdefault(head, set()).add(key)
+                    given[f"{head}[{key!r}]"] = choice.search_dict_for_path(dict(values))
+                else:
+                    given[choice] = out.pop(choice, PydanticUndefined)
+            given = {label: v for label, v in given.items() if v is not PydanticUndefined}
+            if given:
+                (first, value), *others = given.items()
+                for other, other_value in others:
+                    if not _same(value, other_value):
+                        kind = cls.__name__
+                        raise ValueError(
+                            f"{kind}.{other} ({other_value!r}) and {kind}.{first} ({value!r}) "
+                            f"disagree: {other} is another name for {name}, pass one of them"
+                        )
+                out[name] = value
+        for head, known in mapping_keys.items():
+            mapping = out.pop(head, None) or {}
+            if not isinstance(mapping, Mapping) or set(mapping) - known:
+                raise ValueError(
+                    f"{cls.__name__}.{head} must be a mapping of "
+                    f"{' and/or '.join(sorted(known))}, got {mapping!r}"
+                )
+        return out
+
+
+class RunOptions(Settings):
+    """Settings every training loop shares."""
+
+    identity_fields: ClassVar[tuple[str, ...]] = ()
+    """The loop's fields that define a run besides model, rank and seed."""
 
     model: str = "tinkerkit/tiny"
     """Base model name."""
-    rank: int = 32
+    rank: int = Field(default=32, ge=1)
     """LoRA rank."""
     seed: int = 0
-    log_dir: str | Path = "runs/run"
+    log_dir: str | Path = Field(
+        default="runs/run", validation_alias=AliasChoices("log_dir", "log_path")
+    )
     """The run's folder: metrics, checkpoints, run.json."""
-    log_path: InitVar[str | Path | None] = None
-    """The cookbook's name for ``log_dir``."""
     resume: bool = False
     """Continue the run in ``log_dir`` from its last checkpoint."""
     overwrite: bool = False
     """Start again in a ``log_dir`` that holds a run: its files are replaced once the new
     run's inputs are validated (its checkpoints in the store are left alone)."""
-    save_every: int = 0
+    save_every: int = Field(default=0, ge=0)
     """Checkpoint every K steps (0: only at the end)."""
-    keep_last: int = 0
+    keep_last: int = Field(default=0, ge=0)
     """Keep only the newest K checkpoints besides ``final`` (0: keep all); older ones are
     deleted from the store once a newer one is committed."""
-    ttl_seconds: int | None = None
+    ttl_seconds: int | None = Field(default=None, gt=0)
     progress: bool = True
-    callbacks: Sequence[Callback] = field(default_factory=tuple)
+    callbacks: Sequence[Callable[..., Any]] = ()
     wandb_project: str | None = None
 
-    def __post_init__(self, log_path: str | Path | None) -> None:
-        resolve_alias(self, "log_dir", "log_path", log_path)
+    def run_identity(self, **known: Any) -> dict[str, Any]:
+        """What defines the run, checked on resume: model, rank, seed, the loop's
+        ``identity_fields``, and ``known`` values (fingerprints of its data).
+
+        Example:
+            >>> config.run_identity(data="3f2a…")["epochs"]
+            3
+        """
+        names = ("model", "rank", "seed", *self.identity_fields)
+        return {**{name: getattr(self, name) for name in names}, **known}
 
 
-def run_identity_of(config: Any, *names: str, **known: Any) -> dict[str, Any]:
-    """What defines a run, checked on resume: the model, rank and seed every loop has,
-    the loop's own ``names`` read from ``config``, and ``known`` values (fingerprints).
-
-    Example:
-        >>> run_identity_of(config, "epochs", data="3f2a…")["epochs"]
-        3
-    """
-    shared = {"model": config.model, "rank": config.rank, "seed": config.seed}
-    return {**shared, **{name: getattr(config, name) for name in names}, **known}
+def log_dir_field(default: str) -> Any:
+    """A loop's ``log_dir`` field: ``RunOptions``' with another default."""
+    return Field(
+        default=default,
+        validation_alias=RunOptions.model_fields["log_dir"].validation_alias,
+        description=RunOptions.model_fields["log_dir"].description,
+    )
 
 
-def field_default(config: Any, name: str) -> Any:
-    """The declared default of dataclass field ``name`` (``MISSING`` when it has none)."""
-    for f in fields(config):
-        if f.name == name:
-            if f.default is not MISSING:
-                return f.default
-            if f.default_factory is not MISSING:
-                return f.default_factory()
-            return MISSING
-    raise AttributeError(name)
-
-
-def resolve_alias(config: Any, name: str, alias: str, value: Any) -> None:
-    """Set field ``name`` from its alias ``value`` (given unless None).
-
-    Both given and different is refused (a ``ConfigError`` naming both); a field still at
-    its default counts as not given.
+def _config_error(config: type, exc: ValidationError) -> ConfigError:
+    """Pydantic's first error as one line: the field, what it must be, the value given.
 
     Example:
-        >>> resolve_alias(config, "log_dir", "log_path", "runs/a")   # config.log_dir == "runs/a"
+        >>> _config_error(Config, exc)
+        ConfigError('Config.epochs must be greater than or equal to 1, got 0')
     """
-    if value is None:
-        return
-    current = getattr(config, name)
-    if _same(current, value):
-        return  # both given, the same: the field's value stays
-    if not _same(current, field_default(config, name)):
-        from tinkerkit.errors import ConfigError  # here: tinkerkit.errors imports tinker
+    from tinkerkit.errors import ConfigError  # here: tinkerkit.errors imports tinker
 
-        kind = type(config).__name__
-        raise ConfigError(
-            f"{kind}.{alias} ({value!r}) and {kind}.{name} ({current!r}) disagree: "
-            f"{alias} is another name for {name}, pass one of them"
+    errors = exc.errors(include_url=False)
+    error = errors[0]
+    if error["type"] == "value_error":  # a validator's own message, naming its fields
+        return ConfigError(str(error["ctx"]["error"]))
+    fields: dict[str, Any] = getattr(config, "model_fields", {})
+    name = str(error["loc"][0]) if error["loc"] else ""
+    where = f"{config.__name__}.{name}" + "".join(
+        f"[{part}]" for part in error["loc"][1:] if isinstance(part, int)
+    )
+    given = _short(repr(error["input"]))
+    if error["type"] == "missing":
+        return ConfigError(f"{where} is required: pass {name}=...")
+    if error["type"] == "extra_forbidden":
+        known = [alias for field, info in fields.items() for alias in (field, *names_of(info))]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return ConfigError(f"{config.__name__} has no setting {name!r}{hint}")
+    if sum(1 for e in errors if e["loc"][:1] == error["loc"][:1]) > 1 and name in fields:
+        # every member of a union refused it: say what the field takes
+        wanted = re.sub(r"\b(?:[a-z_]+\.)+", "", str(fields[name].annotation))
+        return ConfigError(f"{where} must be {wanted}, got {given}")
+    message = error["msg"]
+    if message.startswith("Input should be "):
+        return ConfigError(
+            f"{where} must be {message.removeprefix('Input should be ')}, got {given}"
         )
-    setattr(config, name, value)
+    return ConfigError(f"{where}: {message}, got {given}")
+
+
+def names_of(info: FieldInfo) -> list[str]:
+    """The names a field is given by besides its own (``log_path`` for ``log_dir``)."""
+    return [choice for choice in _choices(info)[1:] if isinstance(choice, str)]
+
+
+def _choices(info: FieldInfo) -> list[str | AliasPath]:
+    aliases = info.validation_alias
+    return list(aliases.choices) if isinstance(aliases, AliasChoices) else []
+
+
+def _short(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -2,7 +2,7 @@
 
 - ``RunOptions``: the settings every loop's config has (model, rank, seed, log folder,
   resume/overwrite, checkpoint cadence and retention, logging);
-- ``start_run``: check them and the log folder (``rundir.inspect_run``: refuse an
+- ``start_run``: check the log folder (``rundir.inspect_run``: refuse an
   existing run without ``resume``/``overwrite``, read a resumed run's records, spot a
   finished one) before any client exists;
 - ``open_prepared_session``: the service (the one given, else the face's default), a
@@ -14,12 +14,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tinkerkit._defaults import service_or_default
-from tinkerkit.errors import ConfigError
 from tinkerkit.models.client_tokenizer import known_tokenizer, same_tokenizer
 from tinkerkit.protocols import ServiceClientLike, Tokenizer, TrainingClientLike
 from tinkerkit.train.run_options import RunOptions as RunOptions
@@ -43,7 +42,7 @@ class RunResult:
 
 
 def start_run(options: RunOptions, identity: Mapping[str, Any]) -> RunDir:
-    """Check the shared options and the log folder; call before any client is created.
+    """Check the log folder; call before any client is created.
 
     ``identity``: what defines the run as far as it is known without a tokenizer.
 
@@ -52,10 +51,6 @@ def start_run(options: RunOptions, identity: Mapping[str, Any]) -> RunDir:
         >>> run.finished
         False
     """
-    for name in ("save_every", "keep_last"):
-        value = getattr(options, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"Config.{name} must be an integer >= 0, got {value!r}")
     return inspect_run(
         options.log_dir, resume=options.resume, overwrite=options.overwrite, identity=identity
     )
@@ -108,13 +103,10 @@ def open_training_client(
 
 def public_config(config: Any) -> dict[str, Any]:
     """A config as JSON-safe values: no callbacks, in-memory data summarised, paths as str."""
-    # Not asdict: it deep-copies every field, and callbacks or rewards may hold clients.
-    if is_dataclass(config) and not isinstance(config, type):
-        raw = {f.name: getattr(config, f.name) for f in fields(config)}
-    else:
-        raw = dict(config)
+    # dict(config), not model_dump: that copies every field, and callbacks or rewards may
+    # hold clients.
     out: dict[str, Any] = {}
-    for key, value in raw.items():
+    for key, value in dict(config).items():
         if key == "callbacks" or callable(value):
             continue
         if (

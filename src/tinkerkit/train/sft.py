@@ -22,9 +22,9 @@ from tinkerkit.train.fingerprint import records_fingerprint
 from tinkerkit.train.run import Run, Step, SubmittedStep, every
 from tinkerkit.train.schedules import learning_rate
 from tinkerkit.train.session import RunResult
-from tinkerkit.train.sft_config import Config, check_config, run_identity
+from tinkerkit.train.sft_config import Config
 
-__all__ = ["Config", "Result", "check_config", "train", "train_async"]
+__all__ = ["Config", "Result", "train", "train_async"]
 
 
 @dataclass
@@ -53,11 +53,10 @@ async def train_async(config: Config, service: ServiceClientLike | None = None) 
 
 
 def _train(config: Config, service: ServiceClientLike | None) -> Result:
-    check_config(config)
     # Read and validate the data before anything is created: bad input leaves no files.
     records = sft_data.load(config.data)
     eval_records = sft_data.load(config.eval_data) if config.eval_data is not None else None
-    run = Run.start(config, run_identity(config, records_fingerprint(records)))
+    run = Run.start(config, config.run_identity(data=records_fingerprint(records)))
     if run.finished:
         return run.recorded(Result)
     datums, eval_datums = run.open(
