@@ -56,6 +56,17 @@ def test_rl_checkpoints_must_fall_on_refresh_steps(tmp_path: Path) -> None:
         rl_config(tmp_path / "run", save_every=3, refresh_every=2)
 
 
+def test_records_come_from_any_iterable() -> None:
+    """A generator or a Hugging Face ``Dataset`` is read into the config's list of records."""
+    from datasets import Dataset
+
+    chat = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    config = tk.sft.Config(data=Dataset.from_list([chat, chat]), eval_data=iter([chat]))
+    assert config.data == [chat, chat] and config.eval_data == [chat]
+    prompts = rl_config(Path("runs/rl"), prompts=(f"{n}+1=" for n in range(3)))
+    assert prompts.prompts == ["0+1=", "1+1=", "2+1="]
+
+
 def test_moved_errors_keep_their_old_import_paths() -> None:
     from tinkerkit.backends import optimizers, registry
     from tinkerkit.cli_reward import RewardLoadError

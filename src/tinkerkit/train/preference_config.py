@@ -5,13 +5,12 @@ config = tk.preference.DPOConfig(data="pairs.jsonl", beta=0.1, log_dir="runs/dpo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from tinkerkit.train.run_options import RunOptions, log_dir_field
+from tinkerkit.train.run_options import Records, RunOptions, log_dir_field
 
 Objective = Literal["dpo", "bradley_terry"]
 
@@ -23,7 +22,7 @@ class DPOConfig(RunOptions):
 
     identity_fields = ("epochs", "batch_size", "beta", "reference", "objective")
 
-    data: str | Path | Sequence[Any]
+    data: Records
     """Preference pairs: a JSONL/JSON/CSV file, or the records themselves."""
     objective: Objective = "dpo"
     """dpo trains the policy; bradley_terry trains a reward model."""
@@ -34,7 +33,7 @@ class DPOConfig(RunOptions):
     batch_size: int = Field(default=8, ge=1)
     """Pairs per step."""
     learning_rate: float = Field(default=1e-5, gt=0)
-    eval_data: str | Path | Sequence[Any] | None = None
+    eval_data: Records | None = None
     """Held-out pairs for evaluation rows in metrics.jsonl."""
     eval_split: float = Field(default=0.0, ge=0, le=0.99)
     """Fraction of the pairs held out for evaluation."""

@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, AliasPath, Field, model_validator
 
-from tinkerkit.train.run_options import RunOptions, log_dir_field
+from tinkerkit.train.run_options import Records, RunOptions, log_dir_field
 
 # The names of ``tinkerkit.train.rl_batch.LOSSES`` and ``rl_rewards.OnRewardError``,
 # here too: those modules import tinker and numpy.
@@ -30,7 +30,7 @@ class Config(RunOptions):
 
     identity_fields = ("group_size", "batch_size", "loss", "refresh_every", "init_state")
 
-    prompts: str | Path | Sequence[Any]
+    prompts: Records
     reward: Callable[..., Any]
     init_state: str | None = Field(
         default=None, validation_alias=AliasChoices("init_state", "load_checkpoint_path")

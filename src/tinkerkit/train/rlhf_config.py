@@ -9,23 +9,21 @@ config = tk.recipes.RLHFConfig(sft_data="chats.jsonl", preference_data="pairs.js
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
-from tinkerkit.train.run_options import Settings
+from tinkerkit.train.run_options import Records, Settings
 
 
 class RLHFConfig(Settings):
     """Settings of the three stages; learning rates default to the guide's RLHF table."""
 
-    sft_data: str | Path | Sequence[Any]
+    sft_data: Records
     """Chats for stage 1 (SFT)."""
-    preference_data: str | Path | Sequence[Any]
+    preference_data: Records
     """Preference pairs for stage 2 (the reward model)."""
-    prompts: str | Path | Sequence[Any]
+    prompts: Records
     """RL prompts for stage 3."""
     model: str = "tinkerkit/tiny"
     out_dir: str | Path = "runs/rlhf"

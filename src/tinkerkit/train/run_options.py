@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import (
     AliasChoices,
     AliasPath,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -34,6 +35,19 @@ from pydantic_core import PydanticUndefined
 
 if TYPE_CHECKING:
     from tinkerkit.errors import ConfigError
+
+
+def _listed(value: Any) -> Any:
+    """Records given as any iterable (a generator, a Hugging Face ``Dataset``) as a list."""
+    if isinstance(value, str | bytes | Path | Mapping | Sequence) or not isinstance(
+        value, Iterable
+    ):
+        return value
+    return list(value)
+
+
+Records = Annotated[str | Path | Sequence[Any], BeforeValidator(_listed)]
+"""A loop's data: a file (JSONL/JSON/CSV) or the records themselves, from any iterable."""
 
 
 class Settings(BaseModel):

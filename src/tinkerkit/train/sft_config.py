@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from tinkerkit.train.run_options import RunOptions, log_dir_field
+from tinkerkit.train.run_options import Records, RunOptions, log_dir_field
 from tinkerkit.train.schedules import Schedule
 
 TrainOn = Literal["last", "all_assistant"]
@@ -26,7 +26,7 @@ class Config(RunOptions):
 
     identity_fields = ("epochs", "batch_size", "train_on")
 
-    data: str | Path | Sequence[Any]
+    data: Records
     """Chats: a JSONL/JSON/CSV file, or the records themselves."""
     epochs: int = Field(default=3, ge=1)
     batch_size: int = Field(default=8, ge=1)
@@ -41,7 +41,7 @@ class Config(RunOptions):
     """Which assistant turns are trained on: the last one, or all of them."""
     max_length: int | None = Field(default=None, ge=1)
     """Longest example in tokens (longer ones are refused; default: no limit)."""
-    eval_data: str | Path | Sequence[Any] | None = None
+    eval_data: Records | None = None
     """Held-out chats for evaluation rows in metrics.jsonl."""
     eval_split: float = Field(default=0.0, ge=0, le=0.99)
     eval_every: int = Field(default=0, ge=0)

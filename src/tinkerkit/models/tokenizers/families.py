@@ -101,22 +101,8 @@ _QWEN_VISION = (
     "<think>",
     "</think>",
 )
-_QWEN_NOT_SPECIAL = frozenset(
-    {
-        "<tool_call>",
-        "</tool_call>",
-        "<|fim_prefix|>",
-        "<|fim_middle|>",
-        "<|fim_suffix|>",
-        "<|fim_pad|>",
-        "<|repo_name|>",
-        "<|file_sep|>",
-        "<tool_response>",
-        "</tool_response>",
-        "<think>",
-        "</think>",
-    }
-)
+# Added tokens the published Qwen files mark special: false (tool calls, FIM, thinking).
+_QWEN_NOT_SPECIAL = frozenset(_QWEN_VISION[_QWEN_VISION.index("<tool_call>") :])
 _QWEN_CHAT = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 QWEN3_SPECIALS = tuple(enumerate((*_QWEN_CHAT, *_QWEN_VISION), start=151643))
 QWEN3_5_SPECIALS = tuple(
