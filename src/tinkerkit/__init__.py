@@ -91,6 +91,15 @@ def _default_rest_client(service: Any) -> Any:
 _defaults.install(_default_service, _default_rest_client)
 
 
+def _export_final(external_path: str, out_dir: Any, service: Any) -> Any:
+    from tinkerkit.export.pipeline import export
+
+    return export(external_path, out_dir, format="peft", service=service, progress=False)
+
+
+_defaults.install_export(_export_final)
+
+
 def serve(backend: str = "mock", **kwargs: Any) -> Any:
     """A Tinker-compatible HTTP server on an offline backend, as a context manager.
 

@@ -13,6 +13,7 @@ A foundation module, like ``tinkerkit.errors``: it imports only the standard lib
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -37,6 +38,30 @@ def _installed() -> tuple[Callable[[], Any], Callable[[Any], Any]]:
             "no default client: import tinkerkit, or pass service=tk.connect(...) explicitly"
         )
     return _connect, _rest_client
+
+
+_export_adapter: Callable[[str, Path, Any], Path] | None = None
+
+
+def install_export(export_adapter: Callable[[str, Path, Any], Path]) -> None:
+    """Set how a loop writes its final weights out (``export_final``):
+    ``export_adapter(external_path, out_dir, service)`` → the PEFT adapter folder. The
+    loops sit above nothing that converts weights (export sits below them in the flow),
+    so the face hands them ``tk.export.export``."""
+    global _export_adapter
+    _export_adapter = export_adapter
+
+
+def export_adapter(external_path: str, out_dir: Path, service: Any) -> Path:
+    """Download ``external_path`` and write it into ``out_dir`` as a PEFT adapter.
+
+    Example:
+        >>> export_adapter("tinker://run/external_weights/final", Path("peft/"), service)
+        PosixPath('peft')
+    """
+    if _export_adapter is None:
+        raise RuntimeError("no exporter: import tinkerkit (it installs tk.export.export)")
+    return _export_adapter(external_path, out_dir, service)
 
 
 def service_or_default(service: T | None) -> T:

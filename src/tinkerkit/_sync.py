@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from types import FrameType
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -89,8 +92,41 @@ async def run_in_thread(fn: Callable[[], T]) -> T:
     stop = threading.Event()
     future = asyncio.get_running_loop().run_in_executor(None, _with_stop(stop, fn))
     try:
-        return await asyncio.shield(future)
+        with _stop_on_sigint(stop):
+            return await asyncio.shield(future)
+    except KeyboardInterrupt as exc:
+        # The loop stopped on an interrupt. A KeyboardInterrupt out of a task would stop
+        # the whole event loop (asyncio re-raises it); in async code an interrupt is a
+        # cancellation, as a kernel reports it.
+        raise asyncio.CancelledError(str(exc)) from exc
     except asyncio.CancelledError:
         stop.set()
         await asyncio.wait([future])
         raise
+
+
+@contextmanager
+def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
+    """While awaiting on the main thread, an interrupt (SIGINT) also sets ``stop``.
+
+    A Jupyter kernel turns "interrupt kernel" during an awaited cell into a cancellation
+    of the cell, but ipykernel 7 delivers it only once the awaited work is done; so the
+    loop is told directly and ends at its next step with ``KeyboardInterrupt``, which ends
+    the cell. The previous handler still runs (it cancels where it can, as before).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is on_sigint:  # not replaced meanwhile
+            signal.signal(signal.SIGINT, previous)

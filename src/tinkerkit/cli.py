@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from tinkerkit.cli_common import TinkerkitGroup, _connect, _run, backend_options
+from tinkerkit.cli_common import TinkerkitGroup, _connect, _run, backend_options, printable
 from tinkerkit.cli_export import download_command, export_command
 from tinkerkit.cli_options import (
+    LATENCY,
     NEW_TOKENS,
     NON_NEGATIVE_FLOAT,
     NUM_SAMPLES,
@@ -19,6 +20,7 @@ from tinkerkit.cli_options import (
     OUTPUT_FOLDER,
     POSITIVE_FLOAT,
     POSITIVE_INT,
+    SEED,
     TEXT,
 )
 from tinkerkit.cli_rl import rl
@@ -51,12 +53,12 @@ def main() -> None:
 )
 @click.option("--steps", default=150, show_default=True, type=POSITIVE_INT)
 @click.option("--lr", "learning_rate", default=1e-2, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option(
     "--latency",
     default=0.0,
     show_default=True,
-    type=NON_NEGATIVE_FLOAT,
+    type=LATENCY,
     help="Simulated round trip (s).",
 )
 def demo(
@@ -145,8 +147,8 @@ def sample(
                         }
                     )
                 )
-            else:
-                click.echo(out.text)
+            else:  # an untrained model's control characters, shown rather than obeyed
+                click.echo(printable(out.text))
 
     _run(run)
 
@@ -177,7 +179,7 @@ def plot(log_dir: Path, out: Path | None) -> None:
 @click.option("--model", default="tinkerkit/tiny", show_default=True, help="Generating base model.")
 @click.option("--checkpoint", default=None, help="A tinker:// sampler path to generate with.")
 @click.option("--pairs", "pairs_per_document", default=10, show_default=True, type=POSITIVE_INT)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option(
     "--system-prompt", default=None, type=TEXT, help="A system message to put in every chat."
 )

@@ -11,16 +11,16 @@ Nothing here imports tinker, torch or numpy: ``tinkerkit --help`` stays fast.
 
 from __future__ import annotations
 
-import errno
-import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
 
-from tinkerkit.cli_options import NON_NEGATIVE_FLOAT, config_options
+from tinkerkit.cli_options import LATENCY, config_options
+from tinkerkit.paths import describe_os_error as describe_os_error
 from tinkerkit.train.run_options import RunOptions
 
 
@@ -34,37 +34,21 @@ def one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped as Python writes them (line breaks
+    and tabs kept): what a model sampled, visible on a terminal.
+
+    Example:
+        >>> printable("a\x17\x08b\n")
+        'a\\x17\\x08b\n'
+    """
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``error: message`` as one line on stderr and exit with ``code``."""
     click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
-
-
-_OS_ADVICE = {
-    errno.ENOSPC: "free some space or write somewhere else",
-    errno.EDQUOT: "free some space or write somewhere else",
-    errno.EACCES: "check its permissions, or use another path",
-    errno.EPERM: "check its permissions, or use another path",
-    errno.EROFS: "write somewhere else",
-    errno.EISDIR: "give a file, not a folder",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: use another path",
-    errno.ENOENT: "check the path",
-    errno.EEXIST: "remove it or use another path",
-    errno.ENAMETOOLONG: "use a shorter path",
-}
-
-
-def describe_os_error(exc: OSError) -> str:
-    """One sentence for a failed read or write: the path, what went wrong, what to do.
-
-    Example:
-        >>> describe_os_error(OSError(errno.ENOSPC, "No space left on device", "runs/a"))
-        'runs/a: No space left on device; free some space or write somewhere else'
-    """
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    where = f"{os.fsdecode(exc.filename)}: " if exc.filename is not None else ""
-    advice = _OS_ADVICE.get(exc.errno or 0)
-    return f"{where}{reason}" + (f"; {advice}" if advice else "")
 
 
 def run_command(fn: Callable[[], Any]) -> Any:
@@ -88,10 +72,16 @@ def run_command(fn: Callable[[], Any]) -> Any:
     except OSError as exc:
         fail(describe_os_error(exc))
     except Exception as exc:
-        if _is_sdk_auth_error(exc):
+        _quiet_in_flight_failures()
+        if _is_sdk_error(exc, "AuthenticationError"):
             fail(
                 "the Tinker service refused the API key (401): set TINKER_API_KEY to a valid "
                 "key, or pass --backend mock|local to run offline"
+            )
+        if _is_sdk_error(exc, "APIConnectionError"):  # the network went after connecting
+            fail(
+                f"cannot reach the Tinker service ({exc}): check the network connection, "
+                "or pass --backend mock|local to run offline"
             )
         from tinkerkit.errors import service_message
 
@@ -99,6 +89,19 @@ def run_command(fn: Callable[[], Any]) -> Any:
         if message is None:
             raise
         fail(message)
+
+
+def _quiet_in_flight_failures() -> None:
+    """Once a command fails, the requests it had in flight (pipelined saves, a group's
+    other samples) fail too, unretrieved or refused as the process exits: the one error
+    line has said why."""
+    import logging
+    import warnings
+
+    from tinkerkit.errors import UnretrievedFailureWarning
+
+    warnings.filterwarnings("ignore", category=UnretrievedFailureWarning)
+    logging.getLogger("tinkerkit.server").setLevel(logging.ERROR)
 
 
 def _in_flags(message: str, ctx: click.Context | None) -> str:
@@ -111,11 +114,11 @@ def _in_flags(message: str, ctx: click.Context | None) -> str:
     )
 
 
-def _is_sdk_auth_error(exc: BaseException) -> bool:
-    """A ``tinker.AuthenticationError`` (looked up only if tinker is loaded: --help stays
-    light)."""
+def _is_sdk_error(exc: BaseException, name: str) -> bool:
+    """An instance of the SDK's exception ``tinker.<name>`` (looked up only if tinker is
+    loaded: --help stays light)."""
     tinker = sys.modules.get("tinker")
-    return tinker is not None and isinstance(exc, tinker.AuthenticationError)
+    return tinker is not None and isinstance(exc, getattr(tinker, name))
 
 
 class TinkerkitGroup(click.Group):
@@ -141,10 +144,21 @@ class TinkerkitGroup(click.Group):
                 sys.exit(exc.exit_code)
             fail(_usage_message(exc), exc.exit_code)
         except click.Abort:
-            fail("aborted", 1)
+            fail(self._aborted(list(sys.argv[1:] if args is None else args)), 1)
         except OSError as exc:
             fail(describe_os_error(exc))
         sys.exit(code if isinstance(code, int) else 0)
+
+    def _aborted(self, args: list[str]) -> str:
+        """What Ctrl-C says: for a loop command, the command that continues its run."""
+        command = self.commands.get(args[0]) if args else None
+        if command is None or not any(p.name == "resume" for p in command.params):
+            return "aborted"
+        again = [a for a in args if a not in ("--resume", "--overwrite")] + ["--resume"]
+        return (
+            "interrupted; the run keeps its committed checkpoints. Continue it with: "
+            f"tinkerkit {shlex.join(again)}"
+        )
 
     def invoke(self, ctx: click.Context) -> Any:
         # A command's return value is not an exit code (click's own rule): only a
@@ -167,21 +181,32 @@ def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--latency",
         default=0.0,
         show_default=True,
-        type=NON_NEGATIVE_FLOAT,
+        type=LATENCY,
         help="Simulated round trip per request (offline backends), seconds.",
     )(fn)
     fn = config_options(RunOptions, ["model", "seed"])(fn)  # defaults: RunOptions's
     fn = click.option(
         "--backend",
         default=None,
-        help="tinker, mock or local (default: TINKERKIT_BACKEND, else tinker if TINKER_API_KEY is set).",
+        help="tinker, mock or local (default: TINKERKIT_BACKEND, else tinker if "
+        "TINKER_API_KEY is set, else mock).",
     )(fn)
     return fn
 
 
+OFFLINE_NOTICE = (
+    "note: no --backend, TINKERKIT_BACKEND or TINKER_API_KEY: running offline on the mock "
+    "backend (pass --backend local or tinker to choose another)"
+)
+"""What a command says on stderr when nothing chose a backend and it runs on ``mock``."""
+
+
 def connect_backend(backend: str | None, latency: float) -> Any:
     """``tk.connect`` for a command: its errors give command-line advice (the option
-    to pass), not Python advice."""
+    to pass), not Python advice. With nothing choosing a backend (no option, no
+    ``TINKERKIT_BACKEND``, no ``TINKER_API_KEY``) a command runs offline on ``mock``,
+    saying so on stderr (``tk.connect()`` in Python refuses instead: a script should say
+    where it trains)."""
     from tinkerkit.connect import connect
     from tinkerkit.errors import BackendNotConfiguredError, MissingAPIKeyError
 
@@ -190,10 +215,8 @@ def connect_backend(backend: str | None, latency: float) -> Any:
             return connect(backend, latency=latency)
         return connect(backend)
     except BackendNotConfiguredError:
-        raise click.UsageError(
-            "no backend selected: pass --backend mock (or local, or tinker), or set "
-            "TINKERKIT_BACKEND, or set TINKER_API_KEY to use the Tinker service"
-        ) from None
+        click.echo(OFFLINE_NOTICE, err=True)
+        return connect("mock", latency=latency)
     except MissingAPIKeyError:
         raise click.UsageError(
             "--backend tinker needs an API key: set TINKER_API_KEY (from the Tinker "

@@ -111,6 +111,17 @@ def download_command(
 )
 @click.option("--out", "out_dir", required=True, type=OUTPUT_FOLDER, help="New or empty folder.")
 @click.option("--backend", default=None, help=_BACKEND_HELP)
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="For a run folder: the checkpoint to export, by name (default: its last, final).",
+)
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="On the Tinker service, export a weights/sampler_weights path without asking "
+    "(it starts a training client there).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def export_command(
     source: str,
@@ -118,20 +129,32 @@ def export_command(
     base_model: str | None,
     out_dir: Path,
     backend: str | None,
+    checkpoint: str | None,
+    yes: bool,
     no_progress: bool,
 ) -> None:
-    """Export a checkpoint as a PEFT adapter or a merged Hugging Face model."""
+    """Export a checkpoint as a PEFT adapter or a merged Hugging Face model.
+
+    SOURCE: a run folder (--log-dir of tinkerkit sft/dpo/rl), a tinker:// path
+    (weights, sampler_weights or external_weights), a URL, or a local adapter folder or
+    tar. A weights or sampler_weights path is loaded into a training client, saved with
+    save_weights_external and downloaded; on the Tinker service that is asked first
+    (--yes skips the question), offline it just happens.
+    """
 
     def run() -> None:
-        from tinkerkit.export import export_checkpoint
+        from tinkerkit.export import export, plan
 
-        path = export_checkpoint(
+        route = plan(source, checkpoint)
+        path = export(
             source,
             out_dir,
             format=fmt,  # type: ignore[arg-type]
             base_model=base_model,
-            service=_service(source, backend),
+            service=_service(route.path, backend),
             progress=not no_progress,
+            checkpoint=checkpoint,
+            confirm=None if yes or _offline(route.path, backend) else _ask,
         )
         how = (
             "PeftModel.from_pretrained(base, DIR)"
@@ -141,6 +164,22 @@ def export_command(
         click.echo(f"wrote {path} (load with {how})")
 
     _run(run)
+
+
+def _offline(path: str, backend: str | None) -> bool:
+    """Whether ``path`` is answered offline (``mock``/``local``): nothing there costs."""
+    if not path.startswith("tinker://"):
+        return True
+    if backend is None:
+        from tinkerkit.backends.registry import backend_of_path, resolve_backend
+
+        backend = backend_of_path(path) or resolve_backend(None)
+    return backend != "tinker"
+
+
+def _ask(message: str) -> bool:
+    click.echo(message, err=True)
+    return click.confirm("Continue?", default=False, err=True)
 
 
 @click.group()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 import click
 
 # The largest ``--rank`` and ``sample --num-samples``: the backends' request limits.
-from tinkerkit.backends.limits import MAX_LORA_RANK, MAX_NUM_SAMPLES
+from tinkerkit.backends.limits import MAX_LATENCY_S, MAX_LORA_RANK, MAX_NUM_SAMPLES
 from tinkerkit.train.run_options import RunOptions, names_of
 
 if TYPE_CHECKING:
@@ -123,6 +123,24 @@ class OutputPath(click.ParamType):
         return path
 
 
+class DataSource(click.Path):
+    """A data file, or a URL kept as the string it is (``s3://bucket/chats.jsonl``,
+    ``sqlite:///x.db?table=chats``): as a ``Path`` it would lose a slash.
+
+    Example:
+        >>> DataSource().convert("s3://bucket/chats.jsonl", None, None)
+        's3://bucket/chats.jsonl'
+    """
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from tinkerkit.data.sources import is_url
+
+        return value if is_url(value) else super().convert(value, param, ctx)
+
+
 class Text(click.ParamType):
     """A string option that must be text: a shell passing bytes that are not UTF-8
     gives Python lone surrogates, which no tokenizer or file can take.
@@ -154,6 +172,8 @@ def _show(bound: float) -> str:
 POSITIVE_INT = Number(int, at_least=1)
 POSITIVE_FLOAT = Number(float, above=0.0)
 NON_NEGATIVE_FLOAT = Number(float, at_least=0.0)
+LATENCY = Number(float, at_least=0.0, at_most=MAX_LATENCY_S)
+SEED = Number(int, at_least=0)
 NUM_SAMPLES = Number(int, at_least=1, at_most=MAX_NUM_SAMPLES)
 NEW_TOKENS = Number(int, at_least=1, at_most=MAX_NEW_TOKENS)
 OUTPUT_FOLDER = OutputPath(folder=True)
@@ -168,9 +188,14 @@ SHORT_FLAGS = {
 }
 """The guide's short flags, used instead of ``--field-name``."""
 
-REQUEST_LIMITS = {"rank": MAX_LORA_RANK, "max_tokens": MAX_NEW_TOKENS}
+REQUEST_LIMITS = {
+    "rank": MAX_LORA_RANK,
+    "max_tokens": MAX_NEW_TOKENS,
+    "group_size": MAX_NUM_SAMPLES,
+}
 """The backends' limits on config fields, checked when parsed too: a request over them
-is refused, but ``--rank 100000000`` would run out of memory building the adapter first."""
+is refused, but ``--rank 100000000`` would run out of memory building the adapter first,
+and ``--group-size 2000`` would fail only once sampling starts (one sample request a group)."""
 
 
 class ConfigOption(click.Option):
@@ -235,6 +260,8 @@ def field_type(name: str, info: FieldInfo) -> click.ParamType | None:
         set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else {annotation}
     )
     kinds.discard(type(None))
+    if Path in kinds and any(get_origin(kind) is Sequence for kind in kinds):
+        return DataSource()  # a loop's records (``Records``): a file or a URL
     if Path in kinds:
         return OUTPUT_FOLDER if name.endswith("_dir") else click.Path(path_type=Path)
     if kinds == {int} or kinds == {float}:
@@ -255,20 +282,23 @@ def _flag(name: str) -> str:
 
 
 def run_folder_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--overwrite`` and ``--keep-last K``, the options of every loop's log folder
-    (from ``RunOptions``).
+    """``--overwrite``, ``--keep-last K`` and ``--export-final DIR`` (``--export DIR``),
+    the options of every loop's log folder (from ``RunOptions``).
 
     Example:
         >>> @click.command()
         ... @run_folder_options
-        ... def sft(overwrite: bool, keep_last: int) -> None: ...
+        ... def sft(overwrite: bool, keep_last: int, export_final: Path | None) -> None: ...
     """
     return config_options(
         RunOptions,
-        ["overwrite", "keep_last"],
+        ["overwrite", "keep_last", "export_final"],
         help={
             "overwrite": "Start again in a --log-dir that holds a run (its log files are "
             "replaced).",
             "keep_last": "Keep only the newest K checkpoints besides final (0: keep all).",
+            "export_final": "Also write the final weights into this new or empty folder as a "
+            "PEFT adapter (saved with save_weights_external; checkpoints.jsonl records the "
+            "path).",
         },
     )(command)

@@ -9,11 +9,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tinkerkit.errors import RewardLoadError as RewardLoadError
 from tinkerkit.errors import TinkerkitError
+
+REWARD_IMPORT_TIMEOUT_S = 60.0
+"""How long importing a reward file may take, seconds (a model load is slow; a hang
+is not)."""
 
 
 class RLSettingError(TinkerkitError):
@@ -63,11 +69,37 @@ def _module_from_file(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     # Registered before running it, so dataclasses/pickling inside the file work.
     sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[module_name]
-        raise RewardLoadError(
-            f"--reward: importing {str(path)!r} failed: {type(exc).__name__}: {exc}"
-        ) from None
+    loader = spec.loader
+    failure = _run_bounded(lambda: loader.exec_module(module), REWARD_IMPORT_TIMEOUT_S)
+    if failure is not None:
+        sys.modules.pop(module_name, None)
+        raise RewardLoadError(f"--reward: the reward file {str(path)!r} {failure}")
     return module
+
+
+def _run_bounded(run: Callable[[], object], timeout: float) -> str | None:
+    """Run ``run`` (a reward file's import) on a daemon thread for at most ``timeout``
+    seconds: None if it finished, else what went wrong, said of the file. A
+    ``sys.exit(4)`` there exits the thread, not the command."""
+    outcome: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run()
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by the file
+            outcome.append(exc)
+
+    worker = threading.Thread(target=target, name="tinkerkit-reward-import", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():  # left behind: a daemon thread does not hold up the exit
+        return (
+            f"was still being imported after {timeout:g} s; move slow work out of "
+            "import time (into the reward function, or a cached helper)"
+        )
+    if not outcome:
+        return None
+    exc = outcome[0]
+    if isinstance(exc, SystemExit):
+        return f"exited with {exc.code} while being imported; a reward file must not exit"
+    return f"failed while being imported: {type(exc).__name__}: {exc}"

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from tinkerkit.cli_common import _connect, _run, backend_options
-from tinkerkit.cli_options import config_options, run_folder_options
+from tinkerkit.cli_options import DataSource, config_options, run_folder_options
 from tinkerkit.train.rl_config import Config
 
 
@@ -36,8 +36,9 @@ def __getattr__(name: str) -> Any:
 @click.option(
     "--prompts",
     required=True,
-    type=click.Path(path_type=Path),
-    help='JSONL of {"prompt": ...} or {"messages": [...]} records; extra fields go to the reward.',
+    type=DataSource(),
+    help="JSONL/JSON/CSV (a path or a URL: s3://..., sqlite:///x.db?table=prompts) of "
+    '{"prompt": ...} or {"messages": [...]} records; extra fields go to the reward.',
 )
 @click.option(
     "--reward",

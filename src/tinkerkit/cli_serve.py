@@ -8,7 +8,7 @@ import os
 import click
 
 from tinkerkit.cli_common import _run
-from tinkerkit.cli_options import NON_NEGATIVE_FLOAT, Number
+from tinkerkit.cli_options import LATENCY, Number
 
 _KEY_ENV = "TINKERKIT_SERVE_API_KEY"
 
@@ -74,7 +74,7 @@ def _api_key(api_key: str | None, api_key_file: str | None) -> str | None:
 @click.option(
     "--latency",
     default=0.0,
-    type=NON_NEGATIVE_FLOAT,
+    type=LATENCY,
     help="Simulated latency per request, s.",
 )
 @click.option(

@@ -14,6 +14,7 @@ import click
 from tinkerkit.cli_common import _connect, _run, backend_options
 from tinkerkit.cli_options import (
     OUTPUT_FOLDER,
+    TEXT,
     config_options,
     run_folder_options,
 )
@@ -23,7 +24,11 @@ from tinkerkit.train.sft_config import Config as SFTConfig
 
 
 @click.command()
-@config_options(SFTConfig, ["data"], help={"data": "Chat JSONL/JSON/CSV."})
+@config_options(
+    SFTConfig,
+    ["data"],
+    help={"data": "Chat JSONL/JSON/CSV: a path or a URL (s3://..., sqlite:///x.db?table=chats)."},
+)
 @backend_options
 @config_options(
     SFTConfig,
@@ -40,10 +45,21 @@ from tinkerkit.train.sft_config import Config as SFTConfig
         "save_every",
         "eval_data",
         "eval_every",
+        "sample_every",
         "resume",
     ],
     required=["log_dir"],
-    help={"save_every": "Checkpoint every K steps (plus each epoch end)."},
+    help={
+        "save_every": "Checkpoint every K steps (plus each epoch end).",
+        "sample_every": "Sample the --sample-prompt prompts every K steps (0: only at the end).",
+    },
+)
+@click.option(
+    "--sample-prompt",
+    "sample_prompts",
+    multiple=True,
+    type=TEXT,
+    help="A prompt answered greedily into samples.jsonl as training goes (repeatable).",
 )
 @run_folder_options
 def sft(backend: str | None, latency: float, **fields: Any) -> None:
@@ -59,13 +75,21 @@ def sft(backend: str | None, latency: float, **fields: Any) -> None:
         click.echo(f"done: {result.steps} steps, final loss {loss}")
         click.echo(f"state:   {result.state_path}")
         click.echo(f"sampler: {result.sampler_path}")
+        if result.external_path is not None:
+            click.echo(f"external: {result.external_path}")
+        if config.export_final is not None and not result.already_finished:
+            click.echo(f"exported: {config.export_final} (PEFT adapter)")
         click.echo(f"logs:    {result.log_dir}/metrics.jsonl, {result.log_dir}/checkpoints.jsonl")
 
     _run(run)
 
 
 @click.command()
-@config_options(DPOConfig, ["data"], help={"data": "Preference pairs JSONL/JSON/CSV."})
+@config_options(
+    DPOConfig,
+    ["data"],
+    help={"data": "Preference pairs JSONL/JSON/CSV: a path or a URL (s3://..., sqlite:///...)."},
+)
 @backend_options
 @config_options(
     DPOConfig,

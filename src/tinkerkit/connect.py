@@ -12,6 +12,8 @@ from typing import Any
 
 import tinker
 
+from tinkerkit.backends.limits import MAX_LATENCY_S
+
 # resolve_backend and the variables it reads live with the backends (the service
 # resolves names too, and backends import nothing above them).
 from tinkerkit.backends.registry import (
@@ -69,8 +71,10 @@ def _offline(
     from tinkerkit.server.service import Service
 
     latency = float(latency)
-    if not math.isfinite(latency) or latency < 0:
-        raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency}")
+    if not math.isfinite(latency) or not 0 <= latency <= MAX_LATENCY_S:
+        raise ValueError(
+            f"latency must be a number of seconds from 0 to {MAX_LATENCY_S:g}, got {latency}"
+        )
     check_home_writable()
     options = {"models": models} if models else {}
     service = Service(
@@ -122,11 +126,13 @@ def connect(
         api_key = kwargs.get("api_key") or os.environ.get(ENV_API_KEY)
         if not api_key:
             raise MissingAPIKeyError()
-        base_url = kwargs.get("base_url") or os.environ.get("TINKER_BASE_URL")
-        if base_url:  # a server of one's own (tinkerkit serve): there, answering, our key?
-            from tinkerkit.server_probe import probe_base_url
+        # The service, or a server of one's own (tinkerkit serve): there, answering, our
+        # key? Asked once, briefly: the SDK would retry a dead URL for minutes, silently.
+        from tinker.lib.base_url import resolve_base_url
 
-            probe_base_url(str(base_url), api_key)
+        from tinkerkit.server_probe import probe_base_url
+
+        probe_base_url(resolve_base_url(kwargs.get("base_url")), api_key)
         return tinker.ServiceClient(**session, **kwargs)
     if kwargs:
         raise TypeError(

@@ -143,12 +143,17 @@ class MissingAPIKeyError(TinkerkitError):
 class ServerUnreachableError(TinkerkitError, ConnectionError):
     """Nothing answers at the base URL (the SDK would retry it silently for minutes)."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, service: bool = False) -> None:
         self.url = url
+        check = (
+            "Check the network connection"
+            if service
+            else "Check the URL and that the server is running (e.g. `tinkerkit serve`), "
+            "unset TINKER_BASE_URL to use the Tinker service"
+        )
         super().__init__(
-            f"No Tinker server answers at {url} ({reason}). Check the URL and that the "
-            "server is running (e.g. `tinkerkit serve`), or unset TINKER_BASE_URL to use "
-            "the Tinker service."
+            f"No Tinker server answers at {url} ({reason}). {check}, or run offline: "
+            "--backend mock on the command line, tk.connect('mock') in Python."
         )
 
 
@@ -212,17 +217,23 @@ class DataError(TinkerkitError, ValueError):
         field: str | None,
         message: str,
         problems: list[tuple[int | None, str | None, str]] | None = None,
+        *,
+        unit: str = "line",
     ) -> None:
         self.path = path
         self.line = line
         self.field = field
+        self.unit = unit
+        """What ``line`` counts: a file's ``"line"``, a table's ``"row"``."""
         self.problems = problems or [(line, field, message)]
         if problems and len(problems) > 1:
-            shown = "\n".join(f"  {_where(path, ln, fd)}: {msg}" for ln, fd, msg in problems[:20])
+            shown = "\n".join(
+                f"  {_where(path, ln, fd, unit)}: {msg}" for ln, fd, msg in problems[:20]
+            )
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
             text = f"{len(problems)} bad records in {path}:\n{shown}{more}"
         else:
-            text = f"{_where(path, line, field)}: {message}"
+            text = f"{_where(path, line, field, unit)}: {message}"
         super().__init__(text)
 
 
@@ -240,8 +251,11 @@ class ChatFormatError(TinkerkitError, ValueError):
     """A conversation that cannot become a training datum as asked."""
 
 
-def _where(path: str, line: int | None, field: str | None) -> str:
-    place = f"{path}:{line}" if line is not None else path
+def _where(path: str, line: int | None, field: str | None, unit: str = "line") -> str:
+    if line is None:
+        place = path
+    else:
+        place = f"{path}:{line}" if unit == "line" else f"{path}, {unit} {line}"
     return f"{place}: field '{field}'" if field else place
 
 

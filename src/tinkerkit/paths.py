@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -41,3 +42,30 @@ def check_home_writable() -> Path:
             "backends keep runs and checkpoints there. Point TINKERKIT_HOME at a writable folder."
         ) from None
     return home
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "free some space or write somewhere else",
+    errno.EDQUOT: "free some space or write somewhere else",
+    errno.EACCES: "check its permissions, or use another path",
+    errno.EPERM: "check its permissions, or use another path",
+    errno.EROFS: "write somewhere else",
+    errno.EISDIR: "give a file, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: use another path",
+    errno.ENOENT: "check the path",
+    errno.EEXIST: "remove it or use another path",
+    errno.ENAMETOOLONG: "use a shorter path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One sentence for a failed read or write: the path, what went wrong, what to do.
+
+    Example:
+        >>> describe_os_error(OSError(errno.ENOSPC, "No space left on device", "runs/a"))
+        'runs/a: No space left on device; free some space or write somewhere else'
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = f"{os.fsdecode(exc.filename)}: " if exc.filename is not None else ""
+    advice = _OS_ADVICE.get(exc.errno or 0)
+    return f"{where}{reason}" + (f"; {advice}" if advice else "")

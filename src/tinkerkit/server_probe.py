@@ -1,15 +1,17 @@
 """One quick look at a Tinker server before the SDK starts retrying against it.
 
-Against a dead port the SDK retries its first request for minutes without a word, and a
-wrong key fails only at the first call. ``tk.connect("tinker", base_url=...)`` (or
-``TINKER_BASE_URL``) sends that first request once itself, with a short timeout:
-nothing answering is ``ServerUnreachableError``, a 401 ``APIKeyRefusedError``, each one
-line naming the URL; any other answer means the server is there and the SDK takes over.
+Against a dead port (or without a network) the SDK retries its first request for minutes
+without a word, and a wrong key fails only at the first call. ``tk.connect("tinker")``
+sends that first request once itself, with a short timeout, to the Tinker service or to
+``base_url=`` / ``TINKER_BASE_URL``: nothing answering is ``ServerUnreachableError``
+(saying how to run offline), a 401 ``APIKeyRefusedError``, each one line naming the URL;
+any other answer means the server is there and the SDK takes over.
 """
 
 from __future__ import annotations
 
 import httpx
+from tinker.lib.base_url import DEFAULT_BASE_URL
 
 from tinkerkit.errors import APIKeyRefusedError, ServerUnreachableError
 
@@ -33,14 +35,18 @@ def probe_base_url(
     import tinker
 
     url = base_url.rstrip("/")
+    service = url == DEFAULT_BASE_URL.rstrip("/")
     headers = {"X-API-Key": api_key} if api_key else {}
     body = {"sdk_version": tinker.__version__}
     try:
         with httpx.Client(timeout=timeout, transport=transport) as client:
             response = client.post(f"{url}/api/v1/client/config", json=body, headers=headers)
     except httpx.TimeoutException:
-        raise ServerUnreachableError(url, f"no answer within {timeout:g} s") from None
+        raise ServerUnreachableError(
+            url, f"no answer within {timeout:g} s", service=service
+        ) from None
     except (httpx.TransportError, httpx.InvalidURL) as exc:
-        raise ServerUnreachableError(url, str(exc) or type(exc).__name__) from None
+        reason = str(exc) or type(exc).__name__
+        raise ServerUnreachableError(url, reason, service=service) from None
     if response.status_code == 401:
         raise APIKeyRefusedError(url)

@@ -123,17 +123,10 @@ ROWS: list[tuple[str, list[str], int, list[str]]] = [
     ("demo-out-file", ["demo", *MOCK, "--out", "{d}/a_file"], 2, ["'--out'", "is a file"]),
     # --- backends: command-line advice, not Python advice -----------------------------
     ("sft-unknown-backend", _with(SFT, "--backend", "nope"), 1, ["Unknown backend 'nope'"]),
-    (
-        "sft-no-backend",
-        [a for a in SFT if a not in MOCK],
-        2,
-        ["no backend selected: pass --backend mock", "TINKERKIT_BACKEND"],
-    ),
     ("sft-unknown-model", _with(SFT, "--model", "nope/x"), 1, ["Unknown base model 'nope/x'"]),
     ("sft-max-length-too-short", _with(SFT, "--max-length", "3"), 1, ["max_length=3"]),
     ("sample-unknown-model", [*SAMPLE_PROMPT, "--model", "nope/x"], 1, ["'nope/x'"]),
     ("sft-tinker-without-key", _with(SFT, "--backend", "tinker"), 2, ["set TINKER_API_KEY"]),
-    ("sample-no-backend", ["sample", "--prompt", "hi"], 2, ["pass --backend mock"]),
     ("models-list-unknown-backend", ["models", "list", "--backend", "nope"], 1, ["'nope'"]),
     ("demo-unknown-backend", ["demo", "--backend", "nope", "--out", "{o}/demo"], 2, ["'nope'"]),
     # --- sample -----------------------------------------------------------------------

@@ -72,7 +72,7 @@ print(json.dumps({{
             ["sft", "--data", "{d}/chats.jsonl", "--log-dir", "{d}/run", "--epochs", "0"],
             2,
             "error: tinkerkit sft: Invalid value for '--epochs': 0 is out of range: pass a "
-            "whole number at least 1 (see 'tinkerkit sft --help')",
+            "whole number at least 1 and at most 1000000 (see 'tinkerkit sft --help')",
         ),
         (
             ["sft", "--data", "{d}/deep.jsonl", "--log-dir", "{d}/run", "--backend", "mock"],

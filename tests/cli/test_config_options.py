@@ -102,7 +102,9 @@ def test_option_checks_are_the_field_bounds() -> None:
     params = {p.name: p for p in cli_rl.rl.params}
     assert repr(params["learning_rate"].type) == "Number(float, a finite number above 0)"
     assert repr(params["kl_coef"].type) == "Number(float, a finite number at least 0)"
-    assert repr(params["steps"].type) == "Number(int, a whole number at least 1)"
+    assert (
+        repr(params["steps"].type) == "Number(int, a whole number at least 1 and at most 1000000)"
+    )
     # the backends' request limits, too
     assert repr(params["rank"].type) == "Number(int, a whole number at least 1 and at most 1024)"
     assert isinstance(params["max_tokens"].type, Number) and params["max_tokens"].type.at_most

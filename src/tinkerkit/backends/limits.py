@@ -43,6 +43,10 @@ MAX_TOKENS_PER_REQUEST = 262_144
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 """Largest request body ``tinkerkit serve`` reads (after decompression), bytes."""
 
+MAX_LATENCY_S = 60.0
+"""Largest simulated round trip (``latency=``, ``--latency``), seconds: a minute is slower
+than any network; ``1e23`` would hold every request forever."""
+
 
 def _refusal(field: str, value: object, limit: str, hint: str = "") -> RequestLimitError:
     from tinkerkit.errors import RequestLimitError

@@ -252,7 +252,12 @@ class CheckpointStore:
             def write(file: str, data: bytes) -> None:
                 if seal is not None:
                     file, data = seal(file, data)
-                (tmp / file).write_bytes(data)
+                try:
+                    (tmp / file).write_bytes(data)
+                except OSError as exc:  # a full disk names no file: say which checkpoint
+                    if exc.filename is not None:
+                        raise
+                    raise type(exc)(exc.errno, exc.strerror or str(exc), str(final)) from None
 
             if kind == "sampler_weights":
                 write(ARCHIVE_FILE, adapter_archive(weights, adapter_config))

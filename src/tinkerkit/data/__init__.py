@@ -2,6 +2,8 @@
 
 import tinkerkit as tk
 chats = tk.data.load_chat_jsonl("chats.jsonl")            # DataError(path, line, field)
+pairs = tk.data.load_preference_pairs("s3://bucket/pairs.jsonl")  # any fsspec URL, streamed
+rows = tk.data.load_sql("pipeline.db", tk.data.PreferencePair, table="pairs")
 datum = tk.data.chat_datum(chats[0], tok, train_on="last")
 tk.data.check_datums([datum], vocab_size=len(tok))
 print(tk.data.show_datum(datum, tok))
@@ -17,6 +19,7 @@ from tinkerkit.data.chat import (
     render_chat,
 )
 from tinkerkit.data.datum import shifted_datum
+from tinkerkit.data.display import DatumView, register_notebook_display
 from tinkerkit.data.inspect import check_datums, show_datum
 from tinkerkit.data.loaders import (
     iter_records,
@@ -26,12 +29,14 @@ from tinkerkit.data.loaders import (
     load_prompt_completions,
     load_records,
     load_rl_prompts,
+    load_sql,
 )
 from tinkerkit.data.schemas import Conversation, Message, PreferencePair, PromptCompletion, RLPrompt
 
 __all__ = [
     "ChatFormatError",
     "Conversation",
+    "DatumView",
     "Message",
     "PreferencePair",
     "PromptCompletion",
@@ -48,6 +53,7 @@ __all__ = [
     "load_prompt_completions",
     "load_records",
     "load_rl_prompts",
+    "load_sql",
     "notes",
     "preference_datums",
     "render_chat",
@@ -56,3 +62,6 @@ __all__ = [
     "shifted_datum",
     "show_datum",
 ]
+
+# In a Jupyter kernel, a bare Datum at the end of a cell renders as HTML.
+register_notebook_display()

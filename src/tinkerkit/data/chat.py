@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from tinker import types
 
+from tinkerkit.data import limits
 from tinkerkit.data.datum import shifted_datum
 from tinkerkit.data.schemas import Conversation
 from tinkerkit.errors import ChatFormatError as ChatFormatError
@@ -223,6 +224,14 @@ def _datum_from_rendered(
     return shifted_datum(tokens[offset:], weights[offset:])
 
 
+def _check_size(messages: list[dict[str, str]], what: str) -> None:
+    # Before any tokenizer sees it: a 200 MB chat made the Rust tokenizer panic at ~8 GB.
+    limit = limits.record_limit(None)
+    size = limits.text_bytes(messages)
+    if size > limit:
+        raise ChatFormatError(limits.too_large(size, limit, f"{what}'s text"))
+
+
 def _check_train_on(train_on: str) -> None:
     if train_on not in ("last", "all_assistant"):
         raise ChatFormatError(f"train_on must be 'last' or 'all_assistant', got {train_on!r}")
@@ -246,6 +255,7 @@ def chat_datums(
     for index, msgs in enumerate(convs):
         if not any(m["role"] == "assistant" for m in msgs):
             raise ChatFormatError(f"conversation {index} has no assistant turn to train on")
+        _check_size(msgs, f"conversation {index}")
     rendered = (
         _batch_render_with_markers(tokenizer, convs)
         if getattr(tokenizer, "chat_template", None)
@@ -279,4 +289,5 @@ def chat_datum(
     msgs = as_messages(messages)
     if not msgs or not any(m["role"] == "assistant" for m in msgs):
         raise ChatFormatError("the conversation has no assistant turn to train on")
+    _check_size(msgs, "the conversation")
     return _datum_from_rendered(render_chat(msgs, tokenizer), train_on, max_length, truncate)

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 from tinker import types
 
+from tinkerkit.data.display import DatumView, datum_tokens
 from tinkerkit.errors import DatumCheckError, InvalidDatumError
 from tinkerkit.models.registry import ModelSpec
 from tinkerkit.protocols import Tokenizer
-from tinkerkit.rules.datums import check_datum, dense_array
+from tinkerkit.rules.datums import check_datum
 from tinkerkit.rules.losses import check_config, check_inputs, get_loss
 
 _UNLIMITED = 1 << 62
@@ -59,8 +60,10 @@ _GREEN = "\x1b[42;30m"
 _RESET = "\x1b[0m"
 
 
-def show_datum(datum: types.Datum, tokenizer: Tokenizer, *, color: bool | None = None) -> str:
+def show_datum(datum: types.Datum, tokenizer: Tokenizer, *, color: bool | None = None) -> DatumView:
     """The datum's text with the trained tokens marked (green, or ⟦…⟧ without a terminal).
+
+    A ``str``; in a notebook it renders as HTML, each token highlighted by its weight.
 
     Example:
         >>> print(show_datum(chat_datum(chat, tok), tok))
@@ -68,19 +71,8 @@ def show_datum(datum: types.Datum, tokenizer: Tokenizer, *, color: bool | None =
     """
     if color is None:
         color = sys.stdout.isatty()
-    tokens = datum.model_input.to_ints()
-    # (N, K) top-K targets: show slot 0, trained if any slot has weight.
-    target_array = dense_array(0, "target_tokens", datum.loss_fn_inputs["target_tokens"])
-    weights_td = datum.loss_fn_inputs.get("weights")
-    weight_array = (
-        dense_array(0, "weights", weights_td)
-        if weights_td is not None
-        else np.ones(target_array.shape)
-    )
-    targets = [int(t) for t in target_array.reshape(len(target_array), -1)[:, 0]]
-    weights = [float(np.abs(w).sum()) for w in weight_array.reshape(len(weight_array), -1)]
-    # The sequence is the first input token followed by every target.
-    runs: list[tuple[bool, list[int]]] = [(False, tokens[:1])]
+    first, targets, weights = datum_tokens(datum)
+    runs: list[tuple[bool, list[int]]] = [(False, [first] if first >= 0 else [])]
     for token, weight in zip(targets, weights, strict=False):
         trained = weight != 0
         if runs[-1][0] == trained:
@@ -95,4 +87,4 @@ def show_datum(datum: types.Datum, tokenizer: Tokenizer, *, color: bool | None =
         parts.append(text)
     n_trained = sum(1 for w in weights if w != 0)
     header = f"[{len(targets)} targets, {n_trained} trained]"
-    return header + "\n" + "".join(parts)
+    return DatumView(header + "\n" + "".join(parts), datum, tokenizer)

@@ -1,4 +1,6 @@
-"""Load training records from JSONL, JSON, CSV (or a local Hugging Face dataset).
+"""Load training records from JSONL, JSON, CSV (or a local Hugging Face dataset): local
+files, any fsspec URL (``s3://``, ``gs://``, ``hf://``, ``https://``; streamed), or SQLite
+tables and queries (``sqlite:///FILE.db?table=NAME``, ``load_sql``).
 
 Every problem becomes a ``DataError`` naming the file, the line and the field: bad
 JSON, JSON nested too deeply to read, missing or mistyped fields, unknown roles, empty
@@ -19,17 +21,19 @@ Loading only reads; nothing is ever written.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from tinkerkit.data import sql, storage
+from tinkerkit.data.formats import RawRecord, raw_records
+from tinkerkit.data.limits import record_limit, text_bytes, too_large
 from tinkerkit.data.schemas import Conversation, PreferencePair, PromptCompletion, RLPrompt
 from tinkerkit.errors import DataError
 
@@ -38,8 +42,10 @@ logger = logging.getLogger("tinkerkit")
 Errors = Literal["raise", "collect", "skip"]
 R = TypeVar("R", bound=BaseModel)
 _Problem = tuple[int | None, str | None, str]
+StorageOptions = Mapping[str, Any] | None
+Source = str | Path | sql.SQLSource
+"""A file, a URL (``s3://...``, ``sqlite:///...``), or an SQLite table or query."""
 
-_TOO_DEEP = "is nested too deeply to read (JSON over ~900 levels deep); flatten it"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -74,44 +80,6 @@ def explain_error(error: dict[str, Any]) -> str:
         return "is not a known field"
     message = str(error.get("msg", "is invalid"))
     return message.removeprefix("Value error, ")
-
-
-def _raw_records(path: Path) -> Iterator[tuple[int | None, Any, str | None]]:
-    """(line, parsed object or None, problem) for each record of the file."""
-    suffix = path.suffix.lower()
-    data = path.read_bytes() if suffix in (".json", ".csv") else None
-    if suffix in (".jsonl", ".ndjson", ""):
-        with path.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield number, None, f"is not valid UTF-8 (byte {exc.start} of the line)"
-                    continue
-                if not text.strip():
-                    continue
-                yield number, *_parse_line(text)
-        return
-    assert data is not None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        yield line, None, "is not valid UTF-8"
-        return
-    if suffix == ".json":
-        yield from _json_array(text)
-    elif suffix == ".csv":
-        yield from _csv_rows(text)
-
-
-def _parse_line(text: str) -> tuple[Any, str | None]:
-    try:
-        return json.loads(text), None
-    except json.JSONDecodeError as exc:
-        return None, f"is not valid JSON ({exc.msg}, column {exc.colno})"
-    except RecursionError:
-        return None, _TOO_DEEP
 
 
 def surrogate_field(obj: Any, where: str = "") -> str | None:
@@ -149,76 +117,14 @@ def _surrogate_problem(obj: Any, line: int | None) -> _Problem | None:
     )
 
 
-def _json_array(text: str) -> Iterator[tuple[int | None, Any, str | None]]:
-    """Elements of a top-level JSON array, each with the line it starts on."""
-    decoder = json.JSONDecoder()
-    pos = len(text) - len(text.lstrip())
-    if not text.startswith("[", pos):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield exc.lineno, None, f"is not valid JSON ({exc.msg})"
-            return
-        except RecursionError:
-            yield 1, None, _TOO_DEEP
-            return
-        yield 1, obj, None if isinstance(obj, dict) else "must be a JSON array of records"
-        return
-    pos += 1
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-        if pos >= len(text) or text[pos] == "]":
-            return
-        line = text.count("\n", 0, pos) + 1
-        try:
-            obj, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            yield exc.lineno, None, f"is not valid JSON ({exc.msg})"
-            return
-        except RecursionError:
-            yield line, None, _TOO_DEEP
-            return
-        yield line, obj, None
-
-
-def _csv_rows(text: str) -> Iterator[tuple[int | None, Any, str | None]]:
-    # The whole file is in memory already: a cell as long as the file costs nothing more,
-    # so csv's 128 KiB cell limit (a long chat in one cell) is lifted while reading it.
-    limit = csv.field_size_limit()
-    csv.field_size_limit(max(limit, len(text) + 1))
-    try:
-        yield from _csv_records(csv.DictReader(io.StringIO(text)))
-    finally:
-        csv.field_size_limit(limit)
-
-
-def _csv_records(reader: csv.DictReader[str]) -> Iterator[tuple[int | None, Any, str | None]]:
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield reader.line_num, None, f"is not valid CSV ({exc})"
-            return
-        # An empty cell is a missing value, not an empty string.
-        record: dict[str, Any] = {k: v for k, v in row.items() if v not in ("", None)}
-        for key in ("messages", "chosen", "rejected"):
-            value = record.get(key)
-            if isinstance(value, str) and value.lstrip().startswith("["):
-                parsed, problem = _parse_line(value)
-                if problem is not None:
-                    yield reader.line_num, None, f"column '{key}' {problem}"
-                    break
-                record[key] = parsed
-        else:
-            yield reader.line_num, record, None
-
-
-def _validate(schema: type[R], obj: Any, line: int | None) -> tuple[R | None, list[_Problem]]:
+def _validate(
+    schema: type[R], obj: Any, line: int | None, limit: int
+) -> tuple[R | None, list[_Problem]]:
     if not isinstance(obj, dict):
         return None, [(line, None, f"must be a JSON object, got {type(obj).__name__}")]
+    size = text_bytes(obj)
+    if size > limit:
+        return None, [(line, None, too_large(size, limit, "the record's text"))]
     surrogate = _surrogate_problem(obj, line)
     if surrogate is not None:
         return None, [surrogate]
@@ -232,65 +138,124 @@ def _validate(schema: type[R], obj: Any, line: int | None) -> tuple[R | None, li
         return None, problems[:1]
 
 
-def validate_record(schema: type[R], obj: Any, where: str) -> R:
+def validate_record(
+    schema: type[R], obj: Any, where: str, *, max_record_bytes: int | None = None
+) -> R:
     """One in-memory record, validated like a file's; ``DataError`` naming ``where`` otherwise.
 
     Example:
         >>> validate_record(Conversation, {"messages": []}, "data[3]")
         DataError: data[3]: field 'messages': is empty: a conversation needs at least one message
     """
-    record, problems = _validate(schema, obj, None)
+    record, problems = _validate(schema, obj, None, record_limit(max_record_bytes))
     if record is None:
         _, field, message = problems[0]
         raise DataError(where, None, field, message)
     return record
 
 
-def iter_records(path: str | Path, schema: type[R], *, errors: Errors = "raise") -> Iterator[R]:
-    """Stream validated records from ``path`` (``.jsonl``, ``.json`` or ``.csv``).
+@dataclass(frozen=True)
+class _Opened:
+    name: str
+    """The source as errors name it (a URL without secrets, a database and table)."""
+    unit: str
+    records: Iterator[RawRecord]
+
+
+def _open(source: Source, stack: ExitStack, storage_options: StorageOptions, limit: int) -> _Opened:
+    """The raw records of a local file, a URL (fsspec) or an SQLite table/query."""
+    if isinstance(source, sql.SQLSource) or sql.is_sqlite_url(source):
+        table = source if isinstance(source, sql.SQLSource) else sql.parse_sqlite_url(str(source))
+        return _Opened(table.name, "row", sql.sql_records(table, limit))
+    if storage.is_url(source):
+        url = str(source)
+        name, suffix = storage.display_url(url), storage.url_suffix(url)
+        if suffix not in DATA_SUFFIXES:
+            raise DataError(name, None, None, "unsupported format: use .jsonl, .json or .csv")
+        handle = stack.enter_context(storage.open_url(url, storage_options))
+        return _Opened(name, "line", raw_records(handle, suffix, limit))
+    file = check_data_file(source)
+    handle = stack.enter_context(file.open("rb"))
+    return _Opened(str(file), "line", raw_records(handle, file.suffix.lower(), limit))
+
+
+def iter_records(
+    path: Source,
+    schema: type[R],
+    *,
+    errors: Errors = "raise",
+    storage_options: StorageOptions = None,
+    max_record_bytes: int | None = None,
+) -> Iterator[R]:
+    """Stream validated records from ``path``: a ``.jsonl``, ``.json`` or ``.csv`` file, the
+    same at any fsspec URL (``s3://``, ``gs://``, ``hf://``, ``https://``; options such as
+    ``endpoint_url`` in ``storage_options``), or ``sqlite:///FILE.db?table=NAME`` (or
+    ``?query=SELECT...``). A line or record over ``max_record_bytes`` (default
+    ``tinkerkit.data.limits.MAX_RECORD_BYTES``, 4 MiB) is refused before it is parsed.
 
     Example:
-        >>> for chat in iter_records("chats.jsonl", Conversation):
+        >>> for chat in iter_records("s3://bucket/chats.jsonl", Conversation):
         ...     print(len(chat.messages))
     """
     if errors not in ("raise", "collect", "skip"):
         raise ValueError(f"errors must be 'raise', 'collect' or 'skip', got {errors!r}")
-    file = Path(path)
-    check_data_file(file)
-    problems: list[_Problem] = []
-    count = 0
-    records = _raw_records(file)
-    while True:
-        try:
-            line, obj, problem = next(records)
-        except StopIteration:
-            break
-        except OSError as exc:
-            raise DataError(
-                str(file), None, None, f"cannot be read ({exc.strerror or exc})"
-            ) from None
-        found: list[_Problem]
-        record = None
-        if problem is not None:
-            found = [(line, None, problem)]
-        else:
-            record, found = _validate(schema, obj, line)
-        if found:
-            if errors == "raise":
-                ln, field, message = found[0]
-                raise DataError(str(file), ln, field, message)
-            problems.extend(found)
-            continue
-        count += 1
-        assert record is not None
-        yield record
+    limit = record_limit(max_record_bytes)
+    with ExitStack() as stack:
+        opened = _open(path, stack, storage_options, limit)
+        name, unit, records = opened.name, opened.unit, opened.records
+        problems: list[_Problem] = []
+        count = 0
+        while True:
+            try:
+                line, obj, problem = next(records)
+            except StopIteration:
+                break
+            except OSError as exc:
+                raise DataError(
+                    name, None, None, f"cannot be read ({exc.strerror or exc})"
+                ) from None
+            found: list[_Problem]
+            record = None
+            if problem is not None:
+                found = [(line, None, problem)]
+            else:
+                record, found = _validate(schema, obj, line, limit)
+            if found:
+                if errors == "raise":
+                    ln, field, message = found[0]
+                    raise DataError(name, ln, field, message, unit=unit)
+                problems.extend(found)
+                continue
+            count += 1
+            assert record is not None
+            yield record
     if problems and errors == "collect":
         ln, field, message = problems[0]
-        raise DataError(str(file), ln, field, message, problems=problems)
+        raise DataError(name, ln, field, message, problems=problems, unit=unit)
     if problems:
-        logger.warning("%s: skipped %d bad records (kept %d)", file, len(problems), count)
+        logger.warning("%s: skipped %d bad records (kept %d)", name, len(problems), count)
     if count == 0 and not problems:
-        raise DataError(str(file), None, None, "contains no records")
+        raise DataError(name, None, None, "contains no records")
+
+
+def first_keys(source: str | Path, *, storage_options: StorageOptions = None) -> set[str]:
+    """The fields of the first record of a JSONL file, URL or SQL source (empty for JSON,
+    CSV, or a first line that is not a JSON object): enough to tell prompt/completion
+    pairs from chats without reading on. ``DataError`` when the source cannot be opened.
+
+    Example:
+        >>> first_keys("pairs.jsonl")
+        {'prompt', 'completion'}
+    """
+    suffix = storage.url_suffix(str(source)) if storage.is_url(source) else Path(source).suffix
+    if not sql.is_sqlite_url(source) and suffix.lower() in (".json", ".csv"):
+        return set()
+    with ExitStack() as stack:
+        records = _open(source, stack, storage_options, record_limit(None)).records
+        stack.callback(getattr(records, "close", lambda: None))
+        for _, obj, _ in records:
+            return set(obj) if isinstance(obj, dict) else set()
+    return set()
 
 
 DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", "")
@@ -323,37 +288,81 @@ def check_data_file(path: str | Path, suffixes: tuple[str, ...] | None = DATA_SU
     return file
 
 
-def load_records(path: str | Path, schema: type[R], *, errors: Errors = "raise") -> list[R]:
-    """All validated records of ``path`` as a list (see ``iter_records``)."""
-    return list(iter_records(path, schema, errors=errors))
+def load_records(
+    path: Source,
+    schema: type[R],
+    *,
+    errors: Errors = "raise",
+    storage_options: StorageOptions = None,
+    max_record_bytes: int | None = None,
+) -> list[R]:
+    """All validated records of ``path`` (a file, a URL, an SQLite table) as a list
+    (see ``iter_records``)."""
+    return list(
+        iter_records(
+            path,
+            schema,
+            errors=errors,
+            storage_options=storage_options,
+            max_record_bytes=max_record_bytes,
+        )
+    )
 
 
-def load_chat_jsonl(path: str | Path, *, errors: Errors = "raise") -> list[Conversation]:
-    """Chats (``{"messages": [...]}`` per line) from JSONL, JSON or CSV.
+def load_chat_jsonl(
+    path: str | Path, *, errors: Errors = "raise", **source: Any
+) -> list[Conversation]:
+    """Chats (``{"messages": [...]}`` per line) from JSONL, JSON or CSV, local or at a URL,
+    or an SQLite table (``sqlite:///chats.db?table=chats``). ``storage_options=`` and
+    ``max_record_bytes=`` as for ``iter_records``.
 
     Example:
         >>> chats = load_chat_jsonl("chats.jsonl")
         >>> chats[0].messages[-1].role
         'assistant'
     """
-    return load_records(path, Conversation, errors=errors)
+    return load_records(path, Conversation, errors=errors, **source)
 
 
 def load_prompt_completions(
-    path: str | Path, *, errors: Errors = "raise"
+    path: str | Path, *, errors: Errors = "raise", **source: Any
 ) -> list[PromptCompletion]:
-    """``{"prompt", "completion"}`` records."""
-    return load_records(path, PromptCompletion, errors=errors)
+    """``{"prompt", "completion"}`` records (any source ``load_chat_jsonl`` takes)."""
+    return load_records(path, PromptCompletion, errors=errors, **source)
 
 
-def load_preference_pairs(path: str | Path, *, errors: Errors = "raise") -> list[PreferencePair]:
-    """``{"prompt", "chosen", "rejected"}`` records (or two chats)."""
-    return load_records(path, PreferencePair, errors=errors)
+def load_preference_pairs(
+    path: str | Path, *, errors: Errors = "raise", **source: Any
+) -> list[PreferencePair]:
+    """``{"prompt", "chosen", "rejected"}`` records (or two chats), from any source."""
+    return load_records(path, PreferencePair, errors=errors, **source)
 
 
-def load_rl_prompts(path: str | Path, *, errors: Errors = "raise") -> list[RLPrompt]:
+def load_rl_prompts(path: str | Path, *, errors: Errors = "raise", **source: Any) -> list[RLPrompt]:
     """``{"prompt"}`` or ``{"messages"}`` records with any extra fields for rewards."""
-    return load_records(path, RLPrompt, errors=errors)
+    return load_records(path, RLPrompt, errors=errors, **source)
+
+
+def load_sql(
+    database: str | Path,
+    schema: type[R],
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    errors: Errors = "raise",
+    max_record_bytes: int | None = None,
+) -> list[R]:
+    """Records from an SQLite table or query (a Cloudflare D1 export is SQLite), one per
+    row, fields by column name; errors name the database, the table or query and the
+    row. The database is opened read-only.
+
+    Example:
+        >>> pairs = load_sql("pipeline.db", PreferencePair, table="pairs")
+        >>> chats = load_sql("pipeline.db", Conversation,
+        ...                  query="SELECT messages FROM chats WHERE split = 'train'")
+    """
+    source = sql.SQLSource(str(database), table, query)
+    return load_records(source, schema, errors=errors, max_record_bytes=max_record_bytes)
 
 
 def load_hf_dataset(
@@ -381,7 +390,7 @@ def load_hf_dataset(
     out: list[R] = []
     problems: list[_Problem] = []
     for index, row in enumerate(loaded):
-        record, found = _validate(schema, dict(row), index)
+        record, found = _validate(schema, dict(row), index, record_limit(None))
         if found and errors == "raise":
             ln, field, message = found[0]
             raise DataError(f"{name_or_path} (row)", ln, field, message)

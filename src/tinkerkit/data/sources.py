@@ -1,16 +1,21 @@
-"""A path or an in-memory list → records: the one rule every loop's ``data=`` follows."""
+"""A path, a URL or an in-memory list → records: the one rule every loop's ``data=`` follows.
+
+A path may be a local file or a URL: any fsspec URL (``s3://``, ``gs://``, ``hf://``,
+``https://``) or an SQLite table, ``sqlite:///FILE.db?table=NAME`` (see ``loaders``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tinkerkit.errors import DataError
 
-__all__ = ["coerce_records"]
+__all__ = ["coerce_records", "is_url"]
 
 R = TypeVar("R")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 def coerce_records(
@@ -39,3 +44,14 @@ def coerce_records(
     if not records:
         raise DataError(label, None, None, empty)
     return records
+
+
+def is_url(source: object) -> bool:
+    """Whether ``source`` is a URL string (``s3://...``, ``sqlite:///...``), which must stay
+    a string: ``Path("s3://b/k")`` is ``s3:/b/k``, a different (local) path.
+
+    Example:
+        >>> is_url("sqlite:///pairs.db?table=pairs"), is_url("data/pairs.jsonl")
+        (True, False)
+    """
+    return isinstance(source, str) and _URL.match(source) is not None

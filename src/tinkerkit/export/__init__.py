@@ -1,6 +1,7 @@
 """Export: Tinker checkpoints → local files → PEFT adapters or merged HF models.
 
     import tinkerkit.export as tke
+    tke.export("runs/a", "peft/")                  # a run folder or any tinker:// path
     folder = tke.download("tinker://<run>/external_weights/final", "weights/")
     tke.to_peft(folder, "peft/", base_model="/models/Llama-3.2-1B")
     tke.merge("/models/Llama-3.2-1B", folder, "merged/")
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
     from tinkerkit.export.inference import generate, load_for_inference
     from tinkerkit.export.merging import merge
     from tinkerkit.export.parity import VerifyReport, verify
-    from tinkerkit.export.pipeline import export_checkpoint
+    from tinkerkit.export.pipeline import export, export_checkpoint
+    from tinkerkit.export.route import Route, plan
 
 _LAZY = {
     "Adapter": "convert",
@@ -53,7 +55,10 @@ _LAZY = {
     "generate": "inference",
     "verify": "parity",
     "VerifyReport": "parity",
+    "export": "pipeline",
     "export_checkpoint": "pipeline",
+    "plan": "route",
+    "Route": "route",
     "resolve_base": "bases",
 }
 
@@ -68,6 +73,7 @@ __all__ = [
     "Limits",
     "OutputExistsError",
     "RetryPolicy",
+    "Route",
     "SafetensorsFormatError",
     "SizeMismatchError",
     "UnsafeArchiveError",
@@ -76,6 +82,7 @@ __all__ = [
     "UrlExpiredError",
     "VerifyReport",
     "download",
+    "export",
     "export_checkpoint",
     "fetch",
     "fetch_many",
@@ -83,6 +90,7 @@ __all__ = [
     "load_adapter",
     "load_for_inference",
     "merge",
+    "plan",
     "resolve_base",
     "safe_extract",
     "to_peft",

@@ -1,21 +1,25 @@
-"""``export_checkpoint``: download (if needed) + convert to PEFT or merge, in one call."""
+"""``export``: any checkpoint (a run folder, a ``tinker://`` path, a URL, files) → a
+PEFT adapter or a merged HF model, in one call: the route (``export/route.py``), the
+download, the conversion."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from tinkerkit.export.errors import UnsupportedSourceError
 from tinkerkit.export.outputs import check_out_dir
+from tinkerkit.export.route import export_state, plan
 from tinkerkit.export.sources import download
 from tinkerkit.protocols import ServiceClientLike
 
 Format = Literal["peft", "merged"]
 
 
-def export_checkpoint(
+def export(
     source: str | Path,
     out_dir: str | Path,
     *,
@@ -23,39 +27,70 @@ def export_checkpoint(
     base_model: str | Path | None = None,
     service: ServiceClientLike | None = None,
     progress: bool = True,
+    checkpoint: str | None = None,
+    confirm: Callable[[str], bool] | None = None,
 ) -> Path:
-    """Export a checkpoint (``tinker://`` path, URL, local adapter folder or tar) as a
-    PEFT adapter (``format="peft"``) or a merged HF model (``"merged"``) in ``out_dir``.
+    """Export a checkpoint as a PEFT adapter (``format="peft"``) or a merged HF model
+    (``"merged"``) in ``out_dir`` (new or empty).
 
-    ``base_model`` defaults to the adapter config's ``base_model_name_or_path``.
+    ``source``: a run folder (``log_dir``: its last checkpoint, or ``checkpoint=`` by
+    name), a ``tinker://`` path of any kind (``weights``, ``sampler_weights``,
+    ``external_weights``), an http(s)/``file://`` URL, or a local adapter folder or tar.
+    A ``weights`` or ``sampler_weights`` path is exported through a training client made
+    from its state (``export/route.py``): on the service that starts a training run, so
+    ``confirm(message)``, when given, is asked first. ``base_model`` defaults to the
+    adapter config's ``base_model_name_or_path``. ``service``: ``tk.connect(...)``
+    (default: the environment's backend), used for ``tinker://`` sources only.
 
     Example:
-        >>> export_checkpoint("tinker://run/external_weights/x", "out/", format="merged",
-        ...                   base_model="tinkerkit/tiny", service=tk.connect("local"))
-        PosixPath('out')
+        >>> tk.export.export("runs/a", "peft/", service=tk.connect("local"))
+        PosixPath('peft')
     """
-    from tinkerkit.export.convert import load_adapter, to_peft
-    from tinkerkit.export.merging import merge
-
     out = Path(out_dir)
     if format not in ("peft", "merged"):
         raise UnsupportedSourceError(f"Unknown export format {format!r}: use 'peft' or 'merged'.")
     check_out_dir(out)
-    text = str(source)
+    route = plan(source, checkpoint)
+
+    def convert(path: str) -> Path:
+        return _convert(path, out, format, base_model, service, progress, label=route.source)
+
+    if route.state is not None:
+        return export_state(route, service, convert, confirm)
+    return convert(route.path)
+
+
+export_checkpoint = export
+"""The earlier name of ``export``."""
+
+
+def _convert(
+    source: str,
+    out: Path,
+    format: Format,
+    base_model: str | Path | None,
+    service: ServiceClientLike | None,
+    progress: bool,
+    label: str,
+) -> Path:
+    """Download ``source`` (when remote) and write it into ``out`` as ``format``."""
+    from tinkerkit.export.convert import load_adapter, to_peft
+    from tinkerkit.export.merging import merge
+
     scratch: Path | None = None
     try:
-        if "://" in text:
+        if "://" in source:
             out.parent.mkdir(parents=True, exist_ok=True)
             scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.source-", dir=out.parent))
-            adapter = download(text, scratch / "adapter", service=service, progress=progress)
+            adapter = download(source, scratch / "adapter", service=service, progress=progress)
         else:
-            adapter = Path(text)
+            adapter = Path(source)
             if not adapter.exists():
                 raise UnsupportedSourceError(
-                    f"{text} does not exist: pass a tinker:// path, a URL, or a local adapter "
-                    "folder or tar."
+                    f"{source} does not exist: pass a run folder, a tinker:// path, a URL, or "
+                    "a local adapter folder or tar."
                 )
-        loaded = load_adapter(adapter, name=text)
+        loaded = load_adapter(adapter, name=label)
         if format == "peft":
             return to_peft(loaded, out, base_model=base_model)
         base = base_model or loaded.config.get("base_model_name_or_path")

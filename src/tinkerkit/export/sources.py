@@ -251,7 +251,8 @@ def not_downloadable(path: str, kind: str) -> str:
         f"{path} cannot be downloaded directly with tinker 0.38: the archive-URL endpoint "
         "(get_checkpoint_archive_url_from_tinker_path) is gone, on Tinker and offline "
         f"alike. Export the weights first: {how}, then download "
-        "tinker://<run>/external_weights/<name>."
+        "tinker://<run>/external_weights/<name>; tinkerkit export (tk.export.export) "
+        "takes this route by itself."
     )
 
 

@@ -16,6 +16,8 @@ writes them out as HF folders (``export_base``) without going through a backend.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 import zlib
 from dataclasses import dataclass
@@ -228,6 +230,21 @@ def export_base(name: str, out_dir: Path, names: ModelNames | None = None) -> Pa
         raise FileExistsError(f"{out_dir} already exists and is not empty; pick another folder.")
     with staged_folder(out_dir) as tmp:
         model = build_stand_in(source, names) if source.stand_in else build_tiny()
-        model.save_pretrained(tmp, safe_serialization=True)
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+        except OSError:
+            raise
+        except Exception as exc:  # safetensors' own error for a failed write
+            raise _as_os_error(exc, out_dir) from None
         tokenizer(source, names).save_pretrained(tmp)
     return out_dir
+
+
+def _as_os_error(exc: Exception, path: Path) -> Exception:
+    """safetensors' ``SafetensorError`` for a failed write (``IoError(Os { code: 28, ...
+    })``) as the ``OSError`` it wraps, naming ``path``; any other error as it is."""
+    found = re.search(r"\bOs \{ code: (\d+)", str(exc))
+    if found is None:
+        return exc
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from tinker import RequestFailedError
 from tinker.types import RequestErrorCategory
 
+from tinkerkit.paths import describe_os_error
+
 logger = logging.getLogger("tinkerkit.server")
 T = TypeVar("T")
 U = TypeVar("U")
@@ -110,6 +112,8 @@ def failure_body(exc: BaseException) -> dict[str, str]:
     elif isinstance(exc, ValueError | TypeError | KeyError | IndexError | NotImplementedError):
         # A bad argument: the caller's to fix.
         message, category = str(exc), RequestErrorCategory.User
+    elif isinstance(exc, OSError) and exc.strerror:  # a full disk: where, and what to do
+        message, category = describe_os_error(exc), RequestErrorCategory.Server
     else:
         message, category = f"{type(exc).__name__}: {exc}", RequestErrorCategory.Server
     return {"error": message or type(exc).__name__, "category": category.value}

@@ -2,7 +2,9 @@
 
 ``LOG_DIR/checkpoints.jsonl`` gets one line per *complete* checkpoint — written only
 after both the state (weights + optimizer) and the sampler weights are saved — with
-``name``, ``step``, ``state_path``, ``sampler_path`` and the data cursor. A run killed
+``name``, ``step``, ``state_path``, ``sampler_path`` and the data cursor (and
+``external_path``, the ``save_weights_external`` copy, where the loop made one:
+``export_final``). A run killed
 at any moment (even mid-write) resumes from the last complete line: a torn *last* line
 (no newline, not JSON — what a kill -9 during the append leaves) is skipped with a
 warning and cut off before the next append. Any other damaged line — torn in the middle,
@@ -42,6 +44,13 @@ class CheckpointEntry:
     sampler_path: str
     epoch: int
     batch: int
+    external_path: str | None = None
+    """``tinker://<run>/external_weights/<name>``: the same weights, downloadable
+    (``export_final``); None where the loop saved none."""
+
+    def line(self) -> dict[str, Any]:
+        """The entry as ``checkpoints.jsonl`` holds it (no ``external_path`` when None)."""
+        return {k: v for k, v in asdict(self).items() if k != "external_path" or v is not None}
 
 
 def append_line(path: Path, obj: Mapping[str, Any]) -> None:
@@ -96,7 +105,12 @@ def _entry(path: Path, number: int, raw: str) -> CheckpointEntry:
             raise RunLogError(
                 str(path), number, key, f"{value!r} is not a {kind.__name__}; {_DAMAGED}"
             )
-    return CheckpointEntry(**{key: obj[key] for key in _FIELD_TYPES})
+    external = obj.get("external_path")
+    if external is not None and not isinstance(external, str):
+        raise RunLogError(
+            str(path), number, "external_path", f"{external!r} is not a str; {_DAMAGED}"
+        )
+    return CheckpointEntry(**{key: obj[key] for key in _FIELD_TYPES}, external_path=external)
 
 
 class CheckpointLog:
@@ -106,7 +120,7 @@ class CheckpointLog:
         self.path = log_dir / CHECKPOINTS_FILE
 
     def append(self, entry: CheckpointEntry) -> None:
-        append_line(self.path, asdict(entry))
+        append_line(self.path, entry.line())
 
     def _text(self) -> str:
         try:
@@ -163,7 +177,7 @@ class CheckpointLog:
     def rewrite(self, entries: list[CheckpointEntry]) -> None:
         """Replace the log with ``entries`` (atomic: readers see the old or the new log)."""
         write_text_atomic(
-            self.path, "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries)
+            self.path, "".join(json.dumps(e.line(), sort_keys=True) + "\n" for e in entries)
         )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tinkerkit.train.checkpoints import append_line, read_lines, write_text_atomic
+from tinkerkit.train.progress import ProgressBar, progress_bar
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
@@ -53,11 +54,10 @@ class MetricsLogger:
         # the whole run, as an uninterrupted one's do.
         self.rows: list[dict[str, Any]] = read_lines(self.path)
         self.samples: list[dict[str, Any]] = read_lines(self.samples_path)
-        self._bar = None
+        self._bar: ProgressBar | None = None
         if progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", desc="training")
+            # A widget in a notebook, a bar in a terminal, plain lines in a file or pipe.
+            self._bar = progress_bar(total_steps, initial=start_step, unit="step", desc="training")
         self._wandb = None
         if wandb_project:
             try:

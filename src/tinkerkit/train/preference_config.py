@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tinkerkit.train.run_options import Records, RunOptions, log_dir_field
+from tinkerkit.train.run_options import MAX_STEPS, Records, RunOptions, log_dir_field
 
 Objective = Literal["dpo", "bradley_terry"]
 
@@ -29,7 +29,7 @@ class DPOConfig(RunOptions):
     reference: str | None = None
     """DPO reference: a tinker:// sampler path (default: the base model)."""
     beta: float = Field(default=0.1, gt=0)
-    epochs: int = Field(default=1, ge=1)
+    epochs: int = Field(default=1, ge=1, le=MAX_STEPS)
     batch_size: int = Field(default=8, ge=1)
     """Pairs per step."""
     learning_rate: float = Field(default=1e-5, gt=0)

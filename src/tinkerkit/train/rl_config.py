@@ -11,12 +11,16 @@ from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, AliasPath, Field, model_validator
 
-from tinkerkit.train.run_options import Records, RunOptions, log_dir_field
+from tinkerkit.train.run_options import MAX_STEPS, Records, RunOptions, log_dir_field
 
 # The names of ``tinkerkit.train.rl_batch.LOSSES`` and ``rl_rewards.OnRewardError``,
 # here too: those modules import tinker and numpy.
 Loss = Literal["importance_sampling", "ppo", "reinforce"]
 OnRewardError = Literal["zero", "skip"]
+
+MAX_REWARD_TIMEOUT_S = 3600.0
+"""The longest ``reward_timeout``, seconds: an hour per reward call; far more would
+overflow the timers that enforce it."""
 
 
 class Config(RunOptions):
@@ -40,9 +44,9 @@ class Config(RunOptions):
     """Samples per prompt."""
     batch_size: int = Field(default=8, ge=1)
     """Prompts per step."""
-    steps: int | None = Field(default=None, ge=1)
+    steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     """Steps to run (default: ``epochs`` over the prompts)."""
-    epochs: int = Field(default=1, ge=1)
+    epochs: int = Field(default=1, ge=1, le=MAX_STEPS)
     learning_rate: float = Field(default=1e-5, gt=0)
     max_tokens: int = Field(default=128, ge=1)
     temperature: float = Field(default=1.0, ge=0)
@@ -70,7 +74,7 @@ class Config(RunOptions):
     refresh_every: int = Field(default=1, ge=1)
     """Steps per sampler refresh."""
     recompute_logprobs: bool = False
-    reward_timeout: float = Field(default=30.0, gt=0)
+    reward_timeout: float = Field(default=30.0, gt=0, le=MAX_REWARD_TIMEOUT_S)
     """Seconds a reward call may take."""
     reward_concurrency: int = Field(default=64, ge=1)
     on_reward_error: OnRewardError = "zero"

@@ -30,7 +30,7 @@ from tinker import types
 from tinkerkit.data.chat import chat_prompt_tokens
 from tinkerkit.data.loaders import load_rl_prompts
 from tinkerkit.data.schemas import RLPrompt
-from tinkerkit.data.sources import coerce_records
+from tinkerkit.data.sources import coerce_records, is_url
 from tinkerkit.errors import DataError
 from tinkerkit.protocols import SamplingClientLike, Tokenizer
 
@@ -50,10 +50,9 @@ def load(source: PromptSource) -> list[RLPrompt]:
 
 
 def _from_file(source: str | Path) -> list[RLPrompt]:
-    path = Path(source)
-    if not path.exists():
-        raise DataError(str(path), None, None, "no such file; give a JSONL file of prompts")
-    prompts = load_rl_prompts(path)
+    if not is_url(source) and not Path(source).exists():  # a URL's loader names what is missing
+        raise DataError(str(source), None, None, "no such file; give a JSONL file of prompts")
+    prompts = load_rl_prompts(source)
     if not prompts:
         raise DataError(str(source), None, None, "has no prompts")
     return prompts

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from tinkerkit.train.run_options import Records, Settings
+from tinkerkit.train.run_options import MAX_STEPS, Records, Settings
 
 
 class RLHFConfig(Settings):
@@ -30,17 +30,17 @@ class RLHFConfig(Settings):
     """Each stage logs under it: sft/, reward/, rl/."""
     rank: int = Field(default=16, ge=1)
     """LoRA rank of all three stages."""
-    seed: int = 0
-    sft_epochs: int = Field(default=1, ge=1)
+    seed: int = Field(default=0, ge=0)
+    sft_epochs: int = Field(default=1, ge=1, le=MAX_STEPS)
     sft_batch_size: int = Field(default=8, ge=1)
     sft_learning_rate: float = Field(default=1e-4, gt=0)
     """Stage 1's learning rate."""
-    reward_epochs: int = Field(default=1, ge=1)
+    reward_epochs: int = Field(default=1, ge=1, le=MAX_STEPS)
     reward_batch_size: int = Field(default=8, ge=1)
     reward_learning_rate: float = Field(default=1e-5, gt=0)
     """Stage 2's learning rate (the guide's reward_lr)."""
     reward_eval_split: float = Field(default=0.0, ge=0, le=0.99)
-    rl_steps: int = Field(default=20, ge=1)
+    rl_steps: int = Field(default=20, ge=1, le=MAX_STEPS)
     """RL steps of stage 3."""
     rl_batch_size: int = Field(default=4, ge=1)
     group_size: int = Field(default=4, ge=1)

@@ -27,12 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from tinker import types
 
-from tinkerkit._defaults import rest_client
+from tinkerkit._defaults import export_adapter, rest_client
 from tinkerkit._sync import raise_if_stopped
+from tinkerkit.errors import ConfigError
 from tinkerkit.protocols import FutureLike, ServiceClientLike, Tokenizer, TrainingClientLike
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
 from tinkerkit.train.checkpoints import (
@@ -103,6 +105,8 @@ class SubmittedSave:
     following: Cursor
     state: FutureLike[types.SaveWeightsResponse]
     sampler: FutureLike[types.SaveWeightsForSamplerResponse]
+    external: FutureLike[types.SaveWeightsExternalResponse] | None = None
+    """The same weights saved externally (``export_final``), where asked for."""
 
 
 class Run:
@@ -136,7 +140,10 @@ class Run:
             >>> run.finished
             False
         """
-        return cls(options, identity, start_run(options, identity))
+        folder = start_run(options, identity)
+        if not folder.finished:
+            check_export_folder(options)
+        return cls(options, identity, folder)
 
     @property
     def finished(self) -> bool:
@@ -286,7 +293,7 @@ class Run:
         """Queue a checkpoint after ``step`` (named ``step-000012`` unless ``name``)."""
         self._save(name or f"step-{step.number:06d}", step.number, step.following)
 
-    def _save(self, name: str, step: int, following: Cursor) -> None:
+    def _save(self, name: str, step: int, following: Cursor, external: bool = False) -> None:
         service_name = f"{name}{self._suffix}"
         ttl = self.options.ttl_seconds
         submitted = SubmittedSave(
@@ -295,15 +302,25 @@ class Run:
             following,
             self.training.save_state(service_name, ttl_seconds=ttl, overwrite=True),
             self.training.save_weights_for_sampler(service_name, ttl_seconds=ttl),
+            self.training.save_weights_external(service_name, ttl_seconds=ttl)
+            if external
+            else None,
         )
         self.pipeline.submit(submitted, self._finish_save)
 
     def _finish_save(self, saved: SubmittedSave) -> None:
         log = CheckpointLog(self.log_dir)
         state, sampler = saved.state.result().path, saved.sampler.result().path
+        external = saved.external.result().path if saved.external is not None else None
         log.append(
             CheckpointEntry(
-                saved.name, saved.step, state, sampler, saved.following.epoch, saved.following.batch
+                saved.name,
+                saved.step,
+                state,
+                sampler,
+                saved.following.epoch,
+                saved.following.batch,
+                external_path=external,
             )
         )
         if self.options.keep_last:
@@ -319,11 +336,16 @@ class Run:
         self.pipeline.drain()
 
     def finish(self, result_type: type[R]) -> R:
-        """Save ``final``, finish everything in flight, and read the run's result from disk."""
-        self._save("final", self.step, Cursor(self._epochs, 0))
+        """Save ``final``, finish everything in flight, and read the run's result from disk;
+        with ``export_final``, also save ``final`` externally and write it there as a PEFT
+        adapter (the face's ``tk.export.export``)."""
+        export_to = self.options.export_final
+        self._save("final", self.step, Cursor(self._epochs, 0), external=export_to is not None)
         self.drain()
         final = CheckpointLog(self.log_dir).last()
         assert final is not None and final.name == "final"
+        if export_to is not None and final.external_path is not None:
+            export_adapter(final.external_path, Path(export_to), self.service)
         return result_type(
             final.state_path,
             final.sampler_path,
@@ -331,6 +353,21 @@ class Run:
             final.step,
             read_lines(self.log_dir / METRICS_FILE),
             samples=read_lines(self.log_dir / SAMPLES_FILE),
+            external_path=final.external_path,
+        )
+
+
+def check_export_folder(options: RunOptions) -> None:
+    """Refuse an ``export_final`` folder that is a file or holds files before anything
+    is trained: the export at the end would fail after the whole run."""
+    folder = options.export_final
+    if folder is None:
+        return
+    path = Path(folder)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(
+            f"{type(options).__name__}.export_final ({str(folder)!r}) must be a new or empty "
+            "folder: it holds files already; pass another folder"
         )
 
 

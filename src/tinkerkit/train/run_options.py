@@ -111,6 +111,11 @@ class Settings(BaseModel):
         return out
 
 
+MAX_STEPS = 1_000_000
+"""The most epochs or steps a loop runs: far beyond any fine-tuning run, and a
+``--steps 1e23`` typo is refused instead of running forever."""
+
+
 class RunOptions(Settings):
     """Settings every training loop shares."""
 
@@ -121,7 +126,8 @@ class RunOptions(Settings):
     """Base model name."""
     rank: int = Field(default=32, ge=1)
     """LoRA rank."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
+    """Random seed (the adapter's initialisation, shuffling, sampling)."""
     log_dir: str | Path = Field(
         default="runs/run", validation_alias=AliasChoices("log_dir", "log_path")
     )
@@ -137,6 +143,12 @@ class RunOptions(Settings):
     """Keep only the newest K checkpoints besides ``final`` (0: keep all); older ones are
     deleted from the store once a newer one is committed."""
     ttl_seconds: int | None = Field(default=None, gt=0)
+    export_final: str | Path | None = Field(
+        default=None, validation_alias=AliasChoices("export_final", "export")
+    )
+    """A new or empty folder: once ``final`` is saved, the loop saves its weights
+    externally (``save_weights_external``, recorded in ``checkpoints.jsonl`` as
+    ``external_path``) and writes them there as a PEFT adapter."""
     progress: bool = True
     callbacks: Sequence[Callable[..., Any]] = ()
     wandb_project: str | None = None

@@ -69,6 +69,7 @@ class RunDir:
             read_lines(self.path / METRICS_FILE),
             samples=read_lines(self.path / SAMPLES_FILE),
             already_finished=True,
+            external_path=last.external_path,
         )
 
     def clear(self) -> None:

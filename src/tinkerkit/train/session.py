@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tinkerkit._defaults import service_or_default
+from tinkerkit.data.storage import display_url, is_url
 from tinkerkit.models.client_tokenizer import known_tokenizer, same_tokenizer
 from tinkerkit.protocols import ServiceClientLike, Tokenizer, TrainingClientLike
 from tinkerkit.train.run_options import RunOptions as RunOptions
@@ -39,6 +40,23 @@ class RunResult:
     """``samples.jsonl``'s rows: sample previews and RL transcripts."""
     already_finished: bool = False
     """``resume`` found the run finished: this is its recorded result, nothing was trained."""
+    external_path: str | None = None
+    """``final`` saved externally (``export_final``): a downloadable ``tinker://`` path."""
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the steps, final loss (and rewards, held-out figures) and curves."""
+        from tinkerkit.train.display import result_html
+
+        kind = {"sft": "SFT", "rl": "RL", "preference": "DPO"}.get(
+            type(self).__module__.rsplit(".", 1)[-1], "Training"
+        )
+        return result_html(
+            kind,
+            steps=self.steps,
+            log_dir=self.log_dir,
+            sampler_path=self.sampler_path,
+            metrics=self.metrics,
+        )
 
 
 def start_run(options: RunOptions, identity: Mapping[str, Any]) -> RunDir:
@@ -115,5 +133,7 @@ def public_config(config: Any) -> dict[str, Any]:
             and not isinstance(value[0], str | int | float)
         ):
             value = f"<{len(value)} records in memory>"
+        if isinstance(value, str) and is_url(value) and not value.startswith("sqlite:"):
+            value = display_url(value)  # a signed URL's signature is a secret
         out[key] = str(value) if isinstance(value, Path) else value
     return out

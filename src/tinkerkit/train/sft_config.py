@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tinkerkit.train.run_options import Records, RunOptions, log_dir_field
+from tinkerkit.train.run_options import MAX_STEPS, Records, RunOptions, log_dir_field
 from tinkerkit.train.schedules import Schedule
 
 TrainOn = Literal["last", "all_assistant"]
@@ -28,7 +28,7 @@ class Config(RunOptions):
 
     data: Records
     """Chats: a JSONL/JSON/CSV file, or the records themselves."""
-    epochs: int = Field(default=3, ge=1)
+    epochs: int = Field(default=3, ge=1, le=MAX_STEPS)
     batch_size: int = Field(default=8, ge=1)
     """Examples per step."""
     learning_rate: float = Field(default=1e-4, gt=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ from tinkerkit.data.builders import completion_datum
 from tinkerkit.data.chat import TrainOn, chat_datums
 from tinkerkit.data.inspect import check_datums
 from tinkerkit.data.loaders import (
-    check_data_file,
-    iter_records,
+    first_keys,
     load_chat_jsonl,
+    load_prompt_completions,
     validate_record,
 )
 from tinkerkit.data.schemas import Conversation, PromptCompletion
@@ -30,29 +29,17 @@ from tinkerkit.train.sft_config import Config
 Record = Conversation | PromptCompletion | types.Datum
 
 
-def _first_keys(path: Path) -> set[str]:
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        with path.open("rb") as handle:
-            for raw in handle:
-                if raw.strip():
-                    try:
-                        obj = json.loads(raw)
-                    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-                        return set()
-                    return set(obj) if isinstance(obj, dict) else set()
-    return set()
-
-
 def load(data: str | Path | Sequence[Any]) -> list[Record]:
     """Records from a file (chats, or prompt/completion pairs) or an in-memory list."""
     return coerce_records(data, from_file=_from_file, from_item=_record, empty="is empty")
 
 
 def _from_file(data: str | Path) -> list[Record]:
-    path = check_data_file(data)
-    if {"prompt", "completion"} <= _first_keys(path):
-        return list(iter_records(path, PromptCompletion))
-    return list(load_chat_jsonl(path))
+    """Chats, or prompt/completion pairs when the first record is one: a file, a URL,
+    or an SQLite table (``sqlite:///x.db?table=chats``)."""
+    if {"prompt", "completion"} <= first_keys(data):
+        return list(load_prompt_completions(data))
+    return list(load_chat_jsonl(data))
 
 
 def _record(item: Any, where: str) -> Record:
