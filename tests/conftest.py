@@ -3,9 +3,14 @@ offline: the Hugging Face hub is never contacted (real tokenizers come from the 
 vocabularies of ``tinkerkit[tokenizers]``, see tests/models)."""
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "examples" / "notebooks"
+_cleanup: list[Path] = []  # folders the session's background runs write in
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 # The SDK's telemetry would post batches to the service on every fatal error; accepted
@@ -45,7 +50,23 @@ def _release_services():
 
 def pytest_collection_modifyitems(config, items):
     """The cookbook recipes' tests go last, and their one ``tinkerkit run`` starts now, in
-    the background (tests/cookbook/session.py): its minutes overlap the rest of the suite."""
+    the background (tests/cookbook/session.py): its minutes overlap the rest of the suite.
+    The example notebooks' kernels start in the background too (tests/notebooks/kernel.py)
+    when their tests are collected, and those tests go second to last."""
+    notebooks = {
+        item.name.removeprefix("test_")
+        for item in items
+        if "tests/notebooks/test_example_notebooks.py" in item.nodeid
+    }
+    names = sorted(notebooks & {path.stem for path in NOTEBOOKS.glob("*.ipynb")})
+    if names:
+        from tests.notebooks import kernel
+
+        root = Path(tempfile.mkdtemp(prefix="tinkerkit-notebooks-"))
+        _cleanup.append(root)
+        kernel.start_in_background(names, root)
+        late = [item for item in items if "tests/notebooks/" in item.nodeid]
+        items[:] = [item for item in items if "tests/notebooks/" not in item.nodeid] + late
     cookbook = [item for item in items if "tests/cookbook/" in item.nodeid]
     if not cookbook:
         return
@@ -60,3 +81,5 @@ def pytest_sessionfinish(session, exitstatus):
     from tests.cookbook import session as cookbook_session
 
     cookbook_session.stop()
+    for root in _cleanup:
+        shutil.rmtree(root, ignore_errors=True)

@@ -39,7 +39,9 @@ def probe_base_url(
     headers = {"X-API-Key": api_key} if api_key else {}
     body = {"sdk_version": tinker.__version__}
     try:
-        with httpx.Client(timeout=timeout, transport=transport) as client:
+        # A slow answer is still an answer: only connecting is held to ``timeout``.
+        limits = httpx.Timeout(timeout, read=max(timeout, 30.0))
+        with httpx.Client(timeout=limits, transport=transport) as client:
             response = client.post(f"{url}/api/v1/client/config", json=body, headers=headers)
     except httpx.TimeoutException:
         raise ServerUnreachableError(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ def _kernel_manager(tmp_path: Path) -> KernelManager:
 
 
 def _kernel_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)  # TINKERKIT_HOME: the test's (tests/conftest.py)
+    env = dict(os.environ)
+    env["TINKERKIT_HOME"] = str(tmp_path / "tinkerkit-home")  # never the user's
     env["IPYTHONDIR"] = str(tmp_path / "ipython")
     env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "jupyter" / "runtime")
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
@@ -62,13 +64,39 @@ def kernel(
         yield client
 
 
-def run_notebook(name: str, tmp_path: Path) -> nbformat.NotebookNode:
-    """Execute ``examples/notebooks/NAME.ipynb`` top to bottom; a failing cell raises."""
+def _execute(name: str, folder: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    with kernel(nb, tmp_path) as client:
+    with kernel(nb, folder) as client:
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)
     return nb
+
+
+_background: dict[str, tuple[Future[nbformat.NotebookNode], Path]] = {}
+
+
+def start_in_background(names: Iterable[str], root: Path) -> None:
+    """Run the example notebooks one after another on a thread, each in its own kernel
+    and folder under ``root``, while the rest of the suite runs: the kernels (the work)
+    take the second core, and each test then reads its notebook's outputs."""
+    if _background:
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notebooks")
+    for name in names:
+        folder = root / name
+        folder.mkdir(parents=True)
+        _background[name] = (pool.submit(_execute, name, folder), folder)
+    pool.shutdown(wait=False)
+
+
+def run_notebook(name: str, tmp_path: Path) -> tuple[nbformat.NotebookNode, Path]:
+    """``examples/notebooks/NAME.ipynb`` executed top to bottom (a failing cell raises),
+    and the folder it ran in: started in the background, or here in ``tmp_path``."""
+    started = _background.pop(name, None)
+    if started is not None:
+        future, folder = started
+        return future.result(timeout=600), folder
+    return _execute(name, tmp_path), tmp_path
 
 
 def text_of(cell: Any) -> str:

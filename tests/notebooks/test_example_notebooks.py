@@ -2,7 +2,8 @@
 cell shows its figure: the datum view highlights trained tokens, the loss falls, the
 reward rises, held-out preference accuracy rises, the export is a PEFT adapter.
 
-One kernel per notebook (a kernel start and ``import tinkerkit`` cost a few seconds).
+One kernel per notebook, run in the background from collection on (tests/conftest.py):
+a kernel start and ``import tinkerkit`` cost a few seconds, the training more.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def test_every_notebook_has_a_test():
 
 
 def test_quickstart(tmp_path: Path) -> None:
-    _, datums, train, train_async, sample = _cells(run_notebook("quickstart", tmp_path))
+    nb, _ = run_notebook("quickstart", tmp_path)
+    _, datums, train, train_async, sample = _cells(nb)
     # The datum renders as HTML: the trained tokens highlighted, every token's weight shown.
     view = html_of(datums)
     assert "tinkerkit-datum" in view and "trained" in view
@@ -55,7 +57,7 @@ def test_quickstart(tmp_path: Path) -> None:
 
 
 def test_rl(tmp_path: Path) -> None:
-    _, train, transcripts = _cells(run_notebook("rl", tmp_path))
+    _, train, transcripts = _cells(run_notebook("rl", tmp_path)[0])
     first, last = _pair(text_of(train), rf"first 5 steps {NUMBER} → last 5 steps {NUMBER}")
     assert last > first and last >= 0.5, (first, last)
     result = html_of(train)
@@ -65,7 +67,7 @@ def test_rl(tmp_path: Path) -> None:
 
 def test_dpo(tmp_path: Path) -> None:
     pytest.importorskip("torch")  # DPO is a custom loss, run on torch
-    _, train = _cells(run_notebook("dpo", tmp_path))
+    _, train = _cells(run_notebook("dpo", tmp_path)[0])
     out = text_of(train)
     accuracy = _pair(out, rf"accuracy {NUMBER} → {NUMBER}")
     margin = _pair(out, rf"margin {NUMBER} → {NUMBER}")
@@ -77,9 +79,10 @@ def test_dpo(tmp_path: Path) -> None:
 
 def test_export(tmp_path: Path) -> None:
     pytest.importorskip("torch")  # the local backend: mock adapters do not export
-    train, export = _cells(run_notebook("export", tmp_path))
+    nb, folder = run_notebook("export", tmp_path)
+    train, export = _cells(nb)
     assert "SFT result" in html_of(train)
     out = text_of(export)
     assert "files: ['adapter_config.json', 'adapter_model.safetensors']" in out, out
     assert "LoRA rank 8 on tinkerkit/tiny" in out, out
-    assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size > 0
+    assert (folder / "adapter" / "adapter_model.safetensors").stat().st_size > 0

@@ -58,7 +58,6 @@ def test_cli_reward_rises_on_mock(tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in _prompts()))
     (tmp_path / "rewards.py").write_text(REWARD_FILE)
-    t0 = time.monotonic()
     out = subprocess.run(
         [
             sys.executable, "-m", "tinkerkit.cli", "rl",
@@ -72,13 +71,11 @@ def test_cli_reward_rises_on_mock(tmp_path):
         capture_output=True,
         text=True,
     )  # fmt: skip
-    elapsed = time.monotonic() - t0
     assert out.returncode == 0, out.stderr[-2000:]
     rewards = [r["reward_mean"] for r in _steps(tmp_path / "run")]
     assert len(rewards) == 30
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert last >= 2 * first and last - first >= 0.1, rewards
-    assert elapsed < 30
     entries = [
         json.loads(x) for x in (tmp_path / "run" / "checkpoints.jsonl").read_text().splitlines()
     ]

@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from tqdm.auto import tqdm
 
 from tinkerkit.export import resume
 from tinkerkit.export.budget import Budget
 from tinkerkit.export.checksums import md5_from_headers, verify_file
 from tinkerkit.export.errors import DownloadError, UrlExpiredError
 from tinkerkit.export.resume import PartInfo, describe
+from tinkerkit.train.progress import progress_bar
 
 CHUNK = 1 << 20
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -69,23 +69,26 @@ class RetryPolicy:
 
 
 class Progress:
-    """A thread-safe byte counter over one tqdm bar (a no-op when disabled)."""
+    """A thread-safe byte counter over one progress bar (``train.progress``: a widget in a
+    notebook, tqdm in a terminal, plain lines into a file); a no-op when disabled."""
 
     def __init__(self, enabled: bool, label: str = "download") -> None:
         self._lock = threading.Lock()
-        self._bar = tqdm(total=0, unit="B", unit_scale=True, desc=label, disable=not enabled)
+        self._bar = progress_bar(0, desc=label, unit="B", unit_scale=True) if enabled else None
 
     def add_total(self, n: int) -> None:
-        with self._lock:
-            self._bar.total = (self._bar.total or 0) + n
-            self._bar.refresh()
+        if self._bar is not None:
+            with self._lock:
+                self._bar.total = (self._bar.total or 0) + n
 
     def update(self, n: int) -> None:
-        with self._lock:
-            self._bar.update(n)
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(n)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
 
 class _Retry(Exception):

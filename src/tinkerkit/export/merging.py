@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from tqdm.auto import tqdm
 
 from tinkerkit.export.base_files import side_files
 from tinkerkit.export.bases import resolve_base
@@ -42,6 +41,7 @@ from tinkerkit.export.shards import (
     weight_shapes,
     write_safetensors,
 )
+from tinkerkit.train.progress import progress_bar
 
 EMBED = "model.embed_tokens.weight"
 HEAD = "lm_head.weight"
@@ -100,7 +100,9 @@ def merge(
         weight_map: dict[str, str] = {}
         done: set[str] = set()
         total = 0
-        for shard in tqdm(list_shards(base_dir), desc="merge", disable=not progress):
+        shards = list_shards(base_dir)
+        bar = progress_bar(len(shards), desc="merge", unit="shard") if progress else None
+        for shard in shards:
             with safe_open(str(base_dir / shard), framework="pt") as f:
                 layout = []
                 for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
@@ -118,6 +120,10 @@ def merge(
 
                 total += write_safetensors(tmp / shard, layout, produce, f.metadata())
                 weight_map.update({name: shard for name, _, _ in layout})
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         missing = sorted(set(pairs) - done)
         if missing:
             raise AdapterFormatError(

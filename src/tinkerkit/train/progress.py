@@ -18,6 +18,8 @@ from typing import Any, Protocol, TextIO
 
 
 class ProgressBar(Protocol):
+    total: Any  # settable: a download learns its size as it goes
+
     def update(self, n: int = 1) -> Any: ...
 
     def set_postfix(self, **values: Any) -> Any: ...
