@@ -5,6 +5,7 @@ vocabularies of ``tinkerkit[tokenizers]``, see tests/models)."""
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -49,37 +50,50 @@ def _release_services():
 
 
 def pytest_collection_modifyitems(config, items):
-    """The cookbook recipes' tests go last, and their one ``tinkerkit run`` starts now, in
-    the background (tests/cookbook/session.py): its minutes overlap the rest of the suite.
-    The example notebooks' kernels start in the background too (tests/notebooks/kernel.py)
-    when their tests are collected, and those tests go second to last."""
-    notebooks = {
-        item.name.removeprefix("test_")
-        for item in items
-        if "tests/notebooks/test_example_notebooks.py" in item.nodeid
-    }
-    names = sorted(notebooks & {path.stem for path in NOTEBOOKS.glob("*.ipynb")})
+    """Background runs that overlap the rest of the suite: the cookbook recipes' one
+    ``tinkerkit run`` (tests/cookbook/session.py) and the example notebooks' kernels
+    (tests/notebooks/kernel.py). Alone, both start now and their tests go last. Under
+    xdist (``-n 2``, files kept whole on one worker) every worker collects everything,
+    so nothing starts here: the cookbook's tests go first and its worker starts the run
+    on first use while the other worker runs the rest, and the notebooks run in their
+    tests."""
+    cookbook = [item for item in items if "tests/cookbook/" in item.nodeid]
+    rest = [item for item in items if "tests/cookbook/" not in item.nodeid]
+    if hasattr(config, "workerinput"):  # an xdist worker
+        items[:] = cookbook + rest
+        from tests.cookbook import session
+
+        if cookbook and session.available():  # the first worker here starts it
+            session.start(config.workerinput["testrunuid"])
+        return
+    notebooks = [item for item in rest if "tests/notebooks/" in item.nodeid]
+    names = {item.name.removeprefix("test_") for item in notebooks}
+    names &= {path.stem for path in NOTEBOOKS.glob("*.ipynb")}
     if names:
         from tests.notebooks import kernel
 
         root = Path(tempfile.mkdtemp(prefix="tinkerkit-notebooks-"))
         _cleanup.append(root)
-        kernel.start_in_background(names, root)
-        late = [item for item in items if "tests/notebooks/" in item.nodeid]
-        items[:] = [item for item in items if "tests/notebooks/" not in item.nodeid] + late
-    cookbook = [item for item in items if "tests/cookbook/" in item.nodeid]
-    if not cookbook:
-        return
-    items[:] = [item for item in items if "tests/cookbook/" not in item.nodeid] + cookbook
+        kernel.start_in_background(sorted(names), root)
+    items[:] = [item for item in rest if item not in notebooks] + notebooks + cookbook
     from tests.cookbook import session
 
-    if session.available():
+    if cookbook and session.available():
         session.start()
+
+
+def pytest_configure(config):
+    """Under xdist, the controller names the run (``--testrunuid``): the workers share the
+    cookbook run's folder by that name, and the controller removes it at the end."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        config.option.testrunuid = config.option.testrunuid or uuid.uuid4().hex
 
 
 def pytest_sessionfinish(session, exitstatus):
     from tests.cookbook import session as cookbook_session
 
-    cookbook_session.stop()
+    if hasattr(session.config, "workerinput"):
+        return  # the controller stops the shared run, once every worker is done
+    cookbook_session.stop(getattr(session.config.option, "testrunuid", None))
     for root in _cleanup:
         shutil.rmtree(root, ignore_errors=True)

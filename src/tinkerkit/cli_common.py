@@ -45,6 +45,18 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
+def echo_run(result: Any, config: RunOptions) -> None:
+    """A finished loop's paths: its state and sampler checkpoints, the external copy and
+    the exported adapter when there are ones, and its logs."""
+    click.echo(f"state:   {result.state_path}")
+    click.echo(f"sampler: {result.sampler_path}")
+    if result.external_path is not None:
+        click.echo(f"external: {result.external_path}")
+    if config.export_final is not None and not result.already_finished:
+        click.echo(f"exported: {config.export_final} (PEFT adapter)")
+    click.echo(f"logs:    {result.log_dir}/metrics.jsonl, {result.log_dir}/checkpoints.jsonl")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``error: message`` as one line on stderr and exit with ``code``."""
     click.echo(f"error: {one_line(message)}", err=True)

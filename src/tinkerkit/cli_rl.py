@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from tinkerkit.cli_common import _connect, _run, backend_options
+from tinkerkit.cli_common import _connect, _run, backend_options, echo_run
 from tinkerkit.cli_options import DataSource, config_options, run_folder_options
 from tinkerkit.train.rl_config import Config
 
@@ -90,8 +90,6 @@ def rl(prompts: Path, reward_spec: str, backend: str | None, latency: float, **f
             f"done: {result.steps} steps, mean reward {sum(head) / len(head):.3f} (first "
             f"{len(head)}) -> {sum(tail) / len(tail):.3f} (last {len(tail)})"
         )
-        click.echo(f"state:   {result.state_path}")
-        click.echo(f"sampler: {result.sampler_path}")
-        click.echo(f"logs:    {result.log_dir}/metrics.jsonl, {result.log_dir}/checkpoints.jsonl")
+        echo_run(result, config)
 
     _run(run)

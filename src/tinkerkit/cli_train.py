@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from tinkerkit.cli_common import _connect, _run, backend_options
+from tinkerkit.cli_common import _connect, _run, backend_options, echo_run
 from tinkerkit.cli_options import (
     OUTPUT_FOLDER,
     TEXT,
@@ -73,13 +73,7 @@ def sft(backend: str | None, latency: float, **fields: Any) -> None:
             click.echo(f"already finished: {result.log_dir} (nothing trained or saved)")
         loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
         click.echo(f"done: {result.steps} steps, final loss {loss}")
-        click.echo(f"state:   {result.state_path}")
-        click.echo(f"sampler: {result.sampler_path}")
-        if result.external_path is not None:
-            click.echo(f"external: {result.external_path}")
-        if config.export_final is not None and not result.already_finished:
-            click.echo(f"exported: {config.export_final} (PEFT adapter)")
-        click.echo(f"logs:    {result.log_dir}/metrics.jsonl, {result.log_dir}/checkpoints.jsonl")
+        echo_run(result, config)
 
     _run(run)
 
@@ -124,8 +118,7 @@ def dpo(backend: str | None, latency: float, **fields: Any) -> None:
                 f"held-out accuracy {evals[0]['eval_accuracy']:.2f} → {evals[-1]['eval_accuracy']:.2f}, "
                 f"margin {evals[0]['eval_margin']:.2f} → {evals[-1]['eval_margin']:.2f}"
             )
-        click.echo(f"state:   {result.state_path}")
-        click.echo(f"sampler: {result.sampler_path}")
+        echo_run(result, config)
 
     _run(run)
 

@@ -53,9 +53,32 @@ def _sandbox_processes() -> list[str]:
         uid = int(status.split("Uid:")[1].split()[0])
         zombie = "State:\tZ" in status
         in_range = sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SPAN
-        if not zombie and (in_range or "_tinkerkit_sandbox" in cmdline):
+        ours = not _another_workers(int(entry))
+        if not zombie and (in_range or "_tinkerkit_sandbox" in cmdline) and ours:
             found.append(f"{entry} uid={uid} {cmdline[:80]}")
     return found
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return int(fh.read().split("PPid:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _another_workers(pid: int) -> bool:
+    """Whether ``pid`` is a live descendant of another pytest worker (xdist runs two):
+    its ancestors reach this worker's parent without passing through this worker. A
+    sandbox process left behind is reparented away from every worker, so it still counts."""
+    me, controller = os.getpid(), os.getppid()
+    while pid > 1:
+        if pid == me:
+            return False
+        if pid == controller:
+            return True
+        pid = _parent(pid)
+    return False
 
 
 def _connect_code(port: int) -> str:
