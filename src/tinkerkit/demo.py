@@ -190,14 +190,14 @@ def _export_adapter(
         return None
     import shutil
 
-    from tinkerkit.export import export_checkpoint
+    from tinkerkit.export import export
 
     target = out / "adapter"
     if target.exists():
         shutil.rmtree(target)
     training = service.create_training_client_from_state(state_path).result()
     external = training.save_weights_external("demo-adapter").result().path
-    return export_checkpoint(
+    return export(
         external,
         target,
         format="peft",

@@ -7,6 +7,16 @@ import os
 from pathlib import Path
 
 
+def holds_something(path: Path) -> bool:
+    """Whether ``path`` is taken as an output folder: a file, or a folder with files.
+
+    Example:
+        >>> holds_something(Path("new-folder"))
+        False
+    """
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def tinkerkit_home() -> Path:
     """``$TINKERKIT_HOME``, or ``~/.cache/tinkerkit``: offline checkpoints and caches.
 

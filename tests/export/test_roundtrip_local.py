@@ -72,8 +72,8 @@ def test_peft_and_merged_match_the_backend(trained: dict[str, Any], tmp_path: Pa
     base_dir = export_base("tinkerkit/tiny", tmp_path / "base")  # = `tinkerkit models export-base`
     kw = dict(service=trained["service"], base_model="tinkerkit/tiny", progress=False)
     path = trained["external"]
-    peft_dir = tke.export_checkpoint(path, tmp_path / "peft", format="peft", **kw)
-    merged_dir = tke.export_checkpoint(path, tmp_path / "merged", format="merged", **kw)
+    peft_dir = tke.export(path, tmp_path / "peft", format="peft", **kw)
+    merged_dir = tke.export(path, tmp_path / "merged", format="merged", **kw)
 
     config = json.loads((peft_dir / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["task_type"] == "CAUSAL_LM"

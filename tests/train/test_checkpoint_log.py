@@ -115,6 +115,7 @@ def test_a_damaged_last_line_ending_in_a_newline_is_damage_not_a_torn_append(tmp
          "missing"),
         (lambda row: {**row, "step": "4"}, "step", "'4' is not a int"),
         (lambda row: {**row, "epoch": True}, "epoch", "True is not a int"),
+        (lambda row: {**row, "external_path": 7}, "external_path", "7 is not a str"),
     ],
 )  # fmt: skip
 def test_a_middle_line_with_a_bad_field_names_line_and_field(tmp_path, change, field, problem):
@@ -135,6 +136,17 @@ def test_a_log_that_is_not_utf8_is_a_run_log_error(tmp_path):
         log.entries()
     with pytest.raises(RunLogError, match="not UTF-8 text"):
         log.drop_torn_tail()
+
+
+def test_external_path_is_optional_and_written_only_when_set(tmp_path):
+    log = CheckpointLog(tmp_path)
+    log.append(entry(2))
+    log.append(CheckpointEntry(**{**asdict(entry(4)), "external_path": "tinker://run/e/4"}))
+    log.path.write_text(
+        log.path.read_text() + json.dumps({**entry(6).line(), "external_path": None}) + "\n"
+    )
+    assert [e.external_path for e in log.entries()] == [None, "tinker://run/e/4", None]
+    assert "external_path" not in log.path.read_text().splitlines()[0]
 
 
 def test_rewrite_replaces_the_log(tmp_path):

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from tinkerkit.export.inference import generate, load_for_inference
     from tinkerkit.export.merging import merge
     from tinkerkit.export.parity import VerifyReport, verify
-    from tinkerkit.export.pipeline import export, export_checkpoint
+    from tinkerkit.export.pipeline import export
     from tinkerkit.export.route import Route, plan
 
 _LAZY = {
@@ -56,7 +56,6 @@ _LAZY = {
     "verify": "parity",
     "VerifyReport": "parity",
     "export": "pipeline",
-    "export_checkpoint": "pipeline",
     "plan": "route",
     "Route": "route",
     "resolve_base": "bases",
@@ -83,7 +82,6 @@ __all__ = [
     "VerifyReport",
     "download",
     "export",
-    "export_checkpoint",
     "fetch",
     "fetch_many",
     "generate",

@@ -65,7 +65,7 @@ class Adapter:
 def load_adapter(source: str | Path | Adapter, *, name: str | None = None) -> Adapter:
     """Read an adapter folder (``adapter_model.safetensors`` + ``adapter_config.json``) or tar.
 
-    ``name`` is how errors call the adapter (default: its path; ``export_checkpoint``
+    ``name`` is how errors call the adapter (default: its path; ``export``
     passes the ``tinker://`` path or URL it was downloaded from).
 
     Example:

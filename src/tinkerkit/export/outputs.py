@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tinkerkit.atomic import publish_folder, staged_folder
 from tinkerkit.export.errors import ExportError, OutputExistsError
+from tinkerkit.paths import holds_something
 
 
 def check_out_dir(out: Path) -> None:
@@ -24,7 +25,7 @@ def check_out_dir(out: Path) -> None:
     """
     if out.is_symlink():
         raise OutputExistsError(str(out), "is a symbolic link")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if holds_something(out):
         raise OutputExistsError(str(out))
 
 

@@ -60,10 +60,6 @@ def export(
     return convert(route.path)
 
 
-export_checkpoint = export
-"""The earlier name of ``export``."""
-
-
 def _convert(
     source: str,
     out: Path,

@@ -36,6 +36,7 @@ from tinkerkit.atomic import staged_folder
 from tinkerkit.models import tokenizer as byte_tok
 from tinkerkit.models.registry import TINY, unknown_model_error
 from tinkerkit.models.stand_ins import ModelNames
+from tinkerkit.paths import holds_something
 
 TINY_ARCH = "llama"
 # The seed of the built-in base: a pure function of its name, fixed across processes.
@@ -226,7 +227,7 @@ def export_base(name: str, out_dir: Path, names: ModelNames | None = None) -> Pa
     if not source.builtin:
         raise ValueError(f"{name!r} is not a built-in model; it already has its own files.")
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    if holds_something(out_dir):
         raise FileExistsError(f"{out_dir} already exists and is not empty; pick another folder.")
     with staged_folder(out_dir) as tmp:
         model = build_stand_in(source, names) if source.stand_in else build_tiny()

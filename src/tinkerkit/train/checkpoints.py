@@ -81,7 +81,10 @@ _FIELD_TYPES: dict[str, type] = {
     "sampler_path": str,
     "epoch": int,
     "batch": int,
+    "external_path": str,
 }
+_OPTIONAL = {"external_path"}
+"""Fields a line may leave out (or hold null): older lines, and checkpoints without one."""
 # Lines written by earlier versions also carry "seed" (the run's seed, also in the run's
 # identity manifest): read and ignored.
 _DAMAGED = (
@@ -98,6 +101,8 @@ def _entry(path: Path, number: int, raw: str) -> CheckpointEntry:
     if not isinstance(obj, dict):
         raise RunLogError(str(path), number, None, f"not a JSON object; {_DAMAGED}")
     for key, kind in _FIELD_TYPES.items():
+        if key in _OPTIONAL and obj.get(key) is None:
+            continue
         if key not in obj:
             raise RunLogError(str(path), number, key, f"missing; {_DAMAGED}")
         value = obj[key]
@@ -105,12 +110,7 @@ def _entry(path: Path, number: int, raw: str) -> CheckpointEntry:
             raise RunLogError(
                 str(path), number, key, f"{value!r} is not a {kind.__name__}; {_DAMAGED}"
             )
-    external = obj.get("external_path")
-    if external is not None and not isinstance(external, str):
-        raise RunLogError(
-            str(path), number, "external_path", f"{external!r} is not a str; {_DAMAGED}"
-        )
-    return CheckpointEntry(**{key: obj[key] for key in _FIELD_TYPES}, external_path=external)
+    return CheckpointEntry(**{key: obj[key] for key in _FIELD_TYPES if obj.get(key) is not None})
 
 
 class CheckpointLog:

@@ -35,6 +35,7 @@ from tinker import types
 from tinkerkit._defaults import export_adapter, rest_client
 from tinkerkit._sync import raise_if_stopped
 from tinkerkit.errors import ConfigError
+from tinkerkit.paths import holds_something
 from tinkerkit.protocols import FutureLike, ServiceClientLike, Tokenizer, TrainingClientLike
 from tinkerkit.train.batching import Cursor, batches_per_epoch, iterate
 from tinkerkit.train.checkpoints import (
@@ -363,8 +364,7 @@ def check_export_folder(options: RunOptions) -> None:
     folder = options.export_final
     if folder is None:
         return
-    path = Path(folder)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if holds_something(Path(folder)):
         raise ConfigError(
             f"{type(options).__name__}.export_final ({str(folder)!r}) must be a new or empty "
             "folder: it holds files already; pass another folder"
