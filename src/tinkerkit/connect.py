@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 import weakref
@@ -11,8 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import tinker
-
-from tinkerkit.backends.limits import MAX_LATENCY_S
 
 # resolve_backend and the variables it reads live with the backends (the service
 # resolves names too, and backends import nothing above them).
@@ -70,11 +67,6 @@ def _offline(
     from tinkerkit.server.inprocess import local_server
     from tinkerkit.server.service import Service
 
-    latency = float(latency)
-    if not math.isfinite(latency) or not 0 <= latency <= MAX_LATENCY_S:
-        raise ValueError(
-            f"latency must be a number of seconds from 0 to {MAX_LATENCY_S:g}, got {latency}"
-        )
     check_home_writable()
     options = {"models": models} if models else {}
     service = Service(

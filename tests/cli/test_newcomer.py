@@ -188,6 +188,8 @@ def test_configs_and_connect_bound_the_same_numbers() -> None:
         tk.sft.Config(data=CHATS, epochs=10**23)
     with pytest.raises(ValueError, match="latency must be a number of seconds from 0 to 60"):
         tk.connect("mock", latency=1e23)
+    with pytest.raises(ValueError, match="latency must be a number of seconds from 0 to 60"):
+        tk.serve("mock", latency=float("inf")).__enter__()  # the service checks, every door
 
 
 # --- 7. reward files that exit or hang at import --------------------------------------

@@ -48,6 +48,21 @@ MAX_LATENCY_S = 60.0
 than any network; ``1e23`` would hold every request forever."""
 
 
+def check_latency(latency: float) -> float:
+    """``latency`` as seconds, if it is a number from 0 to ``MAX_LATENCY_S``; else ValueError.
+
+    Example:
+        >>> check_latency(0.05)
+        0.05
+    """
+    seconds = float(latency)
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_LATENCY_S:
+        raise ValueError(
+            f"latency must be a number of seconds from 0 to {MAX_LATENCY_S:g}, got {latency}"
+        )
+    return seconds
+
+
 def _refusal(field: str, value: object, limit: str, hint: str = "") -> RequestLimitError:
     from tinkerkit.errors import RequestLimitError
 

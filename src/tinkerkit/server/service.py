@@ -28,7 +28,7 @@ from tinker import types
 
 from tinkerkit.backends.engine import EngineFactory, EngineState, LoraConfig, load, new_engine
 from tinkerkit.backends.faults import FaultInjector
-from tinkerkit.backends.limits import check_lora_rank
+from tinkerkit.backends.limits import check_latency, check_lora_rank
 from tinkerkit.backends.stability import SequenceRecords
 from tinkerkit.backends.store import CheckpointStore, parse_tinker_path
 from tinkerkit.errors import UnretrievedFailureWarning, WrongCheckpointKindError
@@ -93,7 +93,7 @@ class Service:
         self.factory = factory
         self.backend: str = factory.name
         self.store = store or CheckpointStore()
-        self.latency = float(latency)
+        self.latency = check_latency(latency)  # every door: connect, serve, tk.serve
         self.faults = faults if isinstance(faults, FaultInjector) else FaultInjector(faults)
         self.warn = warn
         self.sequences = SequenceRecords()
