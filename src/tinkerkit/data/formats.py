@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import IO, Any
 
 from tinkerkit.data.limits import bounded_lines, too_large
@@ -22,7 +22,7 @@ JSON_CELLS = ("messages", "chosen", "rejected")
 """Columns (CSV, SQL) that may hold a JSON list of messages as text."""
 
 
-def raw_records(handle: IO[bytes], suffix: str, limit: int) -> Iterator[RawRecord]:
+def raw_records(handle: IO[bytes], suffix: str, limit: int) -> Generator[RawRecord]:
     """The records of an open binary file of format ``suffix`` (``.jsonl``, ``.json``,
     ``.csv``). JSONL lines over ``limit`` bytes are refused unread; JSON and CSV are
     read whole (their records are checked once parsed)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,11 +159,21 @@ class _Opened:
     name: str
     """The source as errors name it (a URL without secrets, a database and table)."""
     unit: str
-    records: Iterator[RawRecord]
+    records: Generator[RawRecord]
 
 
 def _open(source: Source, stack: ExitStack, storage_options: StorageOptions, limit: int) -> _Opened:
-    """The raw records of a local file, a URL (fsspec) or an SQLite table/query."""
+    """The raw records of a local file, a URL (fsspec) or an SQLite table/query, closed
+    with ``stack`` (a reader stopped early still closes its file or database here, in
+    this thread, not whenever the garbage collector gets to it)."""
+    opened = _open_source(source, stack, storage_options, limit)
+    stack.callback(opened.records.close)
+    return opened
+
+
+def _open_source(
+    source: Source, stack: ExitStack, storage_options: StorageOptions, limit: int
+) -> _Opened:
     if isinstance(source, sql.SQLSource) or sql.is_sqlite_url(source):
         table = source if isinstance(source, sql.SQLSource) else sql.parse_sqlite_url(str(source))
         return _Opened(table.name, "row", sql.sql_records(table, limit))
@@ -252,7 +262,6 @@ def first_keys(source: str | Path, *, storage_options: StorageOptions = None) ->
         return set()
     with ExitStack() as stack:
         records = _open(source, stack, storage_options, record_limit(None)).records
-        stack.callback(getattr(records, "close", lambda: None))
         for _, obj, _ in records:
             return set(obj) if isinstance(obj, dict) else set()
     return set()

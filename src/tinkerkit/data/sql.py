@@ -11,7 +11,7 @@ is opened read-only: loading never writes, nor creates an empty database for a t
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -99,7 +99,7 @@ def _statement(connection: sqlite3.Connection, source: SQLSource) -> str:
     return 'SELECT * FROM "{}"'.format(source.table.replace('"', '""'))
 
 
-def sql_records(source: SQLSource, limit: int) -> Iterator[RawRecord]:
+def sql_records(source: SQLSource, limit: int) -> Generator[RawRecord]:
     """``(row number, record or None, problem)`` per row, streamed from the cursor."""
     connection = _connect(source.database)
     try:
