@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 from tinker import types
 
-from tinkerkit.backends.engine import Engine
+from tinkerkit.backends.engine import BatchTraining, Engine
 from tinkerkit.backends.stability import SequenceRecords, provenance_inputs
 from tinkerkit.backends.validation import check_batch
 from tinkerkit.errors import RequestError
@@ -59,16 +59,28 @@ def run_builtin(
             item.inputs.update(provenance_inputs(i, datum, targets, records))
     for i, item in enumerate(checked):
         losses.check_inputs(loss_fn, i, item.inputs, config)
-    fp = engine.forward([c.engine_input for c in checked], grad=backward)
-    outputs, grads, total = [], [], 0.0
-    for item, lp in zip(checked, fp.logprobs, strict=True):
-        per_token, grad = losses.apply(loss_fn, lp, item.inputs, config)
-        total += float(per_token.sum())
-        grads.append(grad)
-        # The service documents one output per datum, the target logprobs.
-        outputs.append({"logprobs": tensor(lp)})
-    if backward:
-        fp.backward(grads)
+    outputs: list[dict[str, types.TensorData]] = []
+    total = 0.0
+
+    def gradients(logprobs: list[np.ndarray]) -> list[np.ndarray]:
+        nonlocal total
+        grads = []
+        for item, lp in zip(checked, logprobs, strict=True):
+            per_token, grad = losses.apply(loss_fn, lp, item.inputs, config)
+            total += float(per_token.sum())
+            grads.append(grad)
+            # The service documents one output per datum, the target logprobs.
+            outputs.append({"logprobs": tensor(lp)})
+        return grads
+
+    inputs = [c.engine_input for c in checked]
+    if backward and isinstance(engine, BatchTraining):
+        engine.forward_backward(inputs, gradients)
+    else:
+        fp = engine.forward(inputs, grad=backward)
+        grads = gradients(fp.logprobs)
+        if backward:
+            fp.backward(grads)
     return types.ForwardBackwardOutput(
         loss_fn_output_type="ArrayRecord",
         loss_fn_outputs=outputs,

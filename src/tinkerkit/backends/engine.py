@@ -31,7 +31,8 @@ optimizer-family checks, the factory's optimizer normalisation and stand-in noti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -139,6 +140,47 @@ class DirectDraw(Protocol):
         """(tokens int (n,), their logprobs at temperature 1 float64 (n,)): one draw per
         continuation from the next-token distribution at ``temperature`` > 0, unfiltered."""
         ...
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """One ``sample`` request with the service's rules already applied: ``budget`` tokens
+    at most per continuation, the stop tokens and strings (``sampler.stop_rule``)."""
+
+    prompt: Sequence[int]
+    num_samples: int
+    params: types.SamplingParams
+    budget: int
+    stop_tokens: frozenset[int]
+    stop_strings: tuple[str, ...]
+    decode: Callable[[list[int]], str]
+    sequence_ids: tuple[str, ...]
+    topk: int = 0
+    """Top logprobs to report at each generated position (0: none)."""
+
+
+@runtime_checkable
+class BatchSampling(Protocol):
+    """An engine that samples many requests at once: ``generate`` returns at once and the
+    future settles when the job's sequences are done (requests in flight together decode
+    together)."""
+
+    def generate(self, job: SampleJob) -> Future[list[types.SampledSequence]] | None:
+        """The job's future, or ``None`` where this engine cannot batch (the caller then
+        draws through ``decoder``)."""
+        ...
+
+
+@runtime_checkable
+class BatchTraining(Protocol):
+    """An engine whose ``forward_backward`` may share one pass with other clients' on the
+    same base; ``gradients`` maps its datums' logprobs to d(loss)/d(logprobs)."""
+
+    def forward_backward(
+        self,
+        batch: Sequence[EngineInput],
+        gradients: Callable[[list[np.ndarray]], list[np.ndarray]],
+    ) -> None: ...
 
 
 class Engine(Protocol):

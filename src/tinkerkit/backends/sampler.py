@@ -26,7 +26,7 @@ import numpy as np
 from tinker import types
 from tinker.types.topk_logprobs import TopkLogprobs
 
-from tinkerkit.backends.engine import Decoder, DirectDraw
+from tinkerkit.backends.engine import Decoder, DirectDraw, SampleJob
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -90,6 +90,47 @@ def stop_rule(
     return tokens, strings
 
 
+def job(
+    prompt: Sequence[int],
+    num_samples: int,
+    params: types.SamplingParams,
+    *,
+    max_context: int,
+    default_stop_tokens: Sequence[int],
+    decode: Callable[[list[int]], str],
+    sequence_ids: Sequence[str] | None = None,
+    topk: int = 0,
+) -> SampleJob:
+    """The request as an engine that batches sampling takes it: the budget (``max_tokens``
+    within the context) and the stop rule resolved, sequence ids chosen.
+
+    Example:
+        >>> job([1, 2], 2, types.SamplingParams(max_tokens=8), max_context=64,
+        ...     default_stop_tokens=[0], decode=str).budget
+        8
+    """
+    ids = (
+        tuple(sequence_ids)
+        if sequence_ids is not None
+        else tuple(uuid.uuid4().hex for _ in range(num_samples))
+    )
+    stop_tokens, stop_strings = stop_rule(params.stop, default_stop_tokens)
+    budget = max_context - len(prompt)
+    if params.max_tokens is not None:
+        budget = min(budget, params.max_tokens)
+    return SampleJob(
+        list(prompt),
+        num_samples,
+        params,
+        budget,
+        frozenset(stop_tokens),
+        tuple(stop_strings),
+        decode,
+        ids,
+        topk,
+    )
+
+
 def sample(
     decoder_factory: Callable[[Sequence[int], int], Decoder],
     prompt: Sequence[int],
@@ -104,16 +145,27 @@ def sample(
 ) -> list[types.SampledSequence]:
     """Draw ``num_samples`` continuations of ``prompt`` in parallel (``topk``: how many
     top logprobs to report at each generated position; 0 reports none)."""
-    ids = (
-        list(sequence_ids)
-        if sequence_ids is not None
-        else [uuid.uuid4().hex for _ in range(num_samples)]
+    rules = job(
+        prompt,
+        num_samples,
+        params,
+        max_context=max_context,
+        default_stop_tokens=default_stop_tokens,
+        decode=decode,
+        sequence_ids=sequence_ids,
+        topk=topk,
     )
+    return draw(decoder_factory, rules)
+
+
+def draw(
+    decoder_factory: Callable[[Sequence[int], int], Decoder], rules: SampleJob
+) -> list[types.SampledSequence]:
+    """The continuations of ``rules`` (a ``job``), drawn in numpy from the decoder's logits."""
+    prompt, num_samples, params = rules.prompt, rules.num_samples, rules.params
+    ids, budget, topk, decode = rules.sequence_ids, rules.budget, rules.topk, rules.decode
+    stop_tokens, stop_strings = rules.stop_tokens, rules.stop_strings
     rng = np.random.default_rng(params.seed)
-    stop_tokens, stop_strings = stop_rule(params.stop, default_stop_tokens)
-    budget = max_context - len(prompt)
-    if params.max_tokens is not None:
-        budget = min(budget, params.max_tokens)
     decoder = decoder_factory(prompt, num_samples)
     tokens: list[list[int]] = [[] for _ in range(num_samples)]
     logprobs: list[list[float]] = [[] for _ in range(num_samples)]

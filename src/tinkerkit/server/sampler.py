@@ -19,11 +19,11 @@ import numpy as np
 from tinker import types
 
 from tinkerkit.backends import prompt_scoring, sampler
-from tinkerkit.backends.engine import Engine, EngineInput
+from tinkerkit.backends.engine import BatchSampling, Engine, EngineInput
 from tinkerkit.backends.limits import check_sampled_tokens, check_sampling
 from tinkerkit.errors import InvalidPromptError
 from tinkerkit.rules.datums import check_tokens, model_input_tokens, text_token_count
-from tinkerkit.server.worker import Worker
+from tinkerkit.server.worker import Later, Worker, then
 
 if TYPE_CHECKING:
     from tinkerkit.server.service import Service
@@ -81,7 +81,7 @@ class Sampler:
         """
         return self.worker.submit("sample", lambda: self._sample(call))
 
-    def _sample(self, call: SampleCall) -> types.SampleResponse:
+    def _sample(self, call: SampleCall) -> types.SampleResponse | Later:
         engine = self.engine()
         tokens = prompt_tokens(call.prompt, engine)
         check_last_n(call.prompt_logprobs_last_n, len(tokens))
@@ -98,8 +98,7 @@ class Sampler:
         )
         factory = self.service.factory
         tokenizer: Any = factory.tokenizer(engine.spec)
-        sequences = sampler.sample(
-            engine.decoder,
+        job = sampler.job(
             tokens,
             call.num_samples,
             call.params,
@@ -109,11 +108,6 @@ class Sampler:
             sequence_ids=call.sequence_ids,
             topk=call.topk_sample_logprobs,
         )
-        if call.record_stability_info:
-            for seq in sequences:
-                self.service.sequences.record(
-                    seq.sequence_id, tokens, seq.tokens, seq.logprobs or []
-                )
         prompt_lp = None
         if call.prompt_logprobs:
             values = prompt_logprobs(engine, tokens, call.prompt_logprobs_last_n)
@@ -121,13 +115,25 @@ class Sampler:
         scores = prompt_scoring.score_prompt(
             engine.decoder, tokens, requests, engine.next_token_logprobs
         )
-        return types.SampleResponse(
-            sequences=sequences,
-            prompt_logprobs_np=prompt_lp,
-            topk_prompt_logprobs_np=scores.topk,
-            target_prompt_logprobs=scores.target,
-            prompt_alt_tokens=scores.alt_tokens,
-        )
+
+        def respond(sequences: list[types.SampledSequence]) -> types.SampleResponse:
+            if call.record_stability_info:
+                for seq in sequences:
+                    self.service.sequences.record(
+                        seq.sequence_id, tokens, seq.tokens, seq.logprobs or []
+                    )
+            return types.SampleResponse(
+                sequences=sequences,
+                prompt_logprobs_np=prompt_lp,
+                topk_prompt_logprobs_np=scores.topk,
+                target_prompt_logprobs=scores.target,
+                prompt_alt_tokens=scores.alt_tokens,
+            )
+
+        batched = engine.generate(job) if isinstance(engine, BatchSampling) else None
+        if batched is not None:  # decoding with other requests; the worker moves on
+            return Later(then(batched, respond))
+        return respond(sampler.draw(engine.decoder, job))
 
     def close(self) -> None:
         self.worker.close()

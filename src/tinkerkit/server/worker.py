@@ -15,12 +15,21 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from tinkerkit.backends.faults import FaultInjector
 
 T = TypeVar("T")
+
+
+class Later:
+    """What a submitted function returns when its result comes later, from ``future``
+    (a sample batch decoding on the engine's own thread): the worker moves on at once and
+    the request's future settles when ``future`` does."""
+
+    def __init__(self, future: Future[Any]) -> None:
+        self.future = future
 
 
 class _Delivery:
@@ -67,6 +76,32 @@ def _complete(future: Future[Any], ok: bool, value: Any) -> None:
 _delivery = _Delivery()
 
 
+def then(future: Future[T], fn: Callable[[T], Any]) -> Future[Any]:
+    """A future of ``fn(result)`` once ``future`` has a result (its exception otherwise).
+
+    Example:
+        >>> then(future, len)
+    """
+    out: Future[Any] = Future()
+
+    def done(f: Future[T]) -> None:
+        try:
+            out.set_result(fn(f.result()))
+        except BaseException as exc:
+            out.set_exception(exc)
+
+    future.add_done_callback(done)
+    return out
+
+
+def _settle(due: float, future: Future[Any], done: Future[Any]) -> None:
+    exc = done.exception() if not done.cancelled() else CancelledError()
+    if exc is not None:
+        _delivery.deliver(due, future, False, exc)
+    else:
+        _delivery.deliver(due, future, True, done.result())
+
+
 class Worker:
     """Runs submitted functions in order on one thread; delivers results after ``latency``.
 
@@ -83,8 +118,9 @@ class Worker:
         self._faults = faults or FaultInjector()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
-    def submit(self, kind: str, fn: Callable[[], T]) -> Future[T]:
-        """Queue ``fn``; a future of its result, released ``latency`` s after now."""
+    def submit(self, kind: str, fn: Callable[[], T | Later]) -> Future[T]:
+        """Queue ``fn``; a future of its result (or of its ``Later``'s), released
+        ``latency`` s after now."""
         future: Future[T] = Future()
         due = time.monotonic() + self.latency
 
@@ -97,6 +133,9 @@ class Worker:
                 ok = True
             except BaseException as exc:
                 value, ok = exc, False
+            if isinstance(value, Later):
+                value.future.add_done_callback(lambda done: _settle(due, future, done))
+                return
             _delivery.deliver(due, future, ok, value)
 
         self._executor.submit(run)

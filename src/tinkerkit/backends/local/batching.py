@@ -9,7 +9,7 @@ real positions only, which matters most for large vocabularies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,11 +143,16 @@ def run_buckets(
     batch: Sequence[EngineInput],
     vocab: int,
     dev: torch.device,
+    before: Callable[[list[int]], list[int]] | None = None,
 ) -> list[Bucket]:
-    """Forward every bucket of ``batch``; graphs are kept when grad mode is on."""
+    """Forward every bucket of ``batch``; graphs are kept when grad mode is on.
+    ``before`` (optional) sees each bucket's datum indices first and gives them back in
+    the order the bucket's rows take."""
     lengths = [len(item.tokens) for item in batch]
     out = []
     for indices in buckets(lengths, bucket_cap(dev, vocab)):
+        if before is not None:
+            indices = before(indices)
         tokens, targets, mask, ks = _pad(batch, indices, dev)
         lp = target_logprobs(trunk, head, tokens, targets, mask)
         out.append(Bucket(indices, [lengths[i] for i in indices], ks, lp))
@@ -165,7 +170,15 @@ def _part(flat: np.ndarray, start: int, n: int, k: int) -> np.ndarray:
 class LocalForward:
     """``ForwardPass`` of the local engine: per-datum logprobs, backward on request."""
 
-    def __init__(self, found: list[Bucket], size: int, trainable: bool) -> None:
+    def __init__(
+        self,
+        found: list[Bucket],
+        size: int,
+        trainable: bool,
+        run: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:
+        self._run = run or (lambda fn: fn())
+        """Where the backward pass runs (the engine's compute thread)."""
         self._buckets = found
         self._trainable = trainable
         self._done = False
@@ -201,6 +214,6 @@ class LocalForward:
             outputs.append(bucket.logprobs)
             grads.append(torch.from_numpy(grad).to(bucket.logprobs.device))
         # One call over every bucket: autograd adds into the existing .grad buffers.
-        torch.autograd.backward(outputs, grads)
+        self._run(lambda: torch.autograd.backward(outputs, grads))
         self._done = True
         self._buckets = []  # free the graphs

@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 
-def _cache_arg(lm: nn.Module) -> str:
+def cache_arg(lm: nn.Module) -> str:
     """The name ``forward`` takes the KV cache by: ``cache`` (transformers >= 5.2x) or the
     older ``past_key_values`` (which newer versions still accept, with a warning)."""
     params = inspect.signature(lm.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _cache_of(out: Any) -> Any:
+def cache_of(out: Any) -> Any:
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
 
@@ -39,11 +39,11 @@ class LocalDecoder:
             raise ValueError("the prompt must have at least one token")
         self._lm = lm
         self._device = device
-        self._cache_arg = _cache_arg(lm)
+        self._cache_arg = cache_arg(lm)
         ids = torch.tensor([list(prompt)], dtype=torch.long, device=device)
         with torch.inference_mode():
             out = lm(input_ids=ids, use_cache=True, logits_to_keep=1)
-        self._cache: Any = _cache_of(out)
+        self._cache: Any = cache_of(out)
         if n > 1:
             self._cache.batch_repeat_interleave(n)
         row = out.logits[0, -1].float().cpu().numpy().astype(np.float64)
@@ -55,5 +55,5 @@ class LocalDecoder:
         with torch.inference_mode():
             kwargs = {self._cache_arg: self._cache}
             out = self._lm(input_ids=ids, use_cache=True, **kwargs)
-        self._cache = _cache_of(out)
+        self._cache = cache_of(out)
         self.logits = out.logits[:, -1].float().cpu().numpy().astype(np.float64)

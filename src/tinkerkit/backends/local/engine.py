@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -19,16 +20,23 @@ from tinker import types
 from torch import nn
 
 from tinkerkit.backends import optimizers
-from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig
+from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig, SampleJob
 from tinkerkit.backends.local import lora as lora_lib
 from tinkerkit.backends.local import models
 from tinkerkit.backends.local.batching import LocalForward, prefix_logprobs, run_buckets
 from tinkerkit.backends.local.decode import LocalDecoder
 from tinkerkit.backends.local.dimuon import LoraDimuon
+from tinkerkit.backends.local.generate import Generation, batchable
 from tinkerkit.backends.local.models import Source
+from tinkerkit.backends.local.multi_lora import Gradients, TrainJob
 from tinkerkit.backends.local.optim import LoraAdam
+from tinkerkit.backends.local.scheduler import SCHEDULER
 from tinkerkit.models.registry import ModelSpec
 from tinkerkit.models.stand_ins import ModelNames
+
+_BATCHABLE: dict[int, bool] = {}
+"""Per base model (by id; bases live as long as the process): whether sample requests
+on it can share a batch."""
 
 
 class LocalEngine:
@@ -59,7 +67,7 @@ class LocalEngine:
         self.source = source
         self.names = names
         self.device = models.device()
-        base = models.base_model(source, names)
+        base = self.base = models.base_model(source, names)
         if _model is not None:  # a snapshot: given, frozen
             self.model, self.params, self.frozen = _model, _params or {}, True
         elif lora is None:
@@ -72,6 +80,13 @@ class LocalEngine:
         self.head = self.lm.get_output_embeddings()
         self.vocab = int(self.head.weight.shape[0])
         self.optim = self._new_optimizer() if not self.frozen else None
+        self._targets = tuple(
+            sorted({name.split(".lora_")[0].rsplit(".", 1)[-1] for name in self.params})
+        )
+
+    def lora_modules(self) -> tuple[str, ...]:
+        """The module names this engine's LoRA is on (empty for the bare base)."""
+        return self._targets
 
     def _new_optimizer(self) -> LoraAdam | LoraDimuon:
         if self.optimizer_config.type == optimizers.DIMUON:
@@ -81,17 +96,44 @@ class LocalEngine:
 
     def forward(self, batch: Sequence[EngineInput], *, grad: bool) -> LocalForward:
         trainable = grad and not self.frozen
-        with torch.set_grad_enabled(trainable):
-            found = run_buckets(self.trunk, self.head, batch, self.vocab, self.device)
-        return LocalForward(found, len(batch), not self.frozen)
+
+        def run() -> LocalForward:
+            with torch.set_grad_enabled(trainable):
+                found = run_buckets(self.trunk, self.head, batch, self.vocab, self.device)
+            return LocalForward(found, len(batch), not self.frozen, SCHEDULER.call)
+
+        return SCHEDULER.call(run)
+
+    def forward_backward(self, batch: Sequence[EngineInput], gradients: Gradients) -> None:
+        """``forward`` with grad, ``gradients`` of the logprobs, ``backward``: in one pass
+        with the other clients on this base whose requests wait at the same time
+        (``multi_lora``)."""
+        if self.frozen:
+            fp = self.forward(batch, grad=True)
+            fp.backward(gradients(fp.logprobs))
+            return
+        SCHEDULER.train(TrainJob(self, batch, gradients))
 
     def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
-        if self.optim is None:
+        optim = self.optim
+        if optim is None:
             raise RuntimeError("this engine has no trainable LoRA weights")
-        return self.optim.step(params)
+        return SCHEDULER.call(lambda: optim.step(params))
 
     def decoder(self, prompt: Sequence[int], n: int) -> LocalDecoder:
-        return LocalDecoder(self.lm, prompt, n, self.device)
+        return SCHEDULER.call(lambda: LocalDecoder(self.lm, prompt, n, self.device))
+
+    def generate(self, job: SampleJob) -> Future[list[types.SampledSequence]] | None:
+        """Decode ``job`` together with the other requests on these weights
+        (``generate.Lane``); ``None`` for a model whose cache cannot be batched."""
+        key = id(self.base)
+        if key not in _BATCHABLE:
+            _BATCHABLE[key] = SCHEDULER.call(lambda: batchable(self.lm, self.device))
+        if not _BATCHABLE[key]:
+            return None
+        request = Generation(job)
+        SCHEDULER.generate(self.lm, self.device, request)
+        return request.future
 
     def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
         return prefix_logprobs(self.trunk, self.head, tokens, self.vocab, self.device)

@@ -1,0 +1,271 @@
+"""Continuous batching: the sample requests of one model decode together.
+
+A ``Lane`` holds every sequence being generated on one model (one base plus one set of
+LoRA weights) in a single left-padded KV cache. Each round, requests that arrived join
+(their prompt is run once and its cache repeated ``num_samples`` times), every row draws
+its next token by its own request's rules (``sampling``), rows that finished leave, and
+one batched forward pass feeds the drawn tokens. Rows carry their own positions and an
+attention mask over the padding, so a row's numbers are those it would get alone.
+"""
+
+from __future__ import annotations
+
+import secrets
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tinker import types
+from tinker.types.topk_logprobs import TopkLogprobs
+from torch import nn
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from tinkerkit.backends.engine import SampleJob
+from tinkerkit.backends.local import sampling
+from tinkerkit.backends.local.decode import cache_arg, cache_of
+
+
+class Generation:
+    """A ``SampleJob`` being decoded: its rows' progress, its generator, its future."""
+
+    def __init__(self, job: SampleJob) -> None:
+        self.job = job
+        self.future: Future[list[types.SampledSequence]] = Future()
+        seed = job.params.seed if job.params.seed is not None else secrets.randbits(63)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.rule = sampling.Rule(job.params.temperature, job.params.top_k, job.params.top_p)
+        self.rows = [_Row() for _ in range(job.num_samples)]
+        self.open = job.num_samples
+
+    def stops(self, row: _Row) -> bool:
+        """Whether ``row``'s last token ends it by the job's stop rule."""
+        job = self.job
+        if row.tokens[-1] in job.stop_tokens:
+            return True
+        if not job.stop_strings:
+            return False
+        text = job.decode(row.tokens)
+        return any(text.endswith(s) for s in job.stop_strings)
+
+    def finish_row(self) -> None:
+        self.open -= 1
+        if self.open == 0 and not self.future.done():
+            self.future.set_result(self.result())
+
+    def result(self) -> list[types.SampledSequence]:
+        ids = self.job.sequence_ids
+        return [row.sequence(sid, self.job.topk) for row, sid in zip(self.rows, ids, strict=True)]
+
+
+@dataclass
+class _Row:
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top_ids: list[np.ndarray] = field(default_factory=list)
+    top_lps: list[np.ndarray] = field(default_factory=list)
+    reason: types.StopReason | None = None
+
+    def sequence(self, sequence_id: str, k: int) -> types.SampledSequence:
+        top = None
+        if k:
+            ids = np.stack(self.top_ids) if self.top_ids else np.zeros((0, k), np.int32)
+            lps = np.stack(self.top_lps) if self.top_lps else np.zeros((0, k), np.float32)
+            top = TopkLogprobs(token_ids=ids.astype(np.int32), logprobs=lps.astype(np.float32))
+        return types.SampledSequence(
+            stop_reason=self.reason or "length",
+            sequence_id=sequence_id,
+            tokens_np=np.asarray(self.tokens, dtype=np.int32),
+            logprobs_np=np.asarray(self.logprobs, dtype=np.float32),
+            topk_logprobs_np=top,
+        )
+
+
+def batchable(lm: nn.Module, device: torch.device) -> bool:
+    """Whether ``lm``'s cache is the plain per-layer kind rows can be padded and merged in
+    (not a sliding-window or recurrent one)."""
+    ids = torch.zeros((1, 1), dtype=torch.long, device=device)
+    with torch.inference_mode():
+        cache = cache_of(lm(input_ids=ids, use_cache=True, logits_to_keep=1))
+    layers = list(getattr(cache, "layers", None) or [])
+    return (
+        isinstance(cache, DynamicCache)
+        and bool(layers)
+        and all(type(layer) is DynamicLayer for layer in layers)
+    )
+
+
+class Lane:
+    """The sequences being generated on one model, decoded as one batch.
+
+    Example:
+        >>> lane = Lane(lm, torch.device("cpu"))
+        >>> lane.join(generation)
+        >>> while lane.busy: lane.round()
+    """
+
+    def __init__(self, lm: nn.Module, device: torch.device) -> None:
+        self.lm = lm
+        self.device = device
+        self._cache_arg = cache_arg(lm)
+        self._waiting: list[Generation] = []
+        self._owners: list[tuple[Generation, int]] = []  # per row: (request, sample index)
+        self._cache: Any = None  # one DynamicCache for all rows, left-padded
+        self._mask = torch.zeros((0, 0), dtype=torch.long, device=device)
+        self._positions = torch.zeros(0, dtype=torch.long, device=device)
+        self._logits: torch.Tensor | None = None  # (rows, vocab): next-token logits
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._waiting or self._owners)
+
+    def join(self, request: Generation) -> None:
+        """Queue ``request``; it starts at the next ``round``."""
+        self._waiting.append(request)
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail every request in the lane (the lane is empty afterwards)."""
+        requests = {id(r): r for r, _ in self._owners} | {id(r): r for r in self._waiting}
+        for request in requests.values():
+            if not request.future.done():
+                request.future.set_exception(exc)
+        self._waiting, self._owners, self._cache, self._logits = [], [], None, None
+
+    def round(self) -> None:
+        """Admit waiting requests, draw one token for every row, feed the survivors."""
+        with torch.inference_mode():
+            for request in self._waiting:
+                self._admit(request)
+            self._waiting = []
+            if not self._owners:
+                return
+            tokens, logprobs = self._draw()
+            keep = self._record(tokens, logprobs)
+            self._advance(tokens, keep)
+
+    def _admit(self, request: Generation) -> None:
+        if request.future.cancelled() or request.job.budget <= 0:
+            if not request.future.done():
+                request.future.set_result(request.result())
+            return
+        ids = torch.tensor([list(request.job.prompt)], dtype=torch.long, device=self.device)
+        out = self.lm(input_ids=ids, use_cache=True, logits_to_keep=1)
+        n, length = request.job.num_samples, ids.shape[1]
+        cache = cache_of(out)
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+        logits = out.logits[:, -1].float().repeat(n, 1)
+        mask = torch.ones((n, length), dtype=torch.long, device=self.device)
+        positions = torch.full((n,), length, dtype=torch.long, device=self.device)
+        if not self._owners:
+            self._cache, self._mask, self._positions, self._logits = cache, mask, positions, logits
+        else:
+            assert self._logits is not None
+            width = max(self._mask.shape[1], length)
+            for layer, joining in zip(self._cache.layers, cache.layers, strict=True):
+                layer.keys = _cat_left(layer.keys, joining.keys, width)
+                layer.values = _cat_left(layer.values, joining.values, width)
+            self._mask = _cat_left(self._mask, mask, width)
+            self._positions = torch.cat([self._positions, positions])
+            self._logits = torch.cat([self._logits, logits])
+        self._owners.extend((request, i) for i in range(n))
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next token of every row, each request by its own rule and generator."""
+        assert self._logits is not None
+        logits = self._logits
+        tokens = torch.empty(logits.shape[0], dtype=torch.long, device=self.device)
+        logprobs = torch.empty(logits.shape[0], dtype=logits.dtype, device=self.device)
+        groups: dict[sampling.Rule, list[int]] = {}
+        uniforms = torch.empty(logits.shape[0], dtype=torch.float64)
+        drawn: dict[int, torch.Tensor] = {}
+        for row, (request, i) in enumerate(self._owners):
+            groups.setdefault(request.rule, []).append(row)
+            # One uniform per sample of the request every step, finished ones included,
+            # so a sample's draws do not depend on when the others stop.
+            if id(request) not in drawn:
+                drawn[id(request)] = torch.rand(
+                    request.job.num_samples, generator=request.generator, dtype=torch.float64
+                )
+            uniforms[row] = drawn[id(request)][i]
+        for rule, rows in groups.items():
+            if len(rows) == logits.shape[0]:
+                return sampling.draw(logits, rule, uniforms.to(self.device))
+            index = torch.tensor(rows, device=self.device)
+            picked, picked_lp = sampling.draw(logits[index], rule, uniforms[rows].to(self.device))
+            tokens[index], logprobs[index] = picked, picked_lp
+        return tokens, logprobs
+
+    def _record(self, tokens: torch.Tensor, logprobs: torch.Tensor) -> list[int]:
+        """Append each row's token (and logprobs); finish rows and requests; the rows kept."""
+        assert self._logits is not None
+        chosen = logprobs.cpu().numpy()
+        drawn = tokens.cpu().numpy()
+        tops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        k = max((r.job.topk for r, _ in self._owners), default=0)
+        if k:
+            ids, values = sampling.top_logprobs(self._logits, k)
+            tops_ids, tops_values = ids.cpu().numpy(), values.cpu().numpy()
+            tops = {row: (tops_ids[row], tops_values[row]) for row in range(len(drawn))}
+        keep = []
+        for row, (request, i) in enumerate(self._owners):
+            state = request.rows[i]
+            token = int(drawn[row])
+            state.tokens.append(token)
+            state.logprobs.append(float(chosen[row]))
+            if request.job.topk:
+                state.top_ids.append(tops[row][0][: request.job.topk])
+                state.top_lps.append(tops[row][1][: request.job.topk])
+            if request.stops(state):
+                state.reason = "stop"
+            elif len(state.tokens) < request.job.budget and not request.future.cancelled():
+                keep.append(row)
+                continue
+            request.finish_row()
+        return keep
+
+    def _advance(self, tokens: torch.Tensor, keep: list[int]) -> None:
+        """Keep the ``keep`` rows and run one step on their drawn tokens."""
+        if not keep:
+            self._owners, self._cache, self._logits = [], None, None
+            return
+        if len(keep) < len(self._owners):
+            index = torch.tensor(keep, device=self.device)
+            self._owners = [self._owners[row] for row in keep]
+            mask = self._mask[index]
+            live = int(mask.any(dim=0).nonzero()[0])  # columns before it are padding in all rows
+            self._mask = mask[:, live:]
+            for layer in self._cache.layers:
+                layer.keys = layer.keys[index, :, live:]
+                layer.values = layer.values[index, :, live:]
+            self._positions = self._positions[index]
+            tokens = tokens[index]
+        mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
+        out = self.lm(
+            input_ids=tokens.unsqueeze(-1),
+            attention_mask=mask,
+            position_ids=self._positions.unsqueeze(-1),
+            use_cache=True,
+            **{self._cache_arg: self._cache},
+        )
+        self._cache = cache_of(out)
+        self._mask = mask
+        self._positions = self._positions + 1
+        self._logits = out.logits[:, -1].float()
+
+
+def _cat_left(old: torch.Tensor, new: torch.Tensor, width: int) -> torch.Tensor:
+    """``old`` and ``new`` stacked along rows, each left-padded with zeros to ``width``
+    along dim 1 (a mask (rows, T)) or dim 2 (a cache tensor (rows, heads, T, dim))."""
+    dim = 1 if old.dim() == 2 else 2
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        missing = width - t.shape[dim]
+        if not missing:
+            return t
+        shape = list(t.shape)
+        shape[dim] = missing
+        return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+    return torch.cat([pad(old), pad(new)])

@@ -1,0 +1,154 @@
+"""Several training clients' ``forward_backward`` in one pass over their shared base.
+
+Clients on one base differ only in their LoRA tensors. So their datums go through one
+batched forward of the first client's module tree (the base weights are the same
+tensors), with each LoRA layer's adapter replaced, for the duration of the pass, by a
+hook that adds every row's own client's ``B(A(x)) * scaling``. Each client's loss then
+gives the gradients of its own rows, and one backward pass fills each client's LoRA
+``.grad`` from its rows only: the numbers are those of separate passes, up to float
+rounding, and the base matmuls run once for everyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+from peft.tuners.lora.layer import LoraLayer
+from torch import nn
+
+from tinkerkit.backends.engine import EngineInput
+from tinkerkit.backends.local.batching import LocalForward, run_buckets
+from tinkerkit.backends.local.lora import ADAPTER
+
+if TYPE_CHECKING:
+    from tinkerkit.backends.local.engine import LocalEngine
+
+Gradients = Callable[[list[np.ndarray]], list[np.ndarray]]
+"""A client's loss: its datums' logprobs in, d(loss)/d(logprobs) out."""
+
+
+@dataclass
+class TrainJob:
+    """One client's ``forward_backward``: its engine, datums and loss."""
+
+    engine: LocalEngine
+    batch: Sequence[EngineInput]
+    gradients: Gradients
+    future: Future[None] = field(default_factory=Future)
+
+    def key(self) -> tuple[int, tuple[str, ...]]:
+        """Jobs with equal keys can share a pass: same base, LoRA on the same modules."""
+        return (id(self.engine.base), self.engine.lora_modules())
+
+
+class _Routing:
+    """Which rows of the current bucket belong to which client (rows sorted by client)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int, int]] = []  # (client, start, stop) over batch rows
+        self.flat: list[tuple[int, int, int]] = []  # the same over the real tokens, flattened
+
+    def set(self, owners: Sequence[int], lengths: Sequence[int]) -> None:
+        self.rows, self.flat = [], []
+        row = flat = 0
+        for owner, n in zip(owners, lengths, strict=True):
+            if self.rows and self.rows[-1][0] == owner:
+                c, start, _ = self.rows[-1]
+                self.rows[-1] = (c, start, row + 1)
+                c, fstart, _ = self.flat[-1]
+                self.flat[-1] = (c, fstart, flat + n)
+            else:
+                self.rows.append((owner, row, row + 1))
+                self.flat.append((owner, flat, flat + n))
+            row, flat = row + 1, flat + n
+
+
+@contextmanager
+def routed(models: Sequence[nn.Module], routing: _Routing) -> Iterator[None]:
+    """Within the block, ``models[0]``'s LoRA layers apply each row's own model's LoRA."""
+    lead = models[0]
+    others = [dict(m.named_modules()) for m in models]
+    hooks, layers = [], []
+    for name, module in lead.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        peers = [named[name] for named in others]
+        layers.append(module)
+        hooks.append(cast(nn.Module, module).register_forward_hook(_hook(peers, routing)))
+        module._disable_adapters = True  # the hook adds every row's adapter instead
+    try:
+        yield
+    finally:
+        for module in layers:
+            module._disable_adapters = False
+        for hook in hooks:
+            hook.remove()
+
+
+def _hook(peers: list[Any], routing: _Routing) -> Callable[..., torch.Tensor]:
+    def add_adapters(
+        module: nn.Module, args: tuple[Any, ...], output: torch.Tensor
+    ) -> torch.Tensor:
+        x = args[0]
+        spans = routing.rows if x.dim() == 3 else routing.flat
+        parts = []
+        for owner, start, stop in spans:
+            layer = peers[owner]
+            a, b = layer.lora_A[ADAPTER], layer.lora_B[ADAPTER]
+            part = x[start:stop].to(a.weight.dtype)
+            parts.append(b(a(part)) * layer.scaling[ADAPTER])
+        return output + torch.cat(parts).to(output.dtype)
+
+    return add_adapters
+
+
+def run_together(jobs: Sequence[TrainJob]) -> None:
+    """One forward and one backward for ``jobs`` (equal ``key``); each job's future settles
+    (with its loss's exception, if its loss raised: the others still train)."""
+    lead = jobs[0].engine
+    batch = [item for job in jobs for item in job.batch]
+    owners = [j for j, job in enumerate(jobs) for _ in job.batch]
+    routing = _Routing()
+
+    def before(indices: list[int]) -> list[int]:
+        ordered = sorted(indices, key=lambda i: owners[i])  # stable: a client's rows together
+        routing.set([owners[i] for i in ordered], [len(batch[i].tokens) for i in ordered])
+        return ordered
+
+    try:
+        with torch.enable_grad(), routed([job.engine.model for job in jobs], routing):
+            found = run_buckets(lead.trunk, lead.head, batch, lead.vocab, lead.device, before)
+        fp = LocalForward(found, len(batch), trainable=True)
+    except BaseException as exc:
+        for job in jobs:
+            job.future.set_exception(exc)
+        return
+    grads: list[np.ndarray] = []
+    start = 0
+    failed: list[tuple[TrainJob, BaseException]] = []
+    for job in jobs:
+        own = fp.logprobs[start : start + len(job.batch)]
+        start += len(job.batch)
+        try:
+            grads.extend(job.gradients(own))
+        except BaseException as exc:  # this client's loss failed: its rows add nothing
+            failed.append((job, exc))
+            grads.extend(np.zeros_like(lp) for lp in own)
+    try:
+        fp.backward(grads)
+    except BaseException as error:
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(error)
+        return
+    for job, problem in failed:
+        job.future.set_exception(problem)
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_result(None)

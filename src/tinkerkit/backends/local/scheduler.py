@@ -1,0 +1,124 @@
+"""The one thread that runs the ``local`` engine's torch work, in this process.
+
+Requests of many models arrive on many threads (one worker per model and per sampler in
+the service). Running their kernels at once would oversubscribe the cores, so every
+unit of work is handed to one compute thread, which sizes torch's thread pool before
+each (``threads``) and between units advances every model's sample batch by one token
+(``generate.Lane``): sample requests that arrive while others decode join them.
+
+Example:
+    >>> SCHEDULER.call(lambda: 1 + 1)
+    2
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from torch import nn
+
+from tinkerkit.backends.local.generate import Generation, Lane
+from tinkerkit.backends.local.multi_lora import TrainJob, run_together
+from tinkerkit.backends.local.threads import Threads
+
+T = TypeVar("T")
+
+
+class Scheduler:
+    """Runs calls and sample batches on one daemon thread, started on first use."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._joins: list[tuple[nn.Module, Any, Generation]] = []
+        self._lanes: dict[int, Lane] = {}  # touched by the compute thread only
+        self._trains: list[TrainJob] = []
+        self._thread: threading.Thread | None = None
+        self.threads = Threads()
+
+    def _ensure(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="tinkerkit-local", daemon=True)
+            self._thread.start()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` run on the compute thread; its result or its exception, here."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        future: Future[T] = Future()
+        with self._cond:
+            self._ensure()
+            self._calls.append((fn, future))
+            self._cond.notify()
+        return future.result()
+
+    def train(self, job: TrainJob) -> None:
+        """Run ``job`` in one pass with the other clients' jobs waiting on its base (``multi_lora``)."""
+        if threading.current_thread() is self._thread:
+            run_together([job])
+        else:
+            with self._cond:
+                self._ensure()
+                self._trains.append(job)
+                self._cond.notify()
+        job.future.result()
+
+    def generate(self, lm: nn.Module, device: Any, request: Generation) -> None:
+        """Decode ``request`` with the others on ``lm``; its ``future`` settles when done."""
+        with self._cond:
+            self._ensure()
+            self._joins.append((lm, device, request))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._calls or self._trains or self._joins or self._lanes):
+                    self._cond.wait()
+                calls = list(self._calls)
+                self._calls.clear()
+                joins, self._joins = self._joins, []
+                trains, self._trains = self._trains, []
+            groups: dict[Any, list[TrainJob]] = {}
+            for job in trains:
+                groups.setdefault(job.key(), []).append(job)
+            for group in groups.values():
+                self.threads.now()
+                run_together(group)
+            for lm, device, request in joins:
+                lane = self._lanes.get(id(lm))
+                if lane is None:
+                    lane = self._lanes[id(lm)] = Lane(lm, device)
+                lane.join(request)
+            for fn, future in calls:
+                if not future.set_running_or_notify_cancel():
+                    continue
+                self.threads.now()
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:
+                    future.set_exception(exc)
+            for key, lane in list(self._lanes.items()):
+                self.threads.now()
+                try:
+                    lane.round()
+                except BaseException as exc:
+                    lane.fail(exc)
+                if not lane.busy:
+                    del self._lanes[key]
+
+
+SCHEDULER = Scheduler()
+
+
+def _after_fork() -> None:  # the thread does not survive a fork; start afresh in the child
+    SCHEDULER.__init__()  # type: ignore[misc]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
