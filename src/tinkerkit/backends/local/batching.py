@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tinkerkit.backends.engine import EngineInput
+from tinkerkit.backends.local.threads import Shape, fit
 
 MAX_WASTE = 1.25
 """A bucket's padded tokens stay within this factor of its real tokens."""
@@ -110,11 +111,17 @@ def target_logprobs(
     tokens: torch.Tensor,
     targets: torch.Tensor,
     mask: torch.Tensor,
+    shape: Shape | None = None,
 ) -> torch.Tensor:
     """Flat float32 log p(target) at the ``mask`` positions of right-padded ``tokens``:
     (M,) for targets (B, T), (M, K) for targets (B, T, K) — each of the K against the
-    full vocabulary (not renormalised over the K)."""
+    full vocabulary (not renormalised over the K). ``shape`` sizes the threads of each
+    phase (``threads.fit``)."""
+    if shape is not None:
+        fit(tokens.numel() * shape.trunk)
     hidden = trunk(input_ids=tokens, use_cache=False).last_hidden_state
+    if shape is not None:
+        fit(int(mask.sum()) * shape.head)
     logits = head(hidden[mask]).float()
     picked_targets = targets[mask]
     if picked_targets.ndim == 1:
@@ -124,14 +131,23 @@ def target_logprobs(
 
 
 def prefix_logprobs(
-    trunk: nn.Module, head: nn.Module, tokens: Sequence[int], vocab: int, dev: torch.device
+    trunk: nn.Module,
+    head: nn.Module,
+    tokens: Sequence[int],
+    vocab: int,
+    dev: torch.device,
+    shape: Shape | None = None,
 ) -> Iterator[np.ndarray]:
     """Full next-token log-softmax after every prefix of ``tokens``: one trunk pass, the
     unembedding in chunks that keep each (rows, vocab) block within ``MAX_LOGIT_BYTES``."""
     ids = torch.tensor([list(tokens)], dtype=torch.long, device=dev)
     rows = bucket_cap(dev, vocab)
     with torch.inference_mode():
+        if shape is not None:
+            fit(len(tokens) * shape.trunk)
         hidden = trunk(input_ids=ids, use_cache=False).last_hidden_state[0]
+        if shape is not None:
+            fit(min(rows, hidden.shape[0]) * shape.head)
         for start in range(0, hidden.shape[0], rows):
             logits = head(hidden[start : start + rows]).float()
             yield torch.log_softmax(logits, dim=-1).cpu().numpy()
@@ -144,6 +160,7 @@ def run_buckets(
     vocab: int,
     dev: torch.device,
     before: Callable[[list[int]], list[int]] | None = None,
+    shape: Shape | None = None,
 ) -> list[Bucket]:
     """Forward every bucket of ``batch``; graphs are kept when grad mode is on.
     ``before`` (optional) sees each bucket's datum indices first and gives them back in
@@ -154,7 +171,7 @@ def run_buckets(
         if before is not None:
             indices = before(indices)
         tokens, targets, mask, ks = _pad(batch, indices, dev)
-        lp = target_logprobs(trunk, head, tokens, targets, mask)
+        lp = target_logprobs(trunk, head, tokens, targets, mask, shape)
         out.append(Bucket(indices, [lengths[i] for i in indices], ks, lp))
     return out
 
@@ -176,7 +193,9 @@ class LocalForward:
         size: int,
         trainable: bool,
         run: Callable[[Callable[[], None]], None] | None = None,
+        shape: Shape | None = None,
     ) -> None:
+        self._shape = shape
         self._run = run or (lambda fn: fn())
         """Where the backward pass runs (the engine's compute thread)."""
         self._buckets = found
@@ -214,6 +233,14 @@ class LocalForward:
             outputs.append(bucket.logprobs)
             grads.append(torch.from_numpy(grad).to(bucket.logprobs.device))
         # One call over every bucket: autograd adds into the existing .grad buffers.
-        self._run(lambda: torch.autograd.backward(outputs, grads))
+        tokens = sum(sum(b.lengths) for b in self._buckets)
+        shape = self._shape
+
+        def backward() -> None:
+            if shape is not None:
+                fit(tokens * max(shape.trunk, shape.head))
+            torch.autograd.backward(outputs, grads)
+
+        self._run(backward)
         self._done = True
         self._buckets = []  # free the graphs

@@ -31,6 +31,7 @@ from tinkerkit.backends.local.models import Source
 from tinkerkit.backends.local.multi_lora import Gradients, TrainJob
 from tinkerkit.backends.local.optim import LoraAdam
 from tinkerkit.backends.local.scheduler import SCHEDULER
+from tinkerkit.backends.local.threads import Shape, fit
 from tinkerkit.models.registry import ModelSpec
 from tinkerkit.models.stand_ins import ModelNames
 
@@ -79,6 +80,7 @@ class LocalEngine:
         self.trunk = self.lm.get_decoder()
         self.head = self.lm.get_output_embeddings()
         self.vocab = int(self.head.weight.shape[0])
+        self.shape = Shape.of(base.config, self.vocab)
         self.optim = self._new_optimizer() if not self.frozen else None
         self._targets = tuple(
             sorted({name.split(".lora_")[0].rsplit(".", 1)[-1] for name in self.params})
@@ -99,8 +101,10 @@ class LocalEngine:
 
         def run() -> LocalForward:
             with torch.set_grad_enabled(trainable):
-                found = run_buckets(self.trunk, self.head, batch, self.vocab, self.device)
-            return LocalForward(found, len(batch), not self.frozen, SCHEDULER.call)
+                found = run_buckets(
+                    self.trunk, self.head, batch, self.vocab, self.device, shape=self.shape
+                )
+            return LocalForward(found, len(batch), not self.frozen, SCHEDULER.call, self.shape)
 
         return SCHEDULER.call(run)
 
@@ -118,10 +122,20 @@ class LocalEngine:
         optim = self.optim
         if optim is None:
             raise RuntimeError("this engine has no trainable LoRA weights")
-        return SCHEDULER.call(lambda: optim.step(params))
+        size = sum(p.numel() for p in self.params.values())
+
+        def run() -> dict[str, float]:
+            fit(20.0 * size)  # a few elementwise passes over the LoRA tensors
+            return optim.step(params)
+
+        return SCHEDULER.call(run)
 
     def decoder(self, prompt: Sequence[int], n: int) -> LocalDecoder:
-        return SCHEDULER.call(lambda: LocalDecoder(self.lm, prompt, n, self.device))
+        def run() -> LocalDecoder:
+            fit(max(len(prompt) * self.shape.trunk, n * self.shape.head))
+            return LocalDecoder(self.lm, prompt, n, self.device)
+
+        return SCHEDULER.call(run)
 
     def generate(self, job: SampleJob) -> Future[list[types.SampledSequence]] | None:
         """Decode ``job`` together with the other requests on these weights
@@ -132,11 +146,13 @@ class LocalEngine:
         if not _BATCHABLE[key]:
             return None
         request = Generation(job)
-        SCHEDULER.generate(self.lm, self.device, request)
+        SCHEDULER.generate(self.lm, self.device, self.shape, request)
         return request.future
 
     def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
-        return prefix_logprobs(self.trunk, self.head, tokens, self.vocab, self.device)
+        return prefix_logprobs(
+            self.trunk, self.head, tokens, self.vocab, self.device, shape=self.shape
+        )
 
     def state(self) -> EngineState:
         weights = {k: p.detach().float().cpu().numpy().copy() for k, p in self.params.items()}

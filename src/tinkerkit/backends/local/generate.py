@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from tinker import types
 from tinker.types.topk_logprobs import TopkLogprobs
-from torch import nn
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from tinkerkit.backends.engine import SampleJob
 from tinkerkit.backends.local import sampling
 from tinkerkit.backends.local.decode import cache_arg, cache_of
+from tinkerkit.backends.local.threads import Shape, fit
 
 
 class Generation:
@@ -82,12 +82,12 @@ class _Row:
         )
 
 
-def batchable(lm: nn.Module, device: torch.device) -> bool:
+def batchable(lm: Any, device: torch.device) -> bool:
     """Whether ``lm``'s cache is the plain per-layer kind rows can be padded and merged in
     (not a sliding-window or recurrent one)."""
     ids = torch.zeros((1, 1), dtype=torch.long, device=device)
     with torch.inference_mode():
-        cache = cache_of(lm(input_ids=ids, use_cache=True, logits_to_keep=1))
+        cache = cache_of(lm.get_decoder()(input_ids=ids, use_cache=True))
     layers = list(getattr(cache, "layers", None) or [])
     return (
         isinstance(cache, DynamicCache)
@@ -105,10 +105,13 @@ class Lane:
         >>> while lane.busy: lane.round()
     """
 
-    def __init__(self, lm: nn.Module, device: torch.device) -> None:
+    def __init__(self, lm: Any, device: torch.device, shape: Shape) -> None:
         self.lm = lm
+        self.trunk = lm.get_decoder()
+        self.head = lm.get_output_embeddings()
         self.device = device
-        self._cache_arg = cache_arg(lm)
+        self.shape = shape
+        self._cache_arg = cache_arg(self.trunk)
         self._waiting: list[Generation] = []
         self._owners: list[tuple[Generation, int]] = []  # per row: (request, sample index)
         self._cache: Any = None  # one DynamicCache for all rows, left-padded
@@ -150,12 +153,13 @@ class Lane:
                 request.future.set_result(request.result())
             return
         ids = torch.tensor([list(request.job.prompt)], dtype=torch.long, device=self.device)
-        out = self.lm(input_ids=ids, use_cache=True, logits_to_keep=1)
         n, length = request.job.num_samples, ids.shape[1]
+        fit(length * self.shape.trunk)
+        out = self.trunk(input_ids=ids, use_cache=True)
         cache = cache_of(out)
         if n > 1:
             cache.batch_repeat_interleave(n)
-        logits = out.logits[:, -1].float().repeat(n, 1)
+        logits = self._unembed(out.last_hidden_state[:, -1]).repeat(n, 1)
         mask = torch.ones((n, length), dtype=torch.long, device=self.device)
         positions = torch.full((n,), length, dtype=torch.long, device=self.device)
         if not self._owners:
@@ -178,17 +182,19 @@ class Lane:
         tokens = torch.empty(logits.shape[0], dtype=torch.long, device=self.device)
         logprobs = torch.empty(logits.shape[0], dtype=logits.dtype, device=self.device)
         groups: dict[sampling.Rule, list[int]] = {}
-        uniforms = torch.empty(logits.shape[0], dtype=torch.float64)
-        drawn: dict[int, torch.Tensor] = {}
+        drawn: dict[int, np.ndarray] = {}
+        picks = np.empty(logits.shape[0], dtype=np.float64)
         for row, (request, i) in enumerate(self._owners):
             groups.setdefault(request.rule, []).append(row)
             # One uniform per sample of the request every step, finished ones included,
             # so a sample's draws do not depend on when the others stop.
-            if id(request) not in drawn:
-                drawn[id(request)] = torch.rand(
+            values = drawn.get(id(request))
+            if values is None:
+                values = drawn[id(request)] = torch.rand(
                     request.job.num_samples, generator=request.generator, dtype=torch.float64
-                )
-            uniforms[row] = drawn[id(request)][i]
+                ).numpy()
+            picks[row] = values[i]
+        uniforms = torch.from_numpy(picks)
         for rule, rows in groups.items():
             if len(rows) == logits.shape[0]:
                 return sampling.draw(logits, rule, uniforms.to(self.device))
@@ -242,7 +248,8 @@ class Lane:
             self._positions = self._positions[index]
             tokens = tokens[index]
         mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
-        out = self.lm(
+        fit(len(tokens) * self.shape.trunk)
+        out = self.trunk(
             input_ids=tokens.unsqueeze(-1),
             attention_mask=mask,
             position_ids=self._positions.unsqueeze(-1),
@@ -252,7 +259,13 @@ class Lane:
         self._cache = cache_of(out)
         self._mask = mask
         self._positions = self._positions + 1
-        self._logits = out.logits[:, -1].float()
+        self._logits = self._unembed(out.last_hidden_state[:, -1])
+
+    def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits (rows, vocab) of the last hidden states (rows, hidden); the
+        threads are sized for the vocabulary-wide work that follows (the draw)."""
+        fit(hidden.shape[0] * self.shape.head)
+        return self.head(hidden).float()
 
 
 def _cat_left(old: torch.Tensor, new: torch.Tensor, width: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ rounding, and the base matmuls run once for everyone.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -71,13 +72,10 @@ class _Routing:
 
 @contextmanager
 def routed(models: Sequence[nn.Module], routing: _Routing) -> Iterator[None]:
-    """Within the block, ``models[0]``'s LoRA layers apply each row's own model's LoRA."""
-    lead = models[0]
-    others = [dict(m.named_modules()) for m in models]
+    """Within the block, the LoRA layers of ``models[0]`` apply each row's own model's LoRA."""
+    others = [_lora_layers(m) for m in models]
     hooks, layers = [], []
-    for name, module in lead.named_modules():
-        if not isinstance(module, LoraLayer):
-            continue
+    for name, module in others[0].items():
         peers = [named[name] for named in others]
         layers.append(module)
         hooks.append(cast(nn.Module, module).register_forward_hook(_hook(peers, routing)))
@@ -89,6 +87,19 @@ def routed(models: Sequence[nn.Module], routing: _Routing) -> Iterator[None]:
             module._disable_adapters = False
         for hook in hooks:
             hook.remove()
+
+
+_LAYERS: weakref.WeakKeyDictionary[nn.Module, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _lora_layers(model: nn.Module) -> dict[str, Any]:
+    """``model``'s LoRA layers by module name (looked up once per model)."""
+    found = _LAYERS.get(model)
+    if found is None:
+        found = _LAYERS[model] = {
+            name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)
+        }
+    return found
 
 
 def _hook(peers: list[Any], routing: _Routing) -> Callable[..., torch.Tensor]:
@@ -123,8 +134,10 @@ def run_together(jobs: Sequence[TrainJob]) -> None:
 
     try:
         with torch.enable_grad(), routed([job.engine.model for job in jobs], routing):
-            found = run_buckets(lead.trunk, lead.head, batch, lead.vocab, lead.device, before)
-        fp = LocalForward(found, len(batch), trainable=True)
+            found = run_buckets(
+                lead.trunk, lead.head, batch, lead.vocab, lead.device, before, lead.shape
+            )
+        fp = LocalForward(found, len(batch), trainable=True, shape=lead.shape)
     except BaseException as exc:
         for job in jobs:
             job.future.set_exception(exc)

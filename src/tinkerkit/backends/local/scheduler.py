@@ -3,7 +3,7 @@
 Requests of many models arrive on many threads (one worker per model and per sampler in
 the service). Running their kernels at once would oversubscribe the cores, so every
 unit of work is handed to one compute thread, which sizes torch's thread pool before
-each (``threads``) and between units advances every model's sample batch by one token
+each phase (``threads.fit``) and between units advances every model's sample batch by one token
 (``generate.Lane``): sample requests that arrive while others decode join them.
 
 Example:
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -24,9 +25,14 @@ from torch import nn
 
 from tinkerkit.backends.local.generate import Generation, Lane
 from tinkerkit.backends.local.multi_lora import TrainJob, run_together
-from tinkerkit.backends.local.threads import Threads
+from tinkerkit.backends.local.threads import Shape
 
 T = TypeVar("T")
+
+GATHER_S = 0.01
+"""The longest a training job waits for the other clients of its base."""
+RECENT_S = 1.0
+"""Clients that sent a training job this recently are expected to send the next one."""
 
 
 class Scheduler:
@@ -35,11 +41,11 @@ class Scheduler:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
-        self._joins: list[tuple[nn.Module, Any, Generation]] = []
+        self._joins: list[tuple[nn.Module, Any, Shape, Generation]] = []
         self._lanes: dict[int, Lane] = {}  # touched by the compute thread only
         self._trains: list[TrainJob] = []
+        self._seen: dict[int, tuple[Any, float]] = {}  # engine id: (job key, last job)
         self._thread: threading.Thread | None = None
-        self.threads = Threads()
 
     def _ensure(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -68,43 +74,64 @@ class Scheduler:
                 self._cond.notify()
         job.future.result()
 
-    def generate(self, lm: nn.Module, device: Any, request: Generation) -> None:
+    def generate(self, lm: nn.Module, device: Any, shape: Shape, request: Generation) -> None:
         """Decode ``request`` with the others on ``lm``; its ``future`` settles when done."""
         with self._cond:
             self._ensure()
-            self._joins.append((lm, device, request))
+            self._joins.append((lm, device, shape, request))
             self._cond.notify()
+
+    def _gather(self) -> None:
+        """Hold the waiting training jobs up to ``GATHER_S`` while clients that trained on
+        their base in the last ``RECENT_S`` have not sent theirs yet (the lock held):
+        clients stepping in lockstep then share one pass; a client training alone never
+        waits."""
+        deadline = time.monotonic() + GATHER_S
+        while not self._calls and not self._joins:
+            now = time.monotonic()
+            present = {id(job.engine) for job in self._trains}
+            keys = {job.key() for job in self._trains}
+            expected = {
+                engine
+                for engine, (key, seen) in self._seen.items()
+                if key in keys and now - seen < RECENT_S
+            }
+            if expected <= present or now >= deadline:
+                return
+            self._cond.wait(deadline - now)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not (self._calls or self._trains or self._joins or self._lanes):
                     self._cond.wait()
+                if self._trains and not (self._calls or self._joins or self._lanes):
+                    self._gather()
                 calls = list(self._calls)
                 self._calls.clear()
                 joins, self._joins = self._joins, []
                 trains, self._trains = self._trains, []
+                now = time.monotonic()
+                for job in trains:
+                    self._seen[id(job.engine)] = (job.key(), now)
             groups: dict[Any, list[TrainJob]] = {}
             for job in trains:
                 groups.setdefault(job.key(), []).append(job)
             for group in groups.values():
-                self.threads.now()
                 run_together(group)
-            for lm, device, request in joins:
+            for lm, device, shape, request in joins:
                 lane = self._lanes.get(id(lm))
                 if lane is None:
-                    lane = self._lanes[id(lm)] = Lane(lm, device)
+                    lane = self._lanes[id(lm)] = Lane(lm, device, shape)
                 lane.join(request)
             for fn, future in calls:
                 if not future.set_running_or_notify_cancel():
                     continue
-                self.threads.now()
                 try:
                     future.set_result(fn())
                 except BaseException as exc:
                     future.set_exception(exc)
             for key, lane in list(self._lanes.items()):
-                self.threads.now()
                 try:
                     lane.round()
                 except BaseException as exc:
