@@ -85,6 +85,13 @@ def _api_key(api_key: str | None, api_key_file: str | None) -> str | None:
     help="Map model NAME to a local HF model folder (local: trains that model under NAME) "
     "or tokenizer folder/tokenizer.json (repeatable; over $TINKERKIT_MODELS).",
 )
+@click.option(
+    "--threads",
+    default=None,
+    type=Number(int, at_least=1),
+    help="Torch threads of the local backend (default: the cores other processes leave "
+    "free, one for small models; or $TINKERKIT_THREADS).",
+)
 @click.option("--quiet", is_flag=True, help="Do not log one line per request.")
 def serve(
     backend: str,
@@ -95,6 +102,7 @@ def serve(
     allow_remote: bool,
     latency: float,
     models: tuple[str, ...],
+    threads: int | None,
     quiet: bool,
 ) -> None:
     """Serve tinker 0.38's API offline, for unmodified ``tinker.ServiceClient`` code.
@@ -113,6 +121,8 @@ def serve(
     api_key=<the key>)``.
     """
     key_given = _api_key(api_key, api_key_file)
+    if threads is not None:
+        os.environ["TINKERKIT_THREADS"] = str(threads)
 
     def run() -> None:
         # Without the extra, this import says: pip install 'tinkerkit[serve]'.

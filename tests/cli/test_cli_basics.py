@@ -247,3 +247,18 @@ def test_sample_takes_the_backend_from_an_offline_checkpoint_path() -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_threads_option_reaches_the_local_engine_and_command(monkeypatch, tmp_path):
+    """``--threads N`` is the engine's ``TINKERKIT_THREADS`` (COMMAND inherits it too)."""
+    from tinkerkit.backends.local import threads
+
+    monkeypatch.setenv("TINKERKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TINKERKIT_THREADS", raising=False)
+    code = "import os, sys; sys.exit(int(os.environ['TINKERKIT_THREADS']))"
+    args = ["run", "--threads", "3", "--hub-overlay", "off", "--quiet", "--"]
+    result = CliRunner().invoke(main, [*args, sys.executable, "-c", code])
+    assert result.exit_code == 3, result.output
+    assert threads.knob() == 3
+    bad = CliRunner().invoke(main, ["serve", "--threads", "0"])
+    assert bad.exit_code == 2 and "--threads" in bad.output

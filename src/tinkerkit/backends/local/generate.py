@@ -82,6 +82,30 @@ class _Row:
         )
 
 
+CHUNK_LOGITS = 1 << 22
+"""Rows are unembedded and drawn in chunks of about this many logits (27 rows at a
+151,936-token vocabulary: 16 MB of float32), so the logits a draw reads several times
+stay in cache."""
+
+
+class _Drawn:
+    """One round's draw for every row: tokens, logprobs, top-k ids and logprobs."""
+
+    def __init__(self, rows: int, k: int) -> None:
+        self.tokens = np.zeros(rows, dtype=np.int64)
+        self.logprobs = np.zeros(rows, dtype=np.float32)
+        self.top_ids = np.zeros((rows, k), dtype=np.int64)
+        self.top_values = np.zeros((rows, k), dtype=np.float32)
+
+    def put(self, start: int, stop: int, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
+        self.tokens[start:stop] = tokens.cpu().numpy()
+        self.logprobs[start:stop] = logprobs.cpu().numpy()
+
+    def put_rows(self, rows: list[int], tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
+        self.tokens[rows] = tokens.cpu().numpy()
+        self.logprobs[rows] = logprobs.cpu().numpy()
+
+
 def batchable(lm: Any, device: torch.device) -> bool:
     """Whether ``lm``'s cache is the plain per-layer kind rows can be padded and merged in
     (not a sliding-window or recurrent one)."""
@@ -117,7 +141,7 @@ class Lane:
         self._cache: Any = None  # one DynamicCache for all rows, left-padded
         self._mask = torch.zeros((0, 0), dtype=torch.long, device=device)
         self._positions = torch.zeros(0, dtype=torch.long, device=device)
-        self._logits: torch.Tensor | None = None  # (rows, vocab): next-token logits
+        self._hidden: torch.Tensor | None = None  # (rows, hidden): the last position's
 
     @property
     def busy(self) -> bool:
@@ -133,7 +157,7 @@ class Lane:
         for request in requests.values():
             if not request.future.done():
                 request.future.set_exception(exc)
-        self._waiting, self._owners, self._cache, self._logits = [], [], None, None
+        self._waiting, self._owners, self._cache, self._hidden = [], [], None, None
 
     def round(self) -> None:
         """Admit waiting requests, draw one token for every row, feed the survivors."""
@@ -143,9 +167,9 @@ class Lane:
             self._waiting = []
             if not self._owners:
                 return
-            tokens, logprobs = self._draw()
-            keep = self._record(tokens, logprobs)
-            self._advance(tokens, keep)
+            drawn = self._draw()
+            keep = self._record(drawn)
+            self._advance(drawn, keep)
 
     def _admit(self, request: Generation) -> None:
         if request.future.cancelled() or request.job.budget <= 0:
@@ -159,33 +183,30 @@ class Lane:
         cache = cache_of(out)
         if n > 1:
             cache.batch_repeat_interleave(n)
-        logits = self._unembed(out.last_hidden_state[:, -1]).repeat(n, 1)
+        hidden = out.last_hidden_state[:, -1].repeat(n, 1)
         mask = torch.ones((n, length), dtype=torch.long, device=self.device)
         positions = torch.full((n,), length, dtype=torch.long, device=self.device)
         if not self._owners:
-            self._cache, self._mask, self._positions, self._logits = cache, mask, positions, logits
+            self._cache, self._mask, self._positions, self._hidden = cache, mask, positions, hidden
         else:
-            assert self._logits is not None
+            assert self._hidden is not None
             width = max(self._mask.shape[1], length)
             for layer, joining in zip(self._cache.layers, cache.layers, strict=True):
                 layer.keys = _cat_left(layer.keys, joining.keys, width)
                 layer.values = _cat_left(layer.values, joining.values, width)
             self._mask = _cat_left(self._mask, mask, width)
             self._positions = torch.cat([self._positions, positions])
-            self._logits = torch.cat([self._logits, logits])
+            self._hidden = torch.cat([self._hidden, hidden])
         self._owners.extend((request, i) for i in range(n))
 
-    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next token of every row, each request by its own rule and generator."""
-        assert self._logits is not None
-        logits = self._logits
-        tokens = torch.empty(logits.shape[0], dtype=torch.long, device=self.device)
-        logprobs = torch.empty(logits.shape[0], dtype=logits.dtype, device=self.device)
-        groups: dict[sampling.Rule, list[int]] = {}
+    def _draw(self) -> _Drawn:
+        """The next token of every row, each request by its own rule and generator; the
+        unembedding and the draw run over chunks of rows whose logits stay in cache."""
+        assert self._hidden is not None
+        rows = self._hidden.shape[0]
         drawn: dict[int, np.ndarray] = {}
-        picks = np.empty(logits.shape[0], dtype=np.float64)
+        picks = np.empty(rows, dtype=np.float64)
         for row, (request, i) in enumerate(self._owners):
-            groups.setdefault(request.rule, []).append(row)
             # One uniform per sample of the request every step, finished ones included,
             # so a sample's draws do not depend on when the others stop.
             values = drawn.get(id(request))
@@ -194,35 +215,40 @@ class Lane:
                     request.job.num_samples, generator=request.generator, dtype=torch.float64
                 ).numpy()
             picks[row] = values[i]
-        uniforms = torch.from_numpy(picks)
-        for rule, rows in groups.items():
-            if len(rows) == logits.shape[0]:
-                return sampling.draw(logits, rule, uniforms.to(self.device))
-            index = torch.tensor(rows, device=self.device)
-            picked, picked_lp = sampling.draw(logits[index], rule, uniforms[rows].to(self.device))
-            tokens[index], logprobs[index] = picked, picked_lp
-        return tokens, logprobs
-
-    def _record(self, tokens: torch.Tensor, logprobs: torch.Tensor) -> list[int]:
-        """Append each row's token (and logprobs); finish rows and requests; the rows kept."""
-        assert self._logits is not None
-        chosen = logprobs.cpu().numpy()
-        drawn = tokens.cpu().numpy()
-        tops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        uniforms = torch.from_numpy(picks).to(self.device)
         k = max((r.job.topk for r, _ in self._owners), default=0)
-        if k:
-            ids, values = sampling.top_logprobs(self._logits, k)
-            tops_ids, tops_values = ids.cpu().numpy(), values.cpu().numpy()
-            tops = {row: (tops_ids[row], tops_values[row]) for row in range(len(drawn))}
+        out = _Drawn(rows, k)
+        step = max(1, CHUNK_LOGITS // max(1, self.shape.vocab))
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            logits = self._unembed(self._hidden[start:stop])
+            rules: dict[sampling.Rule, list[int]] = {}
+            for row in range(start, stop):
+                rules.setdefault(self._owners[row][0].rule, []).append(row - start)
+            for rule, members in rules.items():
+                if len(members) == stop - start:
+                    tokens, logprobs = sampling.draw(logits, rule, uniforms[start:stop])
+                    out.put(start, stop, tokens, logprobs)
+                    continue
+                index = torch.tensor(members, device=self.device)
+                tokens, logprobs = sampling.draw(logits[index], rule, uniforms[start:stop][index])
+                out.put_rows([start + m for m in members], tokens, logprobs)
+            if k:
+                top_ids, top_values = sampling.top_logprobs(logits, k)
+                out.top_ids[start:stop] = top_ids.cpu().numpy()
+                out.top_values[start:stop] = top_values.cpu().numpy()
+        return out
+
+    def _record(self, drawn: _Drawn) -> list[int]:
+        """Append each row's token (and logprobs); finish rows and requests; the rows kept."""
         keep = []
         for row, (request, i) in enumerate(self._owners):
             state = request.rows[i]
-            token = int(drawn[row])
-            state.tokens.append(token)
-            state.logprobs.append(float(chosen[row]))
+            state.tokens.append(int(drawn.tokens[row]))
+            state.logprobs.append(float(drawn.logprobs[row]))
             if request.job.topk:
-                state.top_ids.append(tops[row][0][: request.job.topk])
-                state.top_lps.append(tops[row][1][: request.job.topk])
+                state.top_ids.append(drawn.top_ids[row, : request.job.topk].astype(np.int32))
+                state.top_lps.append(drawn.top_values[row, : request.job.topk])
             if request.stops(state):
                 state.reason = "stop"
             elif len(state.tokens) < request.job.budget and not request.future.cancelled():
@@ -231,11 +257,12 @@ class Lane:
             request.finish_row()
         return keep
 
-    def _advance(self, tokens: torch.Tensor, keep: list[int]) -> None:
+    def _advance(self, drawn: _Drawn, keep: list[int]) -> None:
         """Keep the ``keep`` rows and run one step on their drawn tokens."""
         if not keep:
-            self._owners, self._cache, self._logits = [], None, None
+            self._owners, self._cache, self._hidden = [], None, None
             return
+        tokens = torch.from_numpy(drawn.tokens).to(self.device)
         if len(keep) < len(self._owners):
             index = torch.tensor(keep, device=self.device)
             self._owners = [self._owners[row] for row in keep]
@@ -259,7 +286,7 @@ class Lane:
         self._cache = cache_of(out)
         self._mask = mask
         self._positions = self._positions + 1
-        self._logits = self._unembed(out.last_hidden_state[:, -1])
+        self._hidden = out.last_hidden_state[:, -1]
 
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits (rows, vocab) of the last hidden states (rows, hidden); the

@@ -143,10 +143,11 @@ class Shape:
 
     trunk: float
     head: float
+    vocab: int = 0
 
     @classmethod
     def of(cls, config: object, vocab: int) -> Shape:
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         hidden = int(getattr(text, "hidden_size", 0) or 0)
         inner = int(getattr(text, "intermediate_size", 0) or 4 * hidden)
-        return cls(2.0 * hidden * max(inner, hidden), 2.0 * hidden * vocab)
+        return cls(2.0 * hidden * max(inner, hidden), 2.0 * hidden * vocab, vocab)
