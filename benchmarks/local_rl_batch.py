@@ -47,9 +47,7 @@ def _batch(service: Any, args: argparse.Namespace) -> tuple[float, float, float]
     prompts = [rng.integers(1, 5000, args.prompt_len).tolist() for _ in range(args.prompts)]
     params = types.SamplingParams(max_tokens=args.tokens, temperature=1.0, stop=[])
     start = time.perf_counter()
-    futures = [
-        sampler.sample(types.ModelInput.from_ints(p), args.samples, params) for p in prompts
-    ]
+    futures = [sampler.sample(types.ModelInput.from_ints(p), args.samples, params) for p in prompts]
     results = [f.result() for f in futures]
     sampled = time.perf_counter()
     data = []

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -26,19 +26,31 @@ from torch import nn
 from tinkerkit.backends.engine import EngineInput
 from tinkerkit.backends.local.batching import LocalForward, run_buckets
 from tinkerkit.backends.local.lora import ADAPTER
-
-if TYPE_CHECKING:
-    from tinkerkit.backends.local.engine import LocalEngine
+from tinkerkit.backends.local.threads import Shape
 
 Gradients = Callable[[list[np.ndarray]], list[np.ndarray]]
 """A client's loss: its datums' logprobs in, d(loss)/d(logprobs) out."""
+
+
+class Trainable(Protocol):
+    """What a shared pass needs of an engine (``LocalEngine`` has it)."""
+
+    model: nn.Module
+    trunk: Any
+    head: Any
+    vocab: int
+    device: torch.device
+    shape: Shape
+    base: Any
+
+    def lora_modules(self) -> tuple[str, ...]: ...
 
 
 @dataclass
 class TrainJob:
     """One client's ``forward_backward``: its engine, datums and loss."""
 
-    engine: LocalEngine
+    engine: Trainable
     batch: Sequence[EngineInput]
     gradients: Gradients
     future: Future[None] = field(default_factory=Future)

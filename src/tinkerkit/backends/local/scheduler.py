@@ -118,11 +118,20 @@ class Scheduler:
             for job in trains:
                 groups.setdefault(job.key(), []).append(job)
             for group in groups.values():
-                run_together(group)
+                try:
+                    run_together(group)
+                except BaseException as exc:  # run_together settles its jobs; in case not
+                    for job in group:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
             for lm, device, shape, request in joins:
                 lane = self._lanes.get(id(lm))
                 if lane is None:
-                    lane = self._lanes[id(lm)] = Lane(lm, device, shape)
+                    try:
+                        lane = self._lanes[id(lm)] = Lane(lm, device, shape)
+                    except BaseException as exc:
+                        request.future.set_exception(exc)
+                        continue
                 lane.join(request)
             for fn, future in calls:
                 if not future.set_running_or_notify_cancel():
