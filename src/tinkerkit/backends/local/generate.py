@@ -101,7 +101,7 @@ class _Drawn:
         self.tokens[start:stop] = tokens.cpu().numpy()
         self.logprobs[start:stop] = logprobs.cpu().numpy()
 
-    def put_rows(self, rows: list[int], tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
+    def put_rows(self, rows: np.ndarray, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
         self.tokens[rows] = tokens.cpu().numpy()
         self.logprobs[rows] = logprobs.cpu().numpy()
 
@@ -142,6 +142,7 @@ class Lane:
         self._mask = torch.zeros((0, 0), dtype=torch.long, device=device)
         self._positions = torch.zeros(0, dtype=torch.long, device=device)
         self._hidden: torch.Tensor | None = None  # (rows, hidden): the last position's
+        self._rows_by: Any = None  # ``_layout``'s cache
 
     @property
     def busy(self) -> bool:
@@ -158,6 +159,7 @@ class Lane:
             if not request.future.done():
                 request.future.set_exception(exc)
         self._waiting, self._owners, self._cache, self._hidden = [], [], None, None
+        self._rows_by = None
 
     def round(self) -> None:
         """Admit waiting requests, draw one token for every row, feed the survivors."""
@@ -198,41 +200,62 @@ class Lane:
             self._positions = torch.cat([self._positions, positions])
             self._hidden = torch.cat([self._hidden, hidden])
         self._owners.extend((request, i) for i in range(n))
+        self._rows_by = None
+
+    def _layout(
+        self,
+    ) -> tuple[list[tuple[Generation, np.ndarray]], dict[sampling.Rule, np.ndarray]]:
+        """The rows by request (each request's rows are consecutive: (request, sample
+        indices)) and by rule (row numbers); rebuilt only when rows join or leave."""
+        if self._rows_by is None:
+            spans: list[tuple[Generation, list[int]]] = []
+            rules: dict[sampling.Rule, list[int]] = {}
+            for row, (request, i) in enumerate(self._owners):
+                if spans and spans[-1][0] is request:
+                    spans[-1][1].append(i)
+                else:
+                    spans.append((request, [i]))
+                rules.setdefault(request.rule, []).append(row)
+            self._rows_by = (
+                [(r, np.asarray(ix)) for r, ix in spans],
+                {rule: np.asarray(rows) for rule, rows in rules.items()},
+            )
+        return self._rows_by
 
     def _draw(self) -> _Drawn:
         """The next token of every row, each request by its own rule and generator; the
         unembedding and the draw run over chunks of rows whose logits stay in cache."""
         assert self._hidden is not None
         rows = self._hidden.shape[0]
-        drawn: dict[int, np.ndarray] = {}
-        picks = np.empty(rows, dtype=np.float64)
-        for row, (request, i) in enumerate(self._owners):
-            # One uniform per sample of the request every step, finished ones included,
-            # so a sample's draws do not depend on when the others stop.
-            values = drawn.get(id(request))
-            if values is None:
-                values = drawn[id(request)] = torch.rand(
-                    request.job.num_samples, generator=request.generator, dtype=torch.float64
-                ).numpy()
-            picks[row] = values[i]
+        spans, rules = self._layout()
+        # One uniform per sample of a request every step, finished ones included, so a
+        # sample's draws do not depend on when the others stop.
+        picks = np.concatenate(
+            [
+                torch.rand(r.job.num_samples, generator=r.generator, dtype=torch.float64).numpy()[
+                    samples
+                ]
+                for r, samples in spans
+            ]
+        )
         uniforms = torch.from_numpy(picks).to(self.device)
-        k = max((r.job.topk for r, _ in self._owners), default=0)
+        k = max(r.job.topk for r, _ in spans)
         out = _Drawn(rows, k)
         step = max(1, CHUNK_LOGITS // max(1, self.shape.vocab))
         for start in range(0, rows, step):
             stop = min(rows, start + step)
             logits = self._unembed(self._hidden[start:stop])
-            rules: dict[sampling.Rule, list[int]] = {}
-            for row in range(start, stop):
-                rules.setdefault(self._owners[row][0].rule, []).append(row - start)
             for rule, members in rules.items():
-                if len(members) == stop - start:
+                if len(rules) == 1:
                     tokens, logprobs = sampling.draw(logits, rule, uniforms[start:stop])
                     out.put(start, stop, tokens, logprobs)
                     continue
-                index = torch.tensor(members, device=self.device)
+                inside = members[(members >= start) & (members < stop)]
+                if not len(inside):
+                    continue
+                index = torch.from_numpy(inside - start).to(self.device)
                 tokens, logprobs = sampling.draw(logits[index], rule, uniforms[start:stop][index])
-                out.put_rows([start + m for m in members], tokens, logprobs)
+                out.put_rows(inside, tokens, logprobs)
             if k:
                 top_ids, top_values = sampling.top_logprobs(logits, k)
                 out.top_ids[start:stop] = top_ids.cpu().numpy()
@@ -260,12 +283,13 @@ class Lane:
     def _advance(self, drawn: _Drawn, keep: list[int]) -> None:
         """Keep the ``keep`` rows and run one step on their drawn tokens."""
         if not keep:
-            self._owners, self._cache, self._hidden = [], None, None
+            self._owners, self._cache, self._hidden, self._rows_by = [], None, None, None
             return
         tokens = torch.from_numpy(drawn.tokens).to(self.device)
         if len(keep) < len(self._owners):
             index = torch.tensor(keep, device=self.device)
             self._owners = [self._owners[row] for row in keep]
+            self._rows_by = None
             mask = self._mask[index]
             live = int(mask.any(dim=0).nonzero()[0])  # columns before it are padding in all rows
             self._mask = mask[:, live:]
