@@ -111,9 +111,15 @@ class Scheduler:
                 self._calls.clear()
                 joins, self._joins = self._joins, []
                 trains, self._trains = self._trains, []
-                now = time.monotonic()
-                for job in trains:
-                    self._seen[id(job.engine)] = (job.key(), now)
+                if trains:
+                    now = time.monotonic()
+                    self._seen = {
+                        engine: seen
+                        for engine, seen in self._seen.items()
+                        if now - seen[1] < RECENT_S
+                    }
+                    for job in trains:
+                        self._seen[id(job.engine)] = (job.key(), now)
             groups: dict[Any, list[TrainJob]] = {}
             for job in trains:
                 groups.setdefault(job.key(), []).append(job)
