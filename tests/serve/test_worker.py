@@ -30,7 +30,9 @@ def test_latency_delays_results_but_pipelines():
         f.result()
     total = time.monotonic() - start
     assert submitted < 0.1  # nothing waited at submission
-    assert 0.2 <= total < 0.6  # ten requests in flight together: about one latency, not ten
+    # Ten requests in flight together: about one latency; one after another they would
+    # take ten (2.0 s). The margin is for a loaded machine.
+    assert 0.2 <= total < 1.2
 
 
 def test_single_request_waits_a_full_latency():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -145,7 +145,11 @@ def run_together(jobs: Sequence[TrainJob]) -> None:
         return ordered
 
     try:
-        with torch.enable_grad(), routed([job.engine.model for job in jobs], routing):
+        # One client needs no routing: its own LoRA layers run as they are.
+        route = (
+            routed([job.engine.model for job in jobs], routing) if len(jobs) > 1 else nullcontext()
+        )
+        with torch.enable_grad(), route:
             found = run_buckets(
                 lead.trunk, lead.head, batch, lead.vocab, lead.device, before, lead.shape
             )
