@@ -160,8 +160,8 @@ def test_batched_logprobs_are_the_models_own():
 # --- several clients in one pass ------------------------------------------------------------
 
 
-def _gradients(logprobs):
-    return [np.linspace(-1, 1, lp.size).astype(np.float32).reshape(lp.shape) for lp in logprobs]
+def _gradient(i, lp):
+    return np.linspace(-1, 1, lp.size).astype(np.float32).reshape(lp.shape) * (i + 1)
 
 
 def test_clients_trained_together_get_their_own_gradients():
@@ -172,37 +172,50 @@ def test_clients_trained_together_get_their_own_gradients():
     for engine, batch in zip(apart, batches, strict=True):
         fp = engine.forward(batch, grad=True)
         want.append(fp.logprobs)
-        fp.backward(_gradients(fp.logprobs))
-    got: list = []
+        fp.backward([_gradient(i, lp) for i, lp in enumerate(fp.logprobs)])
+    got: list[dict] = [{}, {}, {}]
+
+    def recording(c):
+        def gradient(i, lp):
+            got[c][i] = lp
+            return _gradient(i, lp)
+
+        return gradient
+
     jobs = [
-        TrainJob(e, b, lambda lps: (got.append(lps), _gradients(lps))[1])
-        for e, b in zip(together, batches, strict=True)
+        TrainJob(e, b, recording(c)) for c, (e, b) in enumerate(zip(together, batches, strict=True))
     ]
     run_together(jobs)
     for job in jobs:
         assert job.future.result() is None
     for a, b in zip(want, got, strict=True):
-        for x, y in zip(a, b, strict=True):
-            np.testing.assert_allclose(x, y, atol=1e-5)
+        assert sorted(b) == list(range(len(a)))  # every datum scored once
+        for i, x in enumerate(a):
+            np.testing.assert_allclose(x, b[i], atol=1e-5)
     for e1, e2 in zip(apart, together, strict=True):
         for key, p in e1.params.items():
             assert float(p.grad.abs().sum()) > 0
             np.testing.assert_allclose(e2.params[key].grad.numpy(), p.grad.numpy(), atol=1e-5)
 
 
-def test_a_failing_loss_fails_its_client_only():
+def test_a_failing_loss_fails_its_client_only_and_leaves_its_gradients():
     engines = [make_engine(seed) for seed in (1, 2)]
-    batches = [make_batch([6, 4], seed=1), make_batch([9], seed=2)]
+    # Several buckets: the failure comes after an earlier bucket's backward has run.
+    batches = [make_batch([60, 4, 33, 2, 17], seed=1), make_batch([9], seed=2)]
+    before = {k: p.grad.clone() for k, p in engines[0].params.items()}
 
-    def broken(logprobs):
-        raise ValueError("bad loss input")
+    def broken(i, lp):
+        if i == 3:
+            raise ValueError("bad loss input")
+        return _gradient(i, lp)
 
-    jobs = [TrainJob(engines[0], batches[0], broken), TrainJob(engines[1], batches[1], _gradients)]
+    jobs = [TrainJob(engines[0], batches[0], broken), TrainJob(engines[1], batches[1], _gradient)]
     run_together(jobs)
     with pytest.raises(ValueError, match="bad loss input"):
         jobs[0].future.result()
     jobs[1].future.result()
-    assert all(float(p.grad.abs().sum()) == 0 for p in engines[0].params.values())
+    for key, p in engines[0].params.items():
+        assert torch.equal(p.grad, before[key])
     assert all(float(p.grad.abs().sum()) > 0 for p in engines[1].params.values())
 
 

@@ -59,28 +59,27 @@ def run_builtin(
             item.inputs.update(provenance_inputs(i, datum, targets, records))
     for i, item in enumerate(checked):
         losses.check_inputs(loss_fn, i, item.inputs, config)
-    outputs: list[dict[str, types.TensorData]] = []
-    total = 0.0
+    outputs: list[dict[str, types.TensorData]] = [{} for _ in checked]
+    sums = [0.0] * len(checked)
 
-    def gradients(logprobs: list[np.ndarray]) -> list[np.ndarray]:
-        nonlocal total
-        grads = []
-        for item, lp in zip(checked, logprobs, strict=True):
-            per_token, grad = losses.apply(loss_fn, lp, item.inputs, config)
-            total += float(per_token.sum())
-            grads.append(grad)
-            # The service documents one output per datum, the target logprobs.
-            outputs.append({"logprobs": tensor(lp)})
-        return grads
+    def gradient(i: int, lp: np.ndarray) -> np.ndarray:
+        per_token, grad = losses.apply(loss_fn, lp, checked[i].inputs, config)
+        sums[i] = float(per_token.sum())
+        # The service documents one output per datum, the target logprobs.
+        outputs[i] = {"logprobs": tensor(lp)}
+        return grad
 
     inputs = [c.engine_input for c in checked]
     if backward and isinstance(engine, BatchTraining):
-        engine.forward_backward(inputs, gradients)
+        engine.forward_backward(inputs, gradient)
     else:
         fp = engine.forward(inputs, grad=backward)
-        grads = gradients(fp.logprobs)
+        grads = [gradient(i, lp) for i, lp in enumerate(fp.logprobs)]
         if backward:
             fp.backward(grads)
+    total = 0.0
+    for value in sums:  # in datum order, whatever order the engine scored them in
+        total += value
     return types.ForwardBackwardOutput(
         loss_fn_output_type="ArrayRecord",
         loss_fn_outputs=outputs,

@@ -174,12 +174,13 @@ class BatchSampling(Protocol):
 @runtime_checkable
 class BatchTraining(Protocol):
     """An engine whose ``forward_backward`` may share one pass with other clients' on the
-    same base; ``gradients`` maps its datums' logprobs to d(loss)/d(logprobs)."""
+    same base; ``gradients(i, logprobs)`` gives datum ``i``'s d(loss)/d(logprobs), and may
+    be called in any order of ``i``, once each."""
 
     def forward_backward(
         self,
         batch: Sequence[EngineInput],
-        gradients: Callable[[list[np.ndarray]], list[np.ndarray]],
+        gradients: Callable[[int, np.ndarray], np.ndarray],
     ) -> None: ...
 
 

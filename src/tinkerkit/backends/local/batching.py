@@ -165,18 +165,30 @@ def run_buckets(
     """Forward every bucket of ``batch``; graphs are kept when grad mode is on.
     ``before`` (optional) sees each bucket's datum indices first and gives them back in
     the order the bucket's rows take."""
+    return list(each_bucket(trunk, head, batch, vocab, dev, before, shape))
+
+
+def each_bucket(
+    trunk: nn.Module,
+    head: nn.Module,
+    batch: Sequence[EngineInput],
+    vocab: int,
+    dev: torch.device,
+    before: Callable[[list[int]], list[int]] | None = None,
+    shape: Shape | None = None,
+) -> Iterator[Bucket]:
+    """``run_buckets`` one bucket at a time: a caller that runs each bucket's backward
+    before taking the next keeps one bucket's graph in memory, not all of them."""
     lengths = [len(item.tokens) for item in batch]
-    out = []
     for indices in buckets(lengths, bucket_cap(dev, vocab)):
         if before is not None:
             indices = before(indices)
         tokens, targets, mask, ks = _pad(batch, indices, dev)
         lp = target_logprobs(trunk, head, tokens, targets, mask, shape)
-        out.append(Bucket(indices, [lengths[i] for i in indices], ks, lp))
-    return out
+        yield Bucket(indices, [lengths[i] for i in indices], ks, lp)
 
 
-def _part(flat: np.ndarray, start: int, n: int, k: int) -> np.ndarray:
+def part(flat: np.ndarray, start: int, n: int, k: int) -> np.ndarray:
     """One datum's logprobs from a bucket's flat (M,) or (M, K) array."""
     rows = flat[start : start + n]
     if flat.ndim == 1:
@@ -206,7 +218,7 @@ class LocalForward:
             flat = bucket.logprobs.detach().float().cpu().numpy()
             start = 0
             for i, n, k in zip(bucket.indices, bucket.lengths, bucket.ks, strict=True):
-                self.logprobs[i] = _part(flat, start, n, k).copy()
+                self.logprobs[i] = part(flat, start, n, k).copy()
                 start += n
 
     def backward(self, dlogprobs: Sequence[np.ndarray]) -> None:
@@ -228,7 +240,7 @@ class LocalForward:
                 expected = self.logprobs[i].shape
                 if d.size != self.logprobs[i].size:
                     raise ValueError(f"gradient {i} has shape {d.shape}, expected {expected}")
-                _part(grad, start, n, k)[...] = d.reshape(expected)
+                part(grad, start, n, k)[...] = d.reshape(expected)
                 start += n
             outputs.append(bucket.logprobs)
             grads.append(torch.from_numpy(grad).to(bucket.logprobs.device))

@@ -109,12 +109,12 @@ class LocalEngine:
         return SCHEDULER.call(run)
 
     def forward_backward(self, batch: Sequence[EngineInput], gradients: Gradients) -> None:
-        """``forward`` with grad, ``gradients`` of the logprobs, ``backward``: in one pass
-        with the other clients on this base whose requests wait at the same time
-        (``multi_lora``)."""
+        """``forward`` with grad, ``gradients`` of each datum's logprobs, ``backward``:
+        bucket by bucket, in one pass with the other clients on this base whose requests
+        wait at the same time (``multi_lora``)."""
         if self.frozen:
             fp = self.forward(batch, grad=True)
-            fp.backward(gradients(fp.logprobs))
+            fp.backward([gradients(i, lp) for i, lp in enumerate(fp.logprobs)])
             return
         SCHEDULER.train(TrainJob(self, batch, gradients))
 

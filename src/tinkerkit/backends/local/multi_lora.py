@@ -24,12 +24,13 @@ from peft.tuners.lora.layer import LoraLayer
 from torch import nn
 
 from tinkerkit.backends.engine import EngineInput
-from tinkerkit.backends.local.batching import LocalForward, run_buckets
+from tinkerkit.backends.local.batching import Bucket, each_bucket, part
 from tinkerkit.backends.local.lora import ADAPTER
-from tinkerkit.backends.local.threads import Shape
+from tinkerkit.backends.local.threads import Shape, fit
 
-Gradients = Callable[[list[np.ndarray]], list[np.ndarray]]
-"""A client's loss: its datums' logprobs in, d(loss)/d(logprobs) out."""
+Gradients = Callable[[int, np.ndarray], np.ndarray]
+"""A client's loss, one datum at a time: (the datum's index in the client's batch, its
+logprobs) in, d(loss)/d(logprobs) out."""
 
 
 class Trainable(Protocol):
@@ -42,6 +43,7 @@ class Trainable(Protocol):
     device: torch.device
     shape: Shape
     base: Any
+    params: dict[str, torch.nn.Parameter]
 
     def lora_modules(self) -> tuple[str, ...]: ...
 
@@ -132,52 +134,70 @@ def _hook(peers: list[Any], routing: _Routing) -> Callable[..., torch.Tensor]:
 
 
 def run_together(jobs: Sequence[TrainJob]) -> None:
-    """One forward and one backward for ``jobs`` (equal ``key``); each job's future settles
-    (with its loss's exception, if its loss raised: the others still train)."""
+    """One forward and one backward for ``jobs`` (equal ``key``), bucket by bucket: each
+    bucket's backward runs before the next bucket's forward, so memory holds one
+    bucket's graph. Each job's future settles; a job whose loss raises fails alone and
+    its gradients are put back as they were (the others still train)."""
     lead = jobs[0].engine
     batch = [item for job in jobs for item in job.batch]
     owners = [j for j, job in enumerate(jobs) for _ in job.batch]
+    firsts = np.cumsum([0] + [len(job.batch) for job in jobs])
     routing = _Routing()
+    saved = [
+        {k: p.grad.detach().clone() for k, p in job.engine.params.items() if p.grad is not None}
+        for job in jobs
+    ]
+    failed: dict[int, BaseException] = {}
 
     def before(indices: list[int]) -> list[int]:
         ordered = sorted(indices, key=lambda i: owners[i])  # stable: a client's rows together
         routing.set([owners[i] for i in ordered], [len(batch[i].tokens) for i in ordered])
         return ordered
 
+    def gradient_of(bucket: Bucket) -> torch.Tensor:
+        flat = bucket.logprobs.detach().float().cpu().numpy()
+        grad = np.zeros(flat.shape, dtype=np.float32)
+        start = 0
+        for i, n, k in zip(bucket.indices, bucket.lengths, bucket.ks, strict=True):
+            owner = owners[i]
+            if owner not in failed:
+                lp = part(flat, start, n, k).copy()
+                try:
+                    d = np.asarray(jobs[owner].gradients(i - int(firsts[owner]), lp), np.float32)
+                    if d.size != lp.size:
+                        raise ValueError(f"gradient has shape {d.shape}, expected {lp.shape}")
+                    part(grad, start, n, k)[...] = d.reshape(lp.shape)
+                except BaseException as exc:  # this client's loss failed: it adds nothing
+                    failed[owner] = exc
+            start += n
+        return torch.from_numpy(grad).to(bucket.logprobs.device)
+
     try:
         # One client needs no routing: its own LoRA layers run as they are.
-        route = (
-            routed([job.engine.model for job in jobs], routing) if len(jobs) > 1 else nullcontext()
-        )
+        route = routed([j.engine.model for j in jobs], routing) if len(jobs) > 1 else nullcontext()
         with torch.enable_grad(), route:
-            found = run_buckets(
-                lead.trunk, lead.head, batch, lead.vocab, lead.device, before, lead.shape
-            )
-        fp = LocalForward(found, len(batch), trainable=True, shape=lead.shape)
+            shape = lead.shape
+            for bucket in each_bucket(
+                lead.trunk, lead.head, batch, lead.vocab, lead.device, before, shape
+            ):
+                grad = gradient_of(bucket)
+                fit(sum(bucket.lengths) * max(shape.trunk, shape.head))
+                torch.autograd.backward(bucket.logprobs, grad)
     except BaseException as exc:
-        for job in jobs:
-            job.future.set_exception(exc)
-        return
-    grads: list[np.ndarray] = []
-    start = 0
-    failed: list[tuple[TrainJob, BaseException]] = []
-    for job in jobs:
-        own = fp.logprobs[start : start + len(job.batch)]
-        start += len(job.batch)
-        try:
-            grads.extend(job.gradients(own))
-        except BaseException as exc:  # this client's loss failed: its rows add nothing
-            failed.append((job, exc))
-            grads.extend(np.zeros_like(lp) for lp in own)
-    try:
-        fp.backward(grads)
-    except BaseException as error:
-        for job in jobs:
-            if not job.future.done():
-                job.future.set_exception(error)
-        return
-    for job, problem in failed:
-        job.future.set_exception(problem)
-    for job in jobs:
-        if not job.future.done():
+        failed.update({j: exc for j in range(len(jobs)) if j not in failed})
+    for j, job in enumerate(jobs):
+        if j in failed:
+            _restore(job.engine.params, saved[j])
+            job.future.set_exception(failed[j])
+        else:
             job.future.set_result(None)
+
+
+def _restore(params: dict[str, torch.nn.Parameter], grads: dict[str, torch.Tensor]) -> None:
+    """Put the gradients back as they were before a pass that failed."""
+    with torch.no_grad():
+        for key, p in params.items():
+            if key in grads and p.grad is not None:
+                p.grad.copy_(grads[key])
+            elif p.grad is not None:
+                p.grad.zero_()
