@@ -143,6 +143,35 @@ def test_a_request_draws_the_same_alone_and_joined_midway():
         assert seq.stop_reason == "length" or text.endswith("a") or seq.tokens[-1] == 259
 
 
+def test_requests_on_other_adapters_of_the_base_decode_together_as_alone():
+    """Two adapters' requests in one lane: each row through its own LoRA, the numbers of
+    each request's own lane."""
+    first, second = make_engine(seed=1), make_engine(seed=2)
+    alone = []
+    for engine, prompt in ((first, [72, 105]), (second, [40, 41, 42])):
+        request = Generation(_job(prompt, 2, seed=3, topk=2))
+        lane = Lane(engine.lm, engine.device, engine.shape)
+        lane.join(request)
+        while lane.busy:
+            lane.round()
+        alone.append(request.future.result())
+    lane = Lane(first.lm, first.device, first.shape)
+    mixed = [
+        Generation(_job([72, 105], 2, seed=3, topk=2)),
+        Generation(_job([40, 41, 42], 2, 3, topk=2)),
+    ]
+    lane.join(mixed[1], second.lm)  # the lead's rows come second
+    lane.round()
+    lane.join(mixed[0], first.lm)
+    while lane.busy:
+        lane.round()
+    for want, request in zip(alone, mixed, strict=True):
+        got = request.future.result()
+        assert [s.tokens for s in got] == [s.tokens for s in want]
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
 def test_batched_logprobs_are_the_models_own():
     """A sampled sequence's logprobs equal a full forward pass over prompt + sequence."""
     engine = make_engine()

@@ -92,3 +92,33 @@ def test_concurrent_training_clients_train_as_they_do_alone():
     together = _losses(service, clients=3, steps=4, together=True)
     np.testing.assert_allclose(together, apart, rtol=1e-5)
     assert all(run[-1] < run[0] for run in together)  # they learn
+
+
+def test_samplers_of_different_adapters_decode_together_as_alone(monkeypatch):
+    lanes: set[int] = set()
+    round_ = generate.Lane.round
+
+    def counted(lane: generate.Lane) -> None:
+        round_(lane)
+        lanes.add(len(lane._models))
+
+    monkeypatch.setattr(generate.Lane, "round", counted)
+    service = tk.connect("local")
+    samplers = []
+    for c in range(2):
+        trainer = service.create_lora_training_client(base_model=MODEL, rank=4, seed=c).result()
+        trainer.forward_backward([_datum(c)], "cross_entropy").result()
+        trainer.optim_step(types.AdamParams(learning_rate=0.05)).result()
+        samplers.append(trainer.save_weights_and_get_sampling_client().result())
+    prompt = types.ModelInput.from_ints(list(b"Once upon"))
+    params = types.SamplingParams(max_tokens=40, temperature=1.0, seed=11, stop=[])
+    alone = [s.sample(prompt, 3, params).result() for s in samplers]
+    lanes.clear()
+    futures = [s.sample(prompt, 3, params) for s in samplers]
+    together = [f.result() for f in futures]
+    assert max(lanes) == 2  # both adapters' rows shared a lane
+    assert [s.tokens for s in alone[0].sequences] != [s.tokens for s in alone[1].sequences]
+    for a, b in zip(alone, together, strict=True):
+        assert [s.tokens for s in a.sequences] == [s.tokens for s in b.sequences]
+        for x, y in zip(a.sequences, b.sequences, strict=True):
+            np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,16 @@ class LocalDecoder:
         >>> dec.step(dec.logits.argmax(-1))
     """
 
-    def __init__(self, lm: nn.Module, prompt: Sequence[int], n: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        lm: nn.Module,
+        prompt: Sequence[int],
+        n: int,
+        device: torch.device,
+        run: Callable[[Callable[[], Any]], Any] | None = None,
+    ) -> None:
+        self._run = run or (lambda fn: fn())
+        """Where each step runs (the engine's compute thread)."""
         if len(prompt) == 0:
             raise ValueError("the prompt must have at least one token")
         self._lm = lm
@@ -52,8 +61,12 @@ class LocalDecoder:
     def step(self, tokens: np.ndarray) -> None:
         """Feed one token per continuation (int (n,)) and update ``logits``."""
         ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self._device)[:, None]
-        with torch.inference_mode():
-            kwargs = {self._cache_arg: self._cache}
-            out = self._lm(input_ids=ids, use_cache=True, **kwargs)
-        self._cache = cache_of(out)
-        self.logits = out.logits[:, -1].float().cpu().numpy().astype(np.float64)
+
+        def run() -> None:
+            with torch.inference_mode():
+                kwargs = {self._cache_arg: self._cache}
+                out = self._lm(input_ids=ids, use_cache=True, **kwargs)
+            self._cache = cache_of(out)
+            self.logits = out.logits[:, -1].float().cpu().numpy().astype(np.float64)
+
+        self._run(run)

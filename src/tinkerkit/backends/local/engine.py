@@ -133,7 +133,7 @@ class LocalEngine:
     def decoder(self, prompt: Sequence[int], n: int) -> LocalDecoder:
         def run() -> LocalDecoder:
             fit(max(len(prompt) * self.shape.trunk, n * self.shape.head))
-            return LocalDecoder(self.lm, prompt, n, self.device)
+            return LocalDecoder(self.lm, prompt, n, self.device, SCHEDULER.call)
 
         return SCHEDULER.call(run)
 
@@ -146,13 +146,19 @@ class LocalEngine:
         if not _BATCHABLE[key]:
             return None
         request = Generation(job)
-        SCHEDULER.generate(self.lm, self.device, self.shape, request)
+        lane = (id(self.base), self.lora_modules())  # adapters of one base decode together
+        SCHEDULER.generate(lane, self.lm, self.device, self.shape, request)
         return request.future
 
     def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
-        return prefix_logprobs(
+        chunks = prefix_logprobs(
             self.trunk, self.head, tokens, self.vocab, self.device, shape=self.shape
         )
+        while True:  # each chunk on the compute thread, where the model's hooks are known
+            chunk = SCHEDULER.call(lambda: next(chunks, None))
+            if chunk is None:
+                return
+            yield chunk
 
     def state(self) -> EngineState:
         weights = {k: p.detach().float().cpu().numpy().copy() for k, p in self.params.items()}

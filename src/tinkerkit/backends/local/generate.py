@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 from tinkerkit.backends.engine import SampleJob
 from tinkerkit.backends.local import sampling
 from tinkerkit.backends.local.decode import cache_arg, cache_of
+from tinkerkit.backends.local.multi_lora import Routing, routed
 from tinkerkit.backends.local.threads import Shape, fit
 
 
@@ -32,6 +34,8 @@ class Generation:
 
     def __init__(self, job: SampleJob) -> None:
         self.job = job
+        self.model = 0
+        """Which of its lane's models the request samples from."""
         self.future: Future[list[types.SampledSequence]] = Future()
         seed = job.params.seed if job.params.seed is not None else secrets.randbits(63)
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -121,11 +125,13 @@ def batchable(lm: Any, device: torch.device) -> bool:
 
 
 class Lane:
-    """The sequences being generated on one model, decoded as one batch.
+    """The sequences being generated on one base, decoded as one batch. Rows of other
+    adapters on the base (LoRA on the same modules) run through the first model's tree
+    with each row's own LoRA (``multi_lora.routed``).
 
     Example:
-        >>> lane = Lane(lm, torch.device("cpu"))
-        >>> lane.join(generation)
+        >>> lane = Lane(lm, torch.device("cpu"), shape)
+        >>> lane.join(generation, lm)
         >>> while lane.busy: lane.round()
     """
 
@@ -133,6 +139,8 @@ class Lane:
         self.lm = lm
         self.trunk = lm.get_decoder()
         self.head = lm.get_output_embeddings()
+        self._models: list[Any] = [lm]  # the lead first; a row's model by index
+        self._routing = Routing()
         self.device = device
         self.shape = shape
         self._cache_arg = cache_arg(self.trunk)
@@ -148,8 +156,17 @@ class Lane:
     def busy(self) -> bool:
         return bool(self._waiting or self._owners)
 
-    def join(self, request: Generation) -> None:
-        """Queue ``request``; it starts at the next ``round``."""
+    def join(self, request: Generation, lm: Any = None) -> None:
+        """Queue ``request`` (on ``lm``, by default the lane's own model); it starts at the
+        next ``round``."""
+        lm = self.lm if lm is None else lm
+        for index, model in enumerate(self._models):
+            if model is lm:
+                request.model = index
+                break
+        else:
+            request.model = len(self._models)
+            self._models.append(lm)
         self._waiting.append(request)
 
     def fail(self, exc: BaseException) -> None:
@@ -181,7 +198,7 @@ class Lane:
         ids = torch.tensor([list(request.job.prompt)], dtype=torch.long, device=self.device)
         n, length = request.job.num_samples, ids.shape[1]
         fit(length * self.shape.trunk)
-        out = self.trunk(input_ids=ids, use_cache=True)
+        out = self._models[request.model].get_decoder()(input_ids=ids, use_cache=True)
         cache = cache_of(out)
         if n > 1:
             cache.batch_repeat_interleave(n)
@@ -244,7 +261,7 @@ class Lane:
         step = max(1, CHUNK_LOGITS // max(1, self.shape.vocab))
         for start in range(0, rows, step):
             stop = min(rows, start + step)
-            logits = self._unembed(self._hidden[start:stop])
+            logits = self._unembed(start, stop)
             for rule, members in rules.items():
                 if len(rules) == 1:
                     tokens, logprobs = sampling.draw(logits, rule, uniforms[start:stop])
@@ -300,23 +317,35 @@ class Lane:
             tokens = tokens[index]
         mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
         fit(len(tokens) * self.shape.trunk)
-        out = self.trunk(
-            input_ids=tokens.unsqueeze(-1),
-            attention_mask=mask,
-            position_ids=self._positions.unsqueeze(-1),
-            use_cache=True,
-            **{self._cache_arg: self._cache},
-        )
+        with self._routed(0, len(tokens)):
+            out = self.trunk(
+                input_ids=tokens.unsqueeze(-1),
+                attention_mask=mask,
+                position_ids=self._positions.unsqueeze(-1),
+                use_cache=True,
+                **{self._cache_arg: self._cache},
+            )
         self._cache = cache_of(out)
         self._mask = mask
         self._positions = self._positions + 1
         self._hidden = out.last_hidden_state[:, -1]
 
-    def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
-        """float32 logits (rows, vocab) of the last hidden states (rows, hidden); the
+    def _unembed(self, start: int, stop: int) -> torch.Tensor:
+        """float32 logits (rows, vocab) of rows ``start:stop``'s last hidden states; the
         threads are sized for the vocabulary-wide work that follows (the draw)."""
-        fit(hidden.shape[0] * self.shape.head)
-        return self.head(hidden).float()
+        assert self._hidden is not None
+        fit((stop - start) * self.shape.head)
+        with self._routed(start, stop):
+            return self.head(self._hidden[start:stop]).float()
+
+    def _routed(self, start: int, stop: int) -> AbstractContextManager[None]:
+        """Each of rows ``start:stop`` through its own model's LoRA, where the rows are
+        not all the lead's."""
+        owners = [request.model for request, _ in self._owners[start:stop]]
+        if not any(owners):
+            return nullcontext()
+        self._routing.set(owners, [1] * len(owners))
+        return routed(self._models, self._routing)
 
 
 def _cat_left(old: torch.Tensor, new: torch.Tensor, width: int) -> torch.Tensor:

@@ -62,7 +62,7 @@ class TrainJob:
         return (id(self.engine.base), self.engine.lora_modules())
 
 
-class _Routing:
+class Routing:
     """Which rows of the current bucket belong to which client (rows sorted by client)."""
 
     def __init__(self) -> None:
@@ -85,7 +85,7 @@ class _Routing:
 
 
 @contextmanager
-def routed(models: Sequence[nn.Module], routing: _Routing) -> Iterator[None]:
+def routed(models: Sequence[nn.Module], routing: Routing) -> Iterator[None]:
     """Within the block, the LoRA layers of ``models[0]`` apply each row's own model's LoRA."""
     others = [_lora_layers(m) for m in models]
     hooks, layers = [], []
@@ -116,7 +116,7 @@ def _lora_layers(model: nn.Module) -> dict[str, Any]:
     return found
 
 
-def _hook(peers: list[Any], routing: _Routing) -> Callable[..., torch.Tensor]:
+def _hook(peers: list[Any], routing: Routing) -> Callable[..., torch.Tensor]:
     def add_adapters(
         module: nn.Module, args: tuple[Any, ...], output: torch.Tensor
     ) -> torch.Tensor:
@@ -142,7 +142,7 @@ def run_together(jobs: Sequence[TrainJob]) -> None:
     batch = [item for job in jobs for item in job.batch]
     owners = [j for j, job in enumerate(jobs) for _ in job.batch]
     firsts = np.cumsum([0] + [len(job.batch) for job in jobs])
-    routing = _Routing()
+    routing = Routing()
     saved = [
         {k: p.grad.detach().clone() for k, p in job.engine.params.items() if p.grad is not None}
         for job in jobs

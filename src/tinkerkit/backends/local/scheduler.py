@@ -41,8 +41,8 @@ class Scheduler:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
-        self._joins: list[tuple[nn.Module, Any, Shape, Generation]] = []
-        self._lanes: dict[int, Lane] = {}  # touched by the compute thread only
+        self._joins: list[tuple[Any, nn.Module, Any, Shape, Generation]] = []
+        self._lanes: dict[Any, Lane] = {}  # touched by the compute thread only
         self._trains: list[TrainJob] = []
         self._seen: dict[int, tuple[Any, float]] = {}  # engine id: (job key, last job)
         self._thread: threading.Thread | None = None
@@ -74,11 +74,14 @@ class Scheduler:
                 self._cond.notify()
         job.future.result()
 
-    def generate(self, lm: nn.Module, device: Any, shape: Shape, request: Generation) -> None:
-        """Decode ``request`` with the others on ``lm``; its ``future`` settles when done."""
+    def generate(
+        self, key: Any, lm: nn.Module, device: Any, shape: Shape, request: Generation
+    ) -> None:
+        """Decode ``request`` on ``lm`` with the others of lane ``key`` (one base, LoRA on
+        the same modules); its ``future`` settles when done."""
         with self._cond:
             self._ensure()
-            self._joins.append((lm, device, shape, request))
+            self._joins.append((key, lm, device, shape, request))
             self._cond.notify()
 
     def _gather(self) -> None:
@@ -130,15 +133,15 @@ class Scheduler:
                     for job in group:
                         if not job.future.done():
                             job.future.set_exception(exc)
-            for lm, device, shape, request in joins:
-                lane = self._lanes.get(id(lm))
+            for key, lm, device, shape, request in joins:
+                lane = self._lanes.get(key)
                 if lane is None:
                     try:
-                        lane = self._lanes[id(lm)] = Lane(lm, device, shape)
+                        lane = self._lanes[key] = Lane(lm, device, shape)
                     except BaseException as exc:
                         request.future.set_exception(exc)
                         continue
-                lane.join(request)
+                lane.join(request, lm)
             for fn, future in calls:
                 if not future.set_running_or_notify_cancel():
                     continue
