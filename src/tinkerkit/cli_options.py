@@ -13,6 +13,7 @@ Imports nothing heavy (click, and pydantic for the configs): ``tinkerkit --help`
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import UnionType
@@ -173,6 +174,21 @@ POSITIVE_INT = Number(int, at_least=1)
 POSITIVE_FLOAT = Number(float, above=0.0)
 NON_NEGATIVE_FLOAT = Number(float, at_least=0.0)
 LATENCY = Number(float, at_least=0.0, at_most=MAX_LATENCY_S)
+THREADS = click.option(
+    "--threads",
+    default=None,
+    type=Number(int, at_least=1),
+    help="Torch threads of the local backend (default: the cores other processes leave "
+    "free, one for small models; or $TINKERKIT_THREADS).",
+)
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads``: the ``TINKERKIT_THREADS`` the local engine reads (unset: its own)."""
+    if threads is not None:
+        os.environ["TINKERKIT_THREADS"] = str(threads)
+
+
 SEED = Number(int, at_least=0)
 NUM_SAMPLES = Number(int, at_least=1, at_most=MAX_NUM_SAMPLES)
 NEW_TOKENS = Number(int, at_least=1, at_most=MAX_NEW_TOKENS)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import shlex
 import sys
 
 import click
 
 from tinkerkit.cli_common import _run
-from tinkerkit.cli_options import Number
+from tinkerkit.cli_options import THREADS, set_threads
 
 _OVERLAY = {"auto": None, "on": True, "off": False}
 
@@ -51,13 +50,7 @@ _OVERLAY = {"auto": None, "on": True, "off": False}
     help="Put only these models' tokenizers in the hub overlay (repeatable; default: every "
     "model the backend knows, a few seconds per tokenizer family).",
 )
-@click.option(
-    "--threads",
-    default=None,
-    type=Number(int, at_least=1),
-    help="Torch threads of the local backend (default: the cores other processes leave "
-    "free, one for small models; or $TINKERKIT_THREADS).",
-)
+@THREADS
 @click.option("--quiet", is_flag=True, help="Print nothing of tinkerkit's own.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run_command(
@@ -83,8 +76,7 @@ def run_command(
 
         tinkerkit run -- python -m tinker_cookbook.recipes.sl_basic
     """
-    if threads is not None:  # the server's local engine reads it (COMMAND inherits it too)
-        os.environ["TINKERKIT_THREADS"] = str(threads)
+    set_threads(threads)  # COMMAND inherits it too
     # Imported here: `tinkerkit --help` stays fast.
     server_run = _run(lambda: importlib.import_module("tinkerkit.server.run"))
     RunCommandError = server_run.RunCommandError

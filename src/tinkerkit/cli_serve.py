@@ -8,7 +8,7 @@ import os
 import click
 
 from tinkerkit.cli_common import _run
-from tinkerkit.cli_options import LATENCY, Number
+from tinkerkit.cli_options import LATENCY, THREADS, Number, set_threads
 
 _KEY_ENV = "TINKERKIT_SERVE_API_KEY"
 
@@ -85,13 +85,7 @@ def _api_key(api_key: str | None, api_key_file: str | None) -> str | None:
     help="Map model NAME to a local HF model folder (local: trains that model under NAME) "
     "or tokenizer folder/tokenizer.json (repeatable; over $TINKERKIT_MODELS).",
 )
-@click.option(
-    "--threads",
-    default=None,
-    type=Number(int, at_least=1),
-    help="Torch threads of the local backend (default: the cores other processes leave "
-    "free, one for small models; or $TINKERKIT_THREADS).",
-)
+@THREADS
 @click.option("--quiet", is_flag=True, help="Do not log one line per request.")
 def serve(
     backend: str,
@@ -121,8 +115,7 @@ def serve(
     api_key=<the key>)``.
     """
     key_given = _api_key(api_key, api_key_file)
-    if threads is not None:
-        os.environ["TINKERKIT_THREADS"] = str(threads)
+    set_threads(threads)
 
     def run() -> None:
         # Without the extra, this import says: pip install 'tinkerkit[serve]'.

@@ -294,8 +294,7 @@ def test_sampler_draws_directly_only_without_filters(monkeypatch):
 
     def run(topk=0, **params):
         built.clear()
-        out = sampler.sample(
-            engine.decoder,
+        rules = sampler.job(
             [1, 2, 3],
             2,
             types.SamplingParams(max_tokens=4, seed=0, **params),
@@ -304,6 +303,7 @@ def test_sampler_draws_directly_only_without_filters(monkeypatch):
             decode=str,
             topk=topk,
         )
+        out = sampler.draw(engine.decoder, rules)
         assert all(len(s.tokens) == 4 for s in out)
         return len(built)
 

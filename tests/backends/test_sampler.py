@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 from tinker import types
 
-from tinkerkit.backends.sampler import sample, stop_rule
+from tinkerkit.backends.sampler import draw, job, stop_rule
 
 
 class FixedDecoder:
@@ -20,15 +20,8 @@ class FixedDecoder:
 def _run(
     params, logits=(0.0, 1.0, 2.0, 3.0), n=200, decode=lambda t: "".join("abcd"[i] for i in t)
 ):
-    return sample(
-        lambda p, k: FixedDecoder(logits, k),
-        [0],
-        n,
-        params,
-        max_context=100,
-        default_stop_tokens=[3],
-        decode=decode,
-    )
+    rules = job([0], n, params, max_context=100, default_stop_tokens=[3], decode=decode)
+    return draw(lambda p, k: FixedDecoder(logits, k), rules)
 
 
 def test_top_k_one_is_greedy():

@@ -131,33 +131,6 @@ def job(
     )
 
 
-def sample(
-    decoder_factory: Callable[[Sequence[int], int], Decoder],
-    prompt: Sequence[int],
-    num_samples: int,
-    params: types.SamplingParams,
-    *,
-    max_context: int,
-    default_stop_tokens: Sequence[int],
-    decode: Callable[[list[int]], str],
-    sequence_ids: Sequence[str] | None = None,
-    topk: int = 0,
-) -> list[types.SampledSequence]:
-    """Draw ``num_samples`` continuations of ``prompt`` in parallel (``topk``: how many
-    top logprobs to report at each generated position; 0 reports none)."""
-    rules = job(
-        prompt,
-        num_samples,
-        params,
-        max_context=max_context,
-        default_stop_tokens=default_stop_tokens,
-        decode=decode,
-        sequence_ids=sequence_ids,
-        topk=topk,
-    )
-    return draw(decoder_factory, rules)
-
-
 def draw(
     decoder_factory: Callable[[Sequence[int], int], Decoder], rules: SampleJob
 ) -> list[types.SampledSequence]:

@@ -23,7 +23,8 @@ from tinkerkit.backends.engine import BatchSampling, Engine, EngineInput
 from tinkerkit.backends.limits import check_sampled_tokens, check_sampling
 from tinkerkit.errors import InvalidPromptError
 from tinkerkit.rules.datums import check_tokens, model_input_tokens, text_token_count
-from tinkerkit.server.worker import Later, Worker, then
+from tinkerkit.server.state import chain
+from tinkerkit.server.worker import Later, Worker
 
 if TYPE_CHECKING:
     from tinkerkit.server.service import Service
@@ -132,7 +133,7 @@ class Sampler:
 
         batched = engine.generate(job) if isinstance(engine, BatchSampling) else None
         if batched is not None:  # decoding with other requests; the worker moves on
-            return Later(then(batched, respond))
+            return Later(chain(batched, respond))
         return respond(sampler.draw(engine.decoder, job))
 
     def close(self) -> None:

@@ -76,24 +76,6 @@ def _complete(future: Future[Any], ok: bool, value: Any) -> None:
 _delivery = _Delivery()
 
 
-def then(future: Future[T], fn: Callable[[T], Any]) -> Future[Any]:
-    """A future of ``fn(result)`` once ``future`` has a result (its exception otherwise).
-
-    Example:
-        >>> then(future, len)
-    """
-    out: Future[Any] = Future()
-
-    def done(f: Future[T]) -> None:
-        try:
-            out.set_result(fn(f.result()))
-        except BaseException as exc:
-            out.set_exception(exc)
-
-    future.add_done_callback(done)
-    return out
-
-
 def _settle(due: float, future: Future[Any], done: Future[Any]) -> None:
     exc = done.exception() if not done.cancelled() else CancelledError()
     if exc is not None:

@@ -153,21 +153,6 @@ def prefix_logprobs(
             yield torch.log_softmax(logits, dim=-1).cpu().numpy()
 
 
-def run_buckets(
-    trunk: nn.Module,
-    head: nn.Module,
-    batch: Sequence[EngineInput],
-    vocab: int,
-    dev: torch.device,
-    before: Callable[[list[int]], list[int]] | None = None,
-    shape: Shape | None = None,
-) -> list[Bucket]:
-    """Forward every bucket of ``batch``; graphs are kept when grad mode is on.
-    ``before`` (optional) sees each bucket's datum indices first and gives them back in
-    the order the bucket's rows take."""
-    return list(each_bucket(trunk, head, batch, vocab, dev, before, shape))
-
-
 def each_bucket(
     trunk: nn.Module,
     head: nn.Module,
@@ -177,8 +162,10 @@ def each_bucket(
     before: Callable[[list[int]], list[int]] | None = None,
     shape: Shape | None = None,
 ) -> Iterator[Bucket]:
-    """``run_buckets`` one bucket at a time: a caller that runs each bucket's backward
-    before taking the next keeps one bucket's graph in memory, not all of them."""
+    """Forward every bucket of ``batch``, one at a time (graphs are kept when grad mode
+    is on): a caller that runs each bucket's backward before taking the next keeps one
+    bucket's graph in memory, not all of them. ``before`` (optional) sees each bucket's
+    datum indices first and gives them back in the order the bucket's rows take."""
     lengths = [len(item.tokens) for item in batch]
     for indices in buckets(lengths, bucket_cap(dev, vocab)):
         if before is not None:

@@ -23,7 +23,7 @@ from tinkerkit.backends import optimizers
 from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig, SampleJob
 from tinkerkit.backends.local import lora as lora_lib
 from tinkerkit.backends.local import models
-from tinkerkit.backends.local.batching import LocalForward, prefix_logprobs, run_buckets
+from tinkerkit.backends.local.batching import LocalForward, each_bucket, prefix_logprobs
 from tinkerkit.backends.local.decode import LocalDecoder
 from tinkerkit.backends.local.dimuon import LoraDimuon
 from tinkerkit.backends.local.generate import Generation, batchable
@@ -101,8 +101,10 @@ class LocalEngine:
 
         def run() -> LocalForward:
             with torch.set_grad_enabled(trainable):
-                found = run_buckets(
-                    self.trunk, self.head, batch, self.vocab, self.device, shape=self.shape
+                found = list(
+                    each_bucket(
+                        self.trunk, self.head, batch, self.vocab, self.device, shape=self.shape
+                    )
                 )
             return LocalForward(found, len(batch), not self.frozen, SCHEDULER.call, self.shape)
 
