@@ -277,7 +277,10 @@ def test_threads_leave_the_cores_other_processes_use(monkeypatch):
 
 
 @pytest.mark.parametrize("raw", ["0", "two", "-3"])
-def test_a_bad_threads_setting_is_refused(monkeypatch, raw):
+def test_a_bad_threads_setting_is_refused_when_the_backend_starts(monkeypatch, raw):
+    from tinkerkit.backends.local.engine import LocalFactory
+    from tinkerkit.errors import ConfigError
+
     monkeypatch.setenv(threads.ENV, raw)
-    with pytest.raises(ValueError, match="TINKERKIT_THREADS"):
-        threads.knob()
+    with pytest.raises(ConfigError, match=f"TINKERKIT_THREADS='{raw}'"):
+        LocalFactory()

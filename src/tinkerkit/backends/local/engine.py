@@ -31,7 +31,7 @@ from tinkerkit.backends.local.models import Source
 from tinkerkit.backends.local.multi_lora import Gradients, TrainJob
 from tinkerkit.backends.local.optim import LoraAdam
 from tinkerkit.backends.local.scheduler import SCHEDULER
-from tinkerkit.backends.local.threads import Shape, fit
+from tinkerkit.backends.local.threads import Shape, fit, knob
 from tinkerkit.models.registry import ModelSpec
 from tinkerkit.models.stand_ins import ModelNames
 
@@ -210,6 +210,7 @@ class LocalFactory:
     name = "local"
 
     def __init__(self, models: Mapping[str, str | os.PathLike[str]] | None = None) -> None:
+        knob()  # a bad TINKERKIT_THREADS is refused here, not on every request
         self.names = ModelNames(models)
         self._sources: dict[str, tuple[Source, Any]] = {}
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tinkerkit.errors import ConfigError
+
 ENV = "TINKERKIT_THREADS"
 SMALL_OP = 5e7
 """FLOPs below which an op runs on one thread: waking a second one costs more than it
@@ -49,9 +51,12 @@ def knob() -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{ENV}={raw!r} is not a whole number of threads") from None
+        value = 0
     if value < 1:
-        raise ValueError(f"{ENV}={raw!r}: give 1 or more threads")
+        raise ConfigError(
+            f"{ENV}={raw!r} is not a number of threads: set a whole number, 1 or more, "
+            "or unset it to use the cores other processes leave free."
+        )
     return value
 
 
