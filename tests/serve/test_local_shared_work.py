@@ -122,3 +122,25 @@ def test_samplers_of_different_adapters_decode_together_as_alone(monkeypatch):
         assert [s.tokens for s in a.sequences] == [s.tokens for s in b.sequences]
         for x, y in zip(a.sequences, b.sequences, strict=True):
             np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
+
+
+def test_a_model_that_cannot_batch_samples_through_the_decoder_alike(monkeypatch):
+    """Where a model's cache cannot be shared (sliding windows, ...), requests decode one at
+    a time through the numpy sampler: greedy answers and logprobs agree with the batch."""
+    from tinkerkit.backends.local import engine as local_engine
+
+    service = tk.connect("local")
+    sampler = service.create_sampling_client(base_model=MODEL).result()
+    prompt = types.ModelInput.from_ints(list(b"Tell me"))
+    params = types.SamplingParams(max_tokens=24, temperature=0.0, stop=[])
+    batched = sampler.sample(prompt, 2, params, include_prompt_logprobs=True).result()
+    monkeypatch.setattr(local_engine, "_BATCHABLE", {})
+    monkeypatch.setattr(local_engine, "batchable", lambda lm, device: False)
+    rounds = []
+    monkeypatch.setattr(generate.Lane, "round", lambda lane: rounds.append(lane))
+    alone = sampler.sample(prompt, 2, params, include_prompt_logprobs=True).result()
+    assert not rounds  # no lane was used
+    assert [s.tokens for s in alone.sequences] == [s.tokens for s in batched.sequences]
+    for a, b in zip(alone.sequences, batched.sequences, strict=True):
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+    np.testing.assert_allclose(alone.prompt_logprobs[1:], batched.prompt_logprobs[1:], atol=1e-6)
