@@ -1,11 +1,13 @@
-"""Continuous batching: the sample requests of one model decode together.
+"""Continuous batching: the sample requests on one base decode together.
 
-A ``Lane`` holds every sequence being generated on one model (one base plus one set of
-LoRA weights) in a single left-padded KV cache. Each round, requests that arrived join
-(their prompt is run once and its cache repeated ``num_samples`` times), every row draws
-its next token by its own request's rules (``sampling``), rows that finished leave, and
-one batched forward pass feeds the drawn tokens. Rows carry their own positions and an
-attention mask over the padding, so a row's numbers are those it would get alone.
+A ``Lane`` holds every sequence being generated on one base (any of its adapters with
+LoRA on the same modules) in a single left-padded KV cache. Each round, requests that
+arrived join (their prompt runs once, through their own model, and its cache is repeated
+``num_samples`` times), every row draws its next token by its own request's rules and
+generator (``sampling``), rows that finished leave, and one batched forward pass feeds
+the drawn tokens, each row through its own LoRA (``multi_lora.routed``). Rows carry their
+own positions and an attention mask over the padding, so a row's numbers are those it
+would get alone.
 """
 
 from __future__ import annotations
