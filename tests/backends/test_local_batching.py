@@ -143,6 +143,26 @@ def test_a_request_draws_the_same_alone_and_joined_midway():
         assert seq.stop_reason == "length" or text.endswith("a") or seq.tokens[-1] == 259
 
 
+def test_prompts_of_other_lengths_prefilled_together_draw_as_alone():
+    """Requests joining in one round share one left-padded prefill: the padding changes
+    nothing in any request's tokens or logprobs."""
+    engine = make_engine()
+    prompts = [[5, 6, 7, 8, 9, 10, 11, 12, 13], [72], [40, 41, 42, 43]]
+    alone = []
+    for seed, prompt in enumerate(prompts):
+        request = Generation(_job(prompt, 2, seed=seed, topk=2))
+        _decode(engine, {0: [request]})
+        alone.append(request.future.result())
+    together = [Generation(_job(p, 2, seed=seed, topk=2)) for seed, p in enumerate(prompts)]
+    _decode(engine, {0: together})
+    for want, request in zip(alone, together, strict=True):
+        got = request.future.result()
+        assert [s.tokens for s in got] == [s.tokens for s in want]
+        for a, b in zip(want, got, strict=True):
+            assert np.isfinite(b.logprobs).all()
+            np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
 def test_requests_on_other_adapters_of_the_base_decode_together_as_alone():
     """Two adapters' requests in one lane: each row through its own LoRA, the numbers of
     each request's own lane."""

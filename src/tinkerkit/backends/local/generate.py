@@ -183,42 +183,59 @@ class Lane:
     def round(self) -> None:
         """Admit waiting requests, draw one token for every row, feed the survivors."""
         with torch.inference_mode():
+            groups: dict[int, list[Generation]] = {}
             for request in self._waiting:
-                self._admit(request)
+                if request.future.cancelled() or request.job.budget <= 0:
+                    if not request.future.done():
+                        request.future.set_result(request.result())
+                    continue
+                groups.setdefault(request.model, []).append(request)
             self._waiting = []
+            for model, requests in groups.items():
+                self._admit(model, requests)
             if not self._owners:
                 return
             drawn = self._draw()
             keep = self._record(drawn)
             self._advance(drawn, keep)
 
-    def _admit(self, request: Generation) -> None:
-        if request.future.cancelled() or request.job.budget <= 0:
-            if not request.future.done():
-                request.future.set_result(request.result())
-            return
-        ids = torch.tensor([list(request.job.prompt)], dtype=torch.long, device=self.device)
-        n, length = request.job.num_samples, ids.shape[1]
-        fit(length * self.shape.trunk)
-        out = self._models[request.model].get_decoder()(input_ids=ids, use_cache=True)
+    def _admit(self, model: int, requests: list[Generation]) -> None:
+        """Run the prompts of ``requests`` (all on model ``model``) in one left-padded pass
+        and add each one's rows, its cache repeated ``num_samples`` times."""
+        prompts = [list(r.job.prompt) for r in requests]
+        width = max(len(p) for p in prompts)
+        ids = torch.zeros((len(prompts), width), dtype=torch.long, device=self.device)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long, device=self.device)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt, device=self.device)
+            mask[row, width - len(prompt) :] = 1
+        lengths = torch.tensor([len(p) for p in prompts], device=self.device)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        fit(int(mask.numel()) * self.shape.trunk)
+        out = self._models[model].get_decoder()(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True
+        )
         cache = cache_of(out)
-        if n > 1:
-            cache.batch_repeat_interleave(n)
-        hidden = out.last_hidden_state[:, -1].repeat(n, 1)
-        mask = torch.ones((n, length), dtype=torch.long, device=self.device)
-        positions = torch.full((n,), length, dtype=torch.long, device=self.device)
+        repeats = torch.tensor([r.job.num_samples for r in requests], device=self.device)
+        padding = (mask == 0)[:, None, :, None]
+        for layer in cache.layers:  # padding's keys and values: zeros, never NaN
+            layer.keys = layer.keys.masked_fill(padding, 0).repeat_interleave(repeats, dim=0)
+            layer.values = layer.values.masked_fill(padding, 0).repeat_interleave(repeats, dim=0)
+        hidden = out.last_hidden_state[:, -1].repeat_interleave(repeats, dim=0)
+        mask = mask.repeat_interleave(repeats, dim=0)
+        positions = lengths.repeat_interleave(repeats)
         if not self._owners:
             self._cache, self._mask, self._positions, self._hidden = cache, mask, positions, hidden
         else:
             assert self._hidden is not None
-            width = max(self._mask.shape[1], length)
+            width = max(self._mask.shape[1], width)
             for layer, joining in zip(self._cache.layers, cache.layers, strict=True):
                 layer.keys = _cat_left(layer.keys, joining.keys, width)
                 layer.values = _cat_left(layer.values, joining.values, width)
             self._mask = _cat_left(self._mask, mask, width)
             self._positions = torch.cat([self._positions, positions])
             self._hidden = torch.cat([self._hidden, hidden])
-        self._owners.extend((request, i) for i in range(n))
+        self._owners.extend((r, i) for r in requests for i in range(r.job.num_samples))
         self._rows_by = None
 
     def _layout(
