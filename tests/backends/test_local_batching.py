@@ -31,25 +31,21 @@ def _home(tmp_path, monkeypatch):
 # --- the sampling rules ------------------------------------------------------------------
 
 
+class _Uniforms:
+    """A stand-in for the numpy generator that hands out given uniforms."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def random(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self.values.reshape(shape)
+
+
 def numpy_rule(logits: np.ndarray, rule: Rule, uniforms: np.ndarray) -> np.ndarray:
-    """The shared numpy sampler's rule (backends/sampler.py), with given uniforms."""
-    lp = sampler.log_softmax(logits.astype(np.float64))
-    if rule.temperature <= 0:
-        return lp.argmax(axis=-1)
-    probs = np.exp(sampler.log_softmax(lp / rule.temperature))
-    vocab = probs.shape[-1]
-    if 0 < rule.top_k < vocab:
-        kth = np.partition(probs, vocab - rule.top_k, axis=-1)[:, vocab - rule.top_k]
-        probs = np.where(probs >= kth[:, None], probs, 0.0)
-    if rule.top_p < 1.0:
-        order = np.argsort(-probs, axis=-1, kind="stable")
-        ordered = np.take_along_axis(probs, order, axis=-1)
-        before = np.cumsum(ordered, axis=-1) - ordered
-        keep = np.zeros_like(ordered, dtype=bool)
-        np.put_along_axis(keep, order, before < rule.top_p * ordered.sum(-1, keepdims=True), -1)
-        probs = np.where(keep, probs, 0.0)
-    cdf = np.cumsum(probs / probs.sum(-1, keepdims=True), axis=-1)
-    return np.minimum((cdf < uniforms[:, None]).sum(-1), vocab - 1)
+    """The shared numpy sampler's own draw (backends/sampler.py), with given uniforms."""
+    params = types.SamplingParams(temperature=rule.temperature, top_k=rule.top_k, top_p=rule.top_p)
+    logprobs = sampler.log_softmax(logits.astype(np.float64))
+    return sampler._draw(logprobs, params, _Uniforms(uniforms))  # type: ignore[arg-type]
 
 
 RULES = [

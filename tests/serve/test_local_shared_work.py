@@ -23,15 +23,29 @@ def _home(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def test_concurrent_sample_requests_share_rounds_and_draw_as_alone(monkeypatch):
-    rows: list[int] = []
+@pytest.fixture
+def rounds(monkeypatch) -> list[tuple[int, int]]:
+    """After each lane round: (rows decoding, models the lane has seen)."""
+    seen: list[tuple[int, int]] = []
     round_ = generate.Lane.round
 
     def counted(lane: generate.Lane) -> None:
         round_(lane)
-        rows.append(len(lane._owners))
+        seen.append((len(lane._owners), len(lane._models)))
 
     monkeypatch.setattr(generate.Lane, "round", counted)
+    return seen
+
+
+def _assert_same_draws(alone, together) -> None:
+    """Each response's sequences: the same tokens, logprobs within 1e-5."""
+    for a, b in zip(alone, together, strict=True):
+        assert [s.tokens for s in a.sequences] == [s.tokens for s in b.sequences]
+        for x, y in zip(a.sequences, b.sequences, strict=True):
+            np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
+
+
+def test_concurrent_sample_requests_share_rounds_and_draw_as_alone(rounds):
     service = tk.connect("local")
     sampler = service.create_sampling_client(base_model=MODEL).result()
     prompts = [types.ModelInput.from_ints(list(f"Prompt {i}:".encode())) for i in range(6)]
@@ -40,15 +54,12 @@ def test_concurrent_sample_requests_share_rounds_and_draw_as_alone(monkeypatch):
         return types.SamplingParams(max_tokens=48, temperature=1.0, seed=i, stop=[])
 
     alone = [sampler.sample(p, 4, params(i)).result() for i, p in enumerate(prompts)]
-    rows.clear()
+    rounds.clear()
     futures = [sampler.sample(p, 4, params(i)) for i, p in enumerate(prompts)]
     together = [f.result() for f in futures]
     # 6 requests of 48 tokens each: one after another they would take 288 rounds.
-    assert max(rows) > 4 and len(rows) < 6 * 48
-    for a, b in zip(alone, together, strict=True):
-        assert [s.tokens for s in a.sequences] == [s.tokens for s in b.sequences]
-        for x, y in zip(a.sequences, b.sequences, strict=True):
-            np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
+    assert max(rows for rows, _ in rounds) > 4 and len(rounds) < 6 * 48
+    _assert_same_draws(alone, together)
 
 
 def _datum(seed: int) -> types.Datum:
@@ -94,15 +105,7 @@ def test_concurrent_training_clients_train_as_they_do_alone():
     assert all(run[-1] < run[0] for run in together)  # they learn
 
 
-def test_samplers_of_different_adapters_decode_together_as_alone(monkeypatch):
-    lanes: set[int] = set()
-    round_ = generate.Lane.round
-
-    def counted(lane: generate.Lane) -> None:
-        round_(lane)
-        lanes.add(len(lane._models))
-
-    monkeypatch.setattr(generate.Lane, "round", counted)
+def test_samplers_of_different_adapters_decode_together_as_alone(rounds):
     service = tk.connect("local")
     samplers = []
     for c in range(2):
@@ -113,18 +116,15 @@ def test_samplers_of_different_adapters_decode_together_as_alone(monkeypatch):
     prompt = types.ModelInput.from_ints(list(b"Once upon"))
     params = types.SamplingParams(max_tokens=40, temperature=1.0, seed=11, stop=[])
     alone = [s.sample(prompt, 3, params).result() for s in samplers]
-    lanes.clear()
+    rounds.clear()
     futures = [s.sample(prompt, 3, params) for s in samplers]
     together = [f.result() for f in futures]
-    assert max(lanes) == 2  # both adapters' rows shared a lane
+    assert max(models for _, models in rounds) == 2  # both adapters' rows shared a lane
     assert [s.tokens for s in alone[0].sequences] != [s.tokens for s in alone[1].sequences]
-    for a, b in zip(alone, together, strict=True):
-        assert [s.tokens for s in a.sequences] == [s.tokens for s in b.sequences]
-        for x, y in zip(a.sequences, b.sequences, strict=True):
-            np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
+    _assert_same_draws(alone, together)
 
 
-def test_a_model_that_cannot_batch_samples_through_the_decoder_alike(monkeypatch):
+def test_a_model_that_cannot_batch_samples_through_the_decoder_alike(monkeypatch, rounds):
     """Where a model's cache cannot be shared (sliding windows, ...), requests decode one at
     a time through the numpy sampler: greedy answers and logprobs agree with the batch."""
     from tinkerkit.backends.local import engine as local_engine
@@ -136,11 +136,9 @@ def test_a_model_that_cannot_batch_samples_through_the_decoder_alike(monkeypatch
     batched = sampler.sample(prompt, 2, params, include_prompt_logprobs=True).result()
     monkeypatch.setattr(local_engine, "_BATCHABLE", {})
     monkeypatch.setattr(local_engine, "batchable", lambda lm, device: False)
-    rounds = []
-    monkeypatch.setattr(generate.Lane, "round", lambda lane: rounds.append(lane))
+    assert rounds  # the first request went through a lane
+    rounds.clear()
     alone = sampler.sample(prompt, 2, params, include_prompt_logprobs=True).result()
     assert not rounds  # no lane was used
-    assert [s.tokens for s in alone.sequences] == [s.tokens for s in batched.sequences]
-    for a, b in zip(alone.sequences, batched.sequences, strict=True):
-        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+    _assert_same_draws([alone], [batched])
     np.testing.assert_allclose(alone.prompt_logprobs[1:], batched.prompt_logprobs[1:], atol=1e-6)

@@ -79,6 +79,16 @@ def peft_adapter_config(
     }
 
 
+def lora_targets(weights: Iterable[str]) -> list[str]:
+    """The leaf module names LoRA ``weights`` (PEFT-style names) sit on, sorted.
+
+    Example:
+        >>> lora_targets(["base_model.model.model.layers.0.mlp.up_proj.lora_A.weight"])
+        ['up_proj']
+    """
+    return sorted({name.split(".lora_")[0].rsplit(".", 1)[-1] for name in weights})
+
+
 def adapter_config(
     spec: ModelSpec, lora: LoraConfig | None, weights: Iterable[str]
 ) -> dict[str, object]:
@@ -90,8 +100,7 @@ def adapter_config(
         >>> adapter_config(ModelSpec("m", "a", 8, 8), LoraConfig(rank=4), names)["target_modules"]
         ['up_proj']
     """
-    targets = sorted({name.split(".lora_")[0].rsplit(".", 1)[-1] for name in weights})
-    return peft_adapter_config(spec.name, lora, targets)
+    return peft_adapter_config(spec.name, lora, lora_targets(weights))
 
 
 @dataclass(frozen=True)

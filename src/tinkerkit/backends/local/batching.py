@@ -111,17 +111,15 @@ def target_logprobs(
     tokens: torch.Tensor,
     targets: torch.Tensor,
     mask: torch.Tensor,
-    shape: Shape | None = None,
+    shape: Shape,
 ) -> torch.Tensor:
     """Flat float32 log p(target) at the ``mask`` positions of right-padded ``tokens``:
     (M,) for targets (B, T), (M, K) for targets (B, T, K) — each of the K against the
     full vocabulary (not renormalised over the K). ``shape`` sizes the threads of each
     phase (``threads.fit``)."""
-    if shape is not None:
-        fit(tokens.numel() * shape.trunk)
+    fit(tokens.numel() * shape.trunk)
     hidden = trunk(input_ids=tokens, use_cache=False).last_hidden_state
-    if shape is not None:
-        fit(int(mask.sum()) * shape.head)
+    fit(int(mask.sum()) * shape.head)
     logits = head(hidden[mask]).float()
     picked_targets = targets[mask]
     if picked_targets.ndim == 1:
@@ -136,18 +134,16 @@ def prefix_logprobs(
     tokens: Sequence[int],
     vocab: int,
     dev: torch.device,
-    shape: Shape | None = None,
+    shape: Shape,
 ) -> Iterator[np.ndarray]:
     """Full next-token log-softmax after every prefix of ``tokens``: one trunk pass, the
     unembedding in chunks that keep each (rows, vocab) block within ``MAX_LOGIT_BYTES``."""
     ids = torch.tensor([list(tokens)], dtype=torch.long, device=dev)
     rows = bucket_cap(dev, vocab)
     with torch.inference_mode():
-        if shape is not None:
-            fit(len(tokens) * shape.trunk)
+        fit(len(tokens) * shape.trunk)
         hidden = trunk(input_ids=ids, use_cache=False).last_hidden_state[0]
-        if shape is not None:
-            fit(min(rows, hidden.shape[0]) * shape.head)
+        fit(min(rows, hidden.shape[0]) * shape.head)
         for start in range(0, hidden.shape[0], rows):
             logits = head(hidden[start : start + rows]).float()
             yield torch.log_softmax(logits, dim=-1).cpu().numpy()
@@ -159,8 +155,8 @@ def each_bucket(
     batch: Sequence[EngineInput],
     vocab: int,
     dev: torch.device,
+    shape: Shape,
     before: Callable[[list[int]], list[int]] | None = None,
-    shape: Shape | None = None,
 ) -> Iterator[Bucket]:
     """Forward every bucket of ``batch``, one at a time (graphs are kept when grad mode
     is on): a caller that runs each bucket's backward before taking the next keeps one
@@ -191,11 +187,11 @@ class LocalForward:
         found: list[Bucket],
         size: int,
         trainable: bool,
-        run: Callable[[Callable[[], None]], None] | None = None,
-        shape: Shape | None = None,
+        run: Callable[[Callable[[], None]], None],
+        shape: Shape,
     ) -> None:
         self._shape = shape
-        self._run = run or (lambda fn: fn())
+        self._run = run
         """Where the backward pass runs (the engine's compute thread)."""
         self._buckets = found
         self._trainable = trainable
@@ -236,8 +232,7 @@ class LocalForward:
         shape = self._shape
 
         def backward() -> None:
-            if shape is not None:
-                fit(tokens * max(shape.trunk, shape.head))
+            fit(tokens * max(shape.trunk, shape.head))
             torch.autograd.backward(outputs, grads)
 
         self._run(backward)

@@ -20,7 +20,13 @@ from tinker import types
 from torch import nn
 
 from tinkerkit.backends import optimizers
-from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig, SampleJob
+from tinkerkit.backends.engine import (
+    EngineInput,
+    EngineState,
+    LoraConfig,
+    SampleJob,
+    lora_targets,
+)
 from tinkerkit.backends.local import lora as lora_lib
 from tinkerkit.backends.local import models
 from tinkerkit.backends.local.batching import LocalForward, each_bucket, prefix_logprobs
@@ -82,13 +88,9 @@ class LocalEngine:
         self.vocab = int(self.head.weight.shape[0])
         self.shape = Shape.of(base.config, self.vocab)
         self.optim = self._new_optimizer() if not self.frozen else None
-        self._targets = tuple(
-            sorted({name.split(".lora_")[0].rsplit(".", 1)[-1] for name in self.params})
-        )
-
-    def lora_modules(self) -> tuple[str, ...]:
-        """The module names this engine's LoRA is on (empty for the bare base)."""
-        return self._targets
+        self.family = (id(self.base), tuple(lora_targets(self.params)))
+        """Engines of one family (one base, LoRA on the same modules; the bare base has
+        none) share passes: their samples decode in one lane, their training in one pass."""
 
     def _new_optimizer(self) -> LoraAdam | LoraDimuon:
         if self.optimizer_config.type == optimizers.DIMUON:
@@ -102,9 +104,7 @@ class LocalEngine:
         def run() -> LocalForward:
             with torch.set_grad_enabled(trainable):
                 found = list(
-                    each_bucket(
-                        self.trunk, self.head, batch, self.vocab, self.device, shape=self.shape
-                    )
+                    each_bucket(self.trunk, self.head, batch, self.vocab, self.device, self.shape)
                 )
             return LocalForward(found, len(batch), not self.frozen, SCHEDULER.call, self.shape)
 
@@ -148,14 +148,11 @@ class LocalEngine:
         if not _BATCHABLE[key]:
             return None
         request = Generation(job)
-        lane = (id(self.base), self.lora_modules())  # adapters of one base decode together
-        SCHEDULER.generate(lane, self.lm, self.device, self.shape, request)
+        SCHEDULER.generate(self.family, self.lm, self.device, self.shape, request)
         return request.future
 
     def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
-        chunks = prefix_logprobs(
-            self.trunk, self.head, tokens, self.vocab, self.device, shape=self.shape
-        )
+        chunks = prefix_logprobs(self.trunk, self.head, tokens, self.vocab, self.device, self.shape)
         while True:  # each chunk on the compute thread, where the model's hooks are known
             chunk = SCHEDULER.call(lambda: next(chunks, None))
             if chunk is None:

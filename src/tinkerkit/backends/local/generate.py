@@ -103,11 +103,8 @@ class _Drawn:
         self.top_ids = np.zeros((rows, k), dtype=np.int64)
         self.top_values = np.zeros((rows, k), dtype=np.float32)
 
-    def put(self, start: int, stop: int, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
-        self.tokens[start:stop] = tokens.cpu().numpy()
-        self.logprobs[start:stop] = logprobs.cpu().numpy()
-
-    def put_rows(self, rows: np.ndarray, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
+    def put(self, rows: slice | np.ndarray, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
+        """The draw of ``rows`` (a range or row numbers)."""
         self.tokens[rows] = tokens.cpu().numpy()
         self.logprobs[rows] = logprobs.cpu().numpy()
 
@@ -284,14 +281,14 @@ class Lane:
             for rule, members in rules.items():
                 if len(rules) == 1:
                     tokens, logprobs = sampling.draw(logits, rule, uniforms[start:stop])
-                    out.put(start, stop, tokens, logprobs)
+                    out.put(slice(start, stop), tokens, logprobs)
                     continue
                 inside = members[(members >= start) & (members < stop)]
                 if not len(inside):
                     continue
                 index = torch.from_numpy(inside - start).to(self.device)
                 tokens, logprobs = sampling.draw(logits[index], rule, uniforms[start:stop][index])
-                out.put_rows(inside, tokens, logprobs)
+                out.put(inside, tokens, logprobs)
             if k:
                 top_ids, top_values = sampling.top_logprobs(logits, k)
                 out.top_ids[start:stop] = top_ids.cpu().numpy()

@@ -42,10 +42,9 @@ class Trainable(Protocol):
     vocab: int
     device: torch.device
     shape: Shape
-    base: Any
     params: dict[str, torch.nn.Parameter]
-
-    def lora_modules(self) -> tuple[str, ...]: ...
+    family: tuple[int, tuple[str, ...]]
+    """Engines of one family can share a pass: same base, LoRA on the same modules."""
 
 
 @dataclass
@@ -56,10 +55,6 @@ class TrainJob:
     batch: Sequence[EngineInput]
     gradients: Gradients
     future: Future[None] = field(default_factory=Future)
-
-    def key(self) -> tuple[int, tuple[str, ...]]:
-        """Jobs with equal keys can share a pass: same base, LoRA on the same modules."""
-        return (id(self.engine.base), self.engine.lora_modules())
 
 
 class Routing:
@@ -134,7 +129,7 @@ def _hook(peers: list[Any], routing: Routing) -> Callable[..., torch.Tensor]:
 
 
 def run_together(jobs: Sequence[TrainJob]) -> None:
-    """One forward and one backward for ``jobs`` (equal ``key``), bucket by bucket: each
+    """One forward and one backward for ``jobs`` (one ``family``), bucket by bucket: each
     bucket's backward runs before the next bucket's forward, so memory holds one
     bucket's graph. Each job's future settles; a job whose loss raises fails alone and
     its gradients are put back as they were (the others still train)."""
@@ -178,7 +173,7 @@ def run_together(jobs: Sequence[TrainJob]) -> None:
         with torch.enable_grad(), route:
             shape = lead.shape
             for bucket in each_bucket(
-                lead.trunk, lead.head, batch, lead.vocab, lead.device, before, shape
+                lead.trunk, lead.head, batch, lead.vocab, lead.device, shape, before
             ):
                 grad = gradient_of(bucket)
                 fit(sum(bucket.lengths) * max(shape.trunk, shape.head))

@@ -44,7 +44,7 @@ class Scheduler:
         self._joins: list[tuple[Any, nn.Module, Any, Shape, Generation]] = []
         self._lanes: dict[Any, Lane] = {}  # touched by the compute thread only
         self._trains: list[TrainJob] = []
-        self._seen: dict[int, tuple[Any, float]] = {}  # engine id: (job key, last job)
+        self._seen: dict[int, tuple[Any, float]] = {}  # engine id: (its family, last job)
         self._thread: threading.Thread | None = None
 
     def _ensure(self) -> None:
@@ -57,10 +57,7 @@ class Scheduler:
         if threading.current_thread() is self._thread:
             return fn()
         future: Future[T] = Future()
-        with self._cond:
-            self._ensure()
-            self._calls.append((fn, future))
-            self._cond.notify()
+        self._put(self._calls, (fn, future))
         return future.result()
 
     def train(self, job: TrainJob) -> None:
@@ -68,20 +65,21 @@ class Scheduler:
         if threading.current_thread() is self._thread:
             run_together([job])
         else:
-            with self._cond:
-                self._ensure()
-                self._trains.append(job)
-                self._cond.notify()
+            self._put(self._trains, job)
         job.future.result()
 
     def generate(
         self, key: Any, lm: nn.Module, device: Any, shape: Shape, request: Generation
     ) -> None:
-        """Decode ``request`` on ``lm`` with the others of lane ``key`` (one base, LoRA on
-        the same modules); its ``future`` settles when done."""
+        """Decode ``request`` on ``lm`` with the others of lane ``key`` (its engine's
+        ``family``); its ``future`` settles when done."""
+        self._put(self._joins, (key, lm, device, shape, request))
+
+    def _put(self, queue: Any, item: Any) -> None:
+        """Append ``item`` to one of the thread's queues and wake it (started if need be)."""
         with self._cond:
             self._ensure()
-            self._joins.append((key, lm, device, shape, request))
+            queue.append(item)
             self._cond.notify()
 
     def _gather(self) -> None:
@@ -93,7 +91,7 @@ class Scheduler:
         while not self._calls and not self._joins:
             now = time.monotonic()
             present = {id(job.engine) for job in self._trains}
-            keys = {job.key() for job in self._trains}
+            keys = {job.engine.family for job in self._trains}
             expected = {
                 engine
                 for engine, (key, seen) in self._seen.items()
@@ -122,10 +120,10 @@ class Scheduler:
                         if now - seen[1] < RECENT_S
                     }
                     for job in trains:
-                        self._seen[id(job.engine)] = (job.key(), now)
+                        self._seen[id(job.engine)] = (job.engine.family, now)
             groups: dict[Any, list[TrainJob]] = {}
             for job in trains:
-                groups.setdefault(job.key(), []).append(job)
+                groups.setdefault(job.engine.family, []).append(job)
             for group in groups.values():
                 try:
                     run_together(group)
