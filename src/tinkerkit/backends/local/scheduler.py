@@ -32,7 +32,7 @@ T = TypeVar("T")
 GATHER_S = 0.01
 """The longest a training job waits for the other clients of its base."""
 RECENT_S = 1.0
-"""Clients that sent a training job this recently are expected to send the next one."""
+"""Clients whose jobs were in flight together this recently are expected to be again."""
 
 
 class Scheduler:
@@ -44,7 +44,9 @@ class Scheduler:
         self._joins: list[tuple[Any, nn.Module, Any, Shape, Generation]] = []
         self._lanes: dict[Any, Lane] = {}  # touched by the compute thread only
         self._trains: list[TrainJob] = []
-        self._seen: dict[int, tuple[Any, float]] = {}  # engine id: (its family, last job)
+        self._partners: dict[int, dict[int, float]] = {}
+        """Engine id: the engines whose jobs were in flight with its own, and when."""
+        self._last_taken: dict[Any, frozenset[int]] = {}  # family: engines of its last pass
         self._thread: threading.Thread | None = None
 
     def _ensure(self) -> None:
@@ -83,28 +85,49 @@ class Scheduler:
             self._cond.notify()
 
     def _gather(self) -> None:
-        """Hold the waiting training jobs up to ``GATHER_S`` while clients that trained on
-        their base in the last ``RECENT_S`` have not sent theirs yet (the lock held):
-        clients stepping in lockstep then share one pass; a client training alone never
-        waits."""
+        """Hold the waiting training jobs up to ``GATHER_S`` while clients that recently
+        sent jobs at the same time as a waiting job's client (less than ``RECENT_S`` ago)
+        have not sent theirs yet (the lock held): clients stepping in lockstep share one
+        pass; a client training alone, or clients taking turns, never wait."""
         deadline = time.monotonic() + GATHER_S
         while not self._calls and not self._joins:
             now = time.monotonic()
             present = {id(job.engine) for job in self._trains}
-            keys = {job.engine.family for job in self._trains}
             expected = {
-                engine
-                for engine, (key, seen) in self._seen.items()
-                if key in keys and now - seen < RECENT_S
+                partner
+                for engine in present
+                for partner, seen in self._partners.get(engine, {}).items()
+                if now - seen < RECENT_S
             }
             if expected <= present or now >= deadline:
                 return
             self._cond.wait(deadline - now)
 
+    def _remember(self, groups: dict[Any, list[TrainJob]], idle: bool) -> None:
+        """Note which clients' jobs were in flight together (the lock held): those of one
+        pass, and, unless the thread was idle before, those that arrived during the last
+        pass of their family."""
+        now = time.monotonic()
+        last, self._last_taken = self._last_taken, {}
+        for family, group in groups.items():
+            together = frozenset(id(job.engine) for job in group)
+            self._last_taken[family] = together
+            if not idle:
+                together |= last.get(family, frozenset())
+            for engine in together:
+                self._partners.setdefault(engine, {}).update(dict.fromkeys(together, now))
+        self._partners = {
+            engine: fresh
+            for engine, partners in self._partners.items()
+            if (fresh := {p: t for p, t in partners.items() if now - t < RECENT_S})
+        }
+
     def _run(self) -> None:
         while True:
             with self._cond:
+                idle = False
                 while not (self._calls or self._trains or self._joins or self._lanes):
+                    idle = True
                     self._cond.wait()
                 if self._trains and not (self._calls or self._joins or self._lanes):
                     self._gather()
@@ -112,18 +135,10 @@ class Scheduler:
                 self._calls.clear()
                 joins, self._joins = self._joins, []
                 trains, self._trains = self._trains, []
-                if trains:
-                    now = time.monotonic()
-                    self._seen = {
-                        engine: seen
-                        for engine, seen in self._seen.items()
-                        if now - seen[1] < RECENT_S
-                    }
-                    for job in trains:
-                        self._seen[id(job.engine)] = (job.engine.family, now)
-            groups: dict[Any, list[TrainJob]] = {}
-            for job in trains:
-                groups.setdefault(job.engine.family, []).append(job)
+                groups: dict[Any, list[TrainJob]] = {}
+                for job in trains:
+                    groups.setdefault(job.engine.family, []).append(job)
+                self._remember(groups, idle)
             for group in groups.values():
                 try:
                     run_together(group)
