@@ -137,8 +137,8 @@ def test_a_model_that_cannot_batch_samples_through_the_decoder_alike(monkeypatch
     monkeypatch.setattr(local_engine, "_BATCHABLE", {})
     monkeypatch.setattr(local_engine, "batchable", lambda lm, device: False)
     assert rounds  # the first request went through a lane
-    rounds.clear()
+    rounds.clear()  # the first request's last round may be counted after its answer came
     alone = sampler.sample(prompt, 2, params, include_prompt_logprobs=True).result()
-    assert not rounds  # no lane was used
+    assert not [r for r in rounds if r[0]]  # no lane decoded a row of this request
     _assert_same_draws([alone], [batched])
     np.testing.assert_allclose(alone.prompt_logprobs[1:], batched.prompt_logprobs[1:], atol=1e-6)
