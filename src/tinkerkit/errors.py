@@ -40,6 +40,7 @@ __all__ = [
     "DatumCheckError",
     "InjectedFaultError",
     "InvalidDatumError",
+    "InvalidImageError",
     "InvalidPromptError",
     "InvalidTinkerPathError",
     "LossCheckError",
@@ -323,6 +324,11 @@ class ContextLengthError(InvalidDatumError):
 
 class InvalidPromptError(RequestError):
     """A sampling request that cannot run: wrong prompt type, empty prompt, bad option."""
+
+
+class InvalidImageError(RequestError):
+    """An image the model cannot take: not png/jpeg, a wrong ``expected_tokens``, an image
+    for a text-only model (``tinkerkit.rules.images``)."""
 
 
 class AgeEncryptionError(RequestError):

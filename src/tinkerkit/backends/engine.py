@@ -42,6 +42,7 @@ from tinker import types
 from tinkerkit.backends import optimizers
 from tinkerkit.models.registry import ModelSpec, announce_stand_in
 from tinkerkit.rules.datums import EngineInput  # defined with the datum rules; re-exported
+from tinkerkit.rules.images import Picture
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,8 @@ class SampleJob:
     sequence_ids: tuple[str, ...]
     topk: int = 0
     """Top logprobs to report at each generated position (0: none)."""
+    pictures: tuple[Picture, ...] = ()
+    """The prompt's images (their positions hold the model's image token id)."""
 
 
 @runtime_checkable
@@ -213,7 +216,10 @@ class Engine(Protocol):
         """
         ...
 
-    def decoder(self, prompt: Sequence[int], n: int) -> Decoder: ...
+    def decoder(self, prompt: Sequence[int], n: int, pictures: Sequence[Picture] = ()) -> Decoder:
+        """``n`` continuations of ``prompt``; ``pictures`` only for a model with
+        ``spec.vision``."""
+        ...
 
     def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
         """The full next-token distribution after every prefix of ``tokens``, in one

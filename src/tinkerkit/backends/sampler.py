@@ -27,6 +27,7 @@ from tinker import types
 from tinker.types.topk_logprobs import TopkLogprobs
 
 from tinkerkit.backends.engine import Decoder, DirectDraw, SampleJob
+from tinkerkit.rules.images import Picture
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -100,6 +101,7 @@ def job(
     decode: Callable[[list[int]], str],
     sequence_ids: Sequence[str] | None = None,
     topk: int = 0,
+    pictures: Sequence[Picture] = (),
 ) -> SampleJob:
     """The request as an engine that batches sampling takes it: the budget (``max_tokens``
     within the context) and the stop rule resolved, sequence ids chosen.
@@ -128,6 +130,7 @@ def job(
         decode,
         ids,
         topk,
+        tuple(pictures),
     )
 
 

@@ -18,7 +18,6 @@ from tinkerkit.rules.datums import (
     check_datum,
     check_tokens,
     dense_array,
-    model_input_tokens,
     text_token_count,
 )
 from tinkerkit.rules.losses import LossSpec
@@ -29,7 +28,6 @@ __all__ = [
     "check_datum",
     "check_tokens",
     "dense_array",
-    "model_input_tokens",
     "text_token_count",
 ]
 

@@ -59,6 +59,9 @@ class CatalogueEntry:
     chat_format: str
     """The chat template an offline-built tokenizer carries (``tokenizers.templates``)."""
     is_chat: bool = True
+    vision: bool = False
+    """Whether the offline backends take images for it (Qwen3-VL, Qwen3.5: their image
+    processor is transformers' own; Kimi's and Nemotron's need remote code)."""
     tokenizer_revision: str | None = None
     trust_remote_code: bool = False
 
@@ -90,6 +93,7 @@ def _qwen3(name: str, context: int, renderer: str, chat_format: str, is_chat: bo
         151936,
         chat_format,
         is_chat=is_chat,
+        vision="-VL-" in name,
     )
 
 
@@ -105,6 +109,7 @@ def _qwen3_5(name: str, renderer: str = "qwen3_5", is_chat: bool = True) -> Cata
         248320,
         "qwen3_5",
         is_chat=is_chat,
+        vision=True,
     )
 
 

@@ -12,13 +12,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tinkerkit.errors import UnknownModelError
 from tinkerkit.models.catalogue import NEEDS_TML_RENDERERS, base_name, service_model_names
 
+if TYPE_CHECKING:
+    from tinkerkit.rules.images import Vision
+
 logger = logging.getLogger("tinkerkit")
 
 TINY = "tinkerkit/tiny"
+TINY_VL = "tinkerkit/tiny-vl"
+"""The built-in vision-language model: the byte tokenizer with Qwen's three vision
+tokens, a tiny Qwen3-VL on ``local`` (``tiny_hf``), images as the mock reads them on
+``mock``."""
+BUILTINS = (TINY, TINY_VL)
 
 SERVICE_MODELS: tuple[str, ...] = service_model_names()
 """The service's model names (tinker-cookbook 0.6.1's ``model_info``), from the catalogue."""
@@ -38,6 +47,8 @@ class ModelSpec:
     family: str | None = None
     """The tokenizer family of a stand-in (``tokenizers.families``); None for tiny and
     for real models."""
+    vision: Vision | None = None
+    """How the model reads images (``rules.images``); None for a text-only model."""
 
 
 _announced: set[tuple[str, str]] = set()

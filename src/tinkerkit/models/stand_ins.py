@@ -17,8 +17,9 @@ from typing import Any
 from tinkerkit.models import catalogue
 from tinkerkit.models.catalogue import CatalogueEntry
 from tinkerkit.models.mapping import MappedModel, find, model_mapping
-from tinkerkit.models.registry import SERVICE_MODELS, TINY, unknown_model_error
+from tinkerkit.models.registry import BUILTINS, SERVICE_MODELS, TINY_VL, unknown_model_error
 from tinkerkit.models.tokenizers import ResolvedTokenizer, resolve
+from tinkerkit.rules.images import Processor, Vision
 
 
 class ModelNames:
@@ -29,8 +30,8 @@ class ModelNames:
         self.mapping: dict[str, MappedModel] = model_mapping(models)
 
     def known(self) -> list[str]:
-        extra = [n for n in self.mapping if n != TINY and n not in catalogue.CATALOGUE]
-        return [TINY, *SERVICE_MODELS, *extra]
+        extra = [n for n in self.mapping if n not in BUILTINS and n not in catalogue.CATALOGUE]
+        return [*BUILTINS, *SERVICE_MODELS, *extra]
 
     def mapped(self, name: str) -> MappedModel | None:
         return find(self.mapping, name)
@@ -40,7 +41,7 @@ class ModelNames:
 
     def check(self, name: str, *, extra: str = "") -> None:
         """Refuse a name that is neither tiny, in the catalogue nor mapped."""
-        if name != TINY and self.entry(name) is None and self.mapped(name) is None:
+        if name not in BUILTINS and self.entry(name) is None and self.mapped(name) is None:
             raise unknown_model_error(name, self.known(), extra=extra)
 
     def resolved(self, name: str) -> ResolvedTokenizer:
@@ -82,6 +83,31 @@ class ModelNames:
         if mapped is not None and mapped.kind == "model":
             return int(_text_config(mapped).get("max_position_embeddings") or default)
         return default
+
+    def vision(self, name: str) -> Vision | None:
+        """How ``name`` reads images: tiny-vl, the catalogue's Qwen vision models (their
+        vision token ids from the tokenizer), a mapped folder whose config has a
+        ``vision_config``; None for a text-only model."""
+        entry = self.entry(name)
+        mapped = self.mapped(name)
+        if mapped is not None and mapped.kind == "model":
+            config = json.loads((mapped.path / "config.json").read_text())
+            if "vision_config" not in config:
+                return None
+            found = mapped.path / "preprocessor_config.json"
+            processor = Processor.of(json.loads(found.read_text())) if found.is_file() else None
+            return Vision(
+                int(config["image_token_id"]),
+                int(config["vision_start_token_id"]),
+                int(config["vision_end_token_id"]),
+                processor or Processor(),
+            )
+        if name != TINY_VL and (entry is None or not entry.vision):
+            return None
+        ids = self.tokenizer(name).convert_tokens_to_ids(
+            ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>"]
+        )
+        return Vision(int(ids[0]), int(ids[1]), int(ids[2]))
 
     def family(self, name: str) -> str:
         entry = self.entry(name)

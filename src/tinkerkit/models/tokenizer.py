@@ -27,6 +27,10 @@ PAD = "<|pad|>"
 SPECIAL_TOKENS = (BOS, EOS, IM_START, IM_END, PAD)
 VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)
 
+VISION_TOKENS = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>")
+VL_SPECIAL_TOKENS = (*SPECIAL_TOKENS, *VISION_TOKENS)
+VL_VOCAB_SIZE = 256 + len(VL_SPECIAL_TOKENS)
+
 # ChatML-style, the format of the Qwen family. `generation` marks what the assistant
 # wrote (content and end-of-turn token), which is what SFT trains on.
 CHAT_TEMPLATE = (
@@ -38,6 +42,19 @@ CHAT_TEMPLATE = (
     "{{ '\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# The same, where a message's content may be a list of parts; an image part is
+# <|vision_start|><|image_pad|><|vision_end|>, as Qwen3-VL's template writes it.
+_CONTENT = (
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or part['type'] == 'image_url' %}"
+    "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+)
+VL_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("message['content']", "__CONTENT__").replace(
+    "{{ __CONTENT__ + '<|im_end|>' }}", _CONTENT + "{{ '<|im_end|>' }}"
 )
 
 
@@ -99,6 +116,20 @@ def build_byte_tokenizer(
 def _build() -> PreTrainedTokenizerBase:
     tok = build_byte_tokenizer(SPECIAL_TOKENS, CHAT_TEMPLATE, bos=BOS, eos=IM_END, pad=PAD)
     tok.name_or_path = "tinkerkit/byte-tokenizer"
+    return tok
+
+
+@lru_cache(maxsize=1)
+def vl_byte_tokenizer() -> PreTrainedTokenizerBase:
+    """The byte tokenizer of ``tinkerkit/tiny-vl``: ``byte_tokenizer`` plus the three
+    vision tokens (ids 261-263), with a chat template that writes image parts.
+
+    Example:
+        >>> vl_byte_tokenizer().convert_tokens_to_ids("<|image_pad|>")
+        262
+    """
+    tok = build_byte_tokenizer(VL_SPECIAL_TOKENS, VL_CHAT_TEMPLATE, bos=BOS, eos=IM_END, pad=PAD)
+    tok.name_or_path = "tinkerkit/byte-tokenizer-vl"
     return tok
 
 

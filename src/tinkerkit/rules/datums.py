@@ -24,6 +24,8 @@ from tinkerkit.errors import (
     TokenOutOfVocabularyError,
 )
 from tinkerkit.models.registry import ModelSpec
+from tinkerkit.rules import images
+from tinkerkit.rules.images import Picture
 from tinkerkit.rules.losses import LossSpec
 
 _SHIFT_HINT = (
@@ -37,10 +39,12 @@ _TWO_D_KEYS = ("target_tokens", "weights")
 
 @dataclass(frozen=True)
 class EngineInput:
-    """One datum as an engine sees it: input tokens and the targets they predict."""
+    """One datum as an engine sees it: input tokens and the targets they predict, and
+    the images among the tokens (their positions hold the model's image token id)."""
 
     tokens: np.ndarray  # int64 (T,)
     targets: np.ndarray  # int64 (T,), or (T, K): K targets scored at each position
+    pictures: tuple[Picture, ...] = ()
 
 
 @dataclass
@@ -51,18 +55,15 @@ class CheckedDatum:
     (target_tokens int64, the rest float64); ``weights`` defaults to ones."""
 
 
-def model_input_tokens(index: int, model_input: types.ModelInput) -> list[int]:
-    """The token ids of a text-only ``ModelInput``."""
-    tokens: list[int] = []
-    for chunk in model_input.chunks:
-        if not isinstance(chunk, types.EncodedTextChunk):
-            raise InvalidDatumError(
-                index,
-                f"model_input has a {type(chunk).__name__}; the offline backends take text "
-                "tokens only (EncodedTextChunk).",
-            )
-        tokens.extend(int(t) for t in chunk.tokens)
-    return tokens
+def _unweight_images(inputs: dict[str, np.ndarray], pictures: Sequence[Picture]) -> None:
+    """No loss where the target is an image token: weights and advantages there are 0 and
+    the target id (tinker-cookbook writes 0) is any valid id."""
+    for picture in pictures:
+        rows = slice(max(picture.start - 1, 0), picture.start - 1 + picture.tokens)
+        for key in ("weights", "advantages"):
+            if key in inputs:
+                inputs[key][rows] = 0.0
+        inputs["target_tokens"][rows] = 0
 
 
 def check_tokens(index: int, field: str, tokens: np.ndarray, spec: ModelSpec) -> None:
@@ -171,7 +172,8 @@ def check_datum(
         raise InvalidDatumError(
             index, f"expected a tinker.types.Datum, got {type(datum).__name__}."
         )
-    tokens = np.asarray(model_input_tokens(index, datum.model_input), dtype=np.int64)
+    ids, pictures = images.read(datum.model_input, spec.vision, f"data[{index}].model_input")
+    tokens = np.asarray(ids, dtype=np.int64)
     length = len(tokens)
     if length == 0:
         raise InvalidDatumError(index, "model_input is empty.")
@@ -200,10 +202,11 @@ def check_datum(
 
     inputs = {key: _field(index, datum, key, length, may_be_2d(key)) for key in present}
     targets = inputs["target_tokens"]
-    check_tokens(index, "target_tokens", targets, spec)
     if "weights" not in inputs:
         inputs["weights"] = np.ones(targets.shape, dtype=np.float64)
-    elif loss is not None and inputs["weights"].shape != targets.shape:
+    _unweight_images(inputs, pictures)
+    check_tokens(index, "target_tokens", targets, spec)
+    if loss is not None and inputs["weights"].shape != targets.shape:
         raise InvalidDatumError(
             index,
             f"loss_fn_inputs['weights'] has shape {inputs['weights'].shape} but target_tokens "
@@ -211,12 +214,12 @@ def check_datum(
         )
     needs = loss is not None and loss.needs_provenance
     _check_provenance(index, datum, length, (name or "this loss") if needs else "")
-    return CheckedDatum(EngineInput(tokens, targets), inputs)
+    return CheckedDatum(EngineInput(tokens, targets, tuple(pictures)), inputs)
 
 
 def text_token_count(data: Sequence[object]) -> int:
-    """The text tokens of every datum's ``model_input`` (or of every ``ModelInput``);
-    anything else counts 0.
+    """The tokens of every datum's ``model_input`` (or of every ``ModelInput``): text
+    tokens, and the ``expected_tokens`` of image chunks; anything else counts 0.
 
     Example:
         >>> text_token_count([types.Datum(model_input=types.ModelInput.from_ints([1, 2]),
@@ -230,4 +233,6 @@ def text_token_count(data: Sequence[object]) -> int:
         for chunk in getattr(model_input, "chunks", ()):
             if isinstance(chunk, types.EncodedTextChunk):
                 total += len(chunk.tokens)
+            elif isinstance(chunk, types.ImageChunk):
+                total += chunk.expected_tokens or 0
     return total

@@ -10,9 +10,10 @@ next-token distributions (``backends/prompt_scoring.py``). Sequences sampled wit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +23,9 @@ from tinkerkit.backends import prompt_scoring, sampler
 from tinkerkit.backends.engine import BatchSampling, Engine, EngineInput
 from tinkerkit.backends.limits import check_sampled_tokens, check_sampling
 from tinkerkit.errors import InvalidPromptError
-from tinkerkit.rules.datums import check_tokens, model_input_tokens, text_token_count
+from tinkerkit.rules import images
+from tinkerkit.rules.datums import check_tokens, text_token_count
+from tinkerkit.rules.images import Picture
 from tinkerkit.server.state import chain
 from tinkerkit.server.worker import Later, Worker
 
@@ -84,7 +87,7 @@ class Sampler:
 
     def _sample(self, call: SampleCall) -> types.SampleResponse | Later:
         engine = self.engine()
-        tokens = prompt_tokens(call.prompt, engine)
+        tokens, pictures = prompt_tokens(call.prompt, engine)
         check_last_n(call.prompt_logprobs_last_n, len(tokens))
         vocab_size = engine.spec.vocab_size
         prompt_scoring.check_topk("topk_sample_logprobs", call.topk_sample_logprobs, vocab_size)
@@ -108,11 +111,17 @@ class Sampler:
             decode=tokenizer.decode,
             sequence_ids=call.sequence_ids,
             topk=call.topk_sample_logprobs,
+            pictures=pictures,
         )
         prompt_lp = None
         if call.prompt_logprobs:
-            values = prompt_logprobs(engine, tokens, call.prompt_logprobs_last_n)
+            values = prompt_logprobs(engine, tokens, call.prompt_logprobs_last_n, pictures)
             prompt_lp = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+        if pictures and requests.wanted():
+            raise InvalidPromptError(
+                "top-k prompt logprobs, target prompt logprobs and alternative tokens are not "
+                "offered offline for prompts with images; ask for prompt_logprobs instead."
+            )
         scores = prompt_scoring.score_prompt(
             engine.decoder, tokens, requests, engine.next_token_logprobs
         )
@@ -134,15 +143,17 @@ class Sampler:
         batched = engine.generate(job) if isinstance(engine, BatchSampling) else None
         if batched is not None:  # decoding with other requests; the worker moves on
             return Later(chain(batched, respond))
-        return respond(sampler.draw(engine.decoder, job))
+        decoder = partial(engine.decoder, pictures=pictures) if pictures else engine.decoder
+        return respond(sampler.draw(decoder, job))
 
     def close(self) -> None:
         self.worker.close()
 
 
-def prompt_tokens(prompt: types.ModelInput, engine: Engine) -> list[int]:
-    """The prompt's tokens, refused when empty, too long for the model or out of vocabulary."""
-    tokens = model_input_tokens(0, prompt)
+def prompt_tokens(prompt: types.ModelInput, engine: Engine) -> tuple[list[int], list[Picture]]:
+    """The prompt's tokens and images, refused when empty, too long for the model or out of
+    vocabulary."""
+    tokens, pictures = images.read(prompt, engine.spec.vision, "prompt")
     if not tokens:
         raise InvalidPromptError("prompt is empty; give the model at least one token.")
     spec = engine.spec
@@ -152,7 +163,7 @@ def prompt_tokens(prompt: types.ModelInput, engine: Engine) -> list[int]:
             f"{spec.max_context_length} tokens; shorten it."
         )
     check_tokens(0, "prompt", np.asarray(tokens), spec)
-    return tokens
+    return tokens, pictures
 
 
 def check_last_n(last_n: int | None, length: int) -> None:
@@ -163,12 +174,15 @@ def check_last_n(last_n: int | None, length: int) -> None:
         )
 
 
-def prompt_logprobs(engine: Engine, tokens: list[int], last_n: int | None) -> list[float | None]:
+def prompt_logprobs(
+    engine: Engine, tokens: list[int], last_n: int | None, pictures: Sequence[Picture] = ()
+) -> list[float | None]:
     """Logprob of every prompt token given the ones before it (``None`` for the first,
     and for all but the last ``last_n``)."""
     out: list[float | None] = [None]
     if len(tokens) > 1:
-        item = EngineInput(np.asarray(tokens[:-1]), np.asarray(tokens[1:]))
+        inside = tuple(p for p in pictures if p.start + p.tokens <= len(tokens) - 1)
+        item = EngineInput(np.asarray(tokens[:-1]), np.asarray(tokens[1:]), inside)
         out.extend(float(x) for x in engine.forward([item], grad=False).logprobs[0])
     if last_n is not None:
         out[: len(out) - last_n] = [None] * (len(out) - last_n)

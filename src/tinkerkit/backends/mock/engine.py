@@ -12,12 +12,13 @@ from tinker import types
 
 from tinkerkit.backends import optimizers
 from tinkerkit.backends.engine import EngineInput, EngineState, LoraConfig
-from tinkerkit.backends.mock import model
+from tinkerkit.backends.mock import model, vision
 from tinkerkit.backends.mock.adam import Adam
 from tinkerkit.backends.mock.dimuon import Dimuon
 from tinkerkit.models import tokenizer as byte_tok
-from tinkerkit.models.registry import TINY, ModelSpec
+from tinkerkit.models.registry import BUILTINS, TINY, ModelSpec
 from tinkerkit.models.stand_ins import ModelNames
+from tinkerkit.rules.images import Picture
 
 MAX_CONTEXT = 2048
 # Learning rates that work for LoRA on real models (1e-4 .. 1e-3) should visibly
@@ -64,7 +65,8 @@ class _MockForward:
         self._engine = engine
         self._weights = weights
         tokens, targets, self._lengths, self._ks = _pad(batch)
-        logprobs, self._acts = model.forward(weights, tokens, targets)
+        inserts = [engine.inserts(item.pictures) for item in batch]
+        logprobs, self._acts = model.forward(weights, tokens, targets, inserts)
         self.logprobs = [
             _rows(logprobs, row, n, k).copy()
             for row, (n, k) in enumerate(zip(self._lengths, self._ks, strict=True))
@@ -151,8 +153,15 @@ class MockEngine:
             g.fill(0.0)
         return metrics
 
-    def decoder(self, prompt: Sequence[int], n: int) -> model.MockDecoder:
-        return model.decoder(self._effective(), np.asarray(prompt, dtype=np.int64), n)
+    def decoder(
+        self, prompt: Sequence[int], n: int, pictures: Sequence[Picture] = ()
+    ) -> model.MockDecoder:
+        ids = np.asarray(prompt, dtype=np.int64)
+        return model.decoder(self._effective(), ids, n, self.inserts(pictures))
+
+    def inserts(self, pictures: Sequence[Picture]) -> list[tuple[int, np.ndarray]]:
+        """Where the token vectors of ``pictures`` go (``mock.vision``)."""
+        return [(p.start, vision.embed(base_id(self.spec), p)) for p in pictures]
 
     def state(self) -> EngineState:
         return EngineState({k: v.copy() for k, v in self.params.items()}, self.optim.state())
@@ -175,7 +184,7 @@ class MockEngine:
 
 def base_id(spec: ModelSpec) -> str:
     """The seed name of ``spec``'s frozen base: one base per (family, vocabulary)."""
-    return TINY if spec.family is None else f"{TINY}/stand-in/{spec.family}"
+    return spec.name if spec.family is None else f"{TINY}/stand-in/{spec.family}"
 
 
 class MockFactory:
@@ -193,8 +202,10 @@ class MockFactory:
 
     def resolve(self, model_name: str) -> ModelSpec:
         self.names.check(model_name)
-        if model_name == TINY and self.names.mapped(model_name) is None:
-            return ModelSpec(TINY, "tinkerkit-mock", byte_tok.VOCAB_SIZE, MAX_CONTEXT)
+        vision = self.names.vision(model_name)
+        if model_name in BUILTINS and self.names.mapped(model_name) is None:
+            vocab = byte_tok.VL_VOCAB_SIZE if vision else byte_tok.VOCAB_SIZE
+            return ModelSpec(model_name, "tinkerkit-mock", vocab, MAX_CONTEXT, vision=vision)
         return ModelSpec(
             name=model_name,
             arch="tinkerkit-mock",
@@ -202,6 +213,7 @@ class MockFactory:
             max_context_length=self.names.context_length(model_name, MAX_CONTEXT),
             stands_in_for=model_name,
             family=self.names.family(model_name),
+            vision=vision,
         )
 
     def tokenizer(self, spec: ModelSpec) -> Any:

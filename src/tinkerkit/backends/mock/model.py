@@ -22,7 +22,7 @@ factorised softmax and E, P, C are windows of one shared table (see ``head.py`` 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -126,8 +126,13 @@ class Activations:
     head: head.HeadCache  # what the head's backward needs (dense: probs (B, T, V))
 
 
+Inserts = Sequence[Sequence[tuple[int, np.ndarray]]]
+"""Per row of a batch: (start, vectors (n, DIM)) that replace the token embeddings (E and
+C) of positions start..start+n-1: an image's tokens (``mock.vision``)."""
+
+
 def _trunk(
-    w: dict[str, np.ndarray], tokens: np.ndarray
+    w: dict[str, np.ndarray], tokens: np.ndarray, inserts: Inserts = ()
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """(ctx, u, h) for right-padded ``tokens`` (B, T)."""
     vocab = w["E"].shape[0]
@@ -135,8 +140,13 @@ def _trunk(
     prev = np.empty_like(tokens)
     prev[:, 0] = vocab
     prev[:, 1:] = tokens[:, :-1]
-    u = w["E"][tokens] + w["P"][prev]
+    e = w["E"][tokens]
     c = w["C"][tokens]
+    for row, placed in enumerate(inserts):
+        for start, vectors in placed:
+            e[row, start : start + len(vectors)] = vectors
+            c[row, start : start + len(vectors)] = vectors
+    u = e + w["P"][prev]
     ctx = {}
     for name, gamma in DECAYS.items():
         ctx[name] = np.matmul(_decay_matrix(gamma, length), c)
@@ -146,11 +156,11 @@ def _trunk(
 
 
 def forward(
-    w: dict[str, np.ndarray], tokens: np.ndarray, targets: np.ndarray
+    w: dict[str, np.ndarray], tokens: np.ndarray, targets: np.ndarray, inserts: Inserts = ()
 ) -> tuple[np.ndarray, Activations]:
     """Target logprobs (B, T) for right-padded ``tokens`` (B, T) and ``targets`` (B, T),
     or (B, T, K) for ``targets`` (B, T, K): ``log p(targets[b, t, k] | tokens[b, :t+1])``."""
-    ctx, u, h = _trunk(w, tokens)
+    ctx, u, h = _trunk(w, tokens, inserts)
     logprobs, cache = head.target_logprobs(w, h, targets)
     return logprobs, Activations(tokens, targets, ctx, u, h, cache)
 
@@ -194,11 +204,19 @@ class MockDecoder:
     ``logits`` (the full (n, V) distribution) is built only when asked for.
     """
 
-    def __init__(self, w: dict[str, np.ndarray], prompt: np.ndarray, n: int) -> None:
+    def __init__(
+        self,
+        w: dict[str, np.ndarray],
+        prompt: np.ndarray,
+        n: int,
+        inserts: Sequence[tuple[int, np.ndarray]] = (),
+    ) -> None:
         self.w = w
         vocab = w["E"].shape[0]
         length = len(prompt)
         c = w["C"][prompt]
+        for start, vectors in inserts:  # images reach the next tokens through the context
+            c[start : start + len(vectors)] = vectors
         self.sums: dict[str, np.ndarray] = {}
         self.norms: dict[str, float] = {}
         for name, gamma in DECAYS.items():
@@ -238,8 +256,14 @@ class FactorisedDecoder(MockDecoder):
     """A ``MockDecoder`` over the factorised head, which also draws tokens directly
     (``DirectDraw``): O(sqrt(V)) a token at temperature 1, never the (n, V) logits."""
 
-    def __init__(self, w: dict[str, np.ndarray], prompt: np.ndarray, n: int) -> None:
-        super().__init__(w, prompt, n)
+    def __init__(
+        self,
+        w: dict[str, np.ndarray],
+        prompt: np.ndarray,
+        n: int,
+        inserts: Sequence[tuple[int, np.ndarray]] = (),
+    ) -> None:
+        super().__init__(w, prompt, n, inserts)
         self._slot_bias: dict[float, head.SlotBias] = {}
 
     def draw(self, temperature: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +275,12 @@ class FactorisedDecoder(MockDecoder):
         return self._slot_bias[scale]
 
 
-def decoder(w: dict[str, np.ndarray], prompt: np.ndarray, n: int) -> MockDecoder:
+def decoder(
+    w: dict[str, np.ndarray],
+    prompt: np.ndarray,
+    n: int,
+    inserts: Sequence[tuple[int, np.ndarray]] = (),
+) -> MockDecoder:
     """The decoder for ``w``'s head: ``FactorisedDecoder`` for real vocabularies."""
     cls = FactorisedDecoder if head.is_factorised(w) else MockDecoder
-    return cls(w, prompt, n)
+    return cls(w, prompt, n, inserts)

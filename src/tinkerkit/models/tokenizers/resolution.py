@@ -35,7 +35,7 @@ from tinkerkit.models import catalogue
 from tinkerkit.models import tokenizer as byte_tok
 from tinkerkit.models.catalogue import CatalogueEntry
 from tinkerkit.models.mapping import MappedModel, find
-from tinkerkit.models.registry import TINY
+from tinkerkit.models.registry import TINY, TINY_VL
 from tinkerkit.models.tokenizers import packaged
 from tinkerkit.models.tokenizers.families import TokenizerFamily, family
 from tinkerkit.models.tokenizers.templates import TEMPLATES
@@ -117,6 +117,15 @@ def _resolve(name: str, mapped: MappedModel | None) -> ResolvedTokenizer:
         tok = byte_tok.byte_tokenizer()
         return ResolvedTokenizer(
             tok, BYTE_TOKENIZER_ID, "builtin", "built in code", tuple(byte_tok.stop_token_ids())
+        )
+    if name == TINY_VL and mapped is None:
+        tok = byte_tok.vl_byte_tokenizer()
+        return ResolvedTokenizer(
+            tok,
+            BYTE_TOKENIZER_ID + "-vl",
+            "builtin",
+            "built in code",
+            tuple(byte_tok.stop_token_ids()),
         )
     entry = catalogue.lookup(name)
     fam = family(entry.tokenizer_family) if entry else None
