@@ -16,13 +16,14 @@ writes them out as HF folders (``export_base``) without going through a backend.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from transformers import (
@@ -34,9 +35,10 @@ from transformers import (
 
 from tinkerkit.atomic import staged_folder
 from tinkerkit.models import tokenizer as byte_tok
-from tinkerkit.models.registry import TINY, unknown_model_error
+from tinkerkit.models.registry import BUILTINS, TINY, TINY_VL, unknown_model_error
 from tinkerkit.models.stand_ins import ModelNames
 from tinkerkit.paths import holds_something
+from tinkerkit.rules.images import Vision
 
 TINY_ARCH = "llama"
 # The seed of the built-in base: a pure function of its name, fixed across processes.
@@ -105,12 +107,99 @@ def tiny_config() -> LlamaConfig:
     )
 
 
-def _build(config: LlamaConfig, seed: int) -> LlamaForCausalLM:
+def vl_config(text: LlamaConfig, vision: Vision) -> Any:
+    """A tiny Qwen3-VL (transformers' own classes) with ``text``'s sizes and token ids and
+    a one-block vision tower that reads ``vision``'s patches: the built-in vision model
+    (``tinkerkit/tiny-vl``) and the stand-in of the catalogue's vision models.
+
+    Example:
+        >>> vl_config(tiny_config(), Vision(262, 261, 263)).vision_config.patch_size
+        16
+    """
+    from transformers import Qwen3VLConfig
+
+    head_dim = text.hidden_size // text.num_attention_heads
+    processor = vision.processor
+    return Qwen3VLConfig(
+        text_config={
+            "vocab_size": text.vocab_size,
+            "hidden_size": text.hidden_size,
+            "intermediate_size": text.intermediate_size,
+            "num_hidden_layers": text.num_hidden_layers,
+            "num_attention_heads": text.num_attention_heads,
+            "num_key_value_heads": text.num_key_value_heads,
+            "head_dim": head_dim,
+            "max_position_embeddings": text.max_position_embeddings,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5000000.0,
+                # Qwen3-VL's split of the rotary frequencies over (time, height, width)
+                "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16],
+                "mrope_interleaved": True,
+            },
+            "bos_token_id": text.bos_token_id,
+            "eos_token_id": text.eos_token_id,
+            "pad_token_id": text.pad_token_id,
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": text.hidden_size,
+            "patch_size": processor.patch_size,
+            "spatial_merge_size": processor.merge_size,
+            "temporal_patch_size": processor.temporal_patch_size,
+            "num_position_embeddings": 256,
+            "deepstack_visual_indexes": [0],
+        },
+        image_token_id=vision.image_token,
+        video_token_id=vision.image_token,  # no video offline: never matched
+        vision_start_token_id=vision.start_token,
+        vision_end_token_id=vision.end_token,
+        tie_word_embeddings=False,
+    )
+
+
+def tiny_vl_vision() -> Vision:
+    """The vision tokens of ``tinkerkit/tiny-vl``'s byte tokenizer (ids 261-263)."""
+    start, image, end = (256 + byte_tok.VL_SPECIAL_TOKENS.index(t) for t in byte_tok.VISION_TOKENS)
+    return Vision(image_token=image, start_token=start, end_token=end)
+
+
+def tiny_vl_config() -> Any:
+    """The configuration of ``tinkerkit/tiny-vl``: ``tinkerkit/tiny``'s sizes over the
+    byte tokenizer with the vision tokens, and a one-block vision tower.
+
+    Example:
+        >>> tiny_vl_config().text_config.vocab_size
+        264
+    """
+    tok = byte_tok.vl_byte_tokenizer()
+    text = stand_in_config(
+        byte_tok.VL_VOCAB_SIZE, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, 2048
+    )
+    return vl_config(text, tiny_vl_vision())
+
+
+def _build(config: Any, seed: int) -> Any:
     # fork_rng: seeding must not disturb the caller's global random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    return cast(LlamaForCausalLM, _to(model, torch.float32).eval())
+        if getattr(config, "vision_config", None) is not None:
+            from transformers import Qwen3VLForConditionalGeneration
+
+            model: Any = Qwen3VLForConditionalGeneration(config)
+        else:
+            model = LlamaForCausalLM(config)
+    return _to(model, torch.float32).eval()
+
+
+def build_builtin(name: str) -> Any:
+    """A fresh copy of built-in base ``name`` (tiny or tiny-vl), identical in every process."""
+    if name == TINY_VL:
+        return _build(tiny_vl_config(), zlib.crc32(TINY_VL.encode()))
+    return build_tiny()
 
 
 def build_tiny() -> LlamaForCausalLM:
@@ -123,16 +212,19 @@ def build_tiny() -> LlamaForCausalLM:
     return _build(tiny_config(), TINY_SEED)
 
 
-def stand_in_base_config(source: Source, names: ModelNames) -> LlamaConfig:
-    """The config of ``source``'s stand-in: its vocabulary, its tokenizer's special ids."""
+def stand_in_base_config(source: Source, names: ModelNames) -> Any:
+    """The config of ``source``'s stand-in: its vocabulary, its tokenizer's special ids;
+    a tiny Qwen3-VL for a vision model."""
     assert source.vocab is not None
     tok = names.tokenizer(source.name)
-    return stand_in_config(
+    text = stand_in_config(
         source.vocab, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, STAND_IN_POSITIONS
     )
+    vision = names.vision(source.name)
+    return text if vision is None else vl_config(text, vision)
 
 
-def build_stand_in(source: Source, names: ModelNames) -> LlamaForCausalLM:
+def build_stand_in(source: Source, names: ModelNames) -> Any:
     """A fresh stand-in base for ``source``: a pure function of (family, vocabulary)."""
     seed = zlib.crc32(f"{TINY}/stand-in/{source.family}:{source.vocab}".encode())
     return _build(stand_in_base_config(source, names), seed)
@@ -164,8 +256,8 @@ def find_source(name: str, names: ModelNames | None = None) -> tuple[Source, Any
     mapped = names.mapped(name)
     if mapped is not None and mapped.kind == "model":
         return Source(name, str(mapped.path)), AutoConfig.from_pretrained(str(mapped.path))
-    if name == TINY and mapped is None:
-        return Source(name, None), tiny_config()
+    if name in BUILTINS and mapped is None:
+        return Source(name, None), tiny_vl_config() if name == TINY_VL else tiny_config()
     if mapped is not None or names.entry(name) is not None:
         return Source(name, None, names.family(name), names.vocab_size(name)), None
     path = Path(name).expanduser()
@@ -201,7 +293,7 @@ def tokenizer(source: Source, names: ModelNames | None = None) -> Any:
     if _named(source, names):
         return names.tokenizer(source.name)
     if source.path is None:
-        return byte_tok.byte_tokenizer()
+        return byte_tok.vl_byte_tokenizer() if source.name == TINY_VL else byte_tok.byte_tokenizer()
     with _tokenizer_lock:
         tok = _tokenizers.get(source.path)
         if tok is None:
@@ -230,7 +322,7 @@ def export_base(name: str, out_dir: Path, names: ModelNames | None = None) -> Pa
     if holds_something(out_dir):
         raise FileExistsError(f"{out_dir} already exists and is not empty; pick another folder.")
     with staged_folder(out_dir) as tmp:
-        model = build_stand_in(source, names) if source.stand_in else build_tiny()
+        model = build_stand_in(source, names) if source.stand_in else build_builtin(name)
         try:
             model.save_pretrained(tmp, safe_serialization=True)
         except OSError:
@@ -238,6 +330,10 @@ def export_base(name: str, out_dir: Path, names: ModelNames | None = None) -> Pa
         except Exception as exc:  # safetensors' own error for a failed write
             raise _as_os_error(exc, out_dir) from None
         tokenizer(source, names).save_pretrained(tmp)
+        vision = names.vision(name)
+        if vision is not None:
+            config = json.dumps(vision.processor.config(), indent=2)
+            (tmp / "preprocessor_config.json").write_text(config + "\n")
     return out_dir
 
 

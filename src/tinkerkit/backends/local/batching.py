@@ -18,6 +18,7 @@ from torch import nn
 
 from tinkerkit.backends.engine import EngineInput
 from tinkerkit.backends.local.threads import Shape, fit
+from tinkerkit.rules.images import Picture
 
 MAX_WASTE = 1.25
 """A bucket's padded tokens stay within this factor of its real tokens."""
@@ -112,13 +113,15 @@ def target_logprobs(
     targets: torch.Tensor,
     mask: torch.Tensor,
     shape: Shape,
+    pictures: Sequence[Sequence[Picture]] = (),
 ) -> torch.Tensor:
     """Flat float32 log p(target) at the ``mask`` positions of right-padded ``tokens``:
     (M,) for targets (B, T), (M, K) for targets (B, T, K) — each of the K against the
     full vocabulary (not renormalised over the K). ``shape`` sizes the threads of each
-    phase (``threads.fit``)."""
+    phase (``threads.fit``); ``pictures`` (per row) go to a vision trunk."""
     fit(tokens.numel() * shape.trunk)
-    hidden = trunk(input_ids=tokens, use_cache=False).last_hidden_state
+    images = {"pictures": pictures} if any(pictures) else {}
+    hidden = trunk(input_ids=tokens, use_cache=False, **images).last_hidden_state
     fit(int(mask.sum()) * shape.head)
     logits = head(hidden[mask]).float()
     picked_targets = targets[mask]
@@ -167,7 +170,8 @@ def each_bucket(
         if before is not None:
             indices = before(indices)
         tokens, targets, mask, ks = _pad(batch, indices, dev)
-        lp = target_logprobs(trunk, head, tokens, targets, mask, shape)
+        pictures = [batch[i].pictures for i in indices]
+        lp = target_logprobs(trunk, head, tokens, targets, mask, shape, pictures)
         yield Bucket(indices, [lengths[i] for i in indices], ks, lp)
 
 

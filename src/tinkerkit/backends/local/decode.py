@@ -41,6 +41,7 @@ class LocalDecoder:
         n: int,
         device: torch.device,
         run: Callable[[Callable[[], Any]], Any] | None = None,
+        images: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self._run = run or (lambda fn: fn())
         """Where each step runs (the engine's compute thread)."""
@@ -50,8 +51,12 @@ class LocalDecoder:
         self._device = device
         self._cache_arg = cache_arg(lm)
         ids = torch.tensor([list(prompt)], dtype=torch.long, device=device)
+        extra, delta = images if images is not None else ({}, None)
+        # a VL prompt's images and 3-D positions; later tokens continue from its offset
+        self._offset = None if delta is None else int(delta.reshape(-1)[0])
+        self._fed = len(prompt)
         with torch.inference_mode():
-            out = lm(input_ids=ids, use_cache=True, logits_to_keep=1)
+            out = lm(input_ids=ids, use_cache=True, logits_to_keep=1, **extra)
         self._cache: Any = cache_of(out)
         if n > 1:
             self._cache.batch_repeat_interleave(n)
@@ -65,8 +70,12 @@ class LocalDecoder:
         def run() -> None:
             with torch.inference_mode():
                 kwargs = {self._cache_arg: self._cache}
+                if self._offset is not None:
+                    at = self._fed + self._offset
+                    kwargs["position_ids"] = torch.full((3, len(ids), 1), at, device=ids.device)
                 out = self._lm(input_ids=ids, use_cache=True, **kwargs)
             self._cache = cache_of(out)
+            self._fed += 1
             self.logits = out.logits[:, -1].float().cpu().numpy().astype(np.float64)
 
         self._run(run)

@@ -38,8 +38,10 @@ from tinkerkit.backends.local.multi_lora import Gradients, TrainJob
 from tinkerkit.backends.local.optim import LoraAdam
 from tinkerkit.backends.local.scheduler import SCHEDULER
 from tinkerkit.backends.local.threads import Shape, fit, knob
+from tinkerkit.backends.local.vision import VisionTrunk, vision_inputs
 from tinkerkit.models.registry import ModelSpec
 from tinkerkit.models.stand_ins import ModelNames
+from tinkerkit.rules.images import Picture
 
 _BATCHABLE: dict[int, bool] = {}
 """Per base model (by id; bases live as long as the process): whether sample requests
@@ -83,7 +85,9 @@ class LocalEngine:
             self.model, self.params = lora_lib.wrap(base, lora)
             self.frozen = False
         self.lm = lora_lib.causal_lm(self.model)  # a transformers *ForCausalLM
-        self.trunk = self.lm.get_decoder()
+        vision = spec.vision
+        # a VL model's trunk is the whole model below the head (vision tower included)
+        self.trunk = self.lm.get_decoder() if vision is None else VisionTrunk(self.lm.model, vision)
         self.head = self.lm.get_output_embeddings()
         self.vocab = int(self.head.weight.shape[0])
         self.shape = Shape.of(base.config, self.vocab)
@@ -132,16 +136,24 @@ class LocalEngine:
 
         return SCHEDULER.call(run)
 
-    def decoder(self, prompt: Sequence[int], n: int) -> LocalDecoder:
+    def decoder(
+        self, prompt: Sequence[int], n: int, pictures: Sequence[Picture] = ()
+    ) -> LocalDecoder:
         def run() -> LocalDecoder:
             fit(max(len(prompt) * self.shape.trunk, n * self.shape.head))
-            return LocalDecoder(self.lm, prompt, n, self.device, SCHEDULER.call)
+            images = None
+            if pictures and self.spec.vision is not None:
+                ids = torch.tensor([list(prompt)], dtype=torch.long, device=self.device)
+                images = vision_inputs(self.lm.model, self.spec.vision, ids, [pictures])
+            return LocalDecoder(self.lm, prompt, n, self.device, SCHEDULER.call, images)
 
         return SCHEDULER.call(run)
 
     def generate(self, job: SampleJob) -> Future[list[types.SampledSequence]] | None:
         """Decode ``job`` together with the other requests on these weights
         (``generate.Lane``); ``None`` for a model whose cache cannot be batched."""
+        if job.pictures:  # images decode alone (their positions are the model's 3-D ones)
+            return None
         key = id(self.base)
         if key not in _BATCHABLE:
             _BATCHABLE[key] = SCHEDULER.call(lambda: batchable(self.lm, self.device))

@@ -12,7 +12,12 @@ import threading
 from typing import Any, cast
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    PreTrainedModel,
+)
 
 from tinkerkit.models import tokenizer as byte_tok
 from tinkerkit.models.registry import ModelSpec
@@ -24,6 +29,7 @@ from tinkerkit.models.tiny_hf import (
     Source,
     _named,
     _to,
+    build_builtin,
     build_stand_in,
     build_tiny,
     export_base,
@@ -33,6 +39,7 @@ from tinkerkit.models.tiny_hf import (
     tiny_config,
     tokenizer,
 )
+from tinkerkit.rules.images import Vision
 
 __all__ = [
     "STAND_IN_POSITIONS",
@@ -68,30 +75,45 @@ def known_models(names: ModelNames | None = None) -> list[str]:
 
 def spec_for(source: Source, config: Any, names: ModelNames | None = None) -> ModelSpec:
     """The ``ModelSpec`` the clients see for a resolved source."""
+    names = names or ModelNames()
     if source.stand_in:
         assert source.vocab is not None
         return ModelSpec(
             name=source.name,
             arch=TINY_ARCH,
             vocab_size=source.vocab,
-            max_context_length=(names or ModelNames()).context_length(source.name, 2048),
+            max_context_length=names.context_length(source.name, 2048),
             stands_in_for=source.name,
             family=source.family,
+            vision=names.vision(source.name),
         )
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
     if source.builtin:
         return ModelSpec(
             name=source.name,
-            arch=TINY_ARCH,
-            vocab_size=byte_tok.VOCAB_SIZE,
-            max_context_length=int(config.max_position_embeddings),
+            arch=str(config.model_type),
+            vocab_size=int(text.vocab_size),
+            max_context_length=int(text.max_position_embeddings),
+            vision=names.vision(source.name),
         )
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
     max_len = getattr(text, "max_position_embeddings", None) or 2048
     return ModelSpec(
         name=source.name,
         arch=str(getattr(config, "model_type", "unknown")),
         vocab_size=int(text.vocab_size),
         max_context_length=int(max_len),
+        vision=names.vision(source.name) if names.mapped(source.name) else _folder_vision(config),
+    )
+
+
+def _folder_vision(config: Any) -> Vision | None:
+    """The ``Vision`` of a local VL model folder's config (Qwen's default processor)."""
+    if getattr(config, "vision_config", None) is None or not hasattr(config, "image_token_id"):
+        return None
+    return Vision(
+        int(config.image_token_id),
+        int(config.vision_start_token_id),
+        int(config.vision_end_token_id),
     )
 
 
@@ -102,7 +124,7 @@ _bases: dict[tuple[Any, ...], PreTrainedModel] = {}
 def _base_key(source: Source, dev: torch.device) -> tuple[Any, ...]:
     if source.stand_in:
         return ("stand-in", source.family, source.vocab, str(dev))
-    return (source.path, str(dev))
+    return (source.path or source.name, str(dev))
 
 
 def base_model(source: Source, names: ModelNames | None = None) -> PreTrainedModel:
@@ -116,13 +138,15 @@ def base_model(source: Source, names: ModelNames | None = None) -> PreTrainedMod
             if source.stand_in:
                 model = build_stand_in(source, names or ModelNames())
             elif source.path is None:
-                model = build_tiny()
+                model = build_builtin(source.name)
             else:
                 # float32 on CPU; on a GPU keep the checkpoint's own (half) precision.
                 dtype = torch.float32 if dev.type == "cpu" else "auto"
-                model = AutoModelForCausalLM.from_pretrained(
-                    source.path, dtype=dtype, local_files_only=True
-                )
+                config = AutoConfig.from_pretrained(source.path, local_files_only=True)
+                auto: Any = AutoModelForCausalLM
+                if getattr(config, "vision_config", None) is not None:
+                    auto = AutoModelForImageTextToText
+                model = auto.from_pretrained(source.path, dtype=dtype, local_files_only=True)
             model = cast(PreTrainedModel, _to(model, dev).eval())
             model.requires_grad_(False)
             _bases[key] = model
