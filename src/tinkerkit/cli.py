@@ -247,14 +247,14 @@ def models_export_base(name: str, out: Path) -> None:
     """Write a built-in base model as a normal Hugging Face folder (config, weights, tokenizer)."""
 
     def run() -> None:
-        from tinkerkit.models.registry import TINY
+        from tinkerkit.models.registry import BUILTINS
         from tinkerkit.models.stand_ins import ModelNames
 
         names = ModelNames()
         # Checked before the local backend (torch, transformers) is imported.
-        if name != TINY and names.entry(name) is None and names.mapped(name) is None:
+        if name not in BUILTINS and names.entry(name) is None and names.mapped(name) is None:
             raise click.BadParameter(
-                f"{name!r} is not a built-in model: give tinkerkit/tiny or a service model "
+                f"{name!r} is not a built-in model: give tinkerkit/tiny(-vl) or a service model "
                 "name ('tinkerkit models list' shows them)",
                 param_hint="NAME",
             )

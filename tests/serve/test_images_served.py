@@ -20,7 +20,9 @@ from tinkerkit.server import serve
 def _scenario(service: Any) -> dict[str, Any]:
     rng = np.random.default_rng(7)
     pngs = [shape_png(name, rng) for name in ("circle", "square", "triangle")]
-    data = [image_datum(png, answer) for png, answer in zip(pngs, (b" c", b" s", b" t"))]
+    data = [
+        image_datum(png, answer) for png, answer in zip(pngs, (b" c", b" s", b" t"), strict=True)
+    ]
     training = service.create_lora_training_client(base_model=MODEL, rank=4, seed=1).result()
     seen: dict[str, Any] = {}
     fb = training.forward_backward(data, "cross_entropy").result()

@@ -19,7 +19,7 @@ from tinkerkit.export.base_files import base_file
 from tinkerkit.export.errors import BaseModelError
 from tinkerkit.models.catalogue import lookup
 from tinkerkit.models.mapping import find, model_mapping
-from tinkerkit.models.registry import TINY
+from tinkerkit.models.registry import BUILTINS, TINY
 from tinkerkit.paths import tinkerkit_home
 
 logger = logging.getLogger("tinkerkit")
@@ -27,7 +27,7 @@ logger = logging.getLogger("tinkerkit")
 
 def is_builtin(name: str) -> bool:
     """Whether ``name`` is the built-in model or a service name stood in for offline."""
-    return name == TINY or lookup(name) is not None
+    return name in BUILTINS or lookup(name) is not None
 
 
 def resolve_base(base: str | Path) -> Path:
@@ -55,7 +55,7 @@ def resolve_base(base: str | Path) -> Path:
     if mapped is not None and mapped.kind == "model":
         return mapped.path
     if is_builtin(name):
-        if name != TINY:
+        if name not in BUILTINS:
             logger.warning(
                 "%s is not available offline; using the built-in stand-in the local backend "
                 "trains for it. For an adapter trained on the real %s, pass a local folder "
@@ -80,7 +80,7 @@ def _builtin_dir(name: str) -> Path:
     if source.stand_in:
         config, label = models.stand_in_base_config(source, names), f"{source.family}"
     else:
-        config, label = models.tiny_config(), "tiny"
+        config, label = models.find_source(name, names)[1], name.rsplit("/", 1)[-1]
     identity = config.to_json_string() + f"{source.family}:{source.vocab}"
     digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
     target = tinkerkit_home() / "export" / "bases" / f"{label}-{digest}"

@@ -39,8 +39,15 @@ from tinkerkit.models.mock_modules import is_mock_adapter
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 PREFIX = "base_model.model."
-SUPPORTED = {"llama": "Llama 3 (dense)", "qwen3": "Qwen3 (dense)"}
-_SUPPORTED_TEXT = "dense Llama-3 (model_type 'llama', incl. tinkerkit/tiny) and Qwen3 ('qwen3')"
+SUPPORTED = {
+    "llama": "Llama 3 (dense)",
+    "qwen3": "Qwen3 (dense)",
+    "qwen3_vl": "Qwen3-VL (dense; LoRA on the language model)",
+}
+_SUPPORTED_TEXT = (
+    "dense Llama-3 (model_type 'llama', incl. tinkerkit/tiny), Qwen3 ('qwen3') and Qwen3-VL "
+    "('qwen3_vl', incl. tinkerkit/tiny-vl; LoRA on the language model)"
+)
 
 
 @dataclass
@@ -154,7 +161,7 @@ def check_family(base_dir: Path) -> dict[str, Any]:
     if model_type not in SUPPORTED:
         raise UnsupportedModelError(
             f"{base_dir} is a {model_type!r} model; tinkerkit.export supports {_SUPPORTED_TEXT}. "
-            "MoE (Qwen3-30B-A3B, DeepSeek), gpt-oss and vision models need their own key "
+            "MoE (Qwen3-30B-A3B, DeepSeek), gpt-oss and other vision models need their own key "
             "layouts: use tinker-cookbook's weights tools (build_hf_model / build_lora_adapter)."
         )
     return config

@@ -19,7 +19,6 @@ import numpy as np
 from tinkerkit.backends.mock.model import DIM, DTYPE
 from tinkerkit.rules.images import Picture
 
-
 CONTRAST = 4.0
 """Colours are taken relative to the picture's mean colour and scaled by this, so what
 stands out of an image (an object on a background) dominates its vectors."""
