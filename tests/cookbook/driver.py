@@ -1,11 +1,13 @@
 """Runs real tinker-cookbook 0.6.1 recipes, unmodified, one after another in this process.
 
 Started by ``conftest.py`` as ``tinkerkit run --backend mock -- python driver.py OUT NAME...``,
-so every recipe finds ``TINKER_BASE_URL``/``TINKER_API_KEY`` and its tokenizer by hub id,
-exactly as it would online. Each recipe is its module's own ``__main__`` (``runpy``) with
-the command line a user would type, shrunk to a few tiny steps; the two that are library
-calls in the cookbook (DPO on a local comparisons file, ``weights.download``) are called as
-documented. After each recipe, ``OUT/results.jsonl`` gains a line: name, seconds, error.
+so every recipe finds ``TINKER_BASE_URL``/``TINKER_API_KEY`` and its tokenizer (and a
+vision model's image processor) by hub id, exactly as it would online. Each recipe is its
+module's own ``__main__`` (``runpy``) with the command line a user would type, shrunk to a
+few tiny steps; the two that are library calls in the cookbook (DPO on a local comparisons
+file, ``weights.download``) are called as documented, and the VLM classifier gets a local
+image folder as one more entry of its dataset table. After each recipe,
+``OUT/results.jsonl`` gains a line: name, seconds, error.
 """
 
 from __future__ import annotations
@@ -117,6 +119,177 @@ def prompt_distillation(out: Path) -> None:
     )(out)
 
 
+SHAPES = {
+    "red_circle": (220, 30, 30),
+    "green_square": (30, 190, 30),
+    "blue_triangle": (30, 30, 220),
+}
+# (width, height): square and not, so the processor's resize is exercised both ways
+SHAPE_SIZES = [(64, 64), (80, 64), (64, 96)]
+VLM_MODEL = "Qwen/Qwen3.5-397B-A17B"  # the recipe's default model and renderer
+VLM_RENDERER = "qwen3_5_disable_thinking"
+
+
+def shapes_folder(root: Path, per_class: dict[str, int]) -> Path:
+    """``root/<split>/<class>/<i>.png``: coloured shapes on noise, which
+    ``datasets.load_dataset(root)`` reads as an ``imagefolder`` (``image``, ``label``)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    for split, n in per_class.items():
+        for name, colour in SHAPES.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                width, height = SHAPE_SIZES[i % len(SHAPE_SIZES)]
+                noise = rng.integers(80, 176, size=(height, width, 3), dtype=np.uint8)
+                image = Image.fromarray(noise)
+                draw = ImageDraw.Draw(image)
+                r = int(rng.integers(12, 18))
+                x = int(rng.integers(r, width - r))
+                y = int(rng.integers(r, height - r))
+                if name == "red_circle":
+                    draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+                elif name == "green_square":
+                    draw.rectangle([x - r, y - r, x + r, y + r], fill=colour)
+                else:
+                    draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=colour)
+                image.save(root / split / name / f"{i}.png")
+    return root
+
+
+def _chunks(model_input) -> list[dict[str, object]]:
+    """What a ``ModelInput`` holds: text chunks' lengths, image chunks' sizes and counts."""
+    import io
+
+    from PIL import Image
+
+    rows: list[dict[str, object]] = []
+    for chunk in model_input.chunks:
+        if chunk.type == "image":
+            with Image.open(io.BytesIO(chunk.data)) as image:
+                width, height = image.size
+            rows.append(
+                {
+                    "type": "image",
+                    "format": chunk.format,
+                    "expected_tokens": chunk.expected_tokens,
+                    "width": width,
+                    "height": height,
+                }
+            )
+        else:
+            rows.append({"type": chunk.type, "length": chunk.length})
+    return rows
+
+
+def vlm_classifier(out: Path) -> None:
+    """The recipe's launcher, ``python -m ...vlm_classifier.train`` with its own defaults
+    (Qwen3.5-397B-A17B, ``qwen3_5_disable_thinking``, NLL and sampling evaluators), on a
+    local image folder: ``dataset=shapes`` names a builder added to the recipe's dataset
+    and evaluator tables, each the recipe's own ``ClassifierDataset``/``ClassifierEvaluator``
+    on that folder (the recipe's builders only name hub datasets)."""
+    import chz
+    from tinker_cookbook.image_processing_utils import get_image_processor
+    from tinker_cookbook.recipes.vlm_classifier import data
+    from tinker_cookbook.recipes.vlm_classifier import eval as vlm_eval
+    from tinker_cookbook.renderers import TrainOnWhat
+    from tinker_cookbook.supervised.types import SupervisedDatasetBuilder
+
+    folder = str(shapes_folder(out / "shapes", {"train": 4, "test": 2}))
+
+    @chz.chz
+    class ShapesDatasetBuilder(SupervisedDatasetBuilder):
+        model_name_for_tokenizer: str
+        renderer_name: str
+        num_repeats: float = 1
+        batch_size: int = 32
+        max_length: int = 8192
+        train_on_what: TrainOnWhat | None = None
+        examples_per_class: int | None = None
+        subset_seed: int = 0
+        max_image_size: int = 480
+        run_nll_evaluator: bool = False
+
+        def config(self, split: str) -> data.ClassifierDatasetConfig:
+            return data.ClassifierDatasetConfig(
+                dataset=folder,
+                dataset_split=split,
+                model_name_for_tokenizer=self.model_name_for_tokenizer,
+                renderer_name=self.renderer_name,
+                num_repeats=self.num_repeats if split == "train" else 1,
+                batch_size=self.batch_size,
+                max_length=self.max_length,
+                train_on_what=self.train_on_what or TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+                examples_per_class=self.examples_per_class if split == "train" else None,
+                subset_seed=self.subset_seed,
+                max_image_size=self.max_image_size,
+                hflip_probability=0.5 if split == "train" else 0.0,
+            )
+
+        def __call__(self):
+            train = data.ClassifierDataset(self.config("train"))
+            test = data.ClassifierDataset(self.config("test")) if self.run_nll_evaluator else None
+            return train, test
+
+    @chz.chz
+    class ShapesEvaluatorBuilder(vlm_eval.Caltech101EvaluatorBuilder):
+        def __call__(self) -> vlm_eval.ClassifierEvaluator:
+            return vlm_eval.ClassifierEvaluator(
+                vlm_eval.ClassifierEvaluatorConfig(
+                    dataset=folder,
+                    dataset_split="test",
+                    model_name_for_tokenizer=self.model_name_for_tokenizer,
+                    renderer_name=self.renderer_name,
+                    temperature=self.temperature,
+                    max_tokens=self.max_tokens,
+                    top_p=self.top_p,
+                    top_k=self.top_k,
+                    n_eval=self.n_eval,
+                    max_parallel_tasks=self.max_parallel_tasks,
+                    max_image_size=self.max_image_size,
+                )
+            )
+
+    data.DATASETS["shapes"] = ShapesDatasetBuilder
+    vlm_eval.EVALUATORS["shapes"] = ShapesEvaluatorBuilder
+    try:
+        recipe(
+            "tinker_cookbook.recipes.vlm_classifier.train",
+            "experiment_dir={out}/vlm_classifier",
+            "dataset=shapes",
+            "batch_size=6",
+            "num_epochs=2",
+            "learning_rate=1e-2",
+            "lora_rank=8",
+            "save_every=2",
+            "eval_every=2",
+            "n_eval=3",
+            "max_tokens=8",
+            "behavior_if_log_dir_exists=raise",
+        )(out)
+        # What the recipe sent: a batch of its datums and an evaluator prompt, as built.
+        builder = data.get_dataset_builder("shapes", VLM_MODEL, VLM_RENDERER, batch_size=6)
+        train_set, _ = builder()
+        evaluator = vlm_eval.get_evaluator_builder("shapes", VLM_MODEL, VLM_RENDERER)()
+        example = evaluator.shuffled_dataset[0]
+        seen = {
+            "image_processor": type(get_image_processor(VLM_MODEL)).__name__,
+            "classes": train_set.class_labels.names,
+            "datums": [
+                {
+                    "chunks": _chunks(d.model_input),
+                    "weights": float(sum(d.loss_fn_inputs["weights"].data)),
+                }
+                for d in train_set.get_batch(0)
+            ],
+            "prompt": _chunks(evaluator.build_generation_prompt(example)),
+        }
+        (out / "vlm_classifier.json").write_text(json.dumps(seen))
+    finally:
+        del data.DATASETS["shapes"], vlm_eval.EVALUATORS["shapes"]
+
+
 RECIPES: dict[str, Callable[[Path], None]] = {
     "sl_basic": recipe(
         "tinker_cookbook.recipes.sl_basic",
@@ -159,6 +332,7 @@ RECIPES: dict[str, Callable[[Path], None]] = {
         "max_steps=1",
         "eval_every=1",
     ),
+    "vlm_classifier": vlm_classifier,
 }
 
 

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The recipes' default models: one tokenizer family (Qwen3.5), built once for the overlay.
-MODELS = ["Qwen/Qwen3.5-9B-Base", "Qwen/Qwen3.5-9B", "Qwen/Qwen3.5-4B", "Qwen/Qwen3.6-35B-A3B"]
+MODELS = [
+    "Qwen/Qwen3.5-9B-Base",
+    "Qwen/Qwen3.5-9B",
+    "Qwen/Qwen3.5-4B",
+    "Qwen/Qwen3.6-35B-A3B",
+    "Qwen/Qwen3.5-397B-A17B",  # vlm_classifier's: tokenizer and image processor
+]
 DRIVER = Path(__file__).with_name("driver.py")
 TIMEOUT_S = 900
 
@@ -74,6 +80,9 @@ def start(run_id: str | None = None) -> Run:
         **os.environ,
         "TINKERKIT_HOME": str(home),
         "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        # datasets' arrow cache of local folders (vlm_classifier's images), not ~/.cache
+        "HF_DATASETS_CACHE": str(root / "datasets"),
         "TINKER_TELEMETRY": "0",
         # one BLAS thread: the rest of the suite has the other core
         "OPENBLAS_NUM_THREADS": "1",

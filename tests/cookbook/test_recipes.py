@@ -3,8 +3,8 @@
 One ``tinkerkit run --backend mock`` runs every recipe below with the command line a user
 would type, shrunk to a few tiny steps (tests/cookbook/driver.py); the recipes find the
 server through ``TINKER_BASE_URL`` and their default models' real tokenizers (Qwen3.5's,
-248,320 ids) by hub id through the run's private overlay. Each test asserts what its
-recipe wrote: metrics, checkpoints, files.
+248,320 ids) and image processor by hub id through the run's private overlay. Each test
+asserts what its recipe wrote: metrics, checkpoints, files.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def test_the_run_exits_with_the_recipes_code(cookbook):
         "prompt_distillation",
         "shorter",
         "guess_number",
+        "vlm_classifier",
     }
 
 
@@ -138,3 +139,48 @@ def test_guess_number_evaluates_every_step(cookbook):
         assert r["test/env/all/turns_per_episode"] == 10.0
         assert r["test/env/all/reward/total"] == pytest.approx(-10.0)
     assert row["error"] is None, row
+
+
+def test_vlm_classifier_trains_on_a_local_image_folder(cookbook):
+    """The recipe's launcher with its defaults (Qwen3.5-397B-A17B, qwen3_5_disable_thinking)
+    on 3 classes of shapes, 4 train and 2 test images each: its ``ClassifierDataset`` reads
+    the folder with ``datasets`` offline, its renderer sizes every image with the overlay's
+    processor, and the service takes the datums and sampling prompts as built."""
+    from tinkerkit.rules.images import Processor
+
+    _ran(cookbook, "vlm_classifier")
+    (run,) = (cookbook.out / "vlm_classifier").iterdir()  # the recipe names its own folder
+    config = json.loads((run / "config.json").read_text())
+    assert config["model_name"] == "Qwen/Qwen3.5-397B-A17B"
+    assert config["renderer_name"] == "qwen3_5_disable_thinking"
+
+    seen = json.loads((cookbook.out / "vlm_classifier.json").read_text())
+    assert seen["image_processor"] == "Qwen2VLImageProcessorPil"  # from the overlay, offline
+    assert seen["classes"] == ["blue_triangle", "green_square", "red_circle"]  # imagefolder
+    # Every datum and the evaluator's prompt: one image, counted as the server counts it
+    # (64×64 → 64 tokens, 80×64 → 72, 64×96 → 70; sizes as on disk, under max_image_size).
+    sizes = {(64, 64): 64, (80, 64): 72, (64, 96): 70}
+    texts = []
+    for chunks in [*(d["chunks"] for d in seen["datums"]), seen["prompt"]]:
+        (image,) = [c for c in chunks if c["type"] == "image"]
+        assert image["format"] == "jpeg"  # the renderer re-encodes PIL images
+        size = (image["width"], image["height"])
+        assert image["expected_tokens"] == sizes[size] == Processor().tokens(size[1], size[0])
+        texts.append(sum(c["length"] for c in chunks if c["type"] != "image"))
+    assert len(seen["datums"]) == 6 and all(d["weights"] > 0 for d in seen["datums"])
+
+    rows = cookbook.metrics(run.relative_to(cookbook.out).as_posix())
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]  # 2 epochs of 12 images, batches of 6
+    lo, hi = 6 * (min(texts[:-1]) + 64), 6 * (max(texts[:-1]) + 72)
+    assert all(r["num_sequences"] == 6 and lo <= r["num_tokens"] <= hi for r in rows)
+    nll = [float(r["train_mean_nll"]) for r in rows]
+    assert abs(nll[0] - math.log(QWEN35_VOCAB)) < 2.0
+    assert nll[-1] < 0.75 * nll[0], nll
+    # eval_every=2: the recipe's NLL evaluator (test split) and sampling evaluator ran
+    evals = [r for r in rows if "test/nll" in r]
+    assert [r["step"] for r in evals] == [0, 2]
+    assert evals[1]["test/nll"] < evals[0]["test/nll"] - 1.0
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in evals)
+    checkpoints = [json.loads(line) for line in (run / "checkpoints.jsonl").open()]
+    assert [c["name"] for c in checkpoints] == ["000002", "final"]  # save_every=2
+    assert all(c["sampler_path"].startswith("tinker://mock-") for c in checkpoints)

@@ -4,10 +4,10 @@ An ``ImageChunk`` (png or jpeg bytes) takes as many positions in the sequence as
 model's image processor makes tokens of it: Qwen3-VL and Qwen3.5 resize an image to a
 multiple of 32 pixels (``patch_size`` 16 × ``merge_size`` 2) with between 65,536 and
 16,777,216 pixels, cut it into 16-pixel patches and merge them 2×2, so a 64×80 image is
-256×320 pixels after resizing, 16×20 patches, 80 tokens::
+256×288 pixels after resizing, 16×18 patches, 72 tokens::
 
     >>> QWEN_VL_PROCESSOR.tokens(64, 80)
-    80
+    72
 
 A chunk's ``expected_tokens`` must agree (the service fails a request fast otherwise).
 The token ids of the sequence carry the model's ``<|image_pad|>`` at every image

@@ -11,15 +11,20 @@ calls fail, and a hub tokenizer would not match the offline backend's anyway. Fo
     <root>/hub/models--Qwen--Qwen3-8B/snapshots/<revision>/
         tokenizer.json, tokenizer_config.json, ... -> <root>/tokenizers/<n>/...
         config.json              a stand-in (AutoTokenizer reads one; only the tokenizer is real)
+        preprocessor_config.json a vision model's image processor (``Processor.config()``)
     <root>/hub/models--org--other -> <your hub cache>/models--org--other
     <root>/tokenizers/<n>/       each distinct backend tokenizer, saved once
 
 Every model name the backend knows gets the backend's own tokenizer for that name, so
-the ids the command computes are the ids the server accepts. Where the backend's
-tokenizer *is* a hub tokenizer already in your cache (it names that id), or a local
-folder (``--model NAME=PATH``), the overlay links those files instead of copies. The
-rest of your cache is linked in read-only, so datasets and models you have cached stay
-visible; nothing is ever written into your own cache.
+the ids the command computes are the ids the server accepts; a vision model also gets the
+image processor the server counts image tokens with, so ``AutoImageProcessor`` (the
+cookbook's ``get_image_processor``) makes the ``expected_tokens`` the server accepts.
+Where the backend's tokenizer *is* a hub tokenizer already in your cache (it names that
+id), or a local folder (``--model NAME=PATH``), the overlay links those files instead of
+copies (a cached vision repo without a processor gets its files linked into a snapshot of
+the overlay's own, beside the processor). The rest of your cache is linked in read-only,
+so datasets and models you have cached stay visible; nothing is ever written into your
+own cache.
 
 Example:
     >>> overlay = build_overlay(Path(tmp), "mock")
@@ -45,6 +50,7 @@ LLAMA3_TOKENIZER = "thinkingmachineslabinc/meta-llama-3-instruct-tokenizer"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+_PROCESSOR_FILE = "preprocessor_config.json"
 _STAND_IN_NOTE = (
     "Written by tinkerkit run: only the tokenizer files of this snapshot are real; the "
     "model behind this name is the offline backend's stand-in."
@@ -153,6 +159,16 @@ def _local_folder(tokenizer: Any) -> Path | None:
     return None
 
 
+def _processor_config(spec: Any) -> dict[str, Any] | None:
+    """The ``preprocessor_config.json`` of a vision model's spec (the processor the server
+    counts image tokens with); None for a text-only model."""
+    vision = getattr(spec, "vision", None)
+    if vision is None:
+        return None
+    config: dict[str, Any] = vision.processor.config()
+    return config
+
+
 def _content_key(tokenizer: Any) -> tuple[object, ...]:
     """Tokenizers that save to the same files: the same vocabulary object (models of one
     family share it), chat template and special tokens. Saving one 151k-token vocabulary
@@ -182,10 +198,15 @@ class _Builder:
         if self.user_cache is not None and claimed == repo_id:
             snapshot = _cached_snapshot(self.user_cache, repo_id)
             if snapshot is not None:
-                # The backend uses this very hub tokenizer: your cached repo, as it is.
-                os.symlink(
-                    self.user_cache / repo_folder(repo_id), self.cache / repo_folder(repo_id)
-                )
+                if _processor_config(spec) is None or (snapshot / _PROCESSOR_FILE).is_file():
+                    # The backend uses this very hub tokenizer: your cached repo, as it is.
+                    os.symlink(
+                        self.user_cache / repo_folder(repo_id), self.cache / repo_folder(repo_id)
+                    )
+                else:
+                    # A vision model cached without its image processor: your files,
+                    # linked, plus the processor the server reads images with.
+                    self._snapshot(repo_id, snapshot, spec)
                 self.sources[repo_id] = "your cache"
                 return
         folder = _local_folder(tokenizer)
@@ -228,6 +249,9 @@ class _Builder:
                 "transformers_version": transformers.__version__,
             }
             (snapshot / "config.json").write_text(json.dumps(config, indent=2))
+        processor = _processor_config(spec)
+        if processor is not None and not (snapshot / _PROCESSOR_FILE).exists():
+            (snapshot / _PROCESSOR_FILE).write_text(json.dumps(processor, indent=2))
         (repo / "refs").mkdir()
         (repo / "refs" / "main").write_text(revision)
 
