@@ -93,6 +93,11 @@ def _sft(out: str) -> None:
     assert hand[1] < hand[0] / 5, hand
 
 
+def _vl_classifier(out: str) -> None:
+    before, after = _pair(out, rf"held-out accuracy {NUMBER} → {NUMBER}")
+    assert after >= 0.9 and after > before, (before, after)  # it names unseen pictures
+
+
 CHECKS: dict[str, Callable[[str], None]] = {
     "dpo": _dpo,
     "evaluator": _evaluator,
@@ -103,6 +108,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "rl_math": _rl_reward_rises(0.0),  # it learns to answer with a digit, not to add
     "rlhf": _rlhf,
     "sft": _sft,
+    "vl_classifier": _vl_classifier,
 }
 NEEDS_TORCH = {"dpo", "rlhf"}  # custom losses (DPO, Bradley-Terry) run on torch
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tinker import types
 
-from tinkerkit.data.chat import chat_prompt_tokens
+from tinkerkit.data.chat import chat_prompt
 from tinkerkit.data.loaders import surrogate_field
 from tinkerkit.data.messages import validate_messages
 from tinkerkit.errors import DataError
@@ -32,7 +33,7 @@ class Completion:
 
 def sample_text(
     sampling_client: SamplingClientLike,
-    prompt: str | Sequence[Mapping[str, str]],
+    prompt: str | Sequence[Mapping[str, Any]],
     *,
     max_tokens: int = 128,
     temperature: float = 1.0,
@@ -47,7 +48,8 @@ def sample_text(
     """Sample completions of a string or a chat; returns ``Completion``s with ``.text``.
 
     A string is sent as a user message through the chat template (``chat=True``) or as
-    raw text (``chat=False``); a list of messages always uses the chat template.
+    raw text (``chat=False``); a list of messages always uses the chat template (their
+    image parts, for a vision model, as ``tk.data.chat_prompt`` sends them).
     ``tokenizer`` (default: ``tinkerkit.models.tokenizer_of(sampling_client)``) is for clients that
     cannot fetch one themselves, e.g. the SDK's client against ``tinkerkit serve`` with
     the Hugging Face hub offline. Malformed messages raise ``DataError`` naming the field.
@@ -71,8 +73,9 @@ def sample_text(
         tokenizer = tokenizer_of(sampling_client)
     if isinstance(prompt, str) and not chat:
         tokens = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        model_input = types.ModelInput.from_ints(tokens)
     else:
-        tokens = chat_prompt_tokens(messages, tokenizer)
+        model_input = chat_prompt(messages, tokenizer)
     params = types.SamplingParams(
         max_tokens=max_tokens,
         temperature=temperature,
@@ -81,9 +84,7 @@ def sample_text(
         stop=stop,
         seed=seed,
     )
-    response = sampling_client.sample(
-        types.ModelInput.from_ints(tokens), num_samples, params
-    ).result()
+    response = sampling_client.sample(model_input, num_samples, params).result()
     return [
         Completion(
             text=tokenizer.decode(seq.tokens, skip_special_tokens=True).strip(),

@@ -62,7 +62,7 @@ def completion_datum(
     return shifted_datum(tokens, [0.0] * len(prompt_tokens) + [1.0] * len(completion_tokens))
 
 
-def _as_chat(pair_prompt: Any, answer: Any) -> list[dict[str, str]]:
+def _as_chat(pair_prompt: Any, answer: Any) -> list[dict[str, Any]]:
     if isinstance(answer, list):
         return as_messages([m.model_dump() if isinstance(m, Message) else m for m in answer])
     prompt = pair_prompt

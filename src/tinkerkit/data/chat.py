@@ -13,6 +13,10 @@ tokenizer's own chat template. Which tokens the assistant wrote is found exactly
    the EOS token.
 
 The trained span of a turn is its content plus its end-of-turn token, nothing else.
+
+Messages may hold images (content as a list of text and image parts, ``data.vision``):
+``chat_datum``/``chat_datums`` and ``chat_prompt`` put each one in as an ``ImageChunk``
+where the template wrote its ``<|image_pad|>``, never trained.
 """
 
 from __future__ import annotations
@@ -26,11 +30,21 @@ from tinker import types
 from tinkerkit.data import limits
 from tinkerkit.data.datum import shifted_datum
 from tinkerkit.data.schemas import Conversation
+from tinkerkit.data.vision import (
+    ChatImage,
+    chat_images,
+    chat_vision,
+    cut_left,
+    insert_images,
+    normalize_content,
+    without_images,
+)
 from tinkerkit.errors import ChatFormatError as ChatFormatError
 from tinkerkit.protocols import Tokenizer
+from tinkerkit.rules.images import Vision
 
 TrainOn = Literal["last", "all_assistant"]
-Messages = Sequence[Mapping[str, str]] | Conversation
+Messages = Sequence[Mapping[str, Any]] | Conversation
 
 
 @dataclass(frozen=True)
@@ -40,10 +54,28 @@ class RenderedChat:
     """[start, end) token positions written by each assistant turn, in order."""
 
 
-def as_messages(messages: Messages) -> list[dict[str, str]]:
+def as_messages(messages: Messages, *, images: bool = False) -> list[dict[str, Any]]:
+    """``messages`` as plain ``{"role", "content"}`` dicts for a chat template (list
+    contents normalized, ``data.vision``); ``ChatFormatError`` for image parts unless
+    ``images`` (token ids alone cannot carry an image)."""
     if isinstance(messages, Conversation):
-        return messages.as_dicts()
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+        msgs = messages.as_dicts()
+    else:
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+    if all(isinstance(m["content"], str) for m in msgs):
+        return msgs
+    msgs = [
+        {"role": m["role"], "content": normalize_content(m["content"], f"messages[{i}].content")}
+        for i, m in enumerate(msgs)
+    ]
+    found = [] if images else chat_images(msgs)
+    if found:
+        raise ChatFormatError(
+            f"{found[0][0]} is an image, which a list of token ids cannot hold: build "
+            "datums with tk.data.chat_datum / chat_datums and a sampling prompt with "
+            "tk.data.chat_prompt"
+        )
+    return msgs
 
 
 def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
@@ -63,7 +95,7 @@ def _spans_from_mask(mask: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _render_with_markers(
-    tokenizer: Tokenizer, messages: list[dict[str, str]]
+    tokenizer: Tokenizer, messages: list[dict[str, Any]]
 ) -> RenderedChat | None:
     template = getattr(tokenizer, "chat_template", None) or ""
     if "{% generation %}" not in template and "{%- generation %}" not in template:
@@ -81,7 +113,7 @@ def _trim_trailing_whitespace(tokenizer: Tokenizer, tokens: list[int], start: in
     return end
 
 
-def _render_by_prefixes(tokenizer: Tokenizer, messages: list[dict[str, str]]) -> RenderedChat:
+def _render_by_prefixes(tokenizer: Tokenizer, messages: list[dict[str, Any]]) -> RenderedChat:
     render = tokenizer.apply_chat_template
     full_text = render(messages, tokenize=False)
     tokens = _encode(tokenizer, full_text)
@@ -108,7 +140,7 @@ def _render_by_prefixes(tokenizer: Tokenizer, messages: list[dict[str, str]]) ->
     return RenderedChat(tokens, spans)
 
 
-def _render_plain(tokenizer: Tokenizer, messages: list[dict[str, str]]) -> RenderedChat:
+def _render_plain(tokenizer: Tokenizer, messages: list[dict[str, Any]]) -> RenderedChat:
     tokens: list[int] = []
     spans = []
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -134,15 +166,16 @@ def render_chat(messages: Messages, tokenizer: Tokenizer) -> RenderedChat:
         >>> tok.decode(chat.tokens[slice(*chat.assistant_spans[-1])])
         'yo<|im_end|>'
     """
-    msgs = as_messages(messages)
+    return _render(as_messages(messages), tokenizer)
+
+
+def _render(msgs: list[dict[str, Any]], tokenizer: Tokenizer) -> RenderedChat:
     if not getattr(tokenizer, "chat_template", None):
         return _render_plain(tokenizer, msgs)
     return _render_with_markers(tokenizer, msgs) or _render_by_prefixes(tokenizer, msgs)
 
 
-def chat_prompt_tokens(messages: Messages, tokenizer: Tokenizer) -> list[int]:
-    """Tokens that prompt the model for the next assistant turn (for sampling)."""
-    msgs = as_messages(messages)
+def _prompt_tokens(msgs: list[dict[str, Any]], tokenizer: Tokenizer) -> list[int]:
     if not getattr(tokenizer, "chat_template", None):
         return _render_plain(tokenizer, msgs).tokens + _encode(tokenizer, "Assistant: ")
     return _encode(
@@ -150,8 +183,39 @@ def chat_prompt_tokens(messages: Messages, tokenizer: Tokenizer) -> list[int]:
     )
 
 
+def chat_prompt_tokens(messages: Messages, tokenizer: Tokenizer) -> list[int]:
+    """Tokens that prompt the model for the next assistant turn (for sampling); a chat
+    with images needs ``chat_prompt``."""
+    return _prompt_tokens(as_messages(messages), tokenizer)
+
+
+def chat_prompt(
+    messages: Messages, tokenizer: Tokenizer, *, vision: Vision | None = None
+) -> types.ModelInput:
+    """The ``ModelInput`` that prompts the model for the next assistant turn (for
+    sampling): ``chat_prompt_tokens``, with each image part an ``ImageChunk``.
+
+    ``vision`` (``rules.images.Vision``) says how the model reads images; by default the
+    tokenizer's ``<|image_pad|>``/``<|vision_start|>``/``<|vision_end|>`` ids with
+    Qwen-VL's image processor.
+
+    Example:
+        >>> prompt = chat_prompt([{"role": "user", "content": [
+        ...     {"type": "image", "image": "cat.png"},
+        ...     {"type": "text", "text": "What is this?"}]}], tok)
+        >>> [chunk.type for chunk in prompt.chunks]
+        ['encoded_text', 'image', 'encoded_text']
+    """
+    msgs = as_messages(messages, images=True)
+    images = _images_of(msgs, tokenizer, vision)
+    tokens = _prompt_tokens(msgs, tokenizer)
+    if images is None:
+        return types.ModelInput.from_ints(tokens)
+    return types.ModelInput(chunks=insert_images(tokens, [0.0] * len(tokens), *images).chunks)
+
+
 def _batch_render_with_markers(
-    tokenizer: Tokenizer, conversations: list[list[dict[str, str]]]
+    tokenizer: Tokenizer, conversations: list[list[dict[str, Any]]]
 ) -> list[RenderedChat] | None:
     """Render many chats at once: one jinja pass each, one batched (Rust) encode for all,
     and assistant spans from character offsets with ``searchsorted`` instead of a Python
@@ -196,38 +260,69 @@ def _batch_render_with_markers(
     return out
 
 
+def _left_cut(
+    length: int, first_trained: int, max_length: int | None, truncate: str, unit: str = "tokens"
+) -> int:
+    """How many positions to drop from the left to fit ``max_length``; ChatFormatError
+    when that is not allowed or would cut into a trained turn."""
+    if max_length is None or length <= max_length:
+        return 0
+    offset = length - max_length
+    if truncate != "left" or offset > first_trained:
+        raise ChatFormatError(
+            f"the conversation renders to {length} {unit}, over max_length={max_length}"
+            + (
+                "; shorten it, raise max_length, or pass truncate='left'"
+                if truncate == "error"
+                else "; cutting from the left would cut into a trained turn"
+            )
+        )
+    return offset
+
+
 def _datum_from_rendered(
     rendered: RenderedChat,
     train_on: TrainOn,
     max_length: int | None,
     truncate: Literal["error", "left"],
+    images: tuple[list[ChatImage], Vision] | None = None,
 ) -> types.Datum:
     spans = rendered.assistant_spans[-1:] if train_on == "last" else rendered.assistant_spans
     if not spans:
         raise ChatFormatError("the conversation has no assistant turn to train on")
     tokens = rendered.tokens
-    offset = 0
-    if max_length is not None and len(tokens) > max_length:
-        offset = len(tokens) - max_length
-        if truncate != "left" or offset > spans[0][0]:
-            raise ChatFormatError(
-                f"the conversation renders to {len(tokens)} tokens, over max_length={max_length}"
-                + (
-                    "; shorten it, raise max_length, or pass truncate='left'"
-                    if truncate == "error"
-                    else "; cutting from the left would cut into a trained turn"
-                )
-            )
     weights = [0.0] * len(tokens)
     for start, end in spans:
         weights[start:end] = [1.0] * (end - start)
-    return shifted_datum(tokens[offset:], weights[offset:])
+    if images is None:
+        offset = _left_cut(len(tokens), spans[0][0], max_length, truncate)
+        return shifted_datum(tokens[offset:], weights[offset:])
+    # An image takes its expected_tokens positions: max_length counts them, as the
+    # service's context does.
+    placed = insert_images(tokens, weights, *images)
+    first_trained = placed.position(spans[0][0])
+    offset = _left_cut(
+        len(placed.weights), first_trained, max_length, truncate, "tokens (images included)"
+    )
+    chunks, kept = cut_left(placed.chunks, placed.weights, offset)
+    return shifted_datum(types.ModelInput(chunks=chunks), kept)
 
 
-def _check_size(messages: list[dict[str, str]], what: str) -> None:
+def _images_of(
+    msgs: list[dict[str, Any]], tokenizer: Tokenizer, vision: Vision | None, where: str = ""
+) -> tuple[list[ChatImage], Vision] | None:
+    """The chat's images and how the model reads them; None for a text-only chat."""
+    found = chat_images(msgs)
+    if not found:
+        return None
+    return found, chat_vision(tokenizer, vision, where + found[0][0])
+
+
+def _check_size(messages: list[dict[str, Any]], what: str) -> None:
     # Before any tokenizer sees it: a 200 MB chat made the Rust tokenizer panic at ~8 GB.
+    # Images are not text (a data: URL would count as megabytes of it).
     limit = limits.record_limit(None)
-    size = limits.text_bytes(messages)
+    size = limits.text_bytes(without_images(messages))
     if size > limit:
         raise ChatFormatError(limits.too_large(size, limit, f"{what}'s text"))
 
@@ -244,6 +339,7 @@ def chat_datums(
     train_on: TrainOn = "last",
     max_length: int | None = None,
     truncate: Literal["error", "left"] = "error",
+    vision: Vision | None = None,
 ) -> list[types.Datum]:
     """``chat_datum`` for many conversations, batched where the tokenizer allows it.
 
@@ -251,19 +347,30 @@ def chat_datums(
         >>> datums = chat_datums(tk.data.load_chat_jsonl("chats.jsonl"), tok)
     """
     _check_train_on(train_on)
-    convs = [as_messages(c) for c in conversations]
+    convs = [as_messages(c, images=True) for c in conversations]
+    images = []
     for index, msgs in enumerate(convs):
         if not any(m["role"] == "assistant" for m in msgs):
             raise ChatFormatError(f"conversation {index} has no assistant turn to train on")
         _check_size(msgs, f"conversation {index}")
+        images.append(_images_of(msgs, tokenizer, vision, f"conversation {index}: "))
     rendered = (
         _batch_render_with_markers(tokenizer, convs)
         if getattr(tokenizer, "chat_template", None)
         else None
     )
     if rendered is None:
-        rendered = [render_chat(msgs, tokenizer) for msgs in convs]
-    return [_datum_from_rendered(r, train_on, max_length, truncate) for r in rendered]
+        rendered = [_render(msgs, tokenizer) for msgs in convs]
+    datums = []
+    for index, (chat, found) in enumerate(zip(rendered, images, strict=True)):
+        if found is None:
+            datums.append(_datum_from_rendered(chat, train_on, max_length, truncate))
+            continue
+        try:
+            datums.append(_datum_from_rendered(chat, train_on, max_length, truncate, found))
+        except ChatFormatError as exc:
+            raise ChatFormatError(f"conversation {index}: {exc}") from None
+    return datums
 
 
 def chat_datum(
@@ -273,6 +380,7 @@ def chat_datum(
     train_on: TrainOn = "last",
     max_length: int | None = None,
     truncate: Literal["error", "left"] = "error",
+    vision: Vision | None = None,
 ) -> types.Datum:
     """A cross-entropy datum that trains on the last (or every) assistant turn.
 
@@ -280,14 +388,22 @@ def chat_datum(
     raises; ``"left"`` drops tokens from the start of the conversation, as long as the
     trained turn(s) survive whole. Never silent.
 
+    A message's content may be a list of ``{"type": "text", "text": ...}`` and
+    ``{"type": "image", "image": PATH_URL_BYTES_OR_PIL}`` parts: each image becomes an
+    ``ImageChunk`` of ``Processor.tokens(height, width)`` positions (counted in
+    ``max_length``), with target 0 and weight 0, as tinker-cookbook builds it. ``vision``
+    overrides how the model reads images (default: the tokenizer's vision token ids and
+    Qwen-VL's processor); a tokenizer without ``<|image_pad|>`` refuses images.
+
     Example:
         >>> d = chat_datum([{"role": "user", "content": "2+2?"},
         ...                 {"role": "assistant", "content": "4"}], tok)
         >>> show_datum(d, tok)   # from tinkerkit.data
     """
     _check_train_on(train_on)
-    msgs = as_messages(messages)
+    msgs = as_messages(messages, images=True)
     if not msgs or not any(m["role"] == "assistant" for m in msgs):
         raise ChatFormatError("the conversation has no assistant turn to train on")
     _check_size(msgs, "the conversation")
-    return _datum_from_rendered(render_chat(msgs, tokenizer), train_on, max_length, truncate)
+    images = _images_of(msgs, tokenizer, vision)
+    return _datum_from_rendered(_render(msgs, tokenizer), train_on, max_length, truncate, images)

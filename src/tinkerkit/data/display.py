@@ -4,13 +4,18 @@
 before) that a notebook renders as HTML when a cell ends with it. A bare
 ``tinker.types.Datum`` at the end of a cell renders the same way with token ids in place
 of text (it has no tokenizer), once ``tinkerkit.data`` is imported in the kernel.
+
+An image of the model input (an ``ImageChunk``) shows as one placeholder,
+``[image 64×48, 70 tokens]``, in place of the positions it takes.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,9 +29,16 @@ def datum_tokens(datum: types.Datum) -> tuple[int, list[int], list[float]]:
     """(first input token, target tokens, each target's weight).
 
     The sequence is the first input token followed by every target; ``(N, K)`` top-K
-    targets are shown by slot 0 with the sum of the slots' absolute weights.
+    targets are shown by slot 0 with the sum of the slots' absolute weights. The first
+    input token is -1 when there is none (an empty input, or an image first).
     """
-    tokens = datum.model_input.to_ints()
+    first = -1
+    for chunk in datum.model_input.chunks:
+        if not isinstance(chunk, types.EncodedTextChunk):
+            break
+        if chunk.tokens:
+            first = int(chunk.tokens[0])
+            break
     target_array = dense_array(0, "target_tokens", datum.loss_fn_inputs["target_tokens"])
     weights_td = datum.loss_fn_inputs.get("weights")
     weight_array = (
@@ -36,7 +48,77 @@ def datum_tokens(datum: types.Datum) -> tuple[int, list[int], list[float]]:
     )
     targets = [int(t) for t in target_array.reshape(len(target_array), -1)[:, 0]]
     weights = [float(np.abs(w).sum()) for w in weight_array.reshape(len(weight_array), -1)]
-    return (tokens[0] if tokens else -1), targets, weights
+    return first, targets, weights
+
+
+@dataclass(frozen=True)
+class ImagePiece:
+    """An image of the model input, as shown: its size in pixels (None when its bytes
+    cannot be read) and the positions it takes."""
+
+    width: int | None
+    height: int | None
+    tokens: int
+
+    @property
+    def label(self) -> str:
+        size = f" {self.width}×{self.height}" if self.width is not None else ""
+        return f"[image{size}, {self.tokens} tokens]"
+
+
+Piece = tuple[int | ImagePiece, float | None]
+"""A token id or an image, and its weight (None: the first position, input only)."""
+
+
+def _positions(chunk: Any) -> int:
+    return int(getattr(chunk, "expected_tokens", None) or 1)
+
+
+def _image_piece(chunk: Any) -> ImagePiece:
+    tokens = _positions(chunk)
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(chunk.data)) as opened:
+            width, height = opened.size
+    except Exception:  # no Pillow, an asset pointer, bytes that are not an image
+        return ImagePiece(None, None, tokens)
+    return ImagePiece(int(width), int(height), tokens)
+
+
+def datum_pieces(datum: types.Datum) -> list[Piece]:
+    """The datum's sequence as shown: the first input token, then each target with its
+    weight, an image as one ``ImagePiece`` in place of its positions (its weight: the sum
+    over them, 0 in a datum built by ``tk.data``). The first token is -1 when there is
+    none.
+
+    Example:
+        >>> [piece for piece, _ in datum_pieces(datum)][6:9]
+        [261, ImagePiece(width=64, height=48, tokens=70), 263]
+    """
+    first, targets, weights = datum_tokens(datum)
+    images: dict[int, Any] = {}
+    position = 0
+    for chunk in datum.model_input.chunks:
+        if isinstance(chunk, types.EncodedTextChunk):
+            position += len(chunk.tokens)
+        else:
+            images[position] = chunk
+            position += _positions(chunk)
+    # Position p of the sequence: p = 0 is the first input, p >= 1 is target p - 1.
+    pieces: list[Piece] = []
+    p = 0
+    while p <= len(targets):
+        image = images.get(p)
+        if image is not None:
+            size = _positions(image)
+            weight = sum(weights[p - 1 : p - 1 + size]) if p else None
+            pieces.append((_image_piece(image), weight))
+            p += size
+            continue
+        pieces.append((targets[p - 1], weights[p - 1]) if p else (first, None))
+        p += 1
+    return pieces
 
 
 def _plain(weights: Sequence[float]) -> bool:
@@ -53,12 +135,16 @@ def datum_html(datum: types.Datum, decode: Callable[[int], str] | None = None) -
         >>> datum_html(datum, lambda t: tok.decode([t]))
         '<div class="tinkerkit-datum"><div>[12 targets, 3 trained, weight 3]</div>...'
     """
-    first, targets, weights = datum_tokens(datum)
+    _, targets, weights = datum_tokens(datum)
     show = decode or str
     top = max(weights, default=0.0) or 1.0
     plain = _plain(weights)
-    spans = [_span(first, show(first) if first >= 0 else "", None, top, plain)]
-    spans += [_span(t, show(t), w, top, plain) for t, w in zip(targets, weights, strict=False)]
+    spans = [
+        _image_span(piece, weight)
+        if isinstance(piece, ImagePiece)
+        else _span(piece, show(piece) if piece >= 0 else "", weight, top, plain)
+        for piece, weight in datum_pieces(datum)
+    ]
     n_trained = sum(1 for w in weights if w != 0)
     header = f"[{len(targets)} targets, {n_trained} trained, weight {sum(weights):g}]"
     return (
@@ -85,6 +171,12 @@ def _span(token: int, text: str, weight: float | None, top: float, plain: bool) 
         f'<span title="{title}" data-weight="{weight:g}" '
         f'style="background:rgba(40,167,69,{alpha:.2f});color:#000">{shown}{label}</span>'
     )
+
+
+def _image_span(image: ImagePiece, weight: float | None) -> str:
+    trained = "input only" if weight is None else f"weight {weight:g}"
+    title = f"image, {image.tokens} positions ({trained})"
+    return f'<span title="{title}" style="color:#888">{html.escape(image.label)}</span>'
 
 
 class DatumView(str):

@@ -6,7 +6,8 @@ Every problem becomes a ``DataError`` naming the file, the line and the field: b
 JSON, JSON nested too deeply to read, missing or mistyped fields, unknown roles, empty
 conversations, no assistant turn, bytes that are not UTF-8, text with lone surrogates
 (``"\\ud800"``, which no tokenizer can encode), a path that is a folder or cannot be
-read. ``errors`` chooses what happens then:
+read, an image part whose file does not exist (relative image paths are read from the
+data file's folder, ``data.vision``). ``errors`` chooses what happens then:
 
 - ``"raise"`` (default): stop at the first bad record;
 - ``"collect"``: read everything, then raise one ``DataError`` listing every bad line;
@@ -35,6 +36,7 @@ from tinkerkit.data import sql, storage
 from tinkerkit.data.formats import RawRecord, raw_records
 from tinkerkit.data.limits import record_limit, text_bytes, too_large
 from tinkerkit.data.schemas import Conversation, PreferencePair, PromptCompletion, RLPrompt
+from tinkerkit.data.vision import resolve_image_paths
 from tinkerkit.errors import DataError
 
 logger = logging.getLogger("tinkerkit")
@@ -58,6 +60,8 @@ def field_name(loc: tuple[Any, ...]) -> str:
     """
     out = ""
     for part in loc:
+        if part == "":  # the tag of a list content (``schemas.Content``), not a field
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -160,6 +164,8 @@ class _Opened:
     """The source as errors name it (a URL without secrets, a database and table)."""
     unit: str
     records: Generator[RawRecord]
+    folder: Path | None = None
+    """Where relative image paths are read from: the local file's (or database's) folder."""
 
 
 def _open(source: Source, stack: ExitStack, storage_options: StorageOptions, limit: int) -> _Opened:
@@ -176,7 +182,8 @@ def _open_source(
 ) -> _Opened:
     if isinstance(source, sql.SQLSource) or sql.is_sqlite_url(source):
         table = source if isinstance(source, sql.SQLSource) else sql.parse_sqlite_url(str(source))
-        return _Opened(table.name, "row", sql.sql_records(table, limit))
+        folder = Path(table.database).expanduser().absolute().parent
+        return _Opened(table.name, "row", sql.sql_records(table, limit), folder)
     if storage.is_url(source):
         url = str(source)
         name, suffix = storage.display_url(url), storage.url_suffix(url)
@@ -186,7 +193,8 @@ def _open_source(
         return _Opened(name, "line", raw_records(handle, suffix, limit))
     file = check_data_file(source)
     handle = stack.enter_context(file.open("rb"))
-    return _Opened(str(file), "line", raw_records(handle, file.suffix.lower(), limit))
+    records = raw_records(handle, file.suffix.lower(), limit)
+    return _Opened(str(file), "line", records, file.absolute().parent)
 
 
 def iter_records(
@@ -226,8 +234,11 @@ def iter_records(
                 ) from None
             found: list[_Problem]
             record = None
+            image = None if problem is not None else resolve_image_paths(obj, opened.folder)
             if problem is not None:
                 found = [(line, None, problem)]
+            elif image is not None:
+                found = [(line, *image)]
             else:
                 record, found = _validate(schema, obj, line, limit)
             if found:

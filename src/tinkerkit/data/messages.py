@@ -14,13 +14,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from tinkerkit.data.loaders import check_data_file, explain_error, field_name, surrogate_field
 from tinkerkit.data.schemas import Message
+from tinkerkit.data.vision import resolve_image_paths
 from tinkerkit.errors import DataError
 
 _MESSAGES = TypeAdapter(list[Message])
 _SHAPE = 'give a JSON list of {"role": ..., "content": ...} messages'
 
 
-def validate_messages(obj: Any, where: str) -> list[dict[str, str]]:
+def validate_messages(obj: Any, where: str) -> list[dict[str, Any]]:
     """``obj`` as a non-empty list of ``{"role", "content"}`` messages (a
     ``{"messages": [...]}`` record is unwrapped); ``DataError`` naming ``where`` and the
     field otherwise.
@@ -46,10 +47,10 @@ def validate_messages(obj: Any, where: str) -> list[dict[str, str]]:
         raise DataError(
             where, None, bad, "contains a lone surrogate, which is not text: fix its encoding"
         )
-    return [{"role": m.role, "content": m.content} for m in messages]
+    return [m.as_dict() for m in messages]
 
 
-def load_messages(path: str | Path) -> list[dict[str, str]]:
+def load_messages(path: str | Path) -> list[dict[str, Any]]:
     """The chat messages in a JSON file (a list of messages, or ``{"messages": [...]}``).
 
     Example:
@@ -72,6 +73,12 @@ def load_messages(path: str | Path) -> list[dict[str, str]]:
         raise DataError(str(file), exc.lineno, None, f"is not valid JSON ({exc.msg})") from None
     except RecursionError:
         raise DataError(str(file), None, None, "is nested too deeply to read") from None
+    # Image paths are read from the file's folder (as in training data files).
+    record = obj if isinstance(obj, dict) else {"messages": obj}
+    image = resolve_image_paths(record, file.absolute().parent)
+    if image is not None:
+        field, problem = image
+        raise DataError(str(file), None, field.removeprefix("messages") or None, problem)
     return validate_messages(obj, str(file))
 
 
