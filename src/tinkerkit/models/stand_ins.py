@@ -18,7 +18,9 @@ from tinkerkit.models import catalogue
 from tinkerkit.models.catalogue import CatalogueEntry
 from tinkerkit.models.mapping import MappedModel, find, model_mapping
 from tinkerkit.models.registry import BUILTINS, SERVICE_MODELS, TINY_VL, unknown_model_error
+from tinkerkit.models.tokenizer import tiny_vl_vision
 from tinkerkit.models.tokenizers import ResolvedTokenizer, resolve
+from tinkerkit.models.tokenizers.families import family
 from tinkerkit.rules.images import Processor, Vision
 
 
@@ -102,12 +104,14 @@ class ModelNames:
                 int(config["vision_end_token_id"]),
                 processor or Processor(),
             )
-        if name != TINY_VL and (entry is None or not entry.vision):
+        if name == TINY_VL:
+            return tiny_vl_vision()
+        if entry is None or not entry.vision:
             return None
-        ids = self.tokenizer(name).convert_tokens_to_ids(
-            ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>"]
-        )
-        return Vision(int(ids[0]), int(ids[1]), int(ids[2]))
+        # the family's published ids: naming a model never loads its tokenizer
+        fam = family(entry.tokenizer_family)
+        ids = {token: i for i, token in (fam.specials if fam else ())}
+        return Vision(ids["<|image_pad|>"], ids["<|vision_start|>"], ids["<|vision_end|>"])
 
     def family(self, name: str) -> str:
         entry = self.entry(name)

@@ -161,12 +161,6 @@ def vl_config(text: LlamaConfig, vision: Vision) -> Any:
     )
 
 
-def tiny_vl_vision() -> Vision:
-    """The vision tokens of ``tinkerkit/tiny-vl``'s byte tokenizer (ids 261-263)."""
-    start, image, end = (256 + byte_tok.VL_SPECIAL_TOKENS.index(t) for t in byte_tok.VISION_TOKENS)
-    return Vision(image_token=image, start_token=start, end_token=end)
-
-
 def tiny_vl_config() -> Any:
     """The configuration of ``tinkerkit/tiny-vl``: ``tinkerkit/tiny``'s sizes over the
     byte tokenizer with the vision tokens, and a one-block vision tower.
@@ -179,7 +173,7 @@ def tiny_vl_config() -> Any:
     text = stand_in_config(
         byte_tok.VL_VOCAB_SIZE, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, 2048
     )
-    return vl_config(text, tiny_vl_vision())
+    return vl_config(text, byte_tok.tiny_vl_vision())
 
 
 def _build(config: Any, seed: int) -> Any:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from tinkerkit.rules.images import Vision
+
 BOS = "<|begin_of_text|>"
 EOS = "<|end_of_text|>"
 IM_START = "<|im_start|>"
@@ -117,6 +119,19 @@ def _build() -> PreTrainedTokenizerBase:
     tok = build_byte_tokenizer(SPECIAL_TOKENS, CHAT_TEMPLATE, bos=BOS, eos=IM_END, pad=PAD)
     tok.name_or_path = "tinkerkit/byte-tokenizer"
     return tok
+
+
+def tiny_vl_vision() -> Vision:
+    """The vision tokens of ``vl_byte_tokenizer`` (ids 261-263), for ``tinkerkit/tiny-vl``.
+
+    Example:
+        >>> tiny_vl_vision().image_token
+        262
+    """
+    from tinkerkit.rules.images import Vision
+
+    start, image, end = (256 + VL_SPECIAL_TOKENS.index(t) for t in VISION_TOKENS)
+    return Vision(image_token=image, start_token=start, end_token=end)
 
 
 @lru_cache(maxsize=1)

@@ -19,16 +19,33 @@ from pydantic import BaseModel
 from tinker import types
 
 
+def datum_bytes(datum: types.Datum) -> bytes:
+    """Exactly what ``datum`` trains on: its tokens and images, then every loss input."""
+    parts = []
+    for chunk in datum.model_input.chunks:
+        if isinstance(chunk, types.EncodedTextChunk):
+            parts.append(np.asarray(chunk.tokens, dtype=np.int64).tobytes())
+        else:  # an image: its bytes and how many positions it takes
+            parts.append(chunk.model_dump_json().encode())
+    for key in sorted(datum.loss_fn_inputs):
+        parts.append(key.encode())
+        parts.append(np.ascontiguousarray(datum.loss_fn_inputs[key].to_numpy()).tobytes())
+    return b"".join(parts)
+
+
+def _unserialisable(value: Any) -> str:
+    """A record's in-memory image (a PIL image in a chat) as the hash of its pixels."""
+    if hasattr(value, "tobytes"):
+        return hashlib.sha256(value.tobytes()).hexdigest()
+    return repr(value)
+
+
 def _record_bytes(record: Any) -> bytes:
     if isinstance(record, BaseModel):
-        return record.model_dump_json().encode()
+        return record.model_dump_json(fallback=_unserialisable).encode()
     if isinstance(record, types.Datum):
-        parts = [np.asarray(record.model_input.to_ints(), dtype=np.int64).tobytes()]
-        for key in sorted(record.loss_fn_inputs):
-            parts.append(key.encode())
-            parts.append(np.ascontiguousarray(record.loss_fn_inputs[key].to_numpy()).tobytes())
-        return b"".join(parts)
-    return json.dumps(record, sort_keys=True, default=str).encode()
+        return datum_bytes(record)
+    return json.dumps(record, sort_keys=True, default=_unserialisable).encode()
 
 
 def records_fingerprint(records: Iterable[Any]) -> str:

@@ -20,14 +20,15 @@ from tinker import types
 from tinkerkit.protocols import SamplingClientLike
 
 
-def full_sequence(datum: types.Datum) -> list[int]:
-    """The tokens ``datum`` was cut from: its input plus its last target.
+def full_input(datum: types.Datum) -> types.ModelInput:
+    """The sequence ``datum`` was cut from: its input (images included) plus its last target.
 
     Example:
-        >>> full_sequence(tk.data.shifted_datum([1, 2, 3], [0, 1, 1]))
+        >>> full_input(tk.data.shifted_datum([1, 2, 3], [0, 1, 1])).to_ints()
         [1, 2, 3]
     """
-    return [*datum.model_input.to_ints(), int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])]
+    last = int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])
+    return datum.model_input.append_int(last)
 
 
 def datum_logprobs(
@@ -40,10 +41,7 @@ def datum_logprobs(
         >>> datum_logprobs(base, [datum])[0].shape == datum.loss_fn_inputs["target_tokens"].shape
         True
     """
-    futures = [
-        sampling_client.compute_logprobs(types.ModelInput.from_ints(full_sequence(d)))
-        for d in datums
-    ]
+    futures = [sampling_client.compute_logprobs(full_input(d)) for d in datums]
     return [np.asarray(f.result()[1:], dtype=np.float64) for f in futures]
 
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tinker import types
 
 from tinkerkit.data.builders import completion_datum
@@ -24,6 +23,7 @@ from tinkerkit.data.sources import coerce_records
 from tinkerkit.errors import DataError
 from tinkerkit.protocols import Tokenizer
 from tinkerkit.train.batching import holdout
+from tinkerkit.train.fingerprint import datum_bytes
 from tinkerkit.train.sft_config import Config
 
 Record = Conversation | PromptCompletion | types.Datum
@@ -92,10 +92,7 @@ def fingerprint(datums: Sequence[types.Datum]) -> str:
     """A hash of exactly what is trained on (tokens, targets, weights)."""
     digest = hashlib.sha256()
     for datum in datums:
-        digest.update(np.asarray(datum.model_input.to_ints(), dtype=np.int64).tobytes())
-        for key in sorted(datum.loss_fn_inputs):
-            digest.update(key.encode())
-            digest.update(np.ascontiguousarray(datum.loss_fn_inputs[key].to_numpy()).tobytes())
+        digest.update(datum_bytes(datum))
     return digest.hexdigest()[:16]
 
 
