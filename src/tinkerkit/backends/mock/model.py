@@ -256,20 +256,14 @@ class FactorisedDecoder(MockDecoder):
     """A ``MockDecoder`` over the factorised head, which also draws tokens directly
     (``DirectDraw``): O(sqrt(V)) a token at temperature 1, never the (n, V) logits."""
 
-    def __init__(
-        self,
-        w: dict[str, np.ndarray],
-        prompt: np.ndarray,
-        n: int,
-        inserts: Sequence[tuple[int, np.ndarray]] = (),
-    ) -> None:
-        super().__init__(w, prompt, n, inserts)
-        self._slot_bias: dict[float, head.SlotBias] = {}
+    _slot_bias: dict[float, head.SlotBias] | None = None
 
     def draw(self, temperature: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return head.draw(self.w, self.h, temperature, rng, self._bias)
 
     def _bias(self, scale: float) -> head.SlotBias:
+        if self._slot_bias is None:
+            self._slot_bias = {}
         if scale not in self._slot_bias:
             self._slot_bias[scale] = head.slot_bias(self.w["b_tok"], scale)
         return self._slot_bias[scale]
