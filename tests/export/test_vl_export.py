@@ -83,3 +83,21 @@ def test_export_base_cli_writes_tiny_vl(tmp_path: Path) -> None:
     processor = json.loads((out / "preprocessor_config.json").read_text())
     assert processor["patch_size"] == 16 and processor["merge_size"] == 2
     pytest.importorskip("PIL")
+
+
+def test_a_local_vl_folder_mapped_by_name_reads_images(tk_home: Path, tmp_path: Path) -> None:
+    """A user's Qwen3-VL folder (here tiny-vl written out) mapped to a name trains on
+    images on ``local`` with its own config and processor: the same logprobs as the
+    built-in it was written from."""
+    folder = export_base(MODEL, tmp_path / "my-vl")
+    datum = image_datum(shape_png("square", np.random.default_rng(5)))
+    scores = []
+    for service, name in (
+        (tk.connect("local"), MODEL),
+        (tk.connect("local", models={"me/my-vl": str(folder)}), "me/my-vl"),
+    ):
+        training = service.create_lora_training_client(base_model=name, rank=4, seed=0).result()
+        out = training.forward([datum], "cross_entropy").result()
+        scores.append(out.loss_fn_outputs[0]["logprobs"].to_numpy())
+    np.testing.assert_allclose(scores[0], scores[1], atol=1e-5)
+    assert ModelNames({"me/my-vl": str(folder)}).vision("me/my-vl") == ModelNames().vision(MODEL)
