@@ -23,13 +23,15 @@ def test_the_classifier_learns_on_local(tk_home, capsys):
 
 def test_sft_trains_on_a_jsonl_of_image_chats(tk_home, tmp_path):
     """``tk.sft.train`` on chats whose images are files next to the JSONL: the loss falls,
-    and resuming the finished run finds the same data."""
+    resuming the finished run finds the same data, and a picture replaced under its name
+    is another dataset."""
     import json
 
     import numpy as np
 
     import tinkerkit as tk
     from tests.images import SHAPES, shape_png
+    from tinkerkit.errors import ConfigMismatchError
 
     rng = np.random.default_rng(0)
     lines = []
@@ -56,3 +58,6 @@ def test_sft_trains_on_a_jsonl_of_image_chats(tk_home, tmp_path):
     assert last < 0.2 * first, (first, last)
     resume = config.model_copy(update={"resume": True})
     assert tk.sft.train(resume, service=service).final_loss == last  # nothing left to do
+    (tmp_path / "0.png").write_bytes(shape_png("square", rng))  # another picture, same name
+    with pytest.raises(ConfigMismatchError, match="data differs from the saved run"):
+        tk.sft.train(resume, service=service)

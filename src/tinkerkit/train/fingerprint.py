@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 from pydantic import BaseModel
@@ -40,12 +42,42 @@ def _unserialisable(value: Any) -> str:
     return repr(value)
 
 
+def _image_files(value: Any) -> Iterator[bytes]:
+    """The contents' hashes of the local image files a record's image parts name, so a
+    picture replaced under the same name changes the fingerprint."""
+    if isinstance(value, dict):
+        path = _local_image(value)
+        if path is not None:
+            yield hashlib.sha256(path.read_bytes()).digest()
+        for item in value.values():
+            yield from _image_files(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _image_files(item)
+
+
+def _local_image(part: dict[str, Any]) -> Path | None:
+    """The local file an image part names (a path or ``file://`` URL), if it exists."""
+    image = part.get("image")
+    if part.get("type") != "image" or not isinstance(image, str):
+        return None
+    if image.startswith("file://"):
+        path = Path(unquote(urlparse(image).path))
+    elif image.startswith("data:") or "://" in image:
+        return None
+    else:
+        path = Path(image)
+    return path if path.is_file() else None
+
+
 def _record_bytes(record: Any) -> bytes:
-    if isinstance(record, BaseModel):
-        return record.model_dump_json(fallback=_unserialisable).encode()
     if isinstance(record, types.Datum):
         return datum_bytes(record)
-    return json.dumps(record, sort_keys=True, default=_unserialisable).encode()
+    if isinstance(record, BaseModel):
+        text = record.model_dump_json(fallback=_unserialisable).encode()
+        return b"".join([text, *_image_files(record.model_dump())])
+    text = json.dumps(record, sort_keys=True, default=_unserialisable).encode()
+    return b"".join([text, *_image_files(record)])
 
 
 def records_fingerprint(records: Iterable[Any]) -> str:
