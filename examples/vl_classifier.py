@@ -69,7 +69,7 @@ def accuracy(sampler, tokenizer, pictures: list[tuple[Image.Image, str]]) -> flo
     )
 
 
-def main(backend: str = "mock", steps: int = 100, learning_rate: float = 5e-3) -> float:
+def main(backend: str = "mock", steps: int = 100, learning_rate: float = 8e-3) -> float:
     service = tk.connect(backend)
     training = service.create_lora_training_client(
         base_model="tinkerkit/tiny-vl", rank=16, seed=0
