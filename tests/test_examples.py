@@ -48,14 +48,15 @@ def _evaluator(out: str) -> None:
 
 def _multi_agent(out: str) -> None:
     first, last = _pair(out, rf"first 5 iterations {NUMBER}, last 5 {NUMBER}")
-    assert last > first and last >= 0.6, (first, last)  # it learns to beat the opponent
+    assert last >= first + 0.4 and last >= 0.7, (first, last)  # it learns to beat the opponent
 
 
 def _prompt_distillation(out: str) -> None:
     match = _pair(out, rf"student matches teacher {NUMBER}% → {NUMBER}%")
     logprob = _pair(out, rf"teacher's answers {NUMBER} → {NUMBER}")
-    assert match[1] > match[0] and match[1] >= 50, match
-    assert logprob[1] > logprob[0], logprob
+    # held-out inputs: without the system prompt, the student answers as the teacher with it
+    assert match[0] == 0 and match[1] >= 75, match
+    assert logprob[1] > logprob[0] + 3.0, logprob
 
 
 def _quickstart(out: str) -> None:

@@ -1,75 +1,14 @@
-"""Prompt distillation, multi-agent competition and evaluators, end to end on mock."""
+"""Multi-agent rules and evaluators on mock. (Prompt distillation and the multi-agent win
+rate are checked end to end by their examples, ``tests/test_examples.py``, which run the
+very same computation.)"""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import tinkerkit as tk
-from tinkerkit.recipes.distill import distill_prompt
 from tinkerkit.recipes.evaluator import Evaluator, evaluator_chat, parse_score
-from tinkerkit.recipes.multi_agent import DigitDuel, Fixed, Trained, random_digit, train_competition
-
-SYSTEM = "You are a pirate."
-
-
-def test_prompt_distillation_moves_the_student_to_the_teacher(tmp_path):
-    service = tk.connect("mock")
-    topics = [f"Tell me about topic number {i}." for i in range(16)]
-    # A teacher whose behaviour depends on the system prompt: pirate with it, plain without.
-    chats = [
-        {
-            "messages": [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": t},
-                {"role": "assistant", "content": "Arr matey, to the sea!"},
-            ]
-        }
-        for t in topics[:8]
-    ]
-    teacher_run = tk.sft.train(
-        tk.sft.Config(
-            data=chats,
-            epochs=40,
-            batch_size=8,
-            learning_rate=1e-2,
-            rank=16,
-            log_dir=tmp_path / "teacher",
-            progress=False,
-            save_each_epoch=False,
-        ),
-        service=service,
-    )
-    teacher = service.create_sampling_client(model_path=teacher_run.sampler_path).result()
-    report = distill_prompt(
-        service,
-        SYSTEM,
-        topics[:12],
-        topics[12:],
-        teacher=teacher,
-        epochs=30,
-        max_tokens=24,
-        log_dir=tmp_path / "student",
-    )
-    # Held-out inputs: the student, without the system prompt, now answers like the teacher with it.
-    assert report.eval_before.exact_match == 0.0
-    assert report.eval_after.exact_match >= 0.75
-    assert report.eval_after.mean_logprob > report.eval_before.mean_logprob + 3.0
-
-
-def test_win_rate_against_a_fixed_opponent_rises():
-    result = train_competition(
-        tk.connect("mock"),
-        DigitDuel,
-        [Trained(), Fixed(random_digit(0))],
-        iterations=30,
-        games_per_iteration=16,
-    )
-    wins = result.win_rates[0]
-    assert len(wins) == 30
-    assert np.mean(wins[-5:]) >= np.mean(wins[:5]) + 0.4
-    assert np.mean(wins[-5:]) >= 0.7
-    assert result.sampler_paths[0] and result.sampler_paths[1] is None
+from tinkerkit.recipes.multi_agent import DigitDuel
 
 
 def test_digit_duel_rules():
