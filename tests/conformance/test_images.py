@@ -113,8 +113,17 @@ def test_sampling_on_an_image_matches_scoring(vl, target):
     full = types.ModelInput(chunks=[*prompt.chunks, types.EncodedTextChunk(tokens=seq.tokens)])
     scored = sampler.compute_logprobs(full).result()[-len(seq.tokens) :]
     np.testing.assert_allclose(seq.logprobs, scored, atol=target.logprob_tolerance)
-    with pytest.raises(tinker.RequestFailedError, match="not offered offline for prompts"):
-        sampler.sample(prompt, 1, params, topk_prompt_logprobs=2).result()
+    # Top-k prompt logprobs after the image: the greedy token tops the last row.
+    greedy = types.SamplingParams(max_tokens=1, temperature=0.0, stop=[])
+    first = sampler.sample(prompt, 1, greedy).result().sequences[0]
+    longer = types.ModelInput(chunks=[*prompt.chunks, types.EncodedTextChunk(tokens=first.tokens)])
+    topk = sampler.sample(longer, 1, greedy, topk_prompt_logprobs=3).result()
+    (token, logprob), *_ = topk.topk_prompt_logprobs[-1]
+    assert token == first.tokens[0]
+    assert logprob == pytest.approx(first.logprobs[0], abs=target.logprob_tolerance)
+    ending = types.ModelInput(chunks=list(prompt.chunks[:2]))  # <|vision_start|>, the image
+    with pytest.raises(tinker.RequestFailedError, match="the prompt ends with an image"):
+        sampler.sample(ending, 1, params).result()
 
 
 @pytest.mark.parametrize(

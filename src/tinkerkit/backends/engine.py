@@ -221,11 +221,14 @@ class Engine(Protocol):
         ``spec.vision``."""
         ...
 
-    def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
+    def next_token_logprobs(
+        self, tokens: Sequence[int], pictures: Sequence[Picture] = ()
+    ) -> Iterator[np.ndarray]:
         """The full next-token distribution after every prefix of ``tokens``, in one
         forward pass: row ``i`` (float32, (vocab,), temperature-1 log-softmax) is
         ``log p(. | tokens[: i + 1])``; yielded in chunks of rows ``(n, vocab)`` so a
-        large vocabulary never needs the whole (T, vocab) array at once."""
+        large vocabulary never needs the whole (T, vocab) array at once. ``pictures``
+        (wholly inside ``tokens``) only for a model with ``spec.vision``."""
         ...
 
     def state(self) -> EngineState:

@@ -117,14 +117,10 @@ class Sampler:
         if call.prompt_logprobs:
             values = prompt_logprobs(engine, tokens, call.prompt_logprobs_last_n, pictures)
             prompt_lp = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
-        if pictures and requests.wanted():
-            raise InvalidPromptError(
-                "top-k prompt logprobs, target prompt logprobs and alternative tokens are not "
-                "offered offline for prompts with images; ask for prompt_logprobs instead."
-            )
-        scores = prompt_scoring.score_prompt(
-            engine.decoder, tokens, requests, engine.next_token_logprobs
-        )
+        prefill = engine.next_token_logprobs
+        if pictures:  # the prefill scores prompt[:-1], which holds every image whole
+            prefill = partial(engine.next_token_logprobs, pictures=pictures)
+        scores = prompt_scoring.score_prompt(engine.decoder, tokens, requests, prefill)
 
         def respond(sequences: list[types.SampledSequence]) -> types.SampleResponse:
             if call.record_stability_info:
@@ -154,6 +150,11 @@ def prompt_tokens(prompt: types.ModelInput, engine: Engine) -> tuple[list[int], 
     """The prompt's tokens and images, refused when empty, too long for the model or out of
     vocabulary."""
     tokens, pictures = images.read(prompt, engine.spec.vision, "prompt")
+    if pictures and isinstance(prompt.chunks[-1], types.ImageChunk):
+        raise InvalidPromptError(
+            "the prompt ends with an image; end it with text (a chat's generation prompt), "
+            "after which the model answers."
+        )
     if not tokens:
         raise InvalidPromptError("prompt is empty; give the model at least one token.")
     spec = engine.spec
@@ -181,8 +182,7 @@ def prompt_logprobs(
     and for all but the last ``last_n``)."""
     out: list[float | None] = [None]
     if len(tokens) > 1:
-        inside = tuple(p for p in pictures if p.start + p.tokens <= len(tokens) - 1)
-        item = EngineInput(np.asarray(tokens[:-1]), np.asarray(tokens[1:]), inside)
+        item = EngineInput(np.asarray(tokens[:-1]), np.asarray(tokens[1:]), tuple(pictures))
         out.extend(float(x) for x in engine.forward([item], grad=False).logprobs[0])
     if last_n is not None:
         out[: len(out) - last_n] = [None] * (len(out) - last_n)

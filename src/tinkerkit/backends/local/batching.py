@@ -138,14 +138,16 @@ def prefix_logprobs(
     vocab: int,
     dev: torch.device,
     shape: Shape,
+    pictures: Sequence[Picture] = (),
 ) -> Iterator[np.ndarray]:
     """Full next-token log-softmax after every prefix of ``tokens``: one trunk pass, the
     unembedding in chunks that keep each (rows, vocab) block within ``MAX_LOGIT_BYTES``."""
     ids = torch.tensor([list(tokens)], dtype=torch.long, device=dev)
     rows = bucket_cap(dev, vocab)
+    images = {"pictures": [pictures]} if pictures else {}
     with torch.inference_mode():
         fit(len(tokens) * shape.trunk)
-        hidden = trunk(input_ids=ids, use_cache=False).last_hidden_state[0]
+        hidden = trunk(input_ids=ids, use_cache=False, **images).last_hidden_state[0]
         fit(min(rows, hidden.shape[0]) * shape.head)
         for start in range(0, hidden.shape[0], rows):
             logits = head(hidden[start : start + rows]).float()

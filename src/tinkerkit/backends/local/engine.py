@@ -163,8 +163,12 @@ class LocalEngine:
         SCHEDULER.generate(self.family, self.lm, self.device, self.shape, request)
         return request.future
 
-    def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
-        chunks = prefix_logprobs(self.trunk, self.head, tokens, self.vocab, self.device, self.shape)
+    def next_token_logprobs(
+        self, tokens: Sequence[int], pictures: Sequence[Picture] = ()
+    ) -> Iterator[np.ndarray]:
+        chunks = prefix_logprobs(
+            self.trunk, self.head, tokens, self.vocab, self.device, self.shape, pictures
+        )
         while True:  # each chunk on the compute thread, where the model's hooks are known
             chunk = SCHEDULER.call(lambda: next(chunks, None))
             if chunk is None:

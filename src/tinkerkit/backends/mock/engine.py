@@ -142,9 +142,11 @@ class MockEngine:
         self._folded = None
         return _MockForward(self, self._effective(), batch)
 
-    def next_token_logprobs(self, tokens: Sequence[int]) -> Iterator[np.ndarray]:
+    def next_token_logprobs(
+        self, tokens: Sequence[int], pictures: Sequence[Picture] = ()
+    ) -> Iterator[np.ndarray]:
         ids = np.asarray(tokens, dtype=np.int64)
-        yield from model.next_token_logprobs(self._effective(), ids)
+        yield from model.next_token_logprobs(self._effective(), ids, self.inserts(pictures))
 
     def optim_step(self, params: types.AdamParams | types.DimuonParams) -> dict[str, float]:
         self._folded = None

@@ -165,9 +165,11 @@ def forward(
     return logprobs, Activations(tokens, targets, ctx, u, h, cache)
 
 
-def next_token_logprobs(w: dict[str, np.ndarray], tokens: np.ndarray) -> Iterator[np.ndarray]:
+def next_token_logprobs(
+    w: dict[str, np.ndarray], tokens: np.ndarray, inserts: Sequence[tuple[int, np.ndarray]] = ()
+) -> Iterator[np.ndarray]:
     """float32 ``log p(. | tokens[: i + 1])`` for every i, in blocks of rows (rows, V)."""
-    _, _, h = _trunk(w, tokens[None, :])
+    _, _, h = _trunk(w, tokens[None, :], [inserts])
     yield from head.log_prob_blocks(w, h[0])
 
 
