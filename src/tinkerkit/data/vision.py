@@ -20,13 +20,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from tinker import types
 
 from tinkerkit.errors import ChatFormatError
 from tinkerkit.protocols import Tokenizer
-from tinkerkit.rules.images import Vision, image_to_chunk
+from tinkerkit.rules.images import REMOTE, Vision, image_file, image_to_chunk
 
 IMAGE_PAD = "<|image_pad|>"
 VISION_START = "<|vision_start|>"
@@ -246,15 +245,14 @@ def resolve_image_paths(record: Any, base: Path | None) -> tuple[str, str] | Non
 
 
 def _resolve(part: dict[str, Any], image: str, base: Path | None) -> str | None:
-    if image.startswith(("data:", "http://", "https://")):
-        return None
-    if image.startswith("file://"):
-        path = Path(unquote(urlparse(image).path))
-    elif "://" in image:
+    if "://" in image and not image.startswith((*REMOTE, "file://")):
         scheme = image.split("://")[0]
         return f"{scheme}:// is not an image source: give a path or a file://, data: or http(s) URL"
-    else:
-        path = Path(image).expanduser()
+    path = image_file(image)
+    if path is None:
+        return None
+    if not image.startswith("file://"):
+        path = path.expanduser()
         if not path.is_absolute():
             if base is None:
                 return (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tinkerkit.models import catalogue
@@ -93,17 +94,7 @@ class ModelNames:
         entry = self.entry(name)
         mapped = self.mapped(name)
         if mapped is not None and mapped.kind == "model":
-            config = json.loads((mapped.path / "config.json").read_text())
-            if "vision_config" not in config:
-                return None
-            found = mapped.path / "preprocessor_config.json"
-            processor = Processor.of(json.loads(found.read_text())) if found.is_file() else None
-            return Vision(
-                int(config["image_token_id"]),
-                int(config["vision_start_token_id"]),
-                int(config["vision_end_token_id"]),
-                processor or Processor(),
-            )
+            return folder_vision(json.loads((mapped.path / "config.json").read_text()), mapped.path)
         if name == TINY_VL:
             return tiny_vl_vision()
         if entry is None or not entry.vision:
@@ -116,6 +107,30 @@ class ModelNames:
     def family(self, name: str) -> str:
         entry = self.entry(name)
         return entry.tokenizer_family if entry is not None else f"mapped:{name}"
+
+
+def folder_vision(config: Mapping[str, Any], folder: Path | None) -> Vision | None:
+    """How an HF vision-language model reads images: the vision token ids of its
+    ``config`` and the processor of ``folder``'s ``preprocessor_config.json`` (Qwen's
+    when there is none); None for a model without a ``vision_config``.
+
+    Example:
+        >>> folder_vision({"vision_config": {}, "image_token_id": 262,
+        ...                "vision_start_token_id": 261, "vision_end_token_id": 263}, None)
+        Vision(image_token=262, start_token=261, end_token=263, processor=Processor(...))
+    """
+    if not config.get("vision_config") or "image_token_id" not in config:
+        return None
+    found = folder / "preprocessor_config.json" if folder is not None else None
+    processor = Processor()
+    if found is not None and found.is_file():
+        processor = Processor.of(json.loads(found.read_text()))
+    return Vision(
+        int(config["image_token_id"]),
+        int(config["vision_start_token_id"]),
+        int(config["vision_end_token_id"]),
+        processor,
+    )
 
 
 def _text_config(mapped: MappedModel) -> dict[str, Any]:

@@ -284,10 +284,8 @@ def tokenizer(source: Source, names: ModelNames | None = None) -> Any:
     """The tokenizer of ``source``: the byte tokenizer for tiny, the model's real one for
     a stand-in or a mapped folder, the folder's own otherwise."""
     names = names or ModelNames()
-    if _named(source, names):
+    if _named(source, names) or source.path is None:
         return names.tokenizer(source.name)
-    if source.path is None:
-        return byte_tok.vl_byte_tokenizer() if source.name == TINY_VL else byte_tok.byte_tokenizer()
     with _tokenizer_lock:
         tok = _tokenizers.get(source.path)
         if tok is None:

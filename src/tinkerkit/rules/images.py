@@ -24,7 +24,7 @@ import base64
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -125,9 +125,6 @@ class Picture:
     def tokens(self) -> int:
         return self.grid[0] * self.grid[1] // self.merge_size**2
 
-    def shifted(self, start: int) -> Picture:
-        return replace(self, start=start)
-
 
 def _pil() -> Any:
     try:
@@ -214,6 +211,25 @@ def _check_no_stray_pad(
         )
 
 
+REMOTE = ("data:", "http://", "https://")
+"""Image sources that are not a local file (``image_to_chunk`` reads them)."""
+
+
+def image_file(source: str) -> Path | None:
+    """The local file an image string names: a path, or a ``file://`` URL; None for a
+    ``data:`` or http(s) URL.
+
+    Example:
+        >>> image_file("file:///data/cat%201.png"), image_file("https://x/cat.png")
+        (PosixPath('/data/cat 1.png'), None)
+    """
+    if source.startswith(REMOTE):
+        return None
+    if source.startswith("file://"):
+        return Path(unquote(urlparse(source).path))
+    return Path(source)
+
+
 def image_to_chunk(image: Any, vision: Vision) -> types.ImageChunk:
     """An ``ImageChunk`` of ``image`` (PIL image, png/jpeg bytes, a path, a ``file://``,
     ``data:`` or http(s) URL) for a model
@@ -226,19 +242,18 @@ def image_to_chunk(image: Any, vision: Vision) -> types.ImageChunk:
         ('png', 64)
     """
     image_module = _pil()
-    if isinstance(image, str) and image.startswith("data:"):
+    if isinstance(image, str) and (path := image_file(image)) is not None:
+        data = path.read_bytes()
+    elif isinstance(image, str) and image.startswith("data:"):
         data = base64.b64decode(image.split(",", 1)[-1])
-    elif isinstance(image, str) and image.startswith(("http://", "https://")):
+    elif isinstance(image, str):  # http(s)
         import httpx
 
         data = httpx.get(image, follow_redirects=True, timeout=30).raise_for_status().content
-    elif isinstance(image, str) and image.startswith("file://"):
-        data = Path(unquote(urlparse(image).path)).read_bytes()
     elif isinstance(image, bytes | bytearray):
         data = bytes(image)
-    elif isinstance(image, str) or hasattr(image, "__fspath__"):
-        with open(image, "rb") as handle:
-            data = handle.read()
+    elif hasattr(image, "__fspath__"):
+        data = Path(image).read_bytes()
     elif isinstance(image, image_module.Image):
         rgb = image.convert("RGB") if image.mode in ("RGBA", "LA", "P") else image
         buffer = io.BytesIO()

@@ -14,11 +14,12 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 from pydantic import BaseModel
 from tinker import types
+
+from tinkerkit.rules.images import image_file
 
 
 def datum_bytes(datum: types.Datum) -> bytes:
@@ -61,13 +62,8 @@ def _local_image(part: dict[str, Any]) -> Path | None:
     image = part.get("image")
     if part.get("type") != "image" or not isinstance(image, str):
         return None
-    if image.startswith("file://"):
-        path = Path(unquote(urlparse(image).path))
-    elif image.startswith("data:") or "://" in image:
-        return None
-    else:
-        path = Path(image)
-    return path if path.is_file() else None
+    path = image_file(image)
+    return path if path is not None and path.is_file() else None
 
 
 def _record_bytes(record: Any) -> bytes:

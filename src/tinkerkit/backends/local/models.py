@@ -9,6 +9,7 @@ name's weights come from (mapped and local HF folders, the HF cache) is
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -19,9 +20,8 @@ from transformers import (
     PreTrainedModel,
 )
 
-from tinkerkit.models import tokenizer as byte_tok
 from tinkerkit.models.registry import ModelSpec
-from tinkerkit.models.stand_ins import ModelNames
+from tinkerkit.models.stand_ins import ModelNames, folder_vision
 from tinkerkit.models.tiny_hf import (
     STAND_IN_POSITIONS,
     TINY_ARCH,
@@ -39,7 +39,6 @@ from tinkerkit.models.tiny_hf import (
     tiny_config,
     tokenizer,
 )
-from tinkerkit.rules.images import Vision
 
 __all__ = [
     "STAND_IN_POSITIONS",
@@ -97,23 +96,14 @@ def spec_for(source: Source, config: Any, names: ModelNames | None = None) -> Mo
             vision=names.vision(source.name),
         )
     max_len = getattr(text, "max_position_embeddings", None) or 2048
+    folder = Path(source.path) if source.path else None
     return ModelSpec(
         name=source.name,
         arch=str(getattr(config, "model_type", "unknown")),
         vocab_size=int(text.vocab_size),
         max_context_length=int(max_len),
-        vision=names.vision(source.name) if names.mapped(source.name) else _folder_vision(config),
-    )
-
-
-def _folder_vision(config: Any) -> Vision | None:
-    """The ``Vision`` of a local VL model folder's config (Qwen's default processor)."""
-    if getattr(config, "vision_config", None) is None or not hasattr(config, "image_token_id"):
-        return None
-    return Vision(
-        int(config.image_token_id),
-        int(config.vision_start_token_id),
-        int(config.vision_end_token_id),
+        # a folder's own processor; a cached hub id (not a folder) gets Qwen's
+        vision=folder_vision(config.to_dict(), folder if folder and folder.is_dir() else None),
     )
 
 
@@ -164,10 +154,8 @@ def tokenizer_id(source: Source, names: ModelNames | None = None) -> str:
 def stop_tokens(source: Source, names: ModelNames | None = None) -> list[int]:
     """End-of-generation token ids: the tokenizer's EOS and the generation config's."""
     names = names or ModelNames()
-    if _named(source, names):
+    if _named(source, names) or source.path is None:
         return names.stop_tokens(source.name)
-    if source.path is None:
-        return byte_tok.stop_token_ids()
     ids: list[int] = []
     eos = tokenizer(source, names).eos_token_id
     if eos is not None:
